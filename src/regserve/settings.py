@@ -1,0 +1,57 @@
+"""One Settings object, read once from the environment (prefix ``REGSERVE_``) and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every knob of a regserve process. Each field is also ``REGSERVE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="REGSERVE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(8080, description="Port the gateway listens on.")
+    data_dir: Path = Field(
+        Path(".regserve"), description="Where state, artifacts, sockets and logs live."
+    )
+    registry_uri: str | None = Field(
+        None,
+        description="An existing MLflow tracking/registry URI; unset hosts MLflow's server here.",
+    )
+    store_uri: str | None = Field(
+        None, description="regserve's own state database; default SQLite in the data dir."
+    )
+    env_manager: Literal["local", "virtualenv"] = Field(
+        "local", description="How each version's Python environment is made."
+    )
+    backend: Literal["local", "ray"] = Field("local", description="Where workers run.")
+    admin_token: str | None = Field(
+        None, description="The admin token; when unset one is made and kept in the data dir."
+    )
+    poll_interval: float = Field(3.0, description="Seconds between registry sync passes.")
+    max_payload_bytes: int = Field(
+        16 * 1024 * 1024, description="Largest scoring request body accepted (413 above)."
+    )
+    request_timeout: float = Field(60.0, description="Seconds a scoring request may take (504).")
+    worker_start_timeout: float = Field(
+        300.0, description="Seconds a worker may take to load its model before it counts as failed."
+    )
+    max_restarts: int = Field(
+        4, description="Consecutive crashes before a version is marked FAILED."
+    )
+    restart_backoff_base: float = Field(1.0, description="First restart delay; doubles each time.")
+    restart_backoff_max: float = Field(30.0, description="Longest delay between restarts.")
+    log_max_bytes: int = Field(
+        5 * 1024 * 1024, description="Size at which a version's log file is rotated."
+    )
+    demo: bool = Field(False, description="Register and serve the iris demo model on first start.")
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()

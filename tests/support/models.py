@@ -1,0 +1,51 @@
+"""Tiny real models for tests, trained on scikit-learn's bundled iris data (no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import infer_signature
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def iris_frame() -> tuple[pd.DataFrame, Any]:
+    data = load_iris()
+    frame = pd.DataFrame(data.data, columns=IRIS_COLUMNS)
+    return frame, data.target
+
+
+def train_iris(c: float = 1.0) -> tuple[LogisticRegression, pd.DataFrame]:
+    frame, target = iris_frame()
+    model = LogisticRegression(max_iter=300, C=c).fit(frame, target)
+    return model, frame
+
+
+def save_iris_model(path: Path, c: float = 1.0) -> Path:
+    """Save a signed iris LogisticRegression with an input example, as MLflow logs by default."""
+    model, frame = train_iris(c)
+    example = frame.head(3)
+    signature = infer_signature(example, model.predict(example))
+    mlflow.sklearn.save_model(model, str(path), signature=signature, input_example=example)
+    return path
+
+
+def log_iris_version(name: str, c: float = 1.0) -> str:
+    """Log and register one iris version against the current tracking URI; returns its version."""
+    model, frame = train_iris(c)
+    example = frame.head(3)
+    signature = infer_signature(example, model.predict(example))
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
