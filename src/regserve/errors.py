@@ -67,5 +67,5 @@ class UnavailableError(RegServeError):
         self.retry_after = retry_after
 
 
-class TimeoutError_(RegServeError):  # noqa: N801 - avoid shadowing the builtin
+class TimeoutError_(RegServeError):
     error_code = "DEADLINE_EXCEEDED"

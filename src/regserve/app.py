@@ -1,0 +1,150 @@
+"""Wires settings, store, registry, backend, controller and gateway; runs them under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvicorn
+
+from regserve.auth import ensure_admin_token
+from regserve.backends.base import VersionEvent
+from regserve.backends.local import LocalBackend
+from regserve.controller import Controller
+from regserve.errors import RegServeError
+from regserve.gateway import Gateway, Services
+from regserve.gateway.auth import Authenticator
+from regserve.metrics import TrafficRecorder
+from regserve.nodes import default_node_types
+from regserve.router import Router
+from regserve.settings import Settings
+from regserve.store import StateStore
+
+__all__ = ["RegServe", "serve"]
+
+_log = logging.getLogger("regserve")
+_METRICS_FLUSH_SECONDS = 15.0
+DEMO_MODEL = "iris-classifier"
+
+
+class RegServe:
+    """One regserve process: everything but the HTTP server that runs the gateway."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = settings.resolved_data_dir()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_token, self.token_created = ensure_admin_token(settings.admin_token, data_dir)
+        self.store = StateStore(settings.store_uri or f"sqlite:///{data_dir / 'state.db'}")
+        registry_app, reader = _registry(settings)
+        self.router = Router()
+        self.recorder = TrafficRecorder()
+        self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
+        self.backend = LocalBackend(settings, self._events.put_nowait)
+        self.controller = Controller(
+            settings, self.store, reader, self.backend, self.router, self._events,
+            default_node_types(),
+        )  # fmt: skip
+        services = Services(
+            settings, self.store, self.controller, self.router, self.backend, self.recorder,
+            Authenticator(self.admin_token),
+        )  # fmt: skip
+        self.gateway = Gateway(services, registry_app)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def startup(self) -> None:
+        await asyncio.to_thread(self.store.migrate)
+        await self.backend.start()
+        self._spawn(self.controller.run(), "controller")
+        self._spawn(self._flush_metrics(), "metrics flush")
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.controller.shutdown()
+        await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
+        self.store.close()
+
+    async def install_demo(self, base_url: str) -> None:
+        """Register the demo model through the running server (first start) and serve it."""
+        from regserve.registry.demo import ensure_demo_model
+
+        await asyncio.to_thread(ensure_demo_model, base_url, self.admin_token)
+        endpoint = await asyncio.to_thread(self.store.get_endpoint, DEMO_MODEL)
+        if endpoint is None:
+            await self.controller.enable(DEMO_MODEL)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            await coro
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(_METRICS_FLUSH_SECONDS)
+            await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
+
+
+def _registry(settings: Settings) -> tuple[Any, Any]:
+    """MLflow's hosted server app (or None) and a reader on the registry."""
+    if settings.registry_uri:
+        from regserve.registry.reader import RegistryReader
+
+        return None, RegistryReader(settings.registry_uri)
+    from regserve.registry.hosted import create_hosted_registry
+
+    hosted = create_hosted_registry(settings.resolved_data_dir())
+    return hosted.app, hosted.reader
+
+
+async def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    """Run regserve until SIGINT or SIGTERM."""
+    app = RegServe(settings)
+    base_url = f"http://{settings.host}:{settings.port}"
+    await app.startup()
+    config = uvicorn.Config(
+        app.gateway, host=settings.host, port=settings.port, lifespan="off",
+        log_level="warning", access_log=False, timeout_graceful_shutdown=15,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
+    try:
+        while not server.started:
+            if serving.done():
+                await serving  # raises the bind error
+                return
+            await asyncio.sleep(0.05)
+        _announce(app, settings, base_url, announce)
+        if settings.demo:
+            try:
+                await app.install_demo(base_url)
+                announce(f"Demo model '{DEMO_MODEL}' registered and served.")
+            except RegServeError as exc:
+                announce(f"Could not install the demo model: {exc.message}")
+        await serving
+    finally:
+        await app.shutdown()
+
+
+def _announce(
+    app: RegServe, settings: Settings, base_url: str, announce: Callable[[str], None]
+) -> None:
+    announce(f"regserve is listening on {base_url}")
+    if app.token_created:
+        announce(
+            f"Admin token (shown once; kept in {settings.resolved_data_dir() / 'admin-token'}):"
+        )
+        announce(f"  {app.admin_token}")
+    elif not settings.admin_token:
+        announce(f"Admin token: see {settings.resolved_data_dir() / 'admin-token'}")
+    if not settings.registry_uri:
+        announce(f"MLflow registry: MLFLOW_TRACKING_URI={base_url} MLFLOW_TRACKING_TOKEN=<token>")
+    sys.stdout.flush()

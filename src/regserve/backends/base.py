@@ -1,0 +1,75 @@
+"""The contract between the controller and a backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from regserve.router import Target
+from regserve.store import ClusterConfig
+
+__all__ = ["Backend", "VersionEvent", "VersionListener", "VersionSpec"]
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """One model version to run: where its downloaded model lives."""
+
+    model_name: str
+    version: str
+    model_path: Path
+    python: str | None = None
+    """The interpreter to run the worker with; None means regserve's own (env-manager local)."""
+
+
+@dataclass(frozen=True)
+class VersionEvent:
+    """A change a backend reports about a deployed version.
+
+    ``state`` is a VERSION_STATE_*; ``event_type`` and ``message`` go to the event history
+    (``event_type`` may be empty when only the state changed).
+    """
+
+    model_name: str
+    version: str
+    state: str
+    state_message: str
+    event_type: str = ""
+    message: str = ""
+    worker_pid: int | None = None
+
+
+VersionListener = Callable[[VersionEvent], None]
+
+
+class Backend(Protocol):
+    """Runs the versions of served models. All methods are called from the event loop."""
+
+    async def start(self) -> None:
+        """Prepare the backend (clean up what a previous process left)."""
+
+    async def close(self) -> None:
+        """Stop every worker."""
+
+    async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
+        """Create the model's serving cluster (kept while serving is enabled)."""
+
+    async def stop_cluster(self, model_name: str) -> None:
+        """Stop every version of the model and release the cluster."""
+
+    async def deploy(self, spec: VersionSpec) -> None:
+        """Start serving a version; progress is reported to the listener."""
+
+    async def undeploy(self, model_name: str, version: str) -> None:
+        """Stop a version after its in-flight requests finish."""
+
+    def target(self, model_name: str, version: str) -> Target | None:
+        """How to reach a READY version, or None."""
+
+    def deployed(self, model_name: str) -> set[str]:
+        """Versions of the model that are deployed (in any state)."""
+
+    def read_logs(self, model_name: str, version: str) -> str:
+        """The newest lines of the version's log (blocking; call it from a thread)."""

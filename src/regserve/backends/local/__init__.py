@@ -1,0 +1,7 @@
+"""The local backend: one worker subprocess per served version on this machine."""
+
+from __future__ import annotations
+
+from regserve.backends.local.supervisor import LocalBackend
+
+__all__ = ["LocalBackend"]

@@ -1,0 +1,110 @@
+"""WorkerClient: the gateway's multiplexed connection to one worker's Unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+from regserve.errors import TimeoutError_, UnavailableError
+from regserve.worker import wire
+
+__all__ = ["WorkerClient"]
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, on_lost: Any) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self._reader = wire.FrameReader()
+        self._on_lost = on_lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        for frame in self._reader.feed(data):
+            future = self.pending.pop(frame.request_id, None)
+            if future is not None and not future.done():
+                future.set_result((frame.kind, frame.payload))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("worker connection lost"))
+        self.pending.clear()
+        self._on_lost(self)
+
+
+class WorkerClient:
+    """Sends framed requests to a worker; many in flight on one kept-open connection."""
+
+    def __init__(self, socket_path: str, label: str) -> None:
+        self.socket_path = socket_path
+        self.label = label
+        self._conn: _Connection | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._ids = itertools.count(1)
+
+    async def _connection(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            return conn
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._conn is not None and self._conn.transport is not None:
+                if not self._conn.transport.is_closing():
+                    return self._conn
+            loop = asyncio.get_running_loop()
+            try:
+                _, protocol = await loop.create_unix_connection(
+                    lambda: _Connection(self._lost), self.socket_path
+                )
+            except OSError as exc:
+                raise UnavailableError(f"{self.label} is not reachable ({exc}); retry shortly.")
+            self._conn = protocol
+            return protocol
+
+    def _lost(self, conn: _Connection) -> None:
+        if self._conn is conn:
+            self._conn = None
+
+    async def _exchange(self, frame_kind: int, build: Any, timeout: float) -> tuple[int, bytes]:
+        conn = await self._connection()
+        request_id = next(self._ids)
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        conn.pending[request_id] = future
+        assert conn.transport is not None
+        conn.transport.write(build(request_id))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            conn.pending.pop(request_id, None)
+            raise TimeoutError_(
+                f"{self.label} did not answer within {timeout:g} s (the request timeout)."
+            ) from None
+        except ConnectionError:
+            raise UnavailableError(
+                f"{self.label} stopped while answering; it is being restarted. Retry shortly."
+            ) from None
+
+    async def request(self, content_type: str | None, body: bytes, timeout: float) -> wire.Response:
+        kind, payload = await self._exchange(
+            wire.REQUEST, lambda rid: wire.encode_request(rid, content_type, body), timeout
+        )
+        return wire.decode_response(payload)
+
+    async def ping(self, timeout: float = 2.0) -> dict[str, Any]:
+        _, payload = await self._exchange(
+            wire.PING, lambda rid: wire.encode_frame(rid, wire.PING, b""), timeout
+        )
+        info: dict[str, Any] = json.loads(payload)
+        return info
+
+    def close(self) -> None:
+        if self._conn is not None and self._conn.transport is not None:
+            self._conn.transport.close()
+        self._conn = None

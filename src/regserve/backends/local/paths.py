@@ -1,0 +1,37 @@
+"""Where a local worker's socket, pid file and log live."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+__all__ = ["WorkerPaths"]
+
+# sun_path holds 108 bytes on Linux; keep a margin.
+_MAX_SOCKET_PATH = 100
+
+
+@dataclass(frozen=True)
+class WorkerPaths:
+    socket: Path
+    pidfile: Path
+    log: Path
+
+    @classmethod
+    def for_version(cls, data_dir: Path, model_name: str, version: str) -> WorkerPaths:
+        digest = hashlib.sha1(f"{model_name}\0{version}".encode()).hexdigest()[:12]
+        run_dir = run_dir_for(data_dir)
+        log = data_dir / "logs" / quote(model_name, safe="") / f"{version}.log"
+        return cls(run_dir / f"{digest}.sock", run_dir / f"{digest}.pid", log)
+
+
+def run_dir_for(data_dir: Path) -> Path:
+    """The directory of sockets and pid files; a short one under /tmp when the data dir is deep."""
+    run_dir = data_dir / "run"
+    if len(str(run_dir)) + 18 > _MAX_SOCKET_PATH:
+        digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:10]
+        run_dir = Path(tempfile.gettempdir()) / f"regserve-{digest}"
+    return run_dir

@@ -1,0 +1,1 @@
+"""The ``regserve`` command."""

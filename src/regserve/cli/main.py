@@ -1,0 +1,69 @@
+"""``regserve``: the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from regserve.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Serve every active version of your MLflow registry's models.", no_args_is_help=True
+)
+
+
+@app.callback()
+def _root() -> None:
+    """regserve: MLflow registry model serving."""
+
+
+@app.command()
+def up(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on.")] = None,  # noqa: UP045
+    port: Annotated[Optional[int], typer.Option(help="Port to listen on.")] = None,  # noqa: UP045
+    data_dir: Annotated[Optional[Path], typer.Option(help="State, artifacts, logs.")] = None,  # noqa: UP045
+    registry_uri: Annotated[Optional[str], typer.Option(help="Use this MLflow registry.")] = None,  # noqa: UP045
+    store_uri: Annotated[Optional[str], typer.Option(help="regserve's state database.")] = None,  # noqa: UP045
+    env_manager: Annotated[Optional[str], typer.Option(help="local or virtualenv.")] = None,  # noqa: UP045
+    backend: Annotated[Optional[str], typer.Option(help="local or ray.")] = None,  # noqa: UP045
+    demo: Annotated[bool, typer.Option("--demo", help="Register and serve the iris demo.")] = False,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+) -> None:
+    """Start regserve: the gateway, the controller and (by default) the MLflow registry."""
+    overrides: dict[str, Any] = {
+        "host": host, "port": port, "data_dir": data_dir, "registry_uri": registry_uri,
+        "store_uri": store_uri, "env_manager": env_manager, "backend": backend,
+    }  # fmt: skip
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if demo:
+        values["demo"] = True
+    settings = Settings(**values)
+    if settings.backend != "local":
+        raise typer.BadParameter(
+            "only --backend local is available in this release", param_hint="--backend"
+        )
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from regserve.app import serve
+
+    _run(serve(settings, announce=typer.echo))
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:
+        asyncio.run(coro)
+
+
+def main() -> None:
+    app()

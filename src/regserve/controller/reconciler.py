@@ -1,0 +1,319 @@
+"""Controller: the reconcile loop.
+
+registry (polled; an enable call or a webhook triggers an immediate pass) -> desired state
+(enabled models x their non-archived READY versions) -> diff with what the backend runs ->
+deploy / undeploy -> routing table swapped -> states and events persisted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from regserve.backends.base import Backend, VersionEvent, VersionSpec
+from regserve.controller import states as st
+from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
+from regserve.registry.models import ModelSnapshot
+from regserve.router import ModelRoutes, Router, ServedVersion
+from regserve.settings import Settings
+from regserve.store import ClusterConfig, StateStore
+
+__all__ = ["Controller", "RegistryReaderLike"]
+
+_log = logging.getLogger("regserve.controller")
+
+
+class RegistryReaderLike(Protocol):
+    def snapshot(self, name: str) -> ModelSnapshot | None: ...
+
+    def download(self, name: str, version: str, dest: Path) -> Path: ...
+
+
+@dataclass
+class _Served:
+    """What the controller knows about one enabled model between passes."""
+
+    config: ClusterConfig
+    snapshot: ModelSnapshot | None = None
+    versions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    downloads: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    registry_down: bool = False
+
+
+class Controller:
+    """Keeps the backend, the routing table and the store in step with the registry."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        reader: RegistryReaderLike,
+        backend: Backend,
+        router: Router,
+        events: asyncio.Queue[VersionEvent],
+        node_types: dict[str, dict[str, object]],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._reader = reader
+        self._backend = backend
+        self._router = router
+        self._events = events
+        self.node_types = node_types
+        self._served: dict[str, _Served] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._wake = asyncio.Event()
+        self._models_dir = settings.resolved_data_dir() / "models"
+
+    @property
+    def default_node_type(self) -> str:
+        return next(iter(self.node_types))
+
+    # -- the loops ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Reconcile every poll interval, or at once when triggered; forever."""
+        events = asyncio.create_task(self._consume_events(), name="version events")
+        try:
+            while True:
+                try:
+                    await self.reconcile_all()
+                except Exception:  # the loop must survive anything a pass raises
+                    _log.exception("reconcile pass failed")
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
+                self._wake.clear()
+        finally:
+            events.cancel()
+
+    def trigger(self) -> None:
+        """Ask for an immediate pass (an enable call, a webhook)."""
+        self._wake.set()
+
+    async def reconcile_all(self) -> None:
+        enabled = {e.model_name for e in await asyncio.to_thread(self._store.list_endpoints)}
+        names = sorted(enabled | set(self._served))
+        await asyncio.gather(*(self.reconcile(name) for name in names))
+
+    async def shutdown(self) -> None:
+        for served in self._served.values():
+            for task in served.downloads.values():
+                task.cancel()
+        await self._backend.close()
+
+    # -- the control API ---------------------------------------------------------------------
+
+    async def enable(self, name: str) -> None:
+        snapshot = await asyncio.to_thread(self._reader.snapshot, name)
+        if snapshot is None:
+            raise NotFoundError(f"Registered model '{name}' does not exist in the registry.")
+        default = ClusterConfig(self.default_node_type)
+        if await asyncio.to_thread(self._store.enable, name, default):
+            await self._event(name, "SERVING_ENABLED", f"Serving enabled for model '{name}'.")
+        self.trigger()
+
+    async def disable(self, name: str) -> None:
+        if not await asyncio.to_thread(self._store.disable, name):
+            raise InvalidParameterError(f"Serving is not enabled for model '{name}'.")
+        await self._event(name, "SERVING_DISABLED", f"Serving disabled for model '{name}'.")
+        await self.reconcile(name)
+
+    async def update_config(self, name: str, config: ClusterConfig) -> None:
+        if config.node_type_id not in self.node_types:
+            offered = ", ".join(self.node_types)
+            raise InvalidParameterError(
+                f"Unknown node_type_id '{config.node_type_id}'. Offered: {offered} "
+                "(GET /api/2.0/clusters/list-node-types)."
+            )
+        endpoint = await asyncio.to_thread(self._store.get_endpoint, name)
+        if endpoint is None or not endpoint.enabled:
+            raise InvalidParameterError(f"Serving is not enabled for model '{name}'.")
+        await asyncio.to_thread(self._store.set_desired_config, name, config)
+        await self._event(
+            name, "CLUSTER_CONFIG_UPDATED", f"Cluster config updated: {_describe(config)}."
+        )
+        await self.reconcile(name)
+
+    # -- one model ---------------------------------------------------------------------------
+
+    async def reconcile(self, name: str) -> None:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            endpoint = await asyncio.to_thread(self._store.get_endpoint, name)
+            if endpoint is None or not endpoint.enabled:
+                await self._teardown(name)
+                return
+            served = self._served.get(name)
+            if served is None:
+                served = await self._start_cluster(name, endpoint.desired_config)
+            elif served.config != endpoint.desired_config:
+                await self._apply_config(name, served, endpoint.desired_config)
+            if await self._refresh_snapshot(name, served):
+                await self._converge(name, served)
+            await self._publish(name, served)
+
+    async def _start_cluster(self, name: str, config: ClusterConfig) -> _Served:
+        await self._event(
+            name, "CLUSTER_STARTING", f"Starting serving cluster ({_describe(config)})."
+        )
+        await self._backend.start_cluster(name, config)
+        served = self._served[name] = _Served(config=config)
+        await asyncio.to_thread(self._store.set_actual_config, name, config)
+        await self._event(name, "CLUSTER_STARTED", "Serving cluster is up.")
+        return served
+
+    async def _apply_config(self, name: str, served: _Served, config: ClusterConfig) -> None:
+        await self._backend.start_cluster(name, config)
+        served.config = config
+        await asyncio.to_thread(self._store.set_actual_config, name, config)
+        await self._event(
+            name, "CLUSTER_CONFIG_APPLIED", f"Cluster now runs with {_describe(config)}."
+        )
+
+    async def _teardown(self, name: str) -> None:
+        served = self._served.pop(name, None)
+        if served is None:
+            return
+        self._router.withdraw(name)
+        for task in served.downloads.values():
+            task.cancel()
+        await self._backend.stop_cluster(name)
+        await self._event(name, "CLUSTER_TERMINATED", "Serving cluster terminated.")
+
+    async def _refresh_snapshot(self, name: str, served: _Served) -> bool:
+        """Read the registry; False (keep serving what runs) when it cannot be reached."""
+        try:
+            snapshot = await asyncio.to_thread(self._reader.snapshot, name)
+        except RegServeError as exc:
+            if not served.registry_down:
+                served.registry_down = True
+                message = f"The registry cannot be reached ({exc.message}); serving what runs."
+                await self._event(name, "REGISTRY_UNAVAILABLE", message)
+            return False
+        if served.registry_down:
+            served.registry_down = False
+            await self._event(name, "REGISTRY_RECOVERED", "The registry is reachable again.")
+        served.snapshot = snapshot
+        return True
+
+    async def _converge(self, name: str, served: _Served) -> None:
+        desired = _active_versions(served.snapshot)
+        running = self._backend.deployed(name) | set(served.downloads) | set(served.versions)
+        for version in sorted(running - desired, key=int):
+            await self._remove(name, served, version)
+        for version in sorted(desired - running, key=int):
+            self._begin_deploy(name, served, version)
+
+    def _begin_deploy(self, name: str, served: _Served, version: str) -> None:
+        served.versions[version] = (st.VERSION_PENDING, "Downloading the model's artifacts.")
+        served.downloads[version] = asyncio.create_task(
+            self._deploy(name, served, version), name=f"deploy {name} v{version}"
+        )
+
+    async def _deploy(self, name: str, served: _Served, version: str) -> None:
+        await self._set_version(name, served, version, *served.versions[version])
+        await self._event(name, "VERSION_DEPLOYING", f"Deploying version {version}.", version)
+        dest = self._models_dir / quote(name, safe="") / version
+        try:
+            path = await asyncio.to_thread(self._reader.download, name, version, dest)
+        except Exception as exc:  # any download failure fails this version only
+            message = f"Could not download the model's artifacts: {exc}"
+            await self._set_version(name, served, version, st.VERSION_FAILED, message)
+            await self._event(name, "VERSION_FAILED", message, version)
+            return
+        finally:
+            served.downloads.pop(version, None)
+        if self._served.get(name) is not served or version not in served.versions:
+            return  # disabled or archived while downloading
+        await self._backend.deploy(VersionSpec(name, version, path))
+
+    async def _remove(self, name: str, served: _Served, version: str) -> None:
+        served.versions.pop(version, None)
+        task = served.downloads.pop(version, None)
+        if task is not None:
+            task.cancel()
+        await self._publish(name, served)  # stop routing to it before stopping it
+        await self._backend.undeploy(name, version)
+        await asyncio.to_thread(self._store.delete_version, name, version)
+        reason = _removal_reason(served.snapshot, version)
+        await self._event(name, "VERSION_REMOVED", f"Version {version} removed: {reason}.", version)
+
+    # -- version events from the backend -----------------------------------------------------
+
+    async def _consume_events(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._handle_event(event)
+            except Exception:
+                _log.exception("could not record %s", event)
+
+    async def _handle_event(self, event: VersionEvent) -> None:
+        served = self._served.get(event.model_name)
+        if served is None or event.version not in served.versions:
+            return  # a late event of a version that is gone
+        await self._set_version(
+            event.model_name, served, event.version, event.state, event.state_message,
+            worker_pid=event.worker_pid,
+        )  # fmt: skip
+        if event.event_type:
+            await self._event(event.model_name, event.event_type, event.message, event.version)
+        await self._publish(event.model_name, served)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _set_version(
+        self, name: str, served: _Served, version: str, state: str, message: str,
+        worker_pid: int | None = None,
+    ) -> None:  # fmt: skip
+        served.versions[version] = (state, message)
+        await asyncio.to_thread(
+            self._store.put_version, name, version, state, message, worker_pid=worker_pid
+        )
+
+    async def _publish(self, name: str, served: _Served) -> None:
+        snapshot = served.snapshot
+        stages = {v.version: v.stage for v in snapshot.versions} if snapshot else {}
+        versions = {
+            v: ServedVersion(
+                v, stages.get(v, "None"), state, message, self._backend.target(name, v)
+            )
+            for v, (state, message) in served.versions.items()
+        }
+        aliases = dict(snapshot.aliases) if snapshot else {}
+        self._router.publish(ModelRoutes(name, versions, aliases))
+        state, message = st.endpoint_state(served.versions)
+        if snapshot is None and not served.registry_down:
+            message = f"Registered model '{name}' does not exist in the registry. " + message
+        await asyncio.to_thread(self._store.set_endpoint_state, name, state, message)
+
+    async def _event(
+        self, name: str, event_type: str, message: str, version: str | None = None
+    ) -> None:
+        _log.info("%s %s%s: %s", name, event_type, f" v{version}" if version else "", message)
+        await asyncio.to_thread(self._store.add_event, name, event_type, message, version)
+
+
+def _active_versions(snapshot: ModelSnapshot | None) -> set[str]:
+    if snapshot is None:
+        return set()
+    return {v.version for v in snapshot.versions if v.stage != "Archived" and v.status == "READY"}
+
+
+def _removal_reason(snapshot: ModelSnapshot | None, version: str) -> str:
+    if snapshot is None:
+        return "the registered model was deleted"
+    for v in snapshot.versions:
+        if v.version == version:
+            return "it was archived" if v.stage == "Archived" else f"its status is {v.status}"
+    return "it was deleted from the registry"
+
+
+def _describe(config: ClusterConfig) -> str:
+    tags = ", ".join(f"{k}={v}" for k, v in config.tags)
+    return f"node type {config.node_type_id}" + (f", tags {tags}" if tags else "")

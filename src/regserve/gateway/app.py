@@ -1,0 +1,138 @@
+"""Gateway: the one ASGI app on the one port.
+
+Every request is authenticated here (``/health`` excepted). Scoring URLs go straight to the
+bare :class:`ScoringHandler`; everything else goes to a FastAPI app holding the control API,
+``/health`` and ``/metrics``, with MLflow's own tracking and registry server mounted beneath
+it for every path regserve does not route itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from regserve import __version__
+from regserve.backends.base import Backend
+from regserve.controller import Controller
+from regserve.errors import RegServeError
+from regserve.gateway.auth import Authenticator
+from regserve.gateway.control import build_control_router
+from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
+from regserve.metrics import TrafficRecorder
+from regserve.router import Router
+from regserve.settings import Settings
+from regserve.store import StateStore
+
+__all__ = ["Gateway", "Services"]
+
+_OPEN_PATHS = frozenset({"/health"})
+
+
+@dataclass
+class Services:
+    """What the gateway's routes reach: handed in by ``regserve.app``."""
+
+    settings: Settings
+    store: StateStore
+    controller: Controller
+    router: Router
+    backend: Backend
+    recorder: TrafficRecorder
+    authenticator: Authenticator
+
+
+class Gateway:
+    """The ASGI entry point: authentication, then scoring or the rest."""
+
+    def __init__(self, services: Services, registry_app: ASGIApp | None) -> None:
+        self.services = services
+        self._auth = services.authenticator
+        self._scoring = ScoringHandler(services.settings, services.router, services.recorder)
+        self.api = _build_api(services, registry_app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path not in _OPEN_PATHS:
+            try:
+                self._auth.authenticate(_header(scope, b"authorization"))
+            except RegServeError as error:
+                await _send_error(send, error)
+                return
+        target = parse_scoring_path(path)
+        if target is not None:
+            await self._scoring(scope, receive, send, *target)
+            return
+        await self.api(scope, receive, send)
+
+
+def _build_api(services: Services, registry_app: ASGIApp | None) -> FastAPI:
+    api = FastAPI(
+        title="regserve",
+        version=__version__,
+        description="Serving API of regserve (Databricks classic serving shapes).",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.state.services = services
+    api.include_router(build_control_router())
+
+    @api.get("/health", summary="Liveness (no authentication)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(services.recorder.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @api.exception_handler(RegServeError)
+    async def on_error(_: Request, error: RegServeError) -> Response:
+        headers = {k.decode(): v.decode() for k, v in error_headers(error)}
+        return Response(
+            error_body(error.error_code, error.message), status_for(error), headers=headers
+        )
+
+    @api.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse(_validation_error(error), status_code=400)
+
+    if registry_app is not None:
+        api.mount("/", registry_app)
+    return api
+
+
+def _validation_error(error: RequestValidationError) -> dict[str, str]:
+    problems = list(error.errors())
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return {"error_code": "BAD_REQUEST", "message": "The request body is not valid JSON."}
+    parts = []
+    for problem in problems:
+        where = ".".join(str(x) for x in problem.get("loc", ()) if x not in ("body", "query"))
+        parts.append(f"{where or 'body'}: {problem.get('msg', 'invalid')}")
+    return {"error_code": "INVALID_PARAMETER_VALUE", "message": "; ".join(parts)}
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def _send_error(send: Send, error: RegServeError) -> None:
+    body = error_body(error.error_code, error.message)
+    headers: list[Any] = [*error_headers(error), (b"content-length", str(len(body)).encode())]
+    if error.error_code == "UNAUTHENTICATED":
+        headers.append((b"www-authenticate", b'Bearer realm="regserve"'))
+    await send({"type": "http.response.start", "status": status_for(error), "headers": headers})
+    await send({"type": "http.response.body", "body": body})

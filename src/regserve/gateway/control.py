@@ -1,0 +1,232 @@
+"""The control API, in the shapes of Databricks' classic serving API.
+
+Routes only translate: they read parameters, call the controller or the store, and shape
+the answer. Errors are raised as core errors and rendered by the gateway's one handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
+from regserve.store import ClusterConfig
+
+__all__ = ["build_control_router"]
+
+PREFIX = "/api/2.0/preview/mlflow/endpoints"
+_STAGE_REFS = ("Staging", "Production", "latest")
+
+
+class ModelRequest(BaseModel):
+    registered_model_name: str = Field(..., min_length=1, description="The registered model.")
+
+
+class VersionRequest(ModelRequest):
+    endpoint_version_name: str = Field(..., min_length=1, description="The version, e.g. '1'.")
+
+
+class Tag(BaseModel):
+    key: str = Field(..., min_length=1)
+    value: str = ""
+
+
+class DesiredClusterConfig(BaseModel):
+    node_type_id: str = Field(..., min_length=1)
+    tags: list[Tag] = Field(default_factory=list)
+
+
+class UpdateClusterConfigRequest(ModelRequest):
+    desired_cluster_config: DesiredClusterConfig
+
+
+def _services(request: Request) -> Any:
+    return request.app.state.services
+
+
+def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per route
+    router = APIRouter()
+
+    @router.post(f"{PREFIX}/enable", summary="Enable serving for a registered model")
+    async def enable(request: Request, body: ModelRequest) -> dict[str, Any]:
+        await _services(request).controller.enable(body.registered_model_name)
+        return {}
+
+    @router.post(f"{PREFIX}/disable", summary="Disable serving and terminate the cluster")
+    async def disable(request: Request, body: ModelRequest) -> dict[str, Any]:
+        await _services(request).controller.disable(body.registered_model_name)
+        return {}
+
+    @router.get(f"{PREFIX}/get-status", summary="The serving endpoint's state")
+    async def get_status(
+        request: Request, registered_model_name: str = Query(..., min_length=1)
+    ) -> dict[str, Any]:
+        endpoint = await _enabled_endpoint(request, registered_model_name)
+        return {"endpoint_status": _endpoint_json(endpoint)}
+
+    @router.get(f"{PREFIX}/list", summary="Every served model")
+    async def list_endpoints(request: Request) -> dict[str, Any]:
+        store = _services(request).store
+        endpoints = await asyncio.to_thread(store.list_endpoints)
+        return {"endpoints": [_endpoint_json(e) for e in endpoints]}
+
+    @router.get(f"{PREFIX}/list-versions", summary="The served versions and their states")
+    async def list_versions(
+        request: Request, registered_model_name: str = Query(..., min_length=1)
+    ) -> dict[str, Any]:
+        await _enabled_endpoint(request, registered_model_name)
+        store = _services(request).store
+        versions = await asyncio.to_thread(store.list_versions, registered_model_name)
+        return {
+            "endpoint_versions": [
+                {
+                    "registered_model_name": v.model_name,
+                    "endpoint_version_name": v.version,
+                    "state": v.state,
+                    "state_message": v.state_message,
+                    "worker_pid": v.extra.get("worker_pid"),
+                }
+                for v in versions
+            ]
+        }
+
+    @router.get(f"{PREFIX}/list-version-aliases", summary="Stages and aliases and their versions")
+    async def list_version_aliases(
+        request: Request, registered_model_name: str = Query(..., min_length=1)
+    ) -> dict[str, Any]:
+        await _enabled_endpoint(request, registered_model_name)
+        routes = _services(request).router.get(registered_model_name)
+        refs = [*_STAGE_REFS, *(sorted(routes.aliases) if routes else [])]
+        aliases = []
+        for ref in refs:
+            try:
+                served = routes.resolve(ref) if routes else None
+            except RegServeError:
+                continue
+            if served is not None:
+                aliases.append({"alias": ref, "endpoint_version_name": served.version})
+        return {"aliases": aliases}
+
+    @router.post(f"{PREFIX}/get-version-logs", summary="A served version's worker log")
+    async def get_version_logs(request: Request, body: VersionRequest) -> dict[str, Any]:
+        return await _version_logs(request, body.registered_model_name, body.endpoint_version_name)
+
+    @router.get(f"{PREFIX}/get-version-logs", summary="A served version's worker log")
+    async def get_version_logs_query(
+        request: Request,
+        registered_model_name: str = Query(..., min_length=1),
+        endpoint_version_name: str = Query(..., min_length=1),
+    ) -> dict[str, Any]:
+        return await _version_logs(request, registered_model_name, endpoint_version_name)
+
+    @router.get(f"{PREFIX}/get-event-history", summary="Everything that happened to the endpoint")
+    async def get_event_history(
+        request: Request,
+        registered_model_name: str = Query(..., min_length=1),
+        endpoint_version_name: str | None = Query(None),
+        max_events: int = Query(500, ge=1, le=10_000),
+    ) -> dict[str, Any]:
+        store = _services(request).store
+        await _known_endpoint(request, registered_model_name)
+        events = await asyncio.to_thread(
+            store.list_events, registered_model_name, endpoint_version_name, max_events
+        )
+        return {
+            "events": [
+                {
+                    "timestamp": e.timestamp,
+                    "event_type": e.event_type,
+                    **({"endpoint_version_name": e.version} if e.version else {}),
+                    "message": e.message,
+                }
+                for e in events
+            ]
+        }
+
+    @router.get(f"{PREFIX}/get-metric-history", summary="Per-minute traffic figures")
+    async def get_metric_history(
+        request: Request, registered_model_name: str = Query(..., min_length=1)
+    ) -> dict[str, Any]:
+        services = _services(request)
+        await _known_endpoint(request, registered_model_name)
+        await asyncio.to_thread(services.store.add_metrics, services.recorder.drain())
+        points = await asyncio.to_thread(services.store.metric_history, registered_model_name)
+        return {
+            "metrics": [
+                {
+                    "key": p.key,
+                    "value": p.value,
+                    "timestamp": p.timestamp,
+                    "endpoint_version_name": p.version,
+                }
+                for p in points
+            ]
+        }
+
+    @router.put(f"{PREFIX}/update-cluster-config", summary="Change the node type and tags")
+    async def update_cluster_config(
+        request: Request, body: UpdateClusterConfigRequest
+    ) -> dict[str, Any]:
+        desired = body.desired_cluster_config
+        config = ClusterConfig(desired.node_type_id, tuple((t.key, t.value) for t in desired.tags))
+        await _services(request).controller.update_config(body.registered_model_name, config)
+        return {}
+
+    @router.get("/api/2.0/clusters/list-node-types", summary="Instance types on offer")
+    async def list_node_types(request: Request) -> dict[str, Any]:
+        node_types = _services(request).controller.node_types
+        return {"node_types": [{"node_type_id": k, **v} for k, v in node_types.items()]}
+
+    @router.api_route(
+        f"{PREFIX}/{{rest:path}}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )  # fmt: skip
+    async def unknown(rest: str) -> dict[str, Any]:
+        raise _EndpointNotFound(f"No such serving API: {PREFIX}/{rest}.")
+
+    return router
+
+
+class _EndpointNotFound(RegServeError):
+    error_code = "ENDPOINT_NOT_FOUND"
+
+
+async def _known_endpoint(request: Request, name: str) -> Any:
+    endpoint = await asyncio.to_thread(_services(request).store.get_endpoint, name)
+    if endpoint is None:
+        raise InvalidParameterError(f"Model '{name}' has never been served.")
+    return endpoint
+
+
+async def _enabled_endpoint(request: Request, name: str) -> Any:
+    endpoint = await asyncio.to_thread(_services(request).store.get_endpoint, name)
+    if endpoint is None or not endpoint.enabled:
+        raise InvalidParameterError(
+            f"Serving is not enabled for model '{name}'. Enable it with POST {PREFIX}/enable."
+        )
+    return endpoint
+
+
+async def _version_logs(request: Request, name: str, version: str) -> dict[str, Any]:
+    await _enabled_endpoint(request, name)
+    services = _services(request)
+    versions = await asyncio.to_thread(services.store.list_versions, name)
+    if version not in {v.version for v in versions}:
+        raise NotFoundError(f"Version {version} of model '{name}' is not served.")
+    return {"logs": await asyncio.to_thread(services.backend.read_logs, name, version)}
+
+
+def _endpoint_json(endpoint: Any) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "registered_model_name": endpoint.model_name,
+        "state": endpoint.state,
+        "state_message": endpoint.state_message,
+    }
+    if endpoint.actual_config is not None:
+        status["actual_cluster_config"] = endpoint.actual_config.to_json()
+    if endpoint.desired_config != endpoint.actual_config:
+        status["desired_cluster_config"] = endpoint.desired_config.to_json()
+    return status

@@ -1,0 +1,117 @@
+"""The scoring hot path: ``POST /model/{name}/{ref}/invocations``, as a bare ASGI handler.
+
+The body is never parsed here: it is forwarded with its content type to the worker of the
+resolved version, and the worker's answer is sent back as it is.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from regserve.errors import BadRequestError, PayloadTooLargeError, RegServeError
+from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.metrics import TrafficRecorder
+from regserve.router import Router
+from regserve.settings import Settings
+
+__all__ = ["ScoringHandler", "parse_scoring_path"]
+
+_PREFIX = "/model/"
+_SUFFIX = "/invocations"
+
+
+def parse_scoring_path(path: str) -> tuple[str, str] | None:
+    """``(name, ref)`` of a scoring URL, or None when the path is not one."""
+    if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
+        return None
+    middle = path[len(_PREFIX) : -len(_SUFFIX)]
+    name, sep, ref = middle.rpartition("/")
+    if not sep or not name or not ref:
+        return None
+    return name, ref
+
+
+class ScoringHandler:
+    def __init__(self, settings: Settings, router: Router, recorder: TrafficRecorder) -> None:
+        self._limit = settings.max_payload_bytes
+        self._timeout = settings.request_timeout
+        self._router = router
+        self._recorder = recorder
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, name: str, ref: str
+    ) -> None:
+        started = time.perf_counter()
+        version = "-"
+        try:
+            if scope["method"] != "POST":
+                raise _MethodNotAllowed("Scoring URLs accept POST only.")
+            content_type, length = _headers(scope)
+            if length is not None and length > self._limit:
+                raise self._too_large(length)
+            served = self._router.resolve(name, ref)
+            version = served.version
+            body = await self._read_body(receive)
+            assert served.target is not None
+            reply: Any = await served.target.request(content_type, body, self._timeout)
+            status = reply.status
+            await _respond(send, status, reply.body, [
+                (b"content-type", reply.content_type.encode("latin-1")),
+                (b"x-model-version", version.encode()),
+            ])  # fmt: skip
+        except RegServeError as error:
+            status = status_for(error)
+            await _respond(
+                send, status, error_body(error.error_code, error.message), error_headers(error)
+            )
+        self._recorder.observe(name, version, status, time.perf_counter() - started)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequestError("The client closed the connection before sending the body.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._limit:
+                raise self._too_large(size)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self, size: int) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"Request body of {size} bytes or more exceeds the limit of {self._limit} bytes "
+            f"({self._limit / 1048576:g} MiB). Split the input into smaller requests."
+        )
+
+
+class _MethodNotAllowed(RegServeError):
+    error_code = "METHOD_NOT_ALLOWED"
+
+
+def _headers(scope: Scope) -> tuple[str | None, int | None]:
+    content_type: str | None = None
+    length: int | None = None
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            content_type = value.decode("latin-1")
+        elif key == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise BadRequestError("Content-Length is not a number.") from None
+    return content_type, length
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

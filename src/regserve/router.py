@@ -1,0 +1,139 @@
+"""The routing table: which served version answers ``/model/{name}/{ref}``.
+
+The controller builds one immutable :class:`ModelRoutes` per served model and swaps it in
+whole, so a request always sees one consistent picture. Resolution never does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from regserve.errors import NotFoundError, UnavailableError
+
+__all__ = ["ModelRoutes", "Router", "ServedVersion", "Target"]
+
+STAGES = {"staging": "Staging", "production": "Production"}
+READY = "VERSION_STATE_READY"
+FAILED = "VERSION_STATE_FAILED"
+
+
+class Target(Protocol):
+    """What a ready version is reached through (a worker connection, a Ray handle...)."""
+
+    async def request(self, content_type: str | None, body: bytes, timeout: float) -> object: ...
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    version: str
+    stage: str
+    state: str
+    state_message: str
+    target: Target | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY and self.target is not None
+
+
+@dataclass(frozen=True)
+class ModelRoutes:
+    """Everything needed to resolve refs of one model: its served versions and its aliases.
+
+    ``aliases`` maps every alias of the model, including those on versions that are not
+    served (archived), so that such an alias answers 404 with a reason, not a bare 404.
+    """
+
+    name: str
+    versions: Mapping[str, ServedVersion] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def resolve(self, ref: str) -> ServedVersion:
+        if ref.isdigit():
+            return self._by_version(ref)
+        lowered = ref.lower()
+        if lowered == "latest":
+            return self._highest_ready(list(self.versions.values()), "latest")
+        if lowered in STAGES:
+            stage = STAGES[lowered]
+            candidates = [v for v in self.versions.values() if v.stage == stage]
+            return self._highest_ready(candidates, f"stage {stage}")
+        return self._by_alias(ref.removeprefix("@"))
+
+    def _by_version(self, version: str) -> ServedVersion:
+        served = self.versions.get(str(int(version)))
+        if served is None:
+            raise NotFoundError(
+                f"Version {version} of model '{self.name}' is not served: it does not exist or "
+                "is archived."
+            )
+        _check_ready(self.name, served)
+        return served
+
+    def _by_alias(self, alias: str) -> ServedVersion:
+        version = self.aliases.get(alias)
+        if version is None:
+            raise NotFoundError(
+                f"Model '{self.name}' has no version, stage or alias named '{alias}'. Use a "
+                "version number, Staging, Production, latest or an alias."
+            )
+        served = self.versions.get(version)
+        if served is None:
+            raise NotFoundError(
+                f"Alias '{alias}' of model '{self.name}' points at version {version}, which is "
+                "not served (archived or not registered as READY)."
+            )
+        _check_ready(self.name, served)
+        return served
+
+    def _highest_ready(self, candidates: list[ServedVersion], what: str) -> ServedVersion:
+        if not candidates:
+            raise NotFoundError(f"Model '{self.name}' has no served version in {what}.")
+        ordered = sorted(candidates, key=lambda v: int(v.version), reverse=True)
+        for served in ordered:
+            if served.ready:
+                return served
+        _check_ready(self.name, ordered[0])
+        raise AssertionError("unreachable")  # _check_ready raised: nothing is ready
+
+
+def _check_ready(model: str, served: ServedVersion) -> None:
+    if served.ready:
+        return
+    if served.state == FAILED:
+        raise UnavailableError(
+            f"Version {served.version} of model '{model}' failed: {served.state_message}",
+            retry_after=30,
+        )
+    raise UnavailableError(
+        f"Version {served.version} of model '{model}' is not ready yet "
+        f"({served.state}: {served.state_message}). Retry shortly.",
+        retry_after=2,
+    )
+
+
+class Router:
+    """Holds the current :class:`ModelRoutes` of every served model."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, ModelRoutes] = {}
+
+    def publish(self, routes: ModelRoutes) -> None:
+        self._models = {**self._models, routes.name: routes}
+
+    def withdraw(self, name: str) -> None:
+        self._models = {k: v for k, v in self._models.items() if k != name}
+
+    def get(self, name: str) -> ModelRoutes | None:
+        return self._models.get(name)
+
+    def resolve(self, name: str, ref: str) -> ServedVersion:
+        routes = self._models.get(name)
+        if routes is None:
+            raise NotFoundError(
+                f"Model '{name}' is not served. Enable serving for it first "
+                "(POST /api/2.0/preview/mlflow/endpoints/enable)."
+            )
+        return routes.resolve(ref)

@@ -1,0 +1,65 @@
+"""Plain records the store hands out; no SQLAlchemy objects leave the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ClusterConfig", "EndpointRecord", "EventRecord", "MetricPoint", "VersionRecord"]
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A serving cluster's settings, in Databricks' shape."""
+
+    node_type_id: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node_type_id": self.node_type_id,
+            "tags": [{"key": k, "value": v} for k, v in self.tags],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClusterConfig:
+        tags = tuple((str(t["key"]), str(t.get("value", ""))) for t in data.get("tags") or [])
+        return cls(node_type_id=str(data["node_type_id"]), tags=tags)
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    model_name: str
+    enabled: bool
+    state: str
+    state_message: str
+    desired_config: ClusterConfig
+    actual_config: ClusterConfig | None
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    model_name: str
+    version: str
+    state: str
+    state_message: str
+    updated_at: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    timestamp: int
+    model_name: str
+    event_type: str
+    message: str
+    version: str | None
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    key: str
+    value: float
+    timestamp: int
+    version: str | None

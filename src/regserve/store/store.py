@@ -1,0 +1,276 @@
+"""StateStore: the one place that reads and writes regserve's state database.
+
+Methods are blocking; async callers run them in a thread. Every write commits before it
+returns, so a ``kill -9`` right after a call loses nothing that call reported as done.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, delete, event, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, sessionmaker
+
+from regserve.store.records import (
+    ClusterConfig,
+    EndpointRecord,
+    EventRecord,
+    MetricPoint,
+    VersionRecord,
+)
+from regserve.store.tables import EndpointRow, EventRow, MetricRow, VersionRow
+
+__all__ = ["StateStore", "now_ms"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable across process crashes in WAL mode; only power loss can drop the tail.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class StateStore:
+    """Endpoints, their versions, events and metric history."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._engine: Engine = create_engine(uri, future=True, pool_pre_ping=True)
+        if self._engine.dialect.name == "sqlite":
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        config = Config()
+        config.set_main_option(
+            "script_location", str(resources.files("regserve.store") / "migrations")
+        )
+        with self._engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def connection(self) -> Connection:
+        """A raw connection, for contract tests and diagnostics."""
+        return self._engine.connect()
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def get_endpoint(self, model_name: str) -> EndpointRecord | None:
+        with self._session() as s:
+            row = s.get(EndpointRow, model_name)
+            return _endpoint(row) if row else None
+
+    def list_endpoints(self, enabled_only: bool = True) -> list[EndpointRecord]:
+        with self._session() as s:
+            query = select(EndpointRow).order_by(EndpointRow.model_name)
+            if enabled_only:
+                query = query.where(EndpointRow.enabled.is_(True))
+            return [_endpoint(r) for r in s.scalars(query)]
+
+    def enable(self, model_name: str, default_config: ClusterConfig) -> bool:
+        """Mark serving enabled; returns False when it already was. Keeps an earlier config."""
+        with self._session() as s:
+            row = s.get(EndpointRow, model_name)
+            if row is not None and row.enabled:
+                return False
+            if row is None:
+                row = EndpointRow(
+                    model_name=model_name, desired_config=json.dumps(default_config.to_json())
+                )
+                s.add(row)
+            row.enabled = True
+            row.state = "ENDPOINT_STATE_PENDING"
+            row.state_message = "Serving cluster is being created."
+            row.actual_config = None
+            row.updated_at = now_ms()
+            return True
+
+    def disable(self, model_name: str) -> bool:
+        """Mark serving disabled and forget its versions; returns False when it was not on."""
+        with self._session() as s:
+            row = s.get(EndpointRow, model_name)
+            if row is None or not row.enabled:
+                return False
+            row.enabled = False
+            row.state = "ENDPOINT_STATE_PENDING"
+            row.state_message = "Serving disabled."
+            row.actual_config = None
+            row.updated_at = now_ms()
+            s.execute(delete(VersionRow).where(VersionRow.model_name == model_name))
+            return True
+
+    def set_endpoint_state(self, model_name: str, state: str, message: str) -> None:
+        with self._session() as s:
+            row = s.get(EndpointRow, model_name)
+            if row is None or (row.state == state and row.state_message == message):
+                return
+            row.state, row.state_message, row.updated_at = state, message, now_ms()
+
+    def set_desired_config(self, model_name: str, config: ClusterConfig) -> None:
+        with self._session() as s:
+            row = s.get(EndpointRow, model_name)
+            if row is not None:
+                row.desired_config = json.dumps(config.to_json())
+                row.updated_at = now_ms()
+
+    def set_actual_config(self, model_name: str, config: ClusterConfig | None) -> None:
+        with self._session() as s:
+            row = s.get(EndpointRow, model_name)
+            if row is not None:
+                row.actual_config = json.dumps(config.to_json()) if config else None
+                row.updated_at = now_ms()
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def list_versions(self, model_name: str) -> list[VersionRecord]:
+        with self._session() as s:
+            rows = s.scalars(select(VersionRow).where(VersionRow.model_name == model_name))
+            return sorted((_version(r) for r in rows), key=lambda v: _version_key(v.version))
+
+    def put_version(
+        self, model_name: str, version: str, state: str, message: str, **extra: Any
+    ) -> None:
+        with self._session() as s:
+            row = s.scalars(
+                select(VersionRow).where(
+                    VersionRow.model_name == model_name, VersionRow.version == version
+                )
+            ).one_or_none()
+            if row is None:
+                row = VersionRow(model_name=model_name, version=version, extra="{}")
+                s.add(row)
+            merged = {**json.loads(row.extra or "{}"), **extra}
+            row.state, row.state_message, row.updated_at = state, message, now_ms()
+            row.extra = json.dumps(merged)
+
+    def delete_version(self, model_name: str, version: str) -> None:
+        with self._session() as s:
+            s.execute(
+                delete(VersionRow).where(
+                    VersionRow.model_name == model_name, VersionRow.version == version
+                )
+            )
+
+    # -- events ------------------------------------------------------------------------------
+
+    def add_event(
+        self, model_name: str, event_type: str, message: str, version: str | None = None
+    ) -> EventRecord:
+        record = EventRecord(now_ms(), model_name, event_type, message, version)
+        with self._session() as s:
+            s.add(
+                EventRow(
+                    timestamp=record.timestamp,
+                    model_name=model_name,
+                    version=version,
+                    event_type=event_type,
+                    message=message,
+                )
+            )
+        return record
+
+    def list_events(
+        self, model_name: str, version: str | None = None, limit: int = 500
+    ) -> list[EventRecord]:
+        """The newest ``limit`` events of a model (optionally one version), oldest first."""
+        with self._session() as s:
+            query = select(EventRow).where(EventRow.model_name == model_name)
+            if version is not None:
+                query = query.where(EventRow.version == version)
+            query = query.order_by(EventRow.timestamp.desc(), EventRow.id.desc()).limit(limit)
+            rows = list(s.scalars(query))
+        return [
+            EventRecord(r.timestamp, r.model_name, r.event_type, r.message, r.version)
+            for r in reversed(rows)
+        ]
+
+    # -- metrics -----------------------------------------------------------------------------
+
+    def add_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Store per-minute aggregates: dicts with model_name, version, minute, requests, ..."""
+        if not rows:
+            return
+        with self._session() as s:
+            for data in rows:
+                existing = s.scalars(
+                    select(MetricRow).where(
+                        MetricRow.model_name == data["model_name"],
+                        MetricRow.version == data["version"],
+                        MetricRow.minute == data["minute"],
+                    )
+                ).one_or_none()
+                if existing is None:
+                    s.add(MetricRow(**data))
+                    continue
+                existing.requests += data["requests"]
+                existing.errors += data["errors"]
+                existing.latency_p50_ms = data["latency_p50_ms"]
+                existing.latency_p99_ms = max(existing.latency_p99_ms, data["latency_p99_ms"])
+
+    def metric_history(self, model_name: str, since_ms: int = 0) -> list[MetricPoint]:
+        with self._session() as s:
+            rows = list(
+                s.scalars(
+                    select(MetricRow)
+                    .where(MetricRow.model_name == model_name, MetricRow.minute >= since_ms)
+                    .order_by(MetricRow.minute, MetricRow.version)
+                )
+            )
+        points: list[MetricPoint] = []
+        for r in rows:
+            points.append(MetricPoint("requests_per_minute", r.requests, r.minute, r.version))
+            points.append(MetricPoint("errors_per_minute", r.errors, r.minute, r.version))
+            points.append(MetricPoint("latency_p50_ms", r.latency_p50_ms, r.minute, r.version))
+            points.append(MetricPoint("latency_p99_ms", r.latency_p99_ms, r.minute, r.version))
+        return points
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)
+
+
+def _endpoint(row: EndpointRow) -> EndpointRecord:
+    actual = ClusterConfig.from_json(json.loads(row.actual_config)) if row.actual_config else None
+    return EndpointRecord(
+        model_name=row.model_name,
+        enabled=row.enabled,
+        state=row.state,
+        state_message=row.state_message,
+        desired_config=ClusterConfig.from_json(json.loads(row.desired_config)),
+        actual_config=actual,
+        updated_at=row.updated_at,
+    )
+
+
+def _version(row: VersionRow) -> VersionRecord:
+    return VersionRecord(
+        model_name=row.model_name,
+        version=row.version,
+        state=row.state,
+        state_message=row.state_message,
+        updated_at=row.updated_at,
+        extra=json.loads(row.extra or "{}"),
+    )

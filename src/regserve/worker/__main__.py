@@ -1,0 +1,105 @@
+"""``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]``.
+
+Loads the model, then listens on the Unix socket, and serves until SIGTERM or SIGINT. Its output
+is the version's log: what it loads, how long that took, where it listens, and errors with
+tracebacks (never request bodies).
+
+Exit codes: 0 stopped cleanly; 2 bad arguments; 3 the model failed to load; 4 the socket could
+not be bound; 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from regserve.worker.server import DEFAULT_GRACE_SECONDS, DEFAULT_THREADS, WorkerServer
+
+EXIT_OK = 0
+EXIT_MODEL_LOAD_FAILED = 3
+EXIT_SOCKET_FAILED = 4
+
+_logger = logging.getLogger("regserve.worker")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m regserve.worker", description=__doc__)
+    parser.add_argument("--socket", required=True, type=Path, help="Unix socket to listen on")
+    parser.add_argument("--model-path", required=True, help="local directory of the MLflow model")
+    parser.add_argument("--name", help="registered model name (reported in PONG)")
+    parser.add_argument("--version", help="model version (reported in PONG)")
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="threads running predictions"
+    )
+    parser.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        help="how long a stop waits for in-flight requests",
+    )
+    return parser.parse_args(argv)
+
+
+def load_model(model_path: str) -> Any:
+    """Load the pyfunc model the way ``mlflow models serve`` does, in a serving environment."""
+    import mlflow.pyfunc
+
+    try:
+        from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
+    except ImportError:  # older MLflow 2.x
+        pass
+    else:
+        # MLflow's scoring server sets this flag, and some flavors behave differently under it.
+        os.environ[_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name] = "true"
+    return mlflow.pyfunc.load_model(model_path)
+
+
+async def run(server: WorkerServer, socket_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.stop)
+    await server.serve(socket_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _logger.info("loading model %s:%s from %s", args.name, args.version, args.model_path)
+    started = time.monotonic()
+    try:
+        model = load_model(args.model_path)
+        server = WorkerServer(
+            model,
+            name=args.name,
+            version=args.version,
+            threads=args.threads,
+            grace_seconds=args.grace_seconds,
+        )
+    except Exception:
+        traceback.print_exc()
+        _logger.error("model failed to load from %s", args.model_path)
+        return EXIT_MODEL_LOAD_FAILED
+    _logger.info("model loaded in %.2f s", time.monotonic() - started)
+    try:
+        asyncio.run(run(server, args.socket))
+    except OSError:
+        traceback.print_exc()
+        _logger.error("cannot listen on %s", args.socket)
+        return EXIT_SOCKET_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

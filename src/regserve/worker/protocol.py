@@ -1,0 +1,245 @@
+"""MLflow's scoring protocol (``mlflow models serve``'s ``/invocations``), split in three steps.
+
+``parse`` turns a raw body and content type into a :class:`ParsedRequest`, ``predict`` runs the
+model on it and ``serialize`` turns the predictions into the response body; ``handle`` composes
+them and turns every failure into a JSON error ``{"error_code", "message"}``. The steps are
+separate so that a batching layer can parse requests one by one, predict them together and
+serialize each answer.
+
+Status, ``error_code``, message and predictions are those of MLflow's own scoring server, with
+these deliberate differences (MLflow answers them badly):
+
+- 415s are JSON errors with ``error_code`` ``UNSUPPORTED_MEDIA_TYPE`` and MLflow's exact text
+  as ``message`` (MLflow sends that text as text/plain);
+- a request without a Content-Type gets a 415 naming the accepted types (MLflow: a 500);
+- a JSON body that is a JSON string holding a JSON object (what ``requests``' ``json=
+  json.dumps(data)`` sends) is read as that object (MLflow: a 400);
+- an unexpected exception is a JSON 400 (while parsing) or 500 (otherwise), never a crash; and
+  ``stack_trace`` stays out of responses (it goes to the log).
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import logging
+import re
+import traceback
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from regserve.worker import compat, wire
+
+try:  # orjson is fast but optional: a model's environment may not have it.
+    import orjson
+except ImportError:  # pragma: no cover - exercised only in environments without orjson
+    orjson = None  # type: ignore[assignment]
+
+__all__ = [
+    "JSON_CONTENT_TYPE",
+    "ParsedRequest",
+    "ScoringError",
+    "error_response",
+    "handle",
+    "parse",
+    "predict",
+    "serialize",
+]
+
+JSON_CONTENT_TYPE = "application/json"
+UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+
+_logger = logging.getLogger("regserve.worker")
+
+# orjson reads integers beyond 64 bits as floats where the standard library keeps them exact;
+# a body holding such a long run of digits goes through the standard library instead.
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+class ScoringError(Exception):
+    """An error the protocol answers itself, with an HTTP status and an ``error_code``."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+class ParsedRequest(NamedTuple):
+    """A request ready for ``model.predict``: input data, params and the answer's shape."""
+
+    data: Any
+    params: dict[str, Any] | None
+    unwrapped: bool  # unified LLM input: the answer has no {"predictions": ...} wrapper
+
+
+def handle(
+    body: bytes, content_type: str | None, model: Any, input_schema: Any = None
+) -> wire.Response:
+    """Answer one scoring request exactly as MLflow's scoring server would (see module doc)."""
+    try:
+        parsed = parse(body, content_type, model, input_schema)
+    except Exception as e:
+        return _failure(e, during="parse")
+    try:
+        predictions = predict(model, parsed)
+        return wire.Response(200, JSON_CONTENT_TYPE, serialize(predictions, parsed.unwrapped))
+    except Exception as e:
+        return _failure(e, during="predict")
+
+
+def parse(body: bytes, content_type: str | None, model: Any, input_schema: Any) -> ParsedRequest:
+    """Parse a body per its content type; raises ScoringError or MLflow's MlflowException."""
+    mime_type = _check_content_type(content_type)
+    if mime_type == compat.CONTENT_TYPE_JSON:
+        data, params, unwrapped = compat.parse_json_data(
+            _decode_json(body), model.metadata, input_schema
+        )
+        return ParsedRequest(data, params, unwrapped)
+    if mime_type == compat.CONTENT_TYPE_CSV:
+        return ParsedRequest(_parse_csv(body, input_schema), None, False)
+    if mime_type == compat.CONTENT_TYPE_PARQUET:
+        return ParsedRequest(compat.parse_parquet_input(io.BytesIO(body)), None, False)
+    raise ScoringError(
+        415,
+        UNSUPPORTED_MEDIA_TYPE,
+        "This predictor only supports the following content types:"
+        f" Types: {compat.CONTENT_TYPES}. Got '{content_type}'.",
+    )
+
+
+def predict(model: Any, parsed: ParsedRequest) -> Any:
+    """Run the model as MLflow's ``invocations`` does, wrapping its errors the same way."""
+    try:
+        if "params" in inspect.signature(model.predict).parameters:
+            return model.predict(parsed.data, params=parsed.params)
+        if parsed.params:
+            # MLflow logs the params themselves here; they are request content, so we do not.
+            _logger.warning("the model's predict takes no params: the request's are ignored")
+        return model.predict(parsed.data)
+    except compat.MlflowException as e:
+        e.message = f"Failed to predict data '{parsed.data}'. \nError: {e.message}"
+        raise
+    except Exception as e:
+        raise compat.MlflowException(
+            message=(
+                "Encountered an unexpected error while evaluating the model. Verify"
+                " that the serialized input Dataframe is compatible with the model for"
+                " inference."
+            ),
+            error_code=compat.BAD_REQUEST,
+            stack_trace=traceback.format_exc(),
+        ) from e
+
+
+def serialize(predictions: Any, unwrapped: bool = False) -> bytes:
+    """Predictions as MLflow's ``predictions_to_json`` writes them (DataFrames as records)."""
+    if not unwrapped and orjson is not None and _orjson_safe(predictions):
+        return orjson.dumps({"predictions": predictions}, option=orjson.OPT_SERIALIZE_NUMPY)
+    output = io.StringIO()
+    if unwrapped:
+        compat.unwrapped_predictions_to_json(predictions, output)
+    else:
+        compat.predictions_to_json(predictions, output)
+    return output.getvalue().encode("utf-8")
+
+
+def error_response(status: int, error_code: str, message: str, **extra: Any) -> wire.Response:
+    """The JSON error body regserve answers everywhere: ``{"error_code", "message"}``."""
+    body = json.dumps({"error_code": error_code, "message": message, **extra})
+    return wire.Response(status, JSON_CONTENT_TYPE, body.encode("utf-8"))
+
+
+def _check_content_type(content_type: str | None) -> str:
+    """MLflow's content-type rules; returns the mime type or raises a 415 ScoringError."""
+    if content_type is None:
+        raise ScoringError(
+            415,
+            UNSUPPORTED_MEDIA_TYPE,
+            "Missing Content-Type header. This predictor only supports the following"
+            f" content types: {compat.CONTENT_TYPES}.",
+        )
+    type_parts = [part.strip() for part in content_type.split(";")]
+    parameters = {key: value for key, _, value in (p.partition("=") for p in type_parts[1:])}
+    if parameters.get("charset", "utf-8").lower() != "utf-8":
+        raise ScoringError(415, UNSUPPORTED_MEDIA_TYPE, "The scoring server only supports UTF-8")
+    if unexpected := set(parameters).difference({"charset"}):
+        raise ScoringError(
+            415,
+            UNSUPPORTED_MEDIA_TYPE,
+            f"Unrecognized content type parameters: {', '.join(unexpected)}. "
+            f"{compat.SCORING_PROTOCOL_CHANGE_INFO}",
+        )
+    return type_parts[0]
+
+
+def _decode_json(body: bytes) -> Any:
+    """The JSON object in the body, or the body itself for MLflow to reject in its own words.
+
+    A JSON string that holds a JSON object (a double-encoded body) is read as that object.
+    """
+    try:
+        decoded = _loads(body)
+        if isinstance(decoded, str):
+            decoded = _loads(decoded.encode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError):
+        return body
+    return decoded if isinstance(decoded, dict) else body
+
+
+def _loads(body: bytes) -> Any:
+    if orjson is not None and not _LONG_NUMBER.search(body):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # the standard library accepts more (NaN, UTF-16, ...), as MLflow does
+    return json.loads(body)
+
+
+def _parse_csv(body: bytes, input_schema: Any) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as ex:
+        message = f"Ensure that input is a valid UTF-8 encoded string. Error: '{ex!r}'"
+        raise compat.MlflowInvalidInputException(message) from ex  # type: ignore[no-untyped-call]
+    return compat.parse_csv_input(csv_input=io.StringIO(text), schema=input_schema)
+
+
+def _orjson_safe(predictions: Any) -> bool:
+    """Whether orjson writes these predictions with exactly the values MLflow's encoder writes.
+
+    Only C-contiguous integer, boolean and finite float64 arrays: orjson writes NaN as null
+    and float32 with float32's shortest repr, where MLflow writes NaN and float64 digits.
+    """
+    if not isinstance(predictions, np.ndarray) or not predictions.flags.c_contiguous:
+        return False
+    dtype: np.dtype[Any] = predictions.dtype
+    if dtype.kind in "biu":
+        return dtype.isnative
+    return dtype == np.float64 and bool(np.isfinite(predictions).all())
+
+
+def _failure(error: Exception, during: str) -> wire.Response:
+    """One error, one JSON response; tracebacks go to the log, never to the client."""
+    if isinstance(error, ScoringError):
+        return error_response(error.status, error.error_code, error.message)
+    if isinstance(error, compat.MlflowException):
+        mlflow_error: Any = error  # MLflow's methods are untyped
+        payload = json.loads(mlflow_error.serialize_as_json())
+        stack_trace = payload.pop("stack_trace", None)
+        status = int(mlflow_error.get_http_status_code())
+        # The message may quote the request, so only its code is logged.
+        _logger.info("request failed during %s: %s %s", during, status, payload["error_code"])
+        if stack_trace:
+            _logger.debug("stack trace:\n%s", stack_trace)
+        # MLflow's extra fields (sqlstate, error_class) stay, as MLflow sends them.
+        return error_response(status, **payload)
+    _logger.error("unexpected error during %s", during, exc_info=error)
+    if during == "parse":
+        return error_response(
+            400, "BAD_REQUEST", f"Failed to parse the request: {type(error).__name__}: {error}"
+        )
+    return error_response(500, "INTERNAL_ERROR", f"{type(error).__name__}: {error}")

@@ -1,0 +1,182 @@
+"""The worker's socket server: wire frames in, scoring answers out, on one asyncio loop.
+
+Requests are handled off the loop in a small thread pool (parsing and prediction are CPU-bound
+and may block), so PING is answered at once even while the model predicts. Answers go back as
+soon as they are ready, so they may leave in another order than the requests came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import platform
+import struct
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from regserve.worker import protocol, wire
+
+__all__ = ["DEFAULT_GRACE_SECONDS", "DEFAULT_THREADS", "WorkerServer", "describe"]
+
+DEFAULT_THREADS = 4
+DEFAULT_GRACE_SECONDS = 10.0
+
+_logger = logging.getLogger("regserve.worker")
+
+
+def describe(name: str | None, version: str | None, state: str) -> dict[str, Any]:
+    """The PONG payload: who this worker is and whether it serves."""
+    from mlflow.version import VERSION as mlflow_version
+
+    return {
+        "pid": os.getpid(),
+        "state": state,
+        "name": name,
+        "version": version,
+        "protocol": wire.PROTOCOL_VERSION,
+        "mlflow_version": mlflow_version,
+        "python": platform.python_version(),
+    }
+
+
+class WorkerServer:
+    """Serves one loaded model on a Unix socket until :meth:`stop` (or SIGTERM, see __main__).
+
+    ``handler`` answers one request; by default :func:`protocol.handle` on the model.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        threads: int = DEFAULT_THREADS,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ) -> None:
+        input_schema = model.metadata.get_input_schema()
+        self.handler: Callable[[bytes, str | None], wire.Response] = partial(
+            _handle, model=model, input_schema=input_schema
+        )
+        self.name = name
+        self.version = version
+        self.state = "ready"
+        self.grace_seconds = grace_seconds
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="predict")
+        self._inflight: set[asyncio.Future[wire.Response]] = set()
+        self._connections: set[asyncio.Transport] = set()
+        self._stopping: asyncio.Event | None = None
+
+    async def serve(self, socket_path: Path) -> None:
+        """Listen on ``socket_path`` (replacing a stale file) and answer until stopped."""
+        self._stopping = asyncio.Event()
+        _remove(socket_path)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_unix_server(lambda: _Connection(self), path=str(socket_path))
+        _logger.info("listening on %s", socket_path)
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._shutdown(server, socket_path)
+
+    def stop(self) -> None:
+        """Begin a graceful stop: no new connections, in-flight requests finish (bounded)."""
+        self.state = "stopping"
+        if self._stopping is not None:
+            self._stopping.set()
+
+    def pong(self) -> bytes:
+        return json.dumps(describe(self.name, self.version, self.state)).encode("utf-8")
+
+    def submit(self, content_type: str | None, body: bytes) -> asyncio.Future[wire.Response]:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self.handler, body, content_type)
+        self._inflight.add(future)
+        future.add_done_callback(self._inflight.discard)
+        return future
+
+    async def _shutdown(self, server: asyncio.AbstractServer, socket_path: Path) -> None:
+        server.close()
+        if self._inflight:
+            _logger.info("stopping: finishing %d in-flight requests", len(self._inflight))
+            _, pending = await asyncio.wait(set(self._inflight), timeout=self.grace_seconds)
+            if pending:
+                _logger.warning("stopping: %d requests did not finish in time", len(pending))
+        for transport in list(self._connections):
+            transport.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        _remove(socket_path)
+        _logger.info("stopped")
+
+
+def _remove(path: Path) -> None:
+    # One unlink syscall: not worth a thread, even on the event loop.
+    path.unlink(missing_ok=True)
+
+
+def _handle(
+    body: bytes, content_type: str | None, *, model: Any, input_schema: Any
+) -> wire.Response:
+    return protocol.handle(body, content_type, model, input_schema)
+
+
+class _Connection(asyncio.Protocol):
+    """One gateway connection: many requests in flight, each answered under its own id."""
+
+    def __init__(self, server: WorkerServer) -> None:
+        self._server = server
+        self._reader = wire.FrameReader()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._server._connections.add(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._server._connections.discard(self._transport)
+
+    def data_received(self, data: bytes) -> None:
+        for frame in self._reader.feed(data):
+            if frame.kind == wire.REQUEST:
+                self._request(frame)
+            elif frame.kind == wire.PING:
+                self._write(wire.encode_frame(frame.request_id, wire.PONG, self._server.pong()))
+            else:
+                _logger.warning("ignoring a frame of unknown kind %d", frame.kind)
+
+    def _request(self, frame: wire.Frame) -> None:
+        try:
+            request = wire.decode_request(frame.payload)
+        except (struct.error, UnicodeDecodeError):
+            response = protocol.error_response(400, "BAD_REQUEST", "Malformed request frame.")
+            self._answer(frame.request_id, response)
+            return
+        future = self._server.submit(request.content_type, request.body)
+        future.add_done_callback(partial(self._done, frame.request_id))
+
+    def _done(self, request_id: int, future: asyncio.Future[wire.Response]) -> None:
+        if future.cancelled():
+            response = protocol.error_response(
+                503, "TEMPORARILY_UNAVAILABLE", "The worker stopped before answering."
+            )
+        elif (error := future.exception()) is not None:
+            # protocol.handle answers every Exception itself; this is a last resort.
+            _logger.error("request handler failed", exc_info=error)
+            response = protocol.error_response(500, "INTERNAL_ERROR", type(error).__name__)
+        else:
+            response = future.result()
+        self._answer(request_id, response)
+
+    def _answer(self, request_id: int, response: wire.Response) -> None:
+        self._write(wire.encode_response(request_id, *response))
+
+    def _write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)

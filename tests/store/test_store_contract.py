@@ -1,0 +1,117 @@
+"""The store's contract, run against SQLite and against the PostgreSQL server on this machine."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from regserve.store import ClusterConfig, StateStore
+from tests.conftest import require_service
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_uri() -> Iterator[str]:
+    name = f"regserve_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # any connection failure means the service is missing here
+        require_service(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    if request.param == "sqlite":
+        uris: Iterator[str] = iter([f"sqlite:///{tmp_path / 'state.db'}"])
+    else:
+        uris = _postgres_uri()
+    uri = next(uris)
+    s = StateStore(uri)
+    s.migrate()
+    s.migrate()  # idempotent
+    yield s
+    s.close()
+    next(uris, None)
+
+
+DEFAULT = ClusterConfig("local-default")
+
+
+def test_enable_disable_roundtrip(store: StateStore) -> None:
+    assert store.get_endpoint("m") is None
+    assert store.enable("m", DEFAULT) is True
+    assert store.enable("m", DEFAULT) is False
+    ep = store.get_endpoint("m")
+    assert ep is not None
+    assert ep.enabled
+    assert ep.state == "ENDPOINT_STATE_PENDING"
+    assert [e.model_name for e in store.list_endpoints()] == ["m"]
+    store.put_version("m", "1", "VERSION_STATE_READY", "ok", worker_pid=42)
+    assert store.disable("m") is True
+    assert store.disable("m") is False
+    assert store.list_endpoints() == []
+    assert store.list_versions("m") == []
+    assert store.get_endpoint("m") is not None  # kept, disabled, for its config and events
+
+
+def test_config_survives_disable(store: StateStore) -> None:
+    store.enable("m", DEFAULT)
+    custom = ClusterConfig("local-default", (("team", "fraud"), ("env", "prod")))
+    store.set_desired_config("m", custom)
+    store.set_actual_config("m", custom)
+    store.disable("m")
+    store.enable("m", DEFAULT)
+    ep = store.get_endpoint("m")
+    assert ep is not None
+    assert ep.desired_config == custom
+    assert ep.actual_config is None
+
+
+def test_versions_sorted_numerically_and_merged(store: StateStore) -> None:
+    store.enable("m", DEFAULT)
+    for v in ["10", "2", "1"]:
+        store.put_version("m", v, "VERSION_STATE_PENDING", "", worker_pid=None)
+    store.put_version("m", "2", "VERSION_STATE_READY", "Serving.", worker_pid=7)
+    versions = store.list_versions("m")
+    assert [v.version for v in versions] == ["1", "2", "10"]
+    assert versions[1].state == "VERSION_STATE_READY"
+    assert versions[1].extra == {"worker_pid": 7}
+    store.delete_version("m", "10")
+    assert [v.version for v in store.list_versions("m")] == ["1", "2"]
+
+
+def test_events_newest_window_oldest_first(store: StateStore) -> None:
+    for i in range(5):
+        store.add_event("m", "E", f"msg {i}", version=str(i % 2))
+    store.add_event("other", "E", "not mine")
+    events = store.list_events("m", limit=3)
+    assert [e.message for e in events] == ["msg 2", "msg 3", "msg 4"]
+    assert [e.message for e in store.list_events("m", version="1")] == ["msg 1", "msg 3"]
+
+
+def test_metrics_accumulate_per_minute(store: StateStore) -> None:
+    row = {
+        "model_name": "m",
+        "version": "1",
+        "minute": 60_000,
+        "requests": 3,
+        "errors": 1,
+        "latency_p50_ms": 2.0,
+        "latency_p99_ms": 9.0,
+    }
+    store.add_metrics([row])
+    store.add_metrics([{**row, "requests": 2, "errors": 0, "latency_p99_ms": 4.0}])
+    points = {(p.key, p.version): p.value for p in store.metric_history("m")}
+    assert points[("requests_per_minute", "1")] == 5
+    assert points[("errors_per_minute", "1")] == 1
+    assert points[("latency_p99_ms", "1")] == 9.0
