@@ -21,7 +21,7 @@ PARQUET = "application/vnd.apache.parquet"
 
 COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
-RECORDS = [dict(zip(COLUMNS, row)) for row in ROWS]
+RECORDS = [dict(zip(COLUMNS, row, strict=True)) for row in ROWS]
 
 
 class Case(NamedTuple):
@@ -66,7 +66,9 @@ CASES: list[Case] = [
     Case("inputs-list-of-lists", JSON, _json({"inputs": ROWS})),
     Case("inputs-scalar", JSON, _json({"inputs": 5})),
     Case(
-        "ints-for-doubles", JSON, _json({"dataframe_records": [dict(zip(COLUMNS, [5, 3, 1, 0]))]})
+        "ints-for-doubles",
+        JSON,
+        _json({"dataframe_records": [dict(zip(COLUMNS, [5, 3, 1, 0], strict=True))]}),
     ),
     Case("charset-utf8", JSON + "; charset=utf-8", _json({"dataframe_split": SPLIT})),
     Case("charset-UTF8-upper", JSON + "; charset=UTF-8", _json({"dataframe_split": SPLIT})),
@@ -115,18 +117,20 @@ CASES: list[Case] = [
     Case(
         "nan-literal",
         JSON,
-        b'{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"], "data": [[NaN, 3.5, 1.4, 0.2]]}}',
+        _json({"dataframe_split": {"columns": COLUMNS, "data": [[float("nan"), 3.5, 1.4, 0.2]]}}),
     ),
     Case("huge-float", JSON, _json({"dataframe_records": [{**RECORDS[0], "sepal_length": 1e308}]})),
     Case(
         "huge-int",
         JSON,
-        b'{"dataframe_records": [{"sepal_length": 123456789012345678901234567890, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}',
+        _json(
+            {"dataframe_records": [{**RECORDS[0], "sepal_length": 123456789012345678901234567890}]}
+        ),
     ),
     Case(
         "bool-values",
         JSON,
-        _json({"dataframe_records": [dict(zip(COLUMNS, [True, False, True, False]))]}),
+        _json({"dataframe_records": [dict(zip(COLUMNS, [True, False, True, False], strict=True))]}),
     ),
     Case(
         "split-wrong-width",

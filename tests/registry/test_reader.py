@@ -36,6 +36,19 @@ def test_snapshot_shows_stages_aliases_and_status(hosted: HostedServer, two_vers
         assert all(v.creation_timestamp > 1_600_000_000_000 for v in snap.versions)
 
 
+def test_searches_follow_pages(hosted: HostedServer, two_versions: str) -> None:
+    registry = hosted.registry
+    for reader in (
+        RegistryReader(registry.backend_store_uri, page_size=1),
+        RegistryReader(hosted.url, page_size=1),
+    ):
+        snap = reader.snapshot(two_versions)
+        assert snap is not None
+        assert [v.version for v in snap.versions] == ["1", "2", "3"]
+        assert len(reader.list_models()) >= 1
+        assert reader.list_models() == registry.reader.list_models()
+
+
 def test_snapshot_of_missing_model_is_none(hosted: HostedServer) -> None:
     for reader in readers(hosted):
         assert reader.snapshot("no-such-model") is None
@@ -89,11 +102,9 @@ def test_sqlite_registry_uri(tmp_path: Path) -> None:
     run_mlflow(
         uri,
         f"""
-        mlflow.set_experiment("e")  # artifacts under ./mlruns of the child: use an abs root
-        from tests.support.models import log_iris_version
         client.create_experiment("abs", artifact_location={(tmp_path / "art").as_uri()!r})
         mlflow.set_experiment("abs")
-        log_iris_version("plain", c=1.0)
+        log_version("plain", c=1.0)
         client.set_registered_model_alias("plain", "best", "1")
         """,
     )
@@ -108,7 +119,7 @@ def test_sqlite_registry_uri(tmp_path: Path) -> None:
 
 def test_name_filter_quotes() -> None:
     assert name_filter("plain") == "name='plain'"
-    assert name_filter("it's") == "name=\"it's\""
+    assert name_filter("it's") == 'name="it\'s"'
     assert name_filter("a'b\"c") == "name LIKE 'a_b_c'"
 
 

@@ -27,7 +27,11 @@ class WireClient:
     def __init__(self, socket_path: Path, timeout: float = 30.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(str(socket_path))
+        try:
+            self.sock.connect(str(socket_path))
+        except OSError:
+            self.sock.close()
+            raise
         self._reader = wire.FrameReader()
         self._frames: list[wire.Frame] = []
         self._next_id = 1

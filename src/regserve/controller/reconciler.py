@@ -237,9 +237,9 @@ class Controller:
         task = served.downloads.pop(version, None)
         if task is not None:
             task.cancel()
+        await asyncio.to_thread(self._store.delete_version, name, version)
         await self._publish(name, served)  # stop routing to it before stopping it
         await self._backend.undeploy(name, version)
-        await asyncio.to_thread(self._store.delete_version, name, version)
         reason = _removal_reason(served.snapshot, version)
         await self._event(name, "VERSION_REMOVED", f"Version {version} removed: {reason}.", version)
 

@@ -19,7 +19,6 @@ from regserve.registry.models import VersionInfo
 
 __all__ = ["ClientSource", "RegistrySource", "RestSource", "RetryPolicy", "translated_errors"]
 
-_PAGE = 1000
 _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 
 
@@ -95,7 +94,8 @@ def _version_from_json(mv: dict[str, Any]) -> VersionInfo:
 class ClientSource:
     """A registry reached through ``MlflowClient`` (database URIs, and anything not HTTP)."""
 
-    def __init__(self, tracking_uri: str, registry_uri: str) -> None:
+    def __init__(self, tracking_uri: str, registry_uri: str, page_size: int) -> None:
+        self._page = page_size
         self._tracking_uri = tracking_uri
         self._registry_uri = registry_uri
         self._client: MlflowClient | None = None
@@ -123,7 +123,7 @@ class ClientSource:
         token: str | None = None
         while True:
             page = self._get().search_model_versions(
-                filter_string, max_results=_PAGE, page_token=token
+                filter_string, max_results=self._page, page_token=token
             )
             found.extend(_version_from_entity(mv) for mv in page)
             token = page.token
@@ -134,7 +134,7 @@ class ClientSource:
         names: list[str] = []
         token: str | None = None
         while True:
-            page = self._get().search_registered_models(max_results=_PAGE, page_token=token)
+            page = self._get().search_registered_models(max_results=self._page, page_token=token)
             names.extend(model.name for model in page)
             token = page.token
             if not token:
@@ -157,7 +157,8 @@ class RestSource:
     credentials still come from MLflow itself (``MLFLOW_TRACKING_TOKEN`` and friends).
     """
 
-    def __init__(self, uri: str, policy: RetryPolicy) -> None:
+    def __init__(self, uri: str, policy: RetryPolicy, page_size: int) -> None:
+        self._page = page_size
         self._uri = uri
         self._policy = policy
         self._creds: Callable[[], Any] = lambda: get_default_host_creds(uri)  # type: ignore[no-untyped-call]
@@ -188,7 +189,7 @@ class RestSource:
 
     def versions(self, filter_string: str) -> list[VersionInfo]:
         found: list[VersionInfo] = []
-        params: dict[str, Any] = {"filter": filter_string, "max_results": _PAGE}
+        params: dict[str, Any] = {"filter": filter_string, "max_results": self._page}
         while True:
             body = self._get_json("/api/2.0/mlflow/model-versions/search", params)
             found.extend(_version_from_json(mv) for mv in body.get("model_versions", []))
@@ -199,7 +200,7 @@ class RestSource:
 
     def model_names(self) -> list[str]:
         names: list[str] = []
-        params: dict[str, Any] = {"max_results": _PAGE}
+        params: dict[str, Any] = {"max_results": self._page}
         while True:
             body = self._get_json("/api/2.0/mlflow/registered-models/search", params)
             names.extend(m["name"] for m in body.get("registered_models", []))

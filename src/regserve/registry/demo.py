@@ -77,15 +77,21 @@ def _register(tracking_uri: str) -> None:
         if model.tags.get(_STATE_TAG) != "pending":
             return  # complete already, or not ours
     count = len(client.search_model_versions(f"name='{DEMO_MODEL_NAME}'"))
+    requirements: str | None = None
     for c in (1.0, 0.5)[count:]:
-        _log_version(c)
+        requirements = _log_version(c, requirements)
     client.transition_model_version_stage(DEMO_MODEL_NAME, "1", "Staging")
     client.transition_model_version_stage(DEMO_MODEL_NAME, "2", "Production")
     client.set_registered_model_alias(DEMO_MODEL_NAME, "champion", "2")
     client.set_registered_model_tag(DEMO_MODEL_NAME, _STATE_TAG, "complete")
 
 
-def _log_version(c: float) -> None:
+def _log_version(c: float, requirements: str | None) -> str:
+    """Log and register one version; returns its requirements.txt for the next one.
+
+    Inferring requirements (a child process importing the model) is most of a log's time;
+    both versions have the same, so the second reuses the first's.
+    """
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -100,13 +106,16 @@ def _log_version(c: float) -> None:
     mlflow.set_experiment(_EXPERIMENT)
     with mlflow.start_run(run_name=f"iris-logreg-C{c}"):
         mlflow.log_param("C", c)
-        mlflow.sklearn.log_model(
+        info = mlflow.sklearn.log_model(
             model,
             name="model",
             signature=signature,
             input_example=example,
+            pip_requirements=requirements,
             registered_model_name=DEMO_MODEL_NAME,
         )
+    location = mlflow.get_logged_model(info.model_id).artifact_location
+    return str(mlflow.artifacts.download_artifacts(f"{location}/requirements.txt"))
 
 
 def main(argv: list[str] | None = None) -> None:

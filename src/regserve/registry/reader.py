@@ -72,7 +72,8 @@ class RegistryReader:
     ``MLFLOW_TRACKING_TOKEN`` etc.) or a database URI (``sqlite:///...``,
     ``postgresql://...``). HTTP calls are bounded by ``http_timeout``, ``http_max_retries``
     and ``http_backoff_factor`` so an unreachable registry fails fast with
-    :class:`RegistryUnavailableError`. Every error raised is a ``regserve.errors`` type.
+    :class:`RegistryUnavailableError`. ``page_size`` is the page length of searches. Every
+    error raised is a ``regserve.errors`` type.
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class RegistryReader:
         http_timeout: float = 10.0,
         http_max_retries: int = 2,
         http_backoff_factor: float = 0.5,
+        page_size: int = 1000,
     ) -> None:
         self.registry_uri = registry_uri
         self.tracking_uri = tracking_uri or registry_uri
@@ -91,9 +93,9 @@ class RegistryReader:
         self._source: RegistrySource
         if urlparse(registry_uri).scheme in ("http", "https"):
             policy = RetryPolicy(http_timeout, http_max_retries, http_backoff_factor)
-            self._source = RestSource(registry_uri, policy)
+            self._source = RestSource(registry_uri, policy, page_size)
         else:
-            self._source = ClientSource(self.tracking_uri, registry_uri)
+            self._source = ClientSource(self.tracking_uri, registry_uri, page_size)
 
     def snapshot(self, name: str) -> ModelSnapshot | None:
         """The model and all its versions, or None when no such registered model exists."""

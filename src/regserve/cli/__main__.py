@@ -1,0 +1,3 @@
+from regserve.cli.main import main
+
+main()

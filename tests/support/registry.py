@@ -1,0 +1,45 @@
+"""Driving a registry the way a user does: plain MLflow against regserve's hosted server."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from tests.support.models import log_iris_version
+
+
+class UserRegistry:
+    """Logs, promotes, aliases and archives versions through MLflow's own client."""
+
+    def __init__(self, url: str) -> None:
+        self.client = MlflowClient(tracking_uri=url, registry_uri=url)
+
+    def register(self, name: str, c: float = 1.0) -> str:
+        return log_iris_version(name, c)
+
+    def stage(self, name: str, version: str, stage: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated, still used
+            self.client.transition_model_version_stage(name, version, stage)
+
+    def alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+
+@contextmanager
+def user_registry(monkeypatch: pytest.MonkeyPatch, url: str, token: str) -> Iterator[UserRegistry]:
+    """MLFLOW_TRACKING_URI / MLFLOW_TRACKING_TOKEN pointed at regserve, as the README says."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
+    try:
+        yield UserRegistry(url)
+    finally:
+        mlflow.set_tracking_uri(previous)

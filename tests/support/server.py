@@ -1,0 +1,126 @@
+"""A real ``regserve up`` subprocess for end-to-end tests, and a small client for it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_TOKEN = "rs-test-admin-token"
+API = "/api/2.0/preview/mlflow/endpoints"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
+
+
+class RegServeProcess:
+    """Starts, stops, kills and restarts ``regserve up`` on a data dir of the test's."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, **settings: str) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"regserve-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "REGSERVE_ADMIN_TOKEN": ADMIN_TOKEN,
+            "REGSERVE_POLL_INTERVAL": "1",
+            "REGSERVE_RESTART_BACKOFF_BASE": "0.5",
+            **{f"REGSERVE_{k.upper()}": v for k, v in settings.items()},
+        }
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+        )
+
+    def start(self, *args: str) -> RegServeProcess:
+        cmd = [sys.executable, "-m", "regserve.cli", "up", "--port", str(self.port),
+               "--data-dir", str(self.data_dir), *args]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._healthy, 90, f"regserve on {self.url} (log: {self.log_path})")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"regserve exited: {self.log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def close(self) -> None:
+        self.stop()
+        self.client.close()
+
+    # -- the control API -----------------------------------------------------------------------
+
+    def api(self, method: str, route: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, f"{API}/{route}", **kwargs)
+
+    def enable(self, name: str) -> httpx.Response:
+        return self.api("POST", "enable", json={"registered_model_name": name})
+
+    def disable(self, name: str) -> httpx.Response:
+        return self.api("POST", "disable", json={"registered_model_name": name})
+
+    def versions(self, name: str) -> dict[str, dict[str, Any]]:
+        r = self.api("GET", "list-versions", params={"registered_model_name": name})
+        if r.status_code != 200:
+            return {}
+        return {v["endpoint_version_name"]: v for v in r.json()["endpoint_versions"]}
+
+    def status(self, name: str) -> dict[str, Any]:
+        r = self.api("GET", "get-status", params={"registered_model_name": name})
+        assert r.status_code == 200, r.text
+        return dict(r.json()["endpoint_status"])
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        r = self.api("GET", "get-event-history", params={"registered_model_name": name})
+        assert r.status_code == 200, r.text
+        return list(r.json()["events"])
+
+    def wait_version_state(self, name: str, version: str, state: str, timeout: float = 120) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            v = self.versions(name).get(version)
+            return v if v and v["state"] == state else None
+
+        return dict(wait_for(check, timeout, f"{name} v{version} to be {state}"))
+
+    def score(self, name: str, ref: str, payload: Any, **kwargs: Any) -> httpx.Response:
+        return self.client.post(f"/model/{name}/{ref}/invocations", json=payload, **kwargs)
