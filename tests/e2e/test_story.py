@@ -82,7 +82,9 @@ def test_the_whole_story(regserve: RegServeProcess, registry: UserRegistry) -> N
                       and regserve.versions(MODEL)["2"]["state"] == "VERSION_STATE_READY"),
              30, "v2 to be restarted")  # fmt: skip
     assert _answered_by(regserve, "Production") == "2"
-    types = [e["event_type"] for e in regserve.events(MODEL) if e.get("endpoint_version_name") == "2"]
+    types = [
+        e["event_type"] for e in regserve.events(MODEL) if e.get("endpoint_version_name") == "2"
+    ]
     assert "WORKER_CRASHED" in types
     assert "WORKER_RESTARTED" in types
     crashed = next(e for e in regserve.events(MODEL) if e["event_type"] == "WORKER_CRASHED")

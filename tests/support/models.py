@@ -49,3 +49,24 @@ def log_iris_version(name: str, c: float = 1.0) -> str:
             registered_model_name=name,
         )
     return str(info.registered_model_version)
+
+
+def log_sleepy_version(name: str, seconds: float) -> str:
+    """Register a pyfunc that sleeps ``seconds`` per request, then echoes the row count."""
+    import time
+
+    class Sleepy(mlflow.pyfunc.PythonModel):  # defined here so cloudpickle ships it by value
+        # No type hints: MLflow would read them as the model's signature.
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            time.sleep(seconds)
+            return [len(model_input)] * len(model_input)
+
+    frame, _ = iris_frame()
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Sleepy(),
+            input_example=frame.head(1),
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)

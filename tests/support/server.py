@@ -115,7 +115,9 @@ class RegServeProcess:
         assert r.status_code == 200, r.text
         return list(r.json()["events"])
 
-    def wait_version_state(self, name: str, version: str, state: str, timeout: float = 120) -> dict[str, Any]:
+    def wait_version_state(
+        self, name: str, version: str, state: str, timeout: float = 120
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             v = self.versions(name).get(version)
             return v if v and v["state"] == state else None

@@ -58,7 +58,9 @@ def up(
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # MLflow's server module imports starlette's deprecated WSGI adapter; not ours to fix.
     warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated")

@@ -32,7 +32,10 @@ _REGISTRY_STORE_URI_ENV_VAR = "_MLFLOW_SERVER_REGISTRY_STORE"
 _ARTIFACT_ROOT_ENV_VAR = "_MLFLOW_SERVER_ARTIFACT_ROOT"
 _SERVE_ARTIFACTS_ENV_VAR = "_MLFLOW_SERVER_SERVE_ARTIFACTS"
 _ARTIFACTS_DESTINATION_ENV_VAR = "_MLFLOW_SERVER_ARTIFACT_DESTINATION"
-_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "localhost:*", "127.0.0.1:*", "[[]::1]:*")
+_LOOPBACK_HOSTS = (
+    *("localhost", "127.0.0.1", "[::1]", "0.0.0.0"),
+    *("localhost:*", "127.0.0.1:*", "[[]::1]:*", "0.0.0.0:*"),
+)
 _lock = threading.Lock()
 _hosted: HostedRegistry | None = None
 
@@ -109,7 +112,8 @@ def _configure_environment(
     os.environ[_SERVE_ARTIFACTS_ENV_VAR] = "true"
     os.environ[_ARTIFACTS_DESTINATION_ENV_VAR] = str(artifacts_dir)
     if allowed_hosts:
-        # Replaces MLflow's default list (loopback and private addresses, any port).
+        # Replaces MLflow's default list (loopback and private addresses, any port): keep
+        # loopback so regserve's own demo logging and local clients still pass.
         hosts = [*_LOOPBACK_HOSTS, *allowed_hosts]
         os.environ["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(hosts)
 

@@ -55,16 +55,18 @@ class WorkerClient:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._conn is not None and self._conn.transport is not None:
-                if not self._conn.transport.is_closing():
-                    return self._conn
+            conn = self._conn
+            if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+                return conn
             loop = asyncio.get_running_loop()
             try:
                 _, protocol = await loop.create_unix_connection(
                     lambda: _Connection(self._lost), self.socket_path
                 )
             except OSError as exc:
-                raise UnavailableError(f"{self.label} is not reachable ({exc}); retry shortly.")
+                raise UnavailableError(
+                    f"{self.label} is not reachable ({exc}); retry shortly."
+                ) from None
             self._conn = protocol
             return protocol
 
@@ -92,7 +94,7 @@ class WorkerClient:
             ) from None
 
     async def request(self, content_type: str | None, body: bytes, timeout: float) -> wire.Response:
-        kind, payload = await self._exchange(
+        _, payload = await self._exchange(
             wire.REQUEST, lambda rid: wire.encode_request(rid, content_type, body), timeout
         )
         return wire.decode_response(payload)

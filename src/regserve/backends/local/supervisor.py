@@ -203,7 +203,8 @@ class LocalBackend:
                 self._settings.restart_backoff_base * 2 ** (failures - 1),
                 self._settings.restart_backoff_max,
             )
-            text = f"{why}; restarting in {delay:g} s (restart {failures} of {self._settings.max_restarts - 1})."
+            allowed = self._settings.max_restarts - 1
+            text = f"{why}; restarting in {delay:g} s (restart {failures} of {allowed})."
             self._emit(slot, LAUNCHING, text, "WORKER_CRASHED", text)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(slot.stopping.wait(), delay)
