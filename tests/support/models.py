@@ -70,3 +70,20 @@ def log_sleepy_version(name: str, seconds: float) -> str:
             registered_model_name=name,
         )
     return str(info.registered_model_version)
+
+
+def log_broken_version(name: str) -> str:
+    """Register a pyfunc whose loading always fails, with a recognisable message."""
+
+    class Broken(mlflow.pyfunc.PythonModel):  # defined here so cloudpickle ships it by value
+        def load_context(self, context):  # type: ignore[no-untyped-def]
+            raise RuntimeError("deliberately broken model: cannot load weights.bin")
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            return model_input
+
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=Broken(), registered_model_name=name
+        )
+    return str(info.registered_model_version)

@@ -214,7 +214,7 @@ class LocalBackend:
         rotate_if_large(paths.log, self._settings.log_max_bytes)
         paths.socket.unlink(missing_ok=True)
         python = spec.python or sys.executable
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = _worker_environment()
         with paths.log.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 python, "-m", "regserve.worker",
@@ -259,6 +259,13 @@ class LocalBackend:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+
+
+def _worker_environment() -> dict[str, str]:
+    """The environment of a worker: ours, less the hosted MLflow server's configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("_MLFLOW_SERVER_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def _reap_stale_workers(run_dir: Path) -> None:
