@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -114,7 +115,10 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         app.gateway, host=settings.host, port=settings.port, lifespan="off",
         log_level="warning", access_log=False, timeout_graceful_shutdown=15,
     )  # fmt: skip
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_exit)
     serving = asyncio.create_task(server.serve(), name="uvicorn")
     try:
         while not server.started:
@@ -132,6 +136,18 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         await serving
     finally:
         await app.shutdown()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its signal handling: it re-raises SIGTERM once it has stopped, which
+    would kill this process before the workers are stopped. ``serve`` installs ours."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
 
 
 def _announce(

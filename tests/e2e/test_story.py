@@ -110,3 +110,10 @@ def test_the_whole_story(regserve: RegServeProcess, registry: UserRegistry) -> N
     for expected in ["SERVING_ENABLED", "CLUSTER_STARTED", "VERSION_DEPLOYING", "VERSION_READY",
                      "VERSION_REMOVED", "SERVING_DISABLED", "CLUSTER_TERMINATED"]:  # fmt: skip
         assert expected in types, expected
+
+    # stopping regserve stops its workers
+    pid = regserve.versions(MODEL)["2"]["worker_pid"]
+    regserve.stop()
+    assert regserve.process is not None
+    assert regserve.process.returncode == 0
+    assert not _alive(pid)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -61,9 +60,6 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # MLflow's server module imports starlette's deprecated WSGI adapter; not ours to fix.
-    warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated")
 
 
 def _run(coro: Any) -> None:

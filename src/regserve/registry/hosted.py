@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,10 @@ def create_hosted_registry(
                     f"MLflow keeps its stores in globals, so {data_dir} cannot be hosted too"
                 )
             return _hosted
-        _hosted = _create(data_dir, allowed_hosts)
+        with warnings.catch_warnings():
+            # MLflow's server imports starlette's deprecated WSGI adapter; not ours to fix.
+            warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated")
+            _hosted = _create(data_dir, allowed_hosts)
         return _hosted
 
 

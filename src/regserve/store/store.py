@@ -7,6 +7,7 @@ returns, so a ``kill -9`` right after a call loses nothing that call reported as
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +61,8 @@ class StateStore:
         config.set_main_option(
             "script_location", str(resources.files("regserve.store") / "migrations")
         )
+        # Alembic narrates every step at INFO (MLflow's own migrations re-enable that logger).
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         with self._engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
