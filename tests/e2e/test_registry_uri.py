@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 
-from tests.support.models import log_iris_version
 from tests.support.server import RegServeProcess
 
 pytestmark = pytest.mark.e2e
@@ -17,15 +17,19 @@ ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_widt
 
 def test_serves_from_an_existing_database_registry(tmp_path: Path) -> None:
     registry_uri = f"sqlite:///{tmp_path / 'team-registry.db'}"
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(registry_uri)
-    try:
-        mlflow.set_experiment(
-            experiment_id=mlflow.create_experiment("team", artifact_location=str(tmp_path / "art"))
-        )
-        assert log_iris_version("external-model") == "1"
-    finally:
-        mlflow.set_tracking_uri(previous)
+    # A separate process, as a team's own training job would be (and MLflow's fluent API
+    # keeps the active experiment in process globals).
+    script = (
+        "import mlflow, sys\n"
+        "from tests.support.models import log_iris_version\n"
+        "mlflow.set_tracking_uri(sys.argv[1])\n"
+        "mlflow.set_experiment(experiment_id=mlflow.create_experiment('team', sys.argv[2]))\n"
+        "assert log_iris_version('external-model') == '1'\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, registry_uri, str(tmp_path / "artifacts")],
+        check=True, cwd=Path(__file__).parents[2], timeout=300,
+    )  # fmt: skip
 
     server = RegServeProcess(tmp_path / "data").start("--registry-uri", registry_uri)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ def log_sleepy_version(name: str, seconds: float) -> str:
             return [len(model_input)] * len(model_input)
 
     frame, _ = iris_frame()
-    with mlflow.start_run():
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=Sleepy(),
@@ -82,7 +84,8 @@ def log_broken_version(name: str) -> str:
         def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
             return model_input
 
-    with mlflow.start_run():
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
         info = mlflow.pyfunc.log_model(
             name="model", python_model=Broken(), registered_model_name=name
         )

@@ -34,12 +34,16 @@ class UserRegistry:
 @contextmanager
 def user_registry(monkeypatch: pytest.MonkeyPatch, url: str, token: str) -> Iterator[UserRegistry]:
     """MLFLOW_TRACKING_URI / MLFLOW_TRACKING_TOKEN pointed at regserve, as the README says."""
+    # MLflow exports the URIs it is given to the environment; monkeypatch restores it.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", token)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(url)
     mlflow.set_registry_uri(url)
+    mlflow.set_experiment(experiment_id="0")  # "Default": every MLflow server has it
     try:
         yield UserRegistry(url)
     finally:
         mlflow.set_tracking_uri(previous)
+        mlflow.set_registry_uri("")  # back to "follow the tracking URI"
