@@ -16,6 +16,7 @@ from regserve.auth import ensure_admin_token
 from regserve.backends.base import VersionEvent
 from regserve.backends.local import LocalBackend
 from regserve.controller import Controller
+from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
 from regserve.gateway.auth import Authenticator
@@ -46,9 +47,10 @@ class RegServe:
         self.recorder = TrafficRecorder()
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
         self.backend = LocalBackend(settings, self._events.put_nowait)
+        envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
         self.controller = Controller(
             settings, self.store, reader, self.backend, self.router, self._events,
-            default_node_types(),
+            default_node_types(), envs,
         )  # fmt: skip
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,

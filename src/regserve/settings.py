@@ -29,7 +29,25 @@ class Settings(BaseSettings):
         None, description="regserve's own state database; default SQLite in the data dir."
     )
     env_manager: Literal["local", "virtualenv"] = Field(
-        "local", description="How each version's Python environment is made."
+        "virtualenv",
+        description="virtualenv: a uv-built environment per version's logged dependencies; "
+        "local: every worker runs in regserve's own interpreter (development).",
+    )
+    env_cache_dir: Path | None = Field(
+        None, description="Where built environments are kept; default <data-dir>/envs."
+    )
+    env_cache_max_bytes: int = Field(
+        20 * 1024**3, description="Cache size past which unused environments are evicted (LRU)."
+    )
+    env_build_parallelism: int = Field(2, description="Environment builds run at once.")
+    python_fallback: Literal["nearest", "fail"] = Field(
+        "nearest",
+        description="When the model's Python major.minor is not installed: use the nearest "
+        "interpreter (with a warning event) or fail the version.",
+    )
+    package_index_url: str | None = Field(None, description="Package index uv installs from.")
+    extra_index_urls: list[str] = Field(
+        default_factory=list, description="Extra package indexes (JSON list in the variable)."
     )
     backend: Literal["local", "ray"] = Field("local", description="Where workers run.")
     admin_token: str | None = Field(

@@ -90,3 +90,28 @@ def log_broken_version(name: str) -> str:
             name="model", python_model=Broken(), registered_model_name=name
         )
     return str(info.registered_model_version)
+
+
+def log_version_reporter(name: str, requirements: list[str]) -> str:
+    """Register a pyfunc answering, per row, the scikit-learn and MLflow versions it runs with."""
+
+    class Reporter(mlflow.pyfunc.PythonModel):  # defined here so cloudpickle ships it by value
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            import mlflow as runtime_mlflow
+            import sklearn
+
+            return [f"sklearn={sklearn.__version__} mlflow={runtime_mlflow.__version__}"] * len(
+                model_input
+            )
+
+    frame, _ = iris_frame()
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Reporter(),
+            input_example=frame.head(1),
+            pip_requirements=requirements,
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)

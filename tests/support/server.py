@@ -49,6 +49,9 @@ class RegServeProcess:
             "REGSERVE_ADMIN_TOKEN": ADMIN_TOKEN,
             "REGSERVE_POLL_INTERVAL": "1",
             "REGSERVE_RESTART_BACKOFF_BASE": "0.5",
+            # The serving core's tests run workers in regserve's interpreter; the tests of
+            # per-version environments (tests/e2e/test_environments.py) ask for virtualenv.
+            "REGSERVE_ENV_MANAGER": "local",
             **{f"REGSERVE_{k.upper()}": v for k, v in settings.items()},
         }
         self.env.pop("MLFLOW_TRACKING_URI", None)

@@ -20,8 +20,10 @@ class VersionSpec:
     model_name: str
     version: str
     model_path: Path
-    python: str | None = None
+    python: Path | None = None
     """The interpreter to run the worker with; None means regserve's own (env-manager local)."""
+    worker_path: Path | None = None
+    """Put on PYTHONPATH when ``python`` is set: where the worker package is for that env."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class Backend(Protocol):
 
     def deployed(self, model_name: str) -> set[str]:
         """Versions of the model that are deployed (in any state)."""
+
+    def log_file(self, model_name: str, version: str) -> Path:
+        """The version's log file, where environment builds write too."""
 
     def read_logs(self, model_name: str, version: str) -> str:
         """The newest lines of the version's log (blocking; call it from a thread)."""

@@ -17,6 +17,8 @@ from urllib.parse import quote
 
 from regserve.backends.base import Backend, VersionEvent, VersionSpec
 from regserve.controller import states as st
+from regserve.controller.environments import prepare_environment
+from regserve.envs import EnvironmentManager
 from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
 from regserve.registry.models import ModelSnapshot
 from regserve.router import ModelRoutes, Router, ServedVersion
@@ -57,6 +59,7 @@ class Controller:
         router: Router,
         events: asyncio.Queue[VersionEvent],
         node_types: dict[str, dict[str, object]],
+        envs: EnvironmentManager | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -65,6 +68,7 @@ class Controller:
         self._router = router
         self._events = events
         self.node_types = node_types
+        self._envs = envs
         self._served: dict[str, _Served] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
@@ -216,21 +220,53 @@ class Controller:
         )
 
     async def _deploy(self, name: str, served: _Served, version: str) -> None:
-        await self._set_version(name, served, version, *served.versions[version])
-        await self._event(name, "VERSION_DEPLOYING", f"Deploying version {version}.", version)
-        dest = self._models_dir / quote(name, safe="") / version
         try:
-            path = await asyncio.to_thread(self._reader.download, name, version, dest)
-        except Exception as exc:  # any download failure fails this version only
-            message = f"Could not download the model's artifacts: {exc}"
-            await self._set_version(name, served, version, st.VERSION_FAILED, message)
-            await self._event(name, "VERSION_FAILED", message, version)
+            await self._set_version(name, served, version, *served.versions[version])
+            await self._event(name, "VERSION_DEPLOYING", f"Deploying version {version}.", version)
+            spec = await self._prepare(name, served, version)
+        except RegServeError as exc:
+            await self._fail(name, served, version, exc.message)
+            return
+        except Exception as exc:  # anything unexpected fails this version only
+            _log.exception("preparing %s v%s failed", name, version)
+            await self._fail(name, served, version, f"{type(exc).__name__}: {exc}")
             return
         finally:
             served.downloads.pop(version, None)
         if self._served.get(name) is not served or version not in served.versions:
-            return  # disabled or archived while downloading
-        await self._backend.deploy(VersionSpec(name, version, path))
+            return  # disabled or archived meanwhile
+        await self._backend.deploy(spec)
+
+    async def _prepare(self, name: str, served: _Served, version: str) -> VersionSpec:
+        dest = self._models_dir / quote(name, safe="") / version
+        try:
+            path = await asyncio.to_thread(self._reader.download, name, version, dest)
+        except RegServeError as exc:
+            raise RegServeError(f"Could not download the model's artifacts: {exc.message}") from exc
+        if self._envs is None:
+            return VersionSpec(name, version, path)
+
+        async def report(event_type: str, message: str) -> None:
+            if event_type:
+                await self._event(name, event_type, message, version)
+            else:
+                await self._set_version(name, served, version, st.VERSION_PENDING, message)
+
+        log = self._backend.log_file(name, version)
+        built = await prepare_environment(self._envs, path, log, report)
+        self._envs.acquire(built.key, (name, version))
+        await asyncio.to_thread(
+            self._store.put_version, name, version, st.VERSION_PENDING,
+            "Environment ready; starting the worker.", environment=built.key,
+        )  # fmt: skip
+        return VersionSpec(name, version, path, built.python, self._envs.worker_path)
+
+    async def _fail(self, name: str, served: _Served, version: str, message: str) -> None:
+        if version not in served.versions:
+            return
+        await self._set_version(name, served, version, st.VERSION_FAILED, message)
+        await self._event(name, "VERSION_FAILED", message, version)
+        await self._publish(name, served)
 
     async def _remove(self, name: str, served: _Served, version: str) -> None:
         served.versions.pop(version, None)
@@ -240,6 +276,8 @@ class Controller:
         await asyncio.to_thread(self._store.delete_version, name, version)
         await self._publish(name, served)  # stop routing to it before stopping it
         await self._backend.undeploy(name, version)
+        if self._envs is not None:
+            self._envs.release((name, version))
         reason = _removal_reason(served.snapshot, version)
         await self._event(name, "VERSION_REMOVED", f"Version {version} removed: {reason}.", version)
 

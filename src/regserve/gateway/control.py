@@ -88,6 +88,7 @@ def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per r
                     "state": v.state,
                     "state_message": v.state_message,
                     "worker_pid": v.extra.get("worker_pid"),
+                    "environment": v.extra.get("environment"),
                 }
                 for v in versions
             ]

@@ -130,6 +130,11 @@ class LocalBackend:
     def deployed(self, model_name: str) -> set[str]:
         return {v for m, v in self._slots if m == model_name}
 
+    def log_file(self, model_name: str, version: str) -> Path:
+        path = WorkerPaths.for_version(self._data_dir, model_name, version).log
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def read_logs(self, model_name: str, version: str) -> str:
         path = WorkerPaths.for_version(self._data_dir, model_name, version).log
         return read_tail(path, max_lines=2000, max_bytes=1024 * 1024)
@@ -213,8 +218,10 @@ class LocalBackend:
         spec, paths = slot.spec, slot.paths
         rotate_if_large(paths.log, self._settings.log_max_bytes)
         paths.socket.unlink(missing_ok=True)
-        python = spec.python or sys.executable
+        python = str(spec.python or sys.executable)
         env = _worker_environment()
+        if spec.python is not None and spec.worker_path is not None:
+            env["PYTHONPATH"] = str(spec.worker_path)  # the worker only, not regserve's deps
         with paths.log.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 python, "-m", "regserve.worker",

@@ -1,0 +1,259 @@
+"""EnvironmentManager: one uv-built virtualenv per environment key, built once, cached.
+
+Builds of one key happen once even when several versions (or several regserve processes on
+one data dir) ask at the same moment: an asyncio lock per key and a file lock beside it.
+Builds of different keys run in parallel up to ``env_build_parallelism``. A build happens in
+a temporary directory renamed into place when complete, so a crash never leaves a half-built
+environment that looks usable. Least recently used environments that no served version uses
+are evicted when the cache grows past ``env_cache_max_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from regserve.envs.interpreters import pick_interpreter
+from regserve.envs.spec import EnvSpec
+from regserve.errors import RegServeError
+from regserve.settings import Settings
+
+__all__ = ["BuiltEnv", "EnvBuildError", "EnvironmentManager"]
+
+_META = ".regserve-env.json"
+Progress = Callable[[str], Awaitable[None]]
+
+
+class EnvBuildError(RegServeError):
+    """The environment could not be built; the message carries the installer's own words."""
+
+    error_code = "ENVIRONMENT_BUILD_FAILED"
+
+
+@dataclass(frozen=True)
+class BuiltEnv:
+    key: str
+    path: Path
+    python: Path
+    reused: bool
+    seconds: float
+    mlflow_version: str
+    notes: tuple[str, ...] = ()
+
+
+class EnvironmentManager:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.root = settings.env_cache_dir or settings.resolved_data_dir() / "envs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._users: dict[str, set[tuple[str, str]]] = {}
+        self.worker_path = _materialize_worker(self.root)
+        self._uv = str(Path(sys.executable).parent / "uv")
+
+    # -- who uses what ---------------------------------------------------------------------
+
+    def acquire(self, key: str, user: tuple[str, str]) -> None:
+        self._users.setdefault(key, set()).add(user)
+
+    def release(self, user: tuple[str, str]) -> None:
+        for users in self._users.values():
+            users.discard(user)
+
+    # -- building --------------------------------------------------------------------------
+
+    async def ensure(self, spec: EnvSpec, log: Path, progress: Progress) -> BuiltEnv:
+        key = spec.key
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self._settings.env_build_parallelism)
+        async with lock:
+            existing = self._load(key)
+            if existing is not None:
+                return existing
+            await progress(f"Waiting for a build slot for environment {key}.")
+            async with self._slots:
+                built = await self._build_locked(spec, log, progress)
+        await asyncio.to_thread(self._evict)
+        return built
+
+    def _load(self, key: str, reused: bool = True) -> BuiltEnv | None:
+        meta_path = self.root / key / _META
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            return None
+        meta["last_used"] = time.time()
+        with contextlib.suppress(OSError):
+            meta_path.write_text(json.dumps(meta))
+        path = self.root / key
+        return BuiltEnv(key, path, path / "bin" / "python", reused, meta.get("seconds", 0.0),
+                        meta.get("mlflow_version", ""), tuple(meta.get("notes", ())))  # fmt: skip
+
+    async def _build_locked(self, spec: EnvSpec, log: Path, progress: Progress) -> BuiltEnv:
+        lock_path = self.root / f"{spec.key}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            existing = self._load(spec.key)  # another process may have built it meanwhile
+            if existing is not None:
+                return existing
+            return await self._build(spec, log, progress)
+        finally:
+            os.close(fd)
+
+    async def _build(self, spec: EnvSpec, log: Path, progress: Progress) -> BuiltEnv:
+        interpreter, note = pick_interpreter(
+            spec.python, self._settings.python_fallback == "nearest"
+        )
+        if interpreter is None:
+            raise EnvBuildError(note)
+        started = time.monotonic()
+        final = self.root / spec.key
+        tmp = self.root / f"{spec.key}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        requirements = tmp.with_suffix(".requirements.txt")
+        requirements.write_text("\n".join(spec.requirements) + "\n")
+        try:
+            await progress(f"Creating a Python {interpreter.label} environment ({spec.key}).")
+            await self._run(log, "uv venv", [self._uv, "venv", "--python", str(interpreter.path),
+                                             "--no-project", "--no-config", str(tmp)])  # fmt: skip
+            count = len(spec.requirements)
+            await progress(f"Installing {count} requirements from {spec.source} with uv.")
+            await self._run(log, "uv pip install", [
+                self._uv, "pip", "install", "--python", str(tmp / "bin" / "python"),
+                "--no-config", "-r", str(requirements), *self._index_args(),
+            ])  # fmt: skip
+            mlflow_version = await self._verify(tmp, log)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            requirements.unlink(missing_ok=True)
+        seconds = round(time.monotonic() - started, 2)
+        meta = {
+            "key": spec.key, "python": interpreter.label, "requirements": list(spec.requirements),
+            "mlflow_version": mlflow_version, "seconds": seconds, "built_at": time.time(),
+            "last_used": time.time(), "size": _size(tmp), "notes": [note] if note else [],
+        }  # fmt: skip
+        (tmp / _META).write_text(json.dumps(meta))
+        os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp)
+        built = self._load(spec.key, reused=False)
+        assert built is not None
+        return BuiltEnv(built.key, built.path, built.python, False, seconds,
+                        mlflow_version, built.notes)  # fmt: skip
+
+    def _index_args(self) -> list[str]:
+        args: list[str] = []
+        if self._settings.package_index_url:
+            args += ["--index-url", self._settings.package_index_url]
+        for url in self._settings.extra_index_urls:
+            args += ["--extra-index-url", url]
+        return args
+
+    async def _run(self, log: Path, what: str, argv: list[str]) -> None:
+        """Run an installer step, its output appended to the version's log."""
+        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
+        env.pop("VIRTUAL_ENV", None)
+        tail: deque[str] = deque(maxlen=25)
+        with log.open("ab") as out:
+            out.write(f"[environment] $ {' '.join(argv)}\n".encode())
+            out.flush()
+            process = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, env=env,
+            )  # fmt: skip
+            assert process.stdout is not None
+            async for raw in process.stdout:
+                out.write(b"[environment] " + raw)
+                tail.append(raw.decode("utf-8", "replace").rstrip())
+            code = await process.wait()
+        if code != 0:
+            detail = "\n".join(line for line in tail if line.strip())
+            raise EnvBuildError(f"{what} failed (exit code {code}):\n{detail}")
+
+    async def _verify(self, env_dir: Path, log: Path) -> str:
+        """Import the worker inside the new environment; the MLflow version it holds."""
+        script = "import mlflow, regserve.worker.server; print(mlflow.__version__)"
+        env = {**os.environ, "PYTHONPATH": str(self.worker_path)}
+        process = await asyncio.create_subprocess_exec(
+            str(env_dir / "bin" / "python"), "-c", script, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await process.communicate()
+        text = output.decode("utf-8", "replace").strip()
+        with log.open("ab") as out:
+            out.write(f"[environment] worker import check: {text[-2000:]}\n".encode())
+        if process.returncode != 0:
+            raise EnvBuildError(
+                f"The environment was built but the worker cannot run in it:\n{text[-1500:]}"
+            )
+        return text.splitlines()[-1] if text else ""
+
+    # -- the cache -------------------------------------------------------------------------
+
+    def cached(self) -> list[dict[str, Any]]:
+        entries = []
+        for meta_path in self.root.glob(f"*/{_META}"):
+            with contextlib.suppress(OSError, ValueError):
+                entries.append(json.loads(meta_path.read_text()))
+        return entries
+
+    def _evict(self) -> None:
+        entries = sorted(self.cached(), key=lambda m: m.get("last_used", 0))
+        total = sum(int(m.get("size", 0)) for m in entries)
+        for meta in entries:
+            if total <= self._settings.env_cache_max_bytes:
+                return
+            if self._users.get(meta["key"]):
+                continue
+            shutil.rmtree(self.root / meta["key"], ignore_errors=True)
+            total -= int(meta.get("size", 0))
+
+
+def _size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def _materialize_worker(root: Path) -> Path:
+    """A directory holding only ``regserve.worker`` (and a stub package), for PYTHONPATH.
+
+    The worker is put on the environment's path, never installed into it; only the worker's
+    own modules are exposed, so a model environment never sees regserve's dependencies.
+    """
+    package = resources.files("regserve.worker")
+    sources = {p.name: p.read_bytes() for p in package.iterdir() if p.name.endswith(".py")}
+    digest = hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(sources.items())))
+    target = root / "_worker" / digest.hexdigest()[:16]
+    if not (target / "regserve" / "worker" / "__init__.py").exists():
+        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+        (tmp / "regserve" / "worker").mkdir(parents=True, exist_ok=True)
+        (tmp / "regserve" / "__init__.py").write_text(
+            '"""regserve\'s worker, for a model environment."""\n'
+        )
+        for name, data in sources.items():
+            (tmp / "regserve" / "worker" / name).write_bytes(data)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process put it there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
