@@ -145,3 +145,110 @@ def test_a_model_logged_with_mlflow_2_beside_one_logged_with_3(
     assert r.status_code == 400
     assert r.json()["error_code"] in ("BAD_REQUEST", "INVALID_PARAMETER_VALUE")
     wait_for(lambda: server.status(name)["state"] == "ENDPOINT_STATE_READY", 30, "endpoint READY")
+
+
+MLFLOW_1 = ["mlflow==1.30.1", "scikit-learn==1.2.2", "numpy<2"]
+
+
+def _python_310() -> Path:
+    from regserve.envs.interpreters import pick_interpreter
+
+    interpreter, _ = pick_interpreter("3.10", allow_nearest=False)
+    if interpreter is None:
+        from tests.conftest import require_service
+
+        require_service("MLflow 1.30 needs Python 3.10, which is not installed here")
+    assert interpreter is not None
+    return interpreter.path
+
+
+@pytest.fixture(scope="module")
+def mlflow1_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A client environment holding MLflow 1.30 (on Python 3.10, which MLflow 1.x supports)."""
+    venv = tmp_path_factory.mktemp("mlflow1-client") / "venv"
+    subprocess.run([UV, "venv", "--python", str(_python_310()), str(venv)], check=True,
+                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [UV, "pip", "install", "--python", str(venv / "bin" / "python"), *MLFLOW_1,
+         "setuptools<70"],
+        check=True, capture_output=True, timeout=900,
+    )  # fmt: skip
+    return venv / "bin" / "python"
+
+
+LOG_WITH_MLFLOW_1 = """
+import sys, warnings, mlflow, pandas as pd
+warnings.simplefilter("ignore")
+from mlflow.models.signature import infer_signature
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+assert mlflow.__version__.startswith("1."), mlflow.__version__
+data = load_iris()
+cols = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+frame = pd.DataFrame(data.data, columns=cols)
+model = LogisticRegression(max_iter=300).fit(frame, data.target)
+with mlflow.start_run():
+    mlflow.sklearn.log_model(
+        model, artifact_path="model", registered_model_name=sys.argv[1],
+        signature=infer_signature(frame, model.predict(frame)),
+        pip_requirements=sys.argv[2:],
+    )
+"""
+
+SPLIT = {"columns": list(ROW), "data": [list(ROW.values())]}
+V1_CASES = [
+    ("split", "application/json; format=pandas-split", SPLIT),
+    ("records", "application/json; format=pandas-records", [ROW]),
+    ("inferred-records", "application/json", [ROW, ROW]),
+    ("inferred-split", "application/json", SPLIT),
+    ("csv", "text/csv", "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n"),
+    ("bad-json", "application/json", "{not json"),
+    ("missing-column", "application/json; format=pandas-records", [{"sepal_length": 1.0}]),
+    ("unknown-format", "application/json; format=bogus", SPLIT),
+    ("latin-1", "application/json; charset=latin-1", SPLIT),
+    ("text-plain", "text/plain", "x"),
+]
+
+
+def test_a_model_pinned_to_mlflow_1_speaks_the_1x_format(
+    env: tuple[RegServeProcess, UserRegistry], mlflow1_python: Path, tmp_path: Path
+) -> None:
+    import json
+
+    import httpx
+
+    from tests.support.conformance import normalize_message
+    from tests.support.mlflow_serve import mlflow_models_serve
+
+    server, _ = env
+    name = "mlflow-one"
+    child_env = {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_TRACKING_TOKEN": ADMIN_TOKEN,
+                 "PATH": "/usr/bin:/bin"}  # fmt: skip
+    subprocess.run([str(mlflow1_python), "-c", LOG_WITH_MLFLOW_1, name, *MLFLOW_1],
+                   env=child_env, check=True, capture_output=True, timeout=300)  # fmt: skip
+    server.enable(name)
+    server.wait_version_state(name, "1", "VERSION_STATE_READY", timeout=900)
+    built = [e["message"] for e in _events(server, name, "1")
+             if e["event_type"] in ("ENV_BUILT", "ENV_REUSED")]  # fmt: skip
+    assert "MLflow 1.30.1" in built[0]
+
+    model_dir = server.data_dir / "models" / name / "1"
+    with mlflow_models_serve(model_dir, tmp_path, python=mlflow1_python) as reference:
+        for case_id, content_type, payload in V1_CASES:
+            body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            headers = {"Content-Type": content_type}
+            theirs = httpx.post(f"{reference}/invocations", content=body, headers=headers)
+            ours = server.client.post(f"/model/{name}/1/invocations", content=body, headers=headers)
+            assert ours.status_code == theirs.status_code, (case_id, ours.text, theirs.text)
+            if theirs.status_code == 200:
+                assert ours.json() == theirs.json() == [0] * len(ours.json()), case_id
+                continue
+            mine = ours.json()
+            if theirs.headers["content-type"].startswith("application/json"):
+                expected = theirs.json()
+                assert mine["error_code"] == expected["error_code"], case_id
+                assert normalize_message(mine["message"]) == normalize_message(
+                    expected["message"]
+                ), case_id
+            else:  # MLflow sends 415s as text/plain; regserve as JSON with the same text
+                assert mine == {"error_code": "UNSUPPORTED_MEDIA_TYPE", "message": theirs.text}

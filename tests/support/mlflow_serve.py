@@ -17,10 +17,13 @@ from tests.support.server import free_port
 
 
 @contextmanager
-def mlflow_models_serve(model_dir: Path, log_dir: Path) -> Iterator[str]:
-    """Run it from this venv (it starts `uvicorn` by name, so the venv's bin goes on PATH)."""
+def mlflow_models_serve(
+    model_dir: Path, log_dir: Path, python: Path | None = None
+) -> Iterator[str]:
+    """Run it from this venv, or the one of ``python`` (the venv's bin goes on PATH: it starts
+    `uvicorn`, or gunicorn for MLflow 1.x, by name)."""
     port = free_port()
-    bin_dir = str(Path(sys.executable).parent)
+    bin_dir = str(Path(python or sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     command = [
         str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", str(model_dir),

@@ -168,4 +168,14 @@ def _with_mlflow(lines: list[str]) -> tuple[str, ...]:
         from mlflow.version import VERSION
 
         lines = [*lines, f"mlflow=={VERSION}"]
+    elif "setuptools" not in names and any(_pins_mlflow_1(line) for line in lines):
+        lines = [*lines, "setuptools<70"]  # MLflow 1.x imports pkg_resources; venvs lack it
     return tuple(sorted(set(lines)))
+
+
+def _pins_mlflow_1(line: str) -> bool:
+    match = _MLFLOW_PIN.match(line)
+    if not match:
+        return False
+    op, major, minor = match.group(1), int(match.group(2)), match.group(3)
+    return major == 1 or (op == "<" and major == 2 and minor in (None, "0"))

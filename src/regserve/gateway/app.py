@@ -34,6 +34,10 @@ from regserve.store import StateStore
 __all__ = ["Gateway", "Services"]
 
 _OPEN_PATHS = frozenset({"/health"})
+# MLflow 1.x and Databricks-era clients call the registry under the preview prefix, which
+# MLflow's server no longer routes; the serving API lives under it too and is left alone.
+_PREVIEW_REGISTRY = "/api/2.0/preview/mlflow/"
+_SERVING_API = "/api/2.0/preview/mlflow/endpoints/"
 
 
 @dataclass
@@ -63,6 +67,8 @@ class Gateway:
             await self.api(scope, receive, send)
             return
         path: str = scope["path"]
+        if path.startswith(_PREVIEW_REGISTRY) and not path.startswith(_SERVING_API):
+            scope, path = _without_preview(scope)
         if path not in _OPEN_PATHS:
             try:
                 self._auth.authenticate(_header(scope, b"authorization"))
@@ -120,6 +126,14 @@ def _validation_error(error: RequestValidationError) -> dict[str, str]:
         where = ".".join(str(x) for x in problem.get("loc", ()) if x not in ("body", "query"))
         parts.append(f"{where or 'body'}: {problem.get('msg', 'invalid')}")
     return {"error_code": "INVALID_PARAMETER_VALUE", "message": "; ".join(parts)}
+
+
+def _without_preview(scope: Scope) -> tuple[Scope, str]:
+    """The same request addressed to ``/api/2.0/mlflow/...``."""
+    path = "/api/2.0/mlflow/" + scope["path"][len(_PREVIEW_REGISTRY) :]
+    raw = scope.get("raw_path")
+    raw_path = raw.replace(b"/preview/mlflow/", b"/mlflow/", 1) if raw else path.encode()
+    return {**scope, "path": path, "raw_path": raw_path}, path
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -18,9 +18,11 @@ import signal
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from regserve.worker import protocol_v1
 from regserve.worker.server import DEFAULT_GRACE_SECONDS, DEFAULT_THREADS, WorkerServer
 
 EXIT_OK = 0
@@ -91,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         _logger.error("model failed to load from %s", args.model_path)
         return EXIT_MODEL_LOAD_FAILED
+    if protocol_v1.is_mlflow_1():
+        # As Databricks does for models pinned to mlflow<2: MLflow 1.x's request format.
+        schema = model.metadata.get_input_schema()
+        server.handler = partial(protocol_v1.handle, model=model, input_schema=schema)
+        _logger.info("MLflow 1.x environment: serving the MLflow 1.x request format")
     _logger.info("model loaded in %.2f s", time.monotonic() - started)
     try:
         asyncio.run(run(server, args.socket))

@@ -15,7 +15,14 @@ from typing import IO, Any, cast
 
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
-from mlflow.utils.proto_json_utils import MlflowInvalidInputException, NumpyEncoder
+from mlflow.utils.proto_json_utils import NumpyEncoder
+
+# Absent from MLflow 1.x, whose requests protocol_v1 answers; keep this module importable there.
+MlflowInvalidInputException: type[MlflowException] = getattr(
+    importlib.import_module("mlflow.utils.proto_json_utils"),
+    "MlflowInvalidInputException",
+    MlflowException,
+)
 
 # Typed as Any: its names differ across MLflow versions, so each use below is guarded.
 _server: Any = importlib.import_module("mlflow.pyfunc.scoring_server")
@@ -45,7 +52,7 @@ CONTENT_TYPE_PARQUET: str = getattr(
 CONTENT_TYPES: list[str] = list(
     getattr(_server, "CONTENT_TYPES", [CONTENT_TYPE_CSV, CONTENT_TYPE_JSON, CONTENT_TYPE_PARQUET])
 )
-SCORING_PROTOCOL_CHANGE_INFO: str = _server.SCORING_PROTOCOL_CHANGE_INFO
+SCORING_PROTOCOL_CHANGE_INFO: str = getattr(_server, "SCORING_PROTOCOL_CHANGE_INFO", "")
 
 get_jsonable_obj = cast(Callable[..., Any], _server._get_jsonable_obj)
 parse_csv_input = cast(Callable[..., Any], _server.parse_csv_input)

@@ -204,7 +204,7 @@ def _parse_csv(body: bytes, input_schema: Any) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as ex:
         message = f"Ensure that input is a valid UTF-8 encoded string. Error: '{ex!r}'"
-        raise compat.MlflowInvalidInputException(message) from ex  # type: ignore[no-untyped-call]
+        raise compat.MlflowInvalidInputException(message) from ex
     return compat.parse_csv_input(csv_input=io.StringIO(text), schema=input_schema)
 
 
