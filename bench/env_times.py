@@ -11,6 +11,7 @@ Run: ``.venv/bin/python -m bench.env_times``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -99,7 +100,8 @@ def mlflow_serve_time(model: Path, env: dict[str, str]) -> float:
     try:
         return _wait_ok(f"http://127.0.0.1:{port}/invocations", {}, started, proc)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(60)
 
 
@@ -112,7 +114,8 @@ def main() -> None:
     mlflow.set_experiment(experiment_id=mlflow.create_experiment("b", str(work / "art")))
     mlflow.register_model(str(model), "env-bench")
     base = {**os.environ, "REGSERVE_ADMIN_TOKEN": TOKEN, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    base.pop("MLFLOW_TRACKING_URI", None)
+    for leaked in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
+        base.pop(leaked, None)  # MLflow exports what this process set; the servers need none
     results: list[tuple[str, float]] = []
     cold_cache = {**base, "UV_CACHE_DIR": str(work / "uv-cache-cold")}
     results.append(
@@ -135,9 +138,9 @@ def main() -> None:
     results.append(
         ("mlflow models serve --env-manager uv, warm", mlflow_serve_time(model, mlflow_cold))
     )
-    print("\nseconds from start (or enable) to the first good prediction")
+    print("\nseconds from start (or enable) to the first good prediction", flush=True)
     for what, seconds in results:
-        print(f"{what:48} {seconds:8.1f}")
+        print(f"{what:48} {seconds:8.1f}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
 
 
