@@ -182,3 +182,15 @@ def test_no_active_version_keeps_the_cluster_up(env: tuple[RegServeProcess, User
     assert status["state"] == "ENDPOINT_STATE_READY"
     assert "no active version" in status["state_message"]
     assert server.disable(name).status_code == 200
+
+
+def test_registry_answers_under_the_preview_prefix(
+    env: tuple[RegServeProcess, UserRegistry],
+) -> None:
+    # MLflow 1.x and Databricks-era clients use /api/2.0/preview/mlflow/ for the registry
+    server, _ = env
+    r = server.client.get("/api/2.0/preview/mlflow/registered-models/get", params={"name": MODEL})
+    assert r.status_code == 200
+    assert r.json()["registered_model"]["name"] == MODEL
+    r = httpx.get(f"{server.url}/api/2.0/preview/mlflow/registered-models/get?name={MODEL}")
+    assert r.status_code == 401
