@@ -66,6 +66,24 @@ def test_two_scikit_learn_releases_side_by_side(env: tuple[RegServeProcess, User
     assert (envs_dir / v_old["environment"] / "bin" / "python").exists()
     assert not list(envs_dir.glob("*.tmp-*"))  # no half-built environment left behind
 
+    # a model logged with the Anaconda defaults channel is served, with a warning event
+    warned = log_version_reporter(name, [MLFLOW, "scikit-learn==1.5.2"], ["defaults"])
+    server.wait_version_state(name, warned, "VERSION_STATE_READY", timeout=300)
+    warnings = [
+        e["message"] for e in _events(server, name, warned) if e["event_type"] == "ENV_WARNING"
+    ]
+    assert any("'defaults' channel" in w and "license" in w for w in warnings), warnings
+
+    # the cache survives a restart: every version comes back without a build
+    before = {e["timestamp"] for e in server.events(name)}
+    server.stop()
+    server.start()
+    for version in (old, new, same):
+        server.wait_version_state(name, version, "VERSION_STATE_READY", timeout=300)
+    after = [e for e in server.events(name) if e["timestamp"] not in before]
+    assert "ENV_BUILT" not in [e["event_type"] for e in after]
+    assert [e["event_type"] for e in after].count("ENV_REUSED") >= 3
+
 
 def test_an_unresolvable_requirement_fails_that_version_only(
     env: tuple[RegServeProcess, UserRegistry],

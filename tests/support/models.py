@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,9 @@ def log_broken_version(name: str) -> str:
     return str(info.registered_model_version)
 
 
-def log_version_reporter(name: str, requirements: list[str]) -> str:
+def log_version_reporter(
+    name: str, requirements: list[str], conda_channels: list[str] | None = None
+) -> str:
     """Register a pyfunc answering, per row, the scikit-learn and MLflow versions it runs with."""
 
     class Reporter(mlflow.pyfunc.PythonModel):  # defined here so cloudpickle ships it by value
@@ -111,7 +114,16 @@ def log_version_reporter(name: str, requirements: list[str]) -> str:
             name="model",
             python_model=Reporter(),
             input_example=frame.head(1),
-            pip_requirements=requirements,
+            **_environment(requirements, conda_channels),
             registered_model_name=name,
         )
     return str(info.registered_model_version)
+
+
+def _environment(requirements: list[str], conda_channels: list[str] | None) -> dict[str, Any]:
+    if conda_channels is None:
+        return {"pip_requirements": requirements}
+    python = ".".join(map(str, sys.version_info[:3]))
+    conda_env = {"channels": conda_channels,
+                 "dependencies": [f"python={python}", "pip", {"pip": requirements}]}  # fmt: skip
+    return {"conda_env": conda_env}
