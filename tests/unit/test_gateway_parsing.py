@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from regserve.errors import UnauthenticatedError
 from regserve.auth.credentials import token_from_header
+from regserve.errors import UnauthenticatedError
 from regserve.gateway.scoring import parse_scoring_path
 
 

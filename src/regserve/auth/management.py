@@ -161,9 +161,14 @@ class AccessManager:
 
     # -- model permissions -------------------------------------------------------------------
 
-    async def acl(self, actor: Identity, model: str) -> list[AclEntry]:
-        """The model's ACL: its direct entries, then admins' inherited CAN_MANAGE."""
-        await self._access.require(actor, model, PermissionLevel.CAN_READ, "read its permissions")
+    async def acl(self, actor: Identity, model: str, *, checked: bool = False) -> list[AclEntry]:
+        """The model's ACL: its direct entries, then admins' inherited CAN_MANAGE.
+
+        ``checked``: the caller's right to read it was established (it just changed it)."""
+        if not checked:
+            await self._access.require(
+                actor, model, PermissionLevel.CAN_READ, "read its permissions"
+            )
         await self._existing(model)
         principals = {
             str(p.id): p for p in await asyncio.to_thread(self._store.list_principals, None)

@@ -1,6 +1,7 @@
 """Gateway: the one ASGI app on the one port.
 
-Every request is authenticated here (``/health`` excepted). Scoring URLs go straight to the
+Every request is authenticated here (``/health`` excepted) and the caller's identity put in
+the scope; each route then checks the caller's permissions. Scoring URLs go straight to the
 bare :class:`ScoringHandler`; everything else goes to a FastAPI app holding the control API,
 ``/health`` and ``/metrics``, with MLflow's own tracking and registry server mounted beneath
 it for every path regserve does not route itself.
@@ -19,19 +20,25 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regserve import __version__
+from regserve.auth.management import AccessManager
+from regserve.auth.service import AccessService
 from regserve.backends.base import Backend
 from regserve.controller import Controller
 from regserve.errors import RegServeError
-from regserve.gateway.auth import Authenticator
+from regserve.gateway.context import IDENTITY_KEY
 from regserve.gateway.control import build_control_router
 from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.gateway.permissions import build_permissions_router
+from regserve.gateway.principals import build_principals_router
+from regserve.gateway.registry_guard import RegistryGuard, StageLookup
 from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
+from regserve.gateway.tokens import build_tokens_router
 from regserve.metrics import TrafficRecorder
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
 
-__all__ = ["Gateway", "Services"]
+__all__ = ["Gateway", "Services", "build_api"]
 
 _OPEN_PATHS = frozenset({"/health"})
 
@@ -46,17 +53,28 @@ class Services:
     router: Router
     backend: Backend
     recorder: TrafficRecorder
-    authenticator: Authenticator
+    access: AccessService
+    manager: AccessManager
 
 
 class Gateway:
     """The ASGI entry point: authentication, then scoring or the rest."""
 
-    def __init__(self, services: Services, registry_app: ASGIApp | None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        registry_app: ASGIApp | None,
+        stage_of: StageLookup | None = None,
+    ) -> None:
         self.services = services
-        self._auth = services.authenticator
-        self._scoring = ScoringHandler(services.settings, services.router, services.recorder)
-        self.api = _build_api(services, registry_app)
+        self._access = services.access
+        self._scoring = ScoringHandler(
+            services.settings, services.router, services.recorder, services.access
+        )
+        if registry_app is not None:
+            assert stage_of is not None
+            registry_app = RegistryGuard(registry_app, services, stage_of)
+        self.api = build_api(services, registry_app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,10 +83,11 @@ class Gateway:
         path: str = scope["path"]
         if path not in _OPEN_PATHS:
             try:
-                self._auth.authenticate(_header(scope, b"authorization"))
+                identity = await self._access.authenticate(_header(scope, b"authorization"))
             except RegServeError as error:
                 await _send_error(send, error)
                 return
+            scope[IDENTITY_KEY] = identity
         target = parse_scoring_path(path)
         if target is not None:
             await self._scoring(scope, receive, send, *target)
@@ -76,7 +95,8 @@ class Gateway:
         await self.api(scope, receive, send)
 
 
-def _build_api(services: Services, registry_app: ASGIApp | None) -> FastAPI:
+def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAPI:
+    """The FastAPI app behind the gateway (``services`` may be None to list its routes)."""
     api = FastAPI(
         title="regserve",
         version=__version__,
@@ -86,6 +106,9 @@ def _build_api(services: Services, registry_app: ASGIApp | None) -> FastAPI:
     )
     api.state.services = services
     api.include_router(build_control_router())
+    api.include_router(build_tokens_router())
+    api.include_router(build_principals_router())
+    api.include_router(build_permissions_router())
 
     @api.get("/health", summary="Liveness (no authentication)")
     async def health() -> dict[str, str]:
@@ -93,6 +116,7 @@ def _build_api(services: Services, registry_app: ASGIApp | None) -> FastAPI:
 
     @api.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
+        assert services is not None
         return Response(generate_latest(services.recorder.registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.exception_handler(RegServeError)
