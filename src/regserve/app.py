@@ -13,13 +13,14 @@ from typing import Any
 import uvicorn
 
 from regserve.auth import ensure_admin_token
+from regserve.auth.management import AccessManager
+from regserve.auth.service import AccessService
 from regserve.backends.base import VersionEvent
 from regserve.backends.local import LocalBackend
 from regserve.controller import Controller
 from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
-from regserve.gateway.auth import Authenticator
 from regserve.metrics import TrafficRecorder
 from regserve.nodes import default_node_types
 from regserve.router import Router
@@ -43,6 +44,9 @@ class RegServe:
         self.admin_token, self.token_created = ensure_admin_token(settings.admin_token, data_dir)
         self.store = StateStore(settings.store_uri or f"sqlite:///{data_dir / 'state.db'}")
         registry_app, reader = _registry(settings)
+        self._reader = reader
+        self.access = AccessService(settings, self.store, self.admin_token)
+        self.manager = AccessManager(settings, self.store, self.access, self._model_exists)
         self.router = Router()
         self.recorder = TrafficRecorder()
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
@@ -54,13 +58,14 @@ class RegServe:
         )  # fmt: skip
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
-            Authenticator(self.admin_token),
+            self.access, self.manager,
         )  # fmt: skip
-        self.gateway = Gateway(services, registry_app)
+        self.gateway = Gateway(services, registry_app, self._stage_of)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def startup(self) -> None:
         await asyncio.to_thread(self.store.migrate)
+        await asyncio.to_thread(self.access.bootstrap)
         await self.backend.start()
         self._spawn(self.controller.run(), "controller")
         self._spawn(self._flush_metrics(), "metrics flush")
@@ -83,6 +88,14 @@ class RegServe:
         endpoint = await asyncio.to_thread(self.store.get_endpoint, DEMO_MODEL)
         if endpoint is None:
             await self.controller.enable(DEMO_MODEL)
+
+    async def _model_exists(self, name: str) -> bool:
+        return await asyncio.to_thread(self._reader.snapshot, name) is not None
+
+    async def _stage_of(self, name: str, version: str) -> str | None:
+        snapshot = await asyncio.to_thread(self._reader.snapshot, name)
+        found = [v for v in snapshot.versions if v.version == version] if snapshot else []
+        return found[0].stage if found else None
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         async def guarded() -> None:

@@ -6,11 +6,13 @@ The gateway maps codes to statuses in one table (``regserve.gateway.errors``).
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyExistsError",
     "BadRequestError",
     "InvalidParameterError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "RateLimitedError",
     "RegServeError",
     "TimeoutError_",
     "UnauthenticatedError",
@@ -47,6 +49,20 @@ class UnauthenticatedError(RegServeError):
 
 class PermissionDeniedError(RegServeError):
     error_code = "PERMISSION_DENIED"
+
+
+class AlreadyExistsError(RegServeError):
+    error_code = "RESOURCE_ALREADY_EXISTS"
+
+
+class RateLimitedError(RegServeError):
+    """The caller sent more requests than its limit allows; retry after ``retry_after`` s."""
+
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PayloadTooLargeError(RegServeError):

@@ -69,6 +69,24 @@ class Settings(BaseSettings):
     log_max_bytes: int = Field(
         5 * 1024 * 1024, description="Size at which a version's log file is rotated."
     )
+    max_token_lifetime: int | None = Field(
+        90 * 24 * 3600,
+        description="Longest lifetime in seconds a new token may have (also the lifetime of "
+        "tokens asked for without one); unset or 0: no cap, tokens may never expire.",
+    )
+    auth_cache_ttl: float = Field(
+        10.0,
+        description="Seconds a checked token and a model's permissions are kept in memory; "
+        "changes made through this process apply at once, other gateways' within this time.",
+    )
+    auth_cache_size: int = Field(
+        10_000, description="Most tokens and models whose auth checks are kept in memory."
+    )
+    rate_limit_rps: float | None = Field(
+        None,
+        description="Requests per second allowed per token (429 above, bursts up to one "
+        "second's worth); unset or 0: no limit.",
+    )
     demo: bool = Field(False, description="Register and serve the iris demo model on first start.")
 
     def resolved_data_dir(self) -> Path:

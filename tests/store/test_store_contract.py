@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from regserve.store import ClusterConfig, StateStore
+from regserve.errors import AlreadyExistsError
+from regserve.store import ClusterConfig, GrantRecord, StateStore, TokenRecord
 from tests.conftest import require_service
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -115,3 +116,63 @@ def test_metrics_accumulate_per_minute(store: StateStore) -> None:
     assert points[("requests_per_minute", "1")] == 5
     assert points[("errors_per_minute", "1")] == 1
     assert points[("latency_p99_ms", "1")] == 9.0
+
+
+# -- principals, tokens, permissions (store/access.py) ---------------------------------------
+
+
+def test_principals_are_unique_and_found_by_name_or_application_id(store: StateStore) -> None:
+    admin = store.ensure_admin_principal("admin", 1)
+    assert store.ensure_admin_principal("admin", 2) == admin
+    assert admin.is_admin
+    sp = store.create_principal("bot", "service_principal", application_id="app-1", created_at=3)
+    with pytest.raises(AlreadyExistsError):
+        store.create_principal("bot", "user", created_at=4)
+    assert store.find_principal("app-1") == sp
+    assert store.find_principal("bot", "service_principal") == sp
+    assert store.find_principal("bot", "user") is None
+    assert [p.name for p in store.list_principals()] == ["admin", "bot"]
+    assert store.get_principal(sp.id) == sp
+
+
+def test_tokens_by_hash_list_and_revoke(store: StateStore) -> None:
+    owner = store.create_principal("u", "user", created_at=1)
+    record = TokenRecord("t1", owner.id, "ci", 10, -1, "admin")
+    store.add_token(record, "a" * 64)
+    found = store.token_by_hash("a" * 64)
+    assert found == (record, owner)
+    assert store.token_by_hash("b" * 64) is None
+    assert store.list_tokens(owner.id) == [record]
+    assert store.revoke_token("t1", 20, principal_id=owner.id + 1) is None  # not theirs
+    assert store.revoke_token("t1", 20) is not None
+    assert store.revoke_token("t1", 21) is None  # already revoked
+    assert store.list_tokens() == []
+    found = store.token_by_hash("a" * 64)
+    assert found is not None
+    assert found[0].revoked_at == 20
+
+
+def test_grants_put_replace_rename_drop(store: StateStore) -> None:
+    read = GrantRecord("principal", "1", "CAN_READ")
+    group = GrantRecord("group", "users", "CAN_READ")
+    store.put_grants("m", [read], replace=False)
+    store.put_grants("m", [GrantRecord("principal", "1", "CAN_EDIT"), group], replace=False)
+    assert store.get_grants("m") == [group, GrantRecord("principal", "1", "CAN_EDIT")]
+    store.put_grants("m", [read], replace=True)
+    assert store.get_grants("m") == [read]
+    store.rename_grants("m", "n")
+    assert store.get_grants("m") == []
+    assert store.get_grants("n") == [read]
+    store.drop_grants("n")
+    assert store.get_grants("n") == []
+
+
+def test_audit_events_name_the_principal(store: StateStore) -> None:
+    store.add_event("m", "VERSION_READY", "ready", "1")
+    store.add_event("", "TOKEN_CREATED", "token t1", principal="admin")
+    store.add_event("m", "SERVING_ENABLED", "on", principal="alice")
+    audit = store.list_audit_events()
+    assert [(e[1], e[2], e[4]) for e in audit] == [
+        ("", "TOKEN_CREATED", "admin"), ("m", "SERVING_ENABLED", "alice"),
+    ]  # fmt: skip
+    assert store.list_events("m")[-1].principal == "alice"

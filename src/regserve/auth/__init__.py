@@ -1,4 +1,4 @@
-"""Principals and tokens. Today: the bootstrap admin token."""
+"""Principals, tokens and permissions on registered models (see docs/security.md)."""
 
 from __future__ import annotations
 

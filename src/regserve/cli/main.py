@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from regserve.cli.access import permissions_app, principal_app, token_app
 from regserve.settings import Settings
 
 __all__ = ["app", "main"]
@@ -16,6 +17,11 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     help="Serve every active version of your MLflow registry's models.", no_args_is_help=True
 )
+
+
+app.add_typer(token_app, name="token")
+app.add_typer(principal_app, name="principal")
+app.add_typer(permissions_app, name="permissions")
 
 
 @app.callback()

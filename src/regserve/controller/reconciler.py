@@ -112,22 +112,27 @@ class Controller:
 
     # -- the control API ---------------------------------------------------------------------
 
-    async def enable(self, name: str) -> None:
+    async def enable(self, name: str, actor: str | None = None) -> None:
+        """Serve ``name``; ``actor`` (who asked) is named in the event."""
         snapshot = await asyncio.to_thread(self._reader.snapshot, name)
         if snapshot is None:
             raise NotFoundError(f"Registered model '{name}' does not exist in the registry.")
         default = ClusterConfig(self.default_node_type)
         if await asyncio.to_thread(self._store.enable, name, default):
-            await self._event(name, "SERVING_ENABLED", f"Serving enabled for model '{name}'.")
+            message = f"Serving enabled for model '{name}'{_by(actor)}."
+            await self._event(name, "SERVING_ENABLED", message, principal=actor)
         self.trigger()
 
-    async def disable(self, name: str) -> None:
+    async def disable(self, name: str, actor: str | None = None) -> None:
         if not await asyncio.to_thread(self._store.disable, name):
             raise InvalidParameterError(f"Serving is not enabled for model '{name}'.")
-        await self._event(name, "SERVING_DISABLED", f"Serving disabled for model '{name}'.")
+        message = f"Serving disabled for model '{name}'{_by(actor)}."
+        await self._event(name, "SERVING_DISABLED", message, principal=actor)
         await self.reconcile(name)
 
-    async def update_config(self, name: str, config: ClusterConfig) -> None:
+    async def update_config(
+        self, name: str, config: ClusterConfig, actor: str | None = None
+    ) -> None:
         if config.node_type_id not in self.node_types:
             offered = ", ".join(self.node_types)
             raise InvalidParameterError(
@@ -138,9 +143,8 @@ class Controller:
         if endpoint is None or not endpoint.enabled:
             raise InvalidParameterError(f"Serving is not enabled for model '{name}'.")
         await asyncio.to_thread(self._store.set_desired_config, name, config)
-        await self._event(
-            name, "CLUSTER_CONFIG_UPDATED", f"Cluster config updated: {_describe(config)}."
-        )
+        message = f"Cluster config updated{_by(actor)}: {_describe(config)}."
+        await self._event(name, "CLUSTER_CONFIG_UPDATED", message, principal=actor)
         await self.reconcile(name)
 
     # -- one model ---------------------------------------------------------------------------
@@ -331,10 +335,17 @@ class Controller:
         await asyncio.to_thread(self._store.set_endpoint_state, name, state, message)
 
     async def _event(
-        self, name: str, event_type: str, message: str, version: str | None = None
+        self,
+        name: str,
+        event_type: str,
+        message: str,
+        version: str | None = None,
+        principal: str | None = None,
     ) -> None:
         _log.info("%s %s%s: %s", name, event_type, f" v{version}" if version else "", message)
-        await asyncio.to_thread(self._store.add_event, name, event_type, message, version)
+        await asyncio.to_thread(
+            self._store.add_event, name, event_type, message, version, principal
+        )
 
 
 def _active_versions(snapshot: ModelSnapshot | None) -> set[str]:
@@ -350,6 +361,10 @@ def _removal_reason(snapshot: ModelSnapshot | None, version: str) -> str:
         if v.version == version:
             return "it was archived" if v.stage == "Archived" else f"its status is {v.status}"
     return "it was deleted from the registry"
+
+
+def _by(actor: str | None) -> str:
+    return f" by '{actor}'" if actor else ""
 
 
 def _describe(config: ClusterConfig) -> str:

@@ -1,6 +1,7 @@
 """Gateway: the one ASGI app on the one port.
 
-Every request is authenticated here (``/health`` excepted). Scoring URLs go straight to the
+Every request is authenticated here (``/health`` excepted) and the caller's identity put in
+the scope; each route then checks the caller's permissions. Scoring URLs go straight to the
 bare :class:`ScoringHandler`; everything else goes to a FastAPI app holding the control API,
 ``/health`` and ``/metrics``, with MLflow's own tracking and registry server mounted beneath
 it for every path regserve does not route itself.
@@ -19,25 +20,27 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regserve import __version__
+from regserve.auth.management import AccessManager
+from regserve.auth.service import AccessService
 from regserve.backends.base import Backend
 from regserve.controller import Controller
 from regserve.errors import RegServeError
-from regserve.gateway.auth import Authenticator
+from regserve.gateway.context import IDENTITY_KEY
 from regserve.gateway.control import build_control_router
 from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.gateway.permissions import build_permissions_router
+from regserve.gateway.principals import build_principals_router
+from regserve.gateway.registry_guard import RegistryGuard, StageLookup
 from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
+from regserve.gateway.tokens import build_tokens_router
 from regserve.metrics import TrafficRecorder
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
 
-__all__ = ["Gateway", "Services"]
+__all__ = ["Gateway", "Services", "build_api"]
 
 _OPEN_PATHS = frozenset({"/health"})
-# MLflow 1.x and Databricks-era clients call the registry under the preview prefix, which
-# MLflow's server no longer routes; the serving API lives under it too and is left alone.
-_PREVIEW_REGISTRY = "/api/2.0/preview/mlflow/"
-_SERVING_API = "/api/2.0/preview/mlflow/endpoints/"
 
 
 @dataclass
@@ -50,31 +53,41 @@ class Services:
     router: Router
     backend: Backend
     recorder: TrafficRecorder
-    authenticator: Authenticator
+    access: AccessService
+    manager: AccessManager
 
 
 class Gateway:
     """The ASGI entry point: authentication, then scoring or the rest."""
 
-    def __init__(self, services: Services, registry_app: ASGIApp | None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        registry_app: ASGIApp | None,
+        stage_of: StageLookup | None = None,
+    ) -> None:
         self.services = services
-        self._auth = services.authenticator
-        self._scoring = ScoringHandler(services.settings, services.router, services.recorder)
-        self.api = _build_api(services, registry_app)
+        self._access = services.access
+        self._scoring = ScoringHandler(
+            services.settings, services.router, services.recorder, services.access
+        )
+        if registry_app is not None:
+            assert stage_of is not None
+            registry_app = RegistryGuard(registry_app, services, stage_of)
+        self.api = build_api(services, registry_app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.api(scope, receive, send)
             return
         path: str = scope["path"]
-        if path.startswith(_PREVIEW_REGISTRY) and not path.startswith(_SERVING_API):
-            scope, path = _without_preview(scope)
         if path not in _OPEN_PATHS:
             try:
-                self._auth.authenticate(_header(scope, b"authorization"))
+                identity = await self._access.authenticate(_header(scope, b"authorization"))
             except RegServeError as error:
                 await _send_error(send, error)
                 return
+            scope[IDENTITY_KEY] = identity
         target = parse_scoring_path(path)
         if target is not None:
             await self._scoring(scope, receive, send, *target)
@@ -82,7 +95,8 @@ class Gateway:
         await self.api(scope, receive, send)
 
 
-def _build_api(services: Services, registry_app: ASGIApp | None) -> FastAPI:
+def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAPI:
+    """The FastAPI app behind the gateway (``services`` may be None to list its routes)."""
     api = FastAPI(
         title="regserve",
         version=__version__,
@@ -92,6 +106,9 @@ def _build_api(services: Services, registry_app: ASGIApp | None) -> FastAPI:
     )
     api.state.services = services
     api.include_router(build_control_router())
+    api.include_router(build_tokens_router())
+    api.include_router(build_principals_router())
+    api.include_router(build_permissions_router())
 
     @api.get("/health", summary="Liveness (no authentication)")
     async def health() -> dict[str, str]:
@@ -99,6 +116,7 @@ def _build_api(services: Services, registry_app: ASGIApp | None) -> FastAPI:
 
     @api.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
+        assert services is not None
         return Response(generate_latest(services.recorder.registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.exception_handler(RegServeError)
@@ -126,14 +144,6 @@ def _validation_error(error: RequestValidationError) -> dict[str, str]:
         where = ".".join(str(x) for x in problem.get("loc", ()) if x not in ("body", "query"))
         parts.append(f"{where or 'body'}: {problem.get('msg', 'invalid')}")
     return {"error_code": "INVALID_PARAMETER_VALUE", "message": "; ".join(parts)}
-
-
-def _without_preview(scope: Scope) -> tuple[Scope, str]:
-    """The same request addressed to ``/api/2.0/mlflow/...``."""
-    path = "/api/2.0/mlflow/" + scope["path"][len(_PREVIEW_REGISTRY) :]
-    raw = scope.get("raw_path")
-    raw_path = raw.replace(b"/preview/mlflow/", b"/mlflow/", 1) if raw else path.encode()
-    return {**scope, "path": path, "raw_path": raw_path}, path
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -12,7 +12,14 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
+from regserve.auth.levels import PermissionLevel
+from regserve.errors import (
+    InvalidParameterError,
+    NotFoundError,
+    PermissionDeniedError,
+    RegServeError,
+)
+from regserve.gateway.context import identity_of, services_of
 from regserve.store import ClusterConfig
 
 __all__ = ["build_control_router"]
@@ -43,8 +50,16 @@ class UpdateClusterConfigRequest(ModelRequest):
     desired_cluster_config: DesiredClusterConfig
 
 
-def _services(request: Request) -> Any:
-    return request.app.state.services
+_services = services_of
+_READ = PermissionLevel.CAN_READ
+_MANAGE = PermissionLevel.CAN_MANAGE
+
+
+async def _require(request: Request, name: str, level: PermissionLevel, action: str) -> str:
+    """The caller's name, once it is known to hold ``level`` on ``name``."""
+    identity = identity_of(request)
+    await _services(request).access.require(identity, name, level, action)
+    return identity.name
 
 
 def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per route
@@ -52,31 +67,47 @@ def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per r
 
     @router.post(f"{PREFIX}/enable", summary="Enable serving for a registered model")
     async def enable(request: Request, body: ModelRequest) -> dict[str, Any]:
-        await _services(request).controller.enable(body.registered_model_name)
+        name = body.registered_model_name
+        actor = await _require(request, name, _MANAGE, "enable serving")
+        identity = identity_of(request)
+        if not (identity.is_admin or identity.principal.allow_cluster_create):
+            raise PermissionDeniedError(
+                f"'{actor}' lacks the allow-cluster-create entitlement, which enabling "
+                "serving needs besides CAN_MANAGE. An admin can grant it."
+            )
+        await _services(request).controller.enable(name, actor)
         return {}
 
     @router.post(f"{PREFIX}/disable", summary="Disable serving and terminate the cluster")
     async def disable(request: Request, body: ModelRequest) -> dict[str, Any]:
-        await _services(request).controller.disable(body.registered_model_name)
+        name = body.registered_model_name
+        actor = await _require(request, name, _MANAGE, "disable serving")
+        await _services(request).controller.disable(name, actor)
         return {}
 
     @router.get(f"{PREFIX}/get-status", summary="The serving endpoint's state")
     async def get_status(
         request: Request, registered_model_name: str = Query(..., min_length=1)
     ) -> dict[str, Any]:
+        await _require(request, registered_model_name, _READ, "read its serving status")
         endpoint = await _enabled_endpoint(request, registered_model_name)
         return {"endpoint_status": _endpoint_json(endpoint)}
 
     @router.get(f"{PREFIX}/list", summary="Every served model")
     async def list_endpoints(request: Request) -> dict[str, Any]:
-        store = _services(request).store
-        endpoints = await asyncio.to_thread(store.list_endpoints)
-        return {"endpoints": [_endpoint_json(e) for e in endpoints]}
+        services = _services(request)
+        endpoints = await asyncio.to_thread(services.store.list_endpoints)
+        names = await services.access.readable(
+            identity_of(request), [e.model_name for e in endpoints]
+        )
+        readable = set(names)
+        return {"endpoints": [_endpoint_json(e) for e in endpoints if e.model_name in readable]}
 
     @router.get(f"{PREFIX}/list-versions", summary="The served versions and their states")
     async def list_versions(
         request: Request, registered_model_name: str = Query(..., min_length=1)
     ) -> dict[str, Any]:
+        await _require(request, registered_model_name, _READ, "list its served versions")
         await _enabled_endpoint(request, registered_model_name)
         store = _services(request).store
         versions = await asyncio.to_thread(store.list_versions, registered_model_name)
@@ -98,6 +129,7 @@ def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per r
     async def list_version_aliases(
         request: Request, registered_model_name: str = Query(..., min_length=1)
     ) -> dict[str, Any]:
+        await _require(request, registered_model_name, _READ, "list its serving aliases")
         await _enabled_endpoint(request, registered_model_name)
         routes = _services(request).router.get(registered_model_name)
         refs = [*_STAGE_REFS, *(sorted(routes.aliases) if routes else [])]
@@ -131,6 +163,7 @@ def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per r
         max_events: int = Query(500, ge=1, le=10_000),
     ) -> dict[str, Any]:
         store = _services(request).store
+        await _require(request, registered_model_name, _READ, "read its serving events")
         await _known_endpoint(request, registered_model_name)
         events = await asyncio.to_thread(
             store.list_events, registered_model_name, endpoint_version_name, max_events
@@ -142,6 +175,7 @@ def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per r
                     "event_type": e.event_type,
                     **({"endpoint_version_name": e.version} if e.version else {}),
                     "message": e.message,
+                    **({"principal": e.principal} if e.principal else {}),
                 }
                 for e in events
             ]
@@ -152,6 +186,7 @@ def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per r
         request: Request, registered_model_name: str = Query(..., min_length=1)
     ) -> dict[str, Any]:
         services = _services(request)
+        await _require(request, registered_model_name, _READ, "read its serving metrics")
         await _known_endpoint(request, registered_model_name)
         await asyncio.to_thread(services.store.add_metrics, services.recorder.drain())
         points = await asyncio.to_thread(services.store.metric_history, registered_model_name)
@@ -171,9 +206,11 @@ def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per r
     async def update_cluster_config(
         request: Request, body: UpdateClusterConfigRequest
     ) -> dict[str, Any]:
+        name = body.registered_model_name
+        actor = await _require(request, name, _MANAGE, "change its serving cluster")
         desired = body.desired_cluster_config
         config = ClusterConfig(desired.node_type_id, tuple((t.key, t.value) for t in desired.tags))
-        await _services(request).controller.update_config(body.registered_model_name, config)
+        await _services(request).controller.update_config(name, config, actor)
         return {}
 
     @router.get("/api/2.0/clusters/list-node-types", summary="Instance types on offer")
@@ -212,6 +249,7 @@ async def _enabled_endpoint(request: Request, name: str) -> Any:
 
 
 async def _version_logs(request: Request, name: str, version: str) -> dict[str, Any]:
+    await _require(request, name, _READ, "read its served versions' logs")
     await _enabled_endpoint(request, name)
     services = _services(request)
     versions = await asyncio.to_thread(services.store.list_versions, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from regserve.errors import RegServeError, UnavailableError
+from regserve.errors import RateLimitedError, RegServeError, UnavailableError
 
 __all__ = ["STATUS_BY_CODE", "error_body", "error_headers", "status_for"]
 
@@ -36,6 +36,6 @@ def error_body(error_code: str, message: str) -> bytes:
 
 def error_headers(error: RegServeError) -> list[tuple[bytes, bytes]]:
     headers = [(b"content-type", b"application/json")]
-    if isinstance(error, UnavailableError):
+    if isinstance(error, (UnavailableError, RateLimitedError)):
         headers.append((b"retry-after", str(error.retry_after).encode()))
     return headers

@@ -11,7 +11,10 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from regserve.auth.levels import PermissionLevel
+from regserve.auth.service import AccessService
 from regserve.errors import BadRequestError, PayloadTooLargeError, RegServeError
+from regserve.gateway.context import scope_identity
 from regserve.gateway.errors import error_body, error_headers, status_for
 from regserve.metrics import TrafficRecorder
 from regserve.router import Router
@@ -35,15 +38,28 @@ def parse_scoring_path(path: str) -> tuple[str, str] | None:
 
 
 class ScoringHandler:
-    def __init__(self, settings: Settings, router: Router, recorder: TrafficRecorder) -> None:
+    def __init__(
+        self, settings: Settings, router: Router, recorder: TrafficRecorder, access: AccessService
+    ) -> None:
         self._limit = settings.max_payload_bytes
         self._timeout = settings.request_timeout
         self._router = router
         self._recorder = recorder
+        self._access = access
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, name: str, ref: str
     ) -> None:
+        try:
+            # From memory after the first request (see AccessService). A refusal is not
+            # counted as traffic: made-up model names must not become metric series.
+            await self._access.require(
+                scope_identity(scope), name, PermissionLevel.CAN_READ, "score it"
+            )
+        except RegServeError as error:
+            body = error_body(error.error_code, error.message)
+            await _respond(send, status_for(error), body, error_headers(error))
+            return
         started = time.perf_counter()
         version = "-"
         try:

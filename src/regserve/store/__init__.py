@@ -1,4 +1,4 @@
-"""regserve's own state: endpoints, their versions, events and metric history (SQLAlchemy)."""
+"""regserve's own state: endpoints, versions, events, metrics, principals, tokens, permissions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from regserve.store.records import (
     ClusterConfig,
     EndpointRecord,
     EventRecord,
+    GrantRecord,
     MetricPoint,
+    PrincipalRecord,
+    TokenRecord,
     VersionRecord,
 )
 from regserve.store.store import StateStore
@@ -15,7 +18,10 @@ __all__ = [
     "ClusterConfig",
     "EndpointRecord",
     "EventRecord",
+    "GrantRecord",
     "MetricPoint",
+    "PrincipalRecord",
     "StateStore",
+    "TokenRecord",
     "VersionRecord",
 ]

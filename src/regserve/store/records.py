@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ClusterConfig", "EndpointRecord", "EventRecord", "MetricPoint", "VersionRecord"]
+__all__ = [
+    "ClusterConfig",
+    "EndpointRecord",
+    "EventRecord",
+    "GrantRecord",
+    "MetricPoint",
+    "PrincipalRecord",
+    "TokenRecord",
+    "VersionRecord",
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class EventRecord:
     event_type: str
     message: str
     version: str | None
+    principal: str | None = None
+    """Who caused it, for actions taken through the API (audit events)."""
 
 
 @dataclass(frozen=True)
@@ -63,3 +74,43 @@ class MetricPoint:
     value: float
     timestamp: int
     version: str | None
+
+
+@dataclass(frozen=True)
+class PrincipalRecord:
+    """A user or a service principal."""
+
+    id: int
+    name: str
+    """The user name, or the service principal's display name; unique among principals."""
+    kind: str
+    """``"user"`` or ``"service_principal"``."""
+    application_id: str | None
+    """Service principals only: the UUID that names them in ACLs and token requests."""
+    is_admin: bool
+    allow_cluster_create: bool
+    created_at: int
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A token's metadata; its value is never stored, only its SHA-256."""
+
+    token_id: str
+    principal_id: int
+    comment: str
+    creation_time: int
+    expiry_time: int
+    """Milliseconds since the epoch; -1 for a token that never expires (Databricks' value)."""
+    created_by: str
+    revoked_at: int | None = None
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """One entry of a registered model's access control list."""
+
+    grantee_type: str
+    """``"principal"`` (``grantee`` is the principal's id) or ``"group"`` (a group name)."""
+    grantee: str
+    level: str

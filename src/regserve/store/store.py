@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, delete, event, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
+from regserve.store.access import AccessStoreMixin
 from regserve.store.records import (
     ClusterConfig,
     EndpointRecord,
@@ -45,8 +46,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class StateStore:
-    """Endpoints, their versions, events and metric history."""
+class StateStore(AccessStoreMixin):
+    """Endpoints, their versions, events and metric history; principals, tokens and
+    permissions come from :class:`AccessStoreMixin`."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -180,9 +182,16 @@ class StateStore:
     # -- events ------------------------------------------------------------------------------
 
     def add_event(
-        self, model_name: str, event_type: str, message: str, version: str | None = None
+        self,
+        model_name: str,
+        event_type: str,
+        message: str,
+        version: str | None = None,
+        principal: str | None = None,
     ) -> EventRecord:
-        record = EventRecord(now_ms(), model_name, event_type, message, version)
+        """Record an event; ``principal`` names who caused it (audit). Events that belong to
+        no model (tokens) use the model name ``""``, which no registered model can have."""
+        record = EventRecord(now_ms(), model_name, event_type, message, version, principal)
         with self._session() as s:
             s.add(
                 EventRow(
@@ -191,6 +200,7 @@ class StateStore:
                     version=version,
                     event_type=event_type,
                     message=message,
+                    principal=principal,
                 )
             )
         return record
@@ -206,7 +216,7 @@ class StateStore:
             query = query.order_by(EventRow.timestamp.desc(), EventRow.id.desc()).limit(limit)
             rows = list(s.scalars(query))
         return [
-            EventRecord(r.timestamp, r.model_name, r.event_type, r.message, r.version)
+            EventRecord(r.timestamp, r.model_name, r.event_type, r.message, r.version, r.principal)
             for r in reversed(rows)
         ]
 

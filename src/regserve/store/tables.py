@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "EndpointRow", "EventRow", "MetricRow", "VersionRow"]
+__all__ = [
+    "Base",
+    "EndpointRow",
+    "EventRow",
+    "GrantRow",
+    "MetricRow",
+    "PrincipalRow",
+    "TokenRow",
+    "VersionRow",
+]
 
 
 class Base(DeclarativeBase):
@@ -39,7 +58,10 @@ class VersionRow(Base):
 
 class EventRow(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_model_ts", "model_name", "timestamp"),)
+    __table_args__ = (
+        Index("ix_events_model_ts", "model_name", "timestamp"),
+        Index("ix_events_principal_ts", "principal", "timestamp"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -47,6 +69,7 @@ class EventRow(Base):
     version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     event_type: Mapped[str] = mapped_column(String(64), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
+    principal: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class MetricRow(Base):
@@ -66,3 +89,47 @@ class MetricRow(Base):
     errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     latency_p50_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     latency_p99_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+
+
+class PrincipalRow(Base):
+    """Users and service principals."""
+
+    __tablename__ = "principals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), nullable=False, unique=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    application_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    allow_cluster_create: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TokenRow(Base):
+    """Tokens by the SHA-256 of their value; the value itself is never stored."""
+
+    __tablename__ = "tokens"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("principals.id"), nullable=False, index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    comment: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    creation_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expiry_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(256), nullable=False)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class GrantRow(Base):
+    """One access control entry on a registered model."""
+
+    __tablename__ = "model_permissions"
+    __table_args__ = (UniqueConstraint("model_name", "grantee_type", "grantee"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(256), nullable=False, index=True)
+    grantee_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    grantee: Mapped[str] = mapped_column(String(256), nullable=False)
+    level: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -1,14 +1,13 @@
-"""Who is calling: Bearer tokens and basic auth ``token:<tok>``, checked in constant time."""
+"""Reading a token from an Authorization header: ``Bearer <tok>`` or basic auth ``token:<tok>``."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 
 from regserve.errors import UnauthenticatedError
 
-__all__ = ["Authenticator", "token_from_header"]
+__all__ = ["token_from_header"]
 
 
 def token_from_header(value: bytes | None) -> str:
@@ -31,17 +30,3 @@ def token_from_header(value: bytes | None) -> str:
             return password
         raise UnauthenticatedError("Basic auth must use the user name 'token' and a token.")
     raise UnauthenticatedError("Unsupported Authorization header: use Bearer or basic auth.")
-
-
-class Authenticator:
-    """Checks a caller's token. Today: the admin token; principals come with permissions."""
-
-    def __init__(self, admin_token: str) -> None:
-        self._admin = admin_token.encode()
-
-    def authenticate(self, header: bytes | None) -> str:
-        """The principal's name, or UnauthenticatedError."""
-        token = token_from_header(header)
-        if hmac.compare_digest(token.encode(), self._admin):
-            return "admin"
-        raise UnauthenticatedError("Invalid or expired token.")

@@ -1,0 +1,130 @@
+"""What the hosted MLflow server's routes require, decided from the method and path alone.
+
+Every request that reaches MLflow's server through regserve is classified here. The table is
+an allow list: a route not named below is for admins only, so a route MLflow adds in a later
+release is closed until someone classifies it.
+
+- Registry routes on one registered model need a level on that model (the name is read from
+  the query string for GET and the JSON body otherwise, as MLflow itself reads it).
+- Creating a registered model is open to every principal; the creator gets CAN_MANAGE.
+- Searches are open to every principal and their answers are filtered to readable models.
+- Tracking (experiments, runs, metrics, logged models, run artifacts) is open to every
+  principal: logging a model needs it, and regserve has no experiment ACLs (docs/security.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from regserve.auth.levels import PermissionLevel
+
+__all__ = ["Access", "RegistryRule", "classify"]
+
+_READ = PermissionLevel.CAN_READ
+_EDIT = PermissionLevel.CAN_EDIT
+_PROD = PermissionLevel.CAN_MANAGE_PRODUCTION_VERSIONS
+_MANAGE = PermissionLevel.CAN_MANAGE
+
+
+class Access(Enum):
+    ADMIN = "admin"
+    """Admins only: everything not classified otherwise."""
+    ANY = "any"
+    """Any authenticated principal."""
+    MODEL = "model"
+    """``level`` on the model named by the request's ``name``."""
+    CREATE = "create"
+    """Any principal; on success the creator gets CAN_MANAGE."""
+    SEARCH = "search"
+    """Any principal; the answer's ``filter_key`` list is cut to readable models."""
+    TRANSITION = "transition"
+    """The stage levels of the target stage and of the version's current stage."""
+
+
+@dataclass(frozen=True)
+class RegistryRule:
+    access: Access
+    level: PermissionLevel = PermissionLevel.NONE
+    effect: str | None = None
+    """``renamed`` or ``deleted``: the ACL follows the model once MLflow has said yes."""
+    filter_key: str | None = None
+
+
+_MODEL_RULES: dict[tuple[str, str], RegistryRule] = {
+    ("GET", "registered-models/get"): RegistryRule(Access.MODEL, _READ),
+    ("GET", "registered-models/get-latest-versions"): RegistryRule(Access.MODEL, _READ),
+    ("POST", "registered-models/get-latest-versions"): RegistryRule(Access.MODEL, _READ),
+    ("GET", "registered-models/alias"): RegistryRule(Access.MODEL, _READ),
+    # An alias moves a serving URL (/model/{name}/@alias) as a Production move does.
+    ("POST", "registered-models/alias"): RegistryRule(Access.MODEL, _PROD),
+    ("DELETE", "registered-models/alias"): RegistryRule(Access.MODEL, _PROD),
+    ("PATCH", "registered-models/update"): RegistryRule(Access.MODEL, _EDIT),
+    ("POST", "registered-models/set-tag"): RegistryRule(Access.MODEL, _EDIT),
+    ("DELETE", "registered-models/delete-tag"): RegistryRule(Access.MODEL, _EDIT),
+    ("POST", "registered-models/rename"): RegistryRule(Access.MODEL, _MANAGE, "renamed"),
+    ("DELETE", "registered-models/delete"): RegistryRule(Access.MODEL, _MANAGE, "deleted"),
+    ("POST", "registered-models/create"): RegistryRule(Access.CREATE),
+    ("GET", "registered-models/search"): RegistryRule(
+        Access.SEARCH, filter_key="registered_models"
+    ),
+    ("POST", "model-versions/create"): RegistryRule(Access.MODEL, _EDIT),
+    ("GET", "model-versions/get"): RegistryRule(Access.MODEL, _READ),
+    ("GET", "model-versions/get-download-uri"): RegistryRule(Access.MODEL, _READ),
+    ("PATCH", "model-versions/update"): RegistryRule(Access.MODEL, _EDIT),
+    ("POST", "model-versions/set-tag"): RegistryRule(Access.MODEL, _EDIT),
+    ("DELETE", "model-versions/delete-tag"): RegistryRule(Access.MODEL, _EDIT),
+    ("DELETE", "model-versions/delete"): RegistryRule(Access.MODEL, _MANAGE),
+    ("POST", "model-versions/transition-stage"): RegistryRule(Access.TRANSITION),
+    ("GET", "model-versions/search"): RegistryRule(Access.SEARCH, filter_key="model_versions"),
+}
+_MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
+_PREVIEW = {"/api/2.0/preview/mlflow/": "/api/2.0/mlflow/",
+            "/ajax-api/2.0/preview/mlflow/": "/ajax-api/2.0/mlflow/"}  # fmt: skip
+_TRACKING_OPS = ("experiments/", "runs/", "metrics/", "logged-models")
+_TRACKING_PATHS = (
+    "/api/2.0/mlflow-artifacts/artifacts",
+    "/ajax-api/2.0/mlflow-artifacts/artifacts",
+    "/api/2.0/mlflow-artifacts/mpu/",
+    "/ajax-api/2.0/mlflow-artifacts/mpu/",
+    "/static-files/",
+)
+_ANY_EXACT = frozenset({
+    "/", "/version", "/get-artifact", "/api/3.0/mlflow/server-info",
+    "/ajax-api/3.0/mlflow/server-info",
+})  # fmt: skip
+_ADMIN = RegistryRule(Access.ADMIN)
+_ANY = RegistryRule(Access.ANY)
+
+
+def normalize(path: str) -> str:
+    """The path MLflow serves for ``path``: Databricks' ``/preview/mlflow/`` prefix is
+    served as ``/mlflow/`` (Databricks clients use both)."""
+    for preview, plain in _PREVIEW.items():
+        if path.startswith(preview):
+            return plain + path[len(preview) :]
+    return path
+
+
+def classify(method: str, path: str) -> RegistryRule:
+    """The rule for a request to MLflow's server (``path`` already normalized)."""
+    method = method.upper()
+    if method == "HEAD":
+        method = "GET"
+    if path in ("/model-versions/get-artifact", "/ajax-api/2.0/mlflow/model-versions/get-artifact"):
+        return RegistryRule(Access.MODEL, _READ) if method == "GET" else _ADMIN
+    for prefix in _MLFLOW_PREFIXES:
+        if path.startswith(prefix):
+            return _classify_op(method, path[len(prefix) :])
+    if path in _ANY_EXACT or path.startswith(_TRACKING_PATHS):
+        return _ANY
+    return _ADMIN
+
+
+def _classify_op(method: str, op: str) -> RegistryRule:
+    rule = _MODEL_RULES.get((method, op))
+    if rule is not None:
+        return rule
+    if op.startswith(_TRACKING_OPS) or (method, op) == ("GET", "artifacts/list"):
+        return _ANY
+    return _ADMIN
