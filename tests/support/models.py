@@ -90,3 +90,44 @@ def log_broken_version(name: str) -> str:
             name="model", python_model=Broken(), registered_model_name=name
         )
     return str(info.registered_model_version)
+
+
+def save_row_id_model(path: Path) -> Path:
+    """Save a pyfunc whose output names its input row: ``{"id", "y": x * scale}`` per row.
+
+    A row with a negative id poisons its request (predict raises), and ``scale`` is a param.
+    """
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+
+        class RowId(mlflow.pyfunc.PythonModel):  # defined here: cloudpickle ships it by value
+            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+                if (model_input["id"] < 0).any():
+                    raise ValueError("negative ids are poison")
+                scale = (params or {}).get("scale", 1.0)
+                return pd.DataFrame({"id": model_input["id"], "y": model_input["x"] * scale})
+
+    example = pd.DataFrame({"id": np.array([1, 2], dtype="int64"), "x": [0.5, 1.5]})
+    signature = infer_signature(example, example.rename(columns={"x": "y"}), {"scale": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+        mlflow.pyfunc.save_model(
+            str(path), python_model=RowId(), signature=signature, input_example=example
+        )
+    return path
+
+
+def save_summary_model(path: Path) -> Path:
+    """Save a pyfunc that answers one number per request (the sum of its ids): not per row."""
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+
+        class Summary(mlflow.pyfunc.PythonModel):  # defined here: cloudpickle ships it by value
+            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+                return [int(model_input["id"].sum())]
+
+        mlflow.pyfunc.save_model(str(path), python_model=Summary())
+    return path

@@ -1,4 +1,5 @@
-"""``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]``.
+"""``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]
+[--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS]``.
 
 Loads the model, then listens on the Unix socket, and serves until SIGTERM or SIGINT. Its output
 is the version's log: what it loads, how long that took, where it listens, and errors with
@@ -21,7 +22,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from regserve.worker.server import DEFAULT_GRACE_SECONDS, DEFAULT_THREADS, WorkerServer
+from regserve.worker.batcher import BATCHING_MODES
+from regserve.worker.server import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_WAIT,
+    DEFAULT_THREADS,
+    WorkerServer,
+)
 
 EXIT_OK = 0
 EXIT_MODEL_LOAD_FAILED = 3
@@ -44,6 +52,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=DEFAULT_GRACE_SECONDS,
         help="how long a stop waits for in-flight requests",
+    )
+    parser.add_argument(
+        "--batching",
+        choices=BATCHING_MODES,
+        default="auto",
+        help="combine concurrent requests into one predict: auto (row-wise flavors), on, off",
+    )
+    parser.add_argument(
+        "--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="requests per batch"
+    )
+    parser.add_argument(
+        "--max-batch-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_BATCH_WAIT * 1000,
+        help="how long an idle worker holds a request back for others to join it",
     )
     return parser.parse_args(argv)
 
@@ -86,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             version=args.version,
             threads=args.threads,
             grace_seconds=args.grace_seconds,
+            batching=args.batching,
+            max_batch_size=args.max_batch_size,
+            max_batch_wait=args.max_batch_wait_ms / 1000,
         )
     except Exception:
         traceback.print_exc()

@@ -15,7 +15,13 @@ from typing import IO, Any, cast
 
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
-from mlflow.utils.proto_json_utils import MlflowInvalidInputException, NumpyEncoder
+from mlflow.utils.proto_json_utils import (
+    MlflowInvalidInputException,
+    NumpyEncoder,
+)
+from mlflow.utils.proto_json_utils import (
+    dataframe_from_parsed_json as _dataframe_from_parsed_json,
+)
 
 # Typed as Any: its names differ across MLflow versions, so each use below is guarded.
 _server: Any = importlib.import_module("mlflow.pyfunc.scoring_server")
@@ -29,6 +35,7 @@ __all__ = [
     "SCORING_PROTOCOL_CHANGE_INFO",
     "MlflowException",
     "MlflowInvalidInputException",
+    "dataframe_from_parsed_json",
     "get_jsonable_obj",
     "parse_csv_input",
     "parse_json_data",
@@ -48,6 +55,7 @@ CONTENT_TYPES: list[str] = list(
 SCORING_PROTOCOL_CHANGE_INFO: str = _server.SCORING_PROTOCOL_CHANGE_INFO
 
 get_jsonable_obj = cast(Callable[..., Any], _server._get_jsonable_obj)
+dataframe_from_parsed_json = cast(Callable[..., Any], _dataframe_from_parsed_json)
 parse_csv_input = cast(Callable[..., Any], _server.parse_csv_input)
 predictions_to_json = cast(Callable[[Any, IO[str]], None], _server.predictions_to_json)
 

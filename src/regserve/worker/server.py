@@ -13,18 +13,28 @@ import logging
 import os
 import platform
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from regserve.worker import protocol, wire
+from regserve.worker.batcher import Batcher, BatchRunner, batchable_by_default
 
-__all__ = ["DEFAULT_GRACE_SECONDS", "DEFAULT_THREADS", "WorkerServer", "describe"]
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_BATCH_WAIT",
+    "DEFAULT_THREADS",
+    "WorkerServer",
+    "describe",
+]
 
 DEFAULT_THREADS = 4
 DEFAULT_GRACE_SECONDS = 10.0
+DEFAULT_MAX_BATCH_SIZE = 64
+DEFAULT_MAX_BATCH_WAIT = 0.0
 
 _logger = logging.getLogger("regserve.worker")
 
@@ -47,7 +57,8 @@ def describe(name: str | None, version: str | None, state: str) -> dict[str, Any
 class WorkerServer:
     """Serves one loaded model on a Unix socket until :meth:`stop` (or SIGTERM, see __main__).
 
-    ``handler`` answers one request; by default :func:`protocol.handle` on the model.
+    ``batching`` is ``auto`` (batch models of a row-wise flavor, see :mod:`.batcher`), ``on``
+    or ``off``. Batches run one at a time; unbatched requests run ``threads`` at a time.
     """
 
     def __init__(
@@ -58,16 +69,33 @@ class WorkerServer:
         version: str | None = None,
         threads: int = DEFAULT_THREADS,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        batching: str = "auto",
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_batch_wait: float = DEFAULT_MAX_BATCH_WAIT,
     ) -> None:
         input_schema = model.metadata.get_input_schema()
-        self.handler: Callable[[bytes, str | None], wire.Response] = partial(
-            _handle, model=model, input_schema=input_schema
+        self.batched = max_batch_size > 1 and (
+            batching == "on" or (batching == "auto" and batchable_by_default(model))
         )
+        run: Callable[[Sequence[tuple[bytes, str | None]]], list[wire.Response]]
+        self._runner: BatchRunner | None = None
+        if self.batched:
+            self._runner = BatchRunner(model, input_schema)
+            run = self._runner.run
+        else:
+            run = partial(_handle_each, model=model, input_schema=input_schema)
         self.name = name
         self.version = version
         self.state = "ready"
         self.grace_seconds = grace_seconds
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="predict")
+        self._batcher = Batcher(
+            run,
+            self._executor,
+            max_batch_size=max_batch_size if self.batched else 1,
+            max_wait=max_batch_wait if self.batched else 0.0,
+            concurrency=1 if self.batched else threads,
+        )
         self._inflight: set[asyncio.Future[wire.Response]] = set()
         self._connections: set[asyncio.Transport] = set()
         self._stopping: asyncio.Event | None = None
@@ -91,11 +119,19 @@ class WorkerServer:
             self._stopping.set()
 
     def pong(self) -> bytes:
-        return json.dumps(describe(self.name, self.version, self.state)).encode("utf-8")
+        info = describe(self.name, self.version, self.state)
+        info["batching"] = {
+            "enabled": self.batched,
+            "max_batch_size": self._batcher.max_batch_size,
+            "max_batch_wait": self._batcher.max_wait,
+            "batches": self._batcher.batches,
+            "requests": self._batcher.requests,
+            "combined_predicts": self._runner.combined_predicts if self._runner else 0,
+        }
+        return json.dumps(info).encode("utf-8")
 
     def submit(self, content_type: str | None, body: bytes) -> asyncio.Future[wire.Response]:
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self.handler, body, content_type)
+        future = self._batcher.submit(content_type, body)
         self._inflight.add(future)
         future.add_done_callback(self._inflight.discard)
         return future
@@ -119,10 +155,10 @@ def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def _handle(
-    body: bytes, content_type: str | None, *, model: Any, input_schema: Any
-) -> wire.Response:
-    return protocol.handle(body, content_type, model, input_schema)
+def _handle_each(
+    requests: Sequence[tuple[bytes, str | None]], *, model: Any, input_schema: Any
+) -> list[wire.Response]:
+    return [protocol.handle(body, ct, model, input_schema) for body, ct in requests]
 
 
 class _Connection(asyncio.Protocol):
