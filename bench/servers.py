@@ -96,7 +96,7 @@ def _start(name: str, cmd: list[str], env: dict[str, str], log: Path, url: str) 
 
 def start_regserve(data_dir: Path, workdir: Path) -> Server:
     port = free_port()
-    env = {**os.environ, "REGSERVE_ADMIN_TOKEN": TOKEN, "REGSERVE_POLL_INTERVAL": "1"}
+    env = {**os.environ, "REGSERVE_ADMIN_TOKEN": TOKEN}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [str(_BIN / "regserve"), "up", "--port", str(port), "--data-dir", str(data_dir)]
     server = _start("regserve", cmd, env, workdir / "regserve.log", f"http://127.0.0.1:{port}")

@@ -168,6 +168,7 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._reader = wire.FrameReader()
         self._transport: asyncio.Transport | None = None
+        self._outbox: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -214,5 +215,12 @@ class _Connection(asyncio.Protocol):
         self._write(wire.encode_response(request_id, *response))
 
     def _write(self, data: bytes) -> None:
+        # The answers of a batch are ready together: they leave in one write (one syscall).
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(data)
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, []
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+            self._transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
