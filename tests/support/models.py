@@ -92,8 +92,8 @@ def log_broken_version(name: str) -> str:
     return str(info.registered_model_version)
 
 
-def save_row_id_model(path: Path) -> Path:
-    """Save a pyfunc whose output names its input row: ``{"id", "y": x * scale}`` per row.
+def _row_id_model() -> tuple[Any, Any, pd.DataFrame]:
+    """A pyfunc whose output names its input row: ``{"id", "y": x * scale}`` per row.
 
     A row with a negative id poisons its request (predict raises), and ``scale`` is a param.
     """
@@ -111,12 +111,30 @@ def save_row_id_model(path: Path) -> Path:
 
     example = pd.DataFrame({"id": np.array([1, 2], dtype="int64"), "x": [0.5, 1.5]})
     signature = infer_signature(example, example.rename(columns={"x": "y"}), {"scale": 1.0})
+    return RowId(), signature, example
+
+
+def save_row_id_model(path: Path) -> Path:
+    """Save the row-id pyfunc (see ``_row_id_model``) to a directory."""
+    model, signature, example = _row_id_model()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+        warnings.simplefilter("ignore", UserWarning)
         mlflow.pyfunc.save_model(
-            str(path), python_model=RowId(), signature=signature, input_example=example
+            str(path), python_model=model, signature=signature, input_example=example
         )
     return path
+
+
+def log_row_id_version(name: str) -> str:
+    """Log and register the row-id pyfunc (see ``_row_id_model``); returns its version."""
+    model, signature, example = _row_id_model()
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=model, signature=signature, input_example=example,
+            registered_model_name=name,
+        )  # fmt: skip
+    return str(info.registered_model_version)
 
 
 def save_summary_model(path: Path) -> Path:
