@@ -198,13 +198,13 @@ def memory_scaling(server: Server, counts: list[int]) -> list[dict[str, Any]]:
     with _http(server) as http:
         http.post(f"{API}/disable", json={"registered_model_name": MODEL}).raise_for_status()
         wait_until(lambda: _regserve_memory(server)["workers"] == 0, 120, "workers stopped")
-        _, uri, run_id = log_bench_model(MEMORY_MODEL)
+        _, uri, run_id, model_id = log_bench_model(MEMORY_MODEL)
         client = MlflowClient()
         registered = 1
         http.post(f"{API}/enable", json={"registered_model_name": MEMORY_MODEL})
         for count in counts:
             while registered < count:
-                client.create_model_version(MEMORY_MODEL, uri, run_id)
+                client.create_model_version(MEMORY_MODEL, uri, run_id, model_id=model_id)
                 registered += 1
             wait_until(
                 lambda c=count: len(_ready_versions(http, MEMORY_MODEL)) >= c,  # type: ignore[misc]

@@ -125,9 +125,9 @@ def start_ceiling(workdir: Path) -> Server:
     return server
 
 
-def log_bench_model(name: str, c: float = 1.0) -> tuple[str, str, str]:
+def log_bench_model(name: str, c: float = 1.0) -> tuple[str, str, str, str]:
     """Log a signed iris LogisticRegression with an input example, as MLflow does by default,
-    and register it; returns (version, model URI, run id)."""
+    and register it; returns (version, model URI, run id, model id)."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -145,4 +145,7 @@ def log_bench_model(name: str, c: float = 1.0) -> tuple[str, str, str]:
             signature=infer_signature(example, model.predict(example)),
             pip_requirements=["scikit-learn", "mlflow"],
         )  # fmt: skip
-    return str(info.registered_model_version), str(info.model_uri), str(info.run_id)
+    return (
+        str(info.registered_model_version), str(info.model_uri), str(info.run_id),
+        str(info.model_id),
+    )  # fmt: skip

@@ -112,6 +112,8 @@ def test_mixed_formats_params_and_a_poisoned_request(row_worker: WorkerProcess) 
     requests.insert(37, (JSON, _records([-1])))  # poison: predict raises
     requests.insert(80, (JSON, b"{not json"))  # does not parse
     requests.insert(90, (JSON, _split([5], scale="not a number")))  # params the schema refuses
+    requests.insert(120, (CSV, b"id,x\n7,abc\n"))  # a CSV row that does not parse
+    requests.insert(150, (CSV, b'x,id\n"1.5",3\n'))  # columns reordered, quoted
     alone = [client.call(ct, body) for ct, body in requests]
     together = _all_at_once(client, requests)
     assert together == alone  # status, content type and body, byte for byte

@@ -17,15 +17,18 @@ split back by row count. Everything else is answered alone, exactly as without b
   is predicted again request by request and the model is not batched any more.
 
 Two ways into a group. JSON ``dataframe_records`` / ``dataframe_split`` (without ``index``) bodies
-whose every column holds one JSON type (float, int, str or bool) are merged *before* pandas sees
-them: their rows are concatenated and parsed once by MLflow's own function, which is most of the
-saving for small requests. Any other request is parsed alone; those whose input is a DataFrame
-with a default index are concatenated with the others of the same columns and dtypes.
+whose every column holds one JSON type (float, int, str or bool), and plain CSV bodies whose
+header names exactly the columns of the model's schema (so pandas infers no type), are merged
+*before* pandas sees them: their rows are concatenated and parsed once by MLflow's own function,
+which is most of the saving for small requests. Any other request is parsed alone; those whose
+input is a DataFrame with a default index are concatenated with the others of the same columns
+and dtypes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -81,6 +84,9 @@ class BatchRunner:
         self.splittable = True
         self.combined_predicts = 0  # predict calls that served several requests
         self._fast_json = not _signature_from_type_hint(model.metadata)
+        # CSV rows merge only when the schema types every column (pandas infers nothing).
+        names = input_schema.input_names() if input_schema is not None else None
+        self._csv_columns = frozenset(names) if names and input_schema.has_input_names() else None
 
     def run(self, requests: Sequence[tuple[bytes, str | None]]) -> list[wire.Response]:
         if len(requests) == 1 or not self.splittable:
@@ -115,6 +121,10 @@ class BatchRunner:
             fast = _json_rows_key(item)
             if fast is not None:
                 return fast
+        if self._csv_columns is not None:
+            csv_key = _csv_rows_key(item, self._csv_columns)
+            if csv_key is not None:
+                return csv_key, None
         try:
             item.parsed = protocol.parse(
                 item.body, item.content_type, self.model, self.input_schema
@@ -170,6 +180,9 @@ class BatchRunner:
             frames = [item.parsed.data for item in group.items if item.parsed is not None]
             return pd.concat(frames, ignore_index=True)
         rows = [row for item in group.items for row in item.rows]
+        if group.key[0] == "csv":
+            text = "\n".join([group.key[1], *rows, ""])
+            return compat.parse_csv_input(csv_input=io.StringIO(text), schema=self.input_schema)
         if group.key[0] == "dataframe_records":
             return compat.dataframe_from_parsed_json(rows, "records", self.input_schema)
         split = {"columns": list(group.key[1]), "data": rows}
@@ -213,6 +226,41 @@ def _json_rows_key(item: _Item) -> tuple[tuple[Any, ...], dict[str, Any] | None]
     item.rows = rows
     params_key = None if params is None else protocol.canonical_json(params)
     return (fmt, columns, types, params_key), params
+
+
+def _csv_rows_key(item: _Item, schema_columns: frozenset[str]) -> tuple[Any, ...] | None:
+    """For a plain CSV body whose header names exactly the schema's columns: its group key.
+
+    Plain: UTF-8, no quotes, no carriage returns, no blank lines, every row with as many fields
+    as the header, so that each line is one row wherever it is parsed. The lines are kept.
+    """
+    try:
+        mime = protocol.check_content_type(item.content_type)
+    except protocol.ScoringError:
+        return None
+    if mime != compat.CONTENT_TYPE_CSV:
+        return None
+    try:
+        text = item.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if '"' in text or "\r" in text:
+        return None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if len(lines) < 2:
+        return None
+    header = lines[0]
+    columns = header.split(",")
+    if len(columns) != len(schema_columns) or set(columns) != schema_columns:
+        return None
+    commas = len(columns) - 1
+    for line in lines[1:]:
+        if line.count(",") != commas or not line.strip():
+            return None
+    item.rows = lines[1:]
+    return ("csv", header)
 
 
 def _records_types(records: Any) -> tuple[tuple[str, ...], tuple[type, ...], list[Any]] | None:
