@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 bench-smoke: $(STAMP)
-	$(BIN)/python -m bench.run --smoke --out /tmp/regserve-bench-smoke
+	$(BIN)/python -m bench.run --smoke
 
 # Re-resolve the pinned dependency set (needs the package index).
 lock:

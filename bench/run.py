@@ -224,12 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each scenario")
     parser.add_argument("--smoke", action="store_true", help="seconds in all, for CI")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--out", type=Path, help="results directory (bench/results; a temporary one for --smoke)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the 1/5/20 versions run")
     parser.add_argument("--memory-versions", default="1,5,20")
     args = parser.parse_args(argv)
     require_wrk()
     seconds = 1.0 if args.smoke else args.seconds
+    if args.out is None:
+        smoke_dir = Path(tempfile.gettempdir()) / "regserve-bench-smoke"
+        args.out = smoke_dir if args.smoke else ROOT / "bench" / "results"
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="regserve-bench-"))
     started: list[Server] = []
