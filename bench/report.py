@@ -107,7 +107,8 @@ def chart(result: dict[str, Any], path: Path) -> None:
         p99 = [found.get((s, target), {}).get("p99_ms", 0) for s in scenarios]
         top.bar(xs, rps, width, label=target)
         bottom.bar(xs, p99, width, label=target)
-    top.set_ylabel("requests/s")
+    top.set_ylabel("requests/s (log)")
+    top.set_yscale("log")
     top.set_title(f"regserve vs mlflow models serve vs bare ASGI ({result['when']})")
     top.legend()
     bottom.set_ylabel("p99 latency, ms (log)")
