@@ -362,17 +362,18 @@ def _bounds(counts: list[int]) -> list[tuple[int, int]]:
 
 
 class Batcher:
-    """Queues requests on the event loop and runs them in batches on an executor.
+    """Queues requests on the event loop and runs them in batches.
 
-    ``run`` answers a batch (on an executor thread); at most ``concurrency`` batches run at once,
-    and requests that arrive meanwhile form the next one (up to ``max_batch_size``). When no
-    batch runs, a request waits at most ``max_wait`` seconds for others before it goes alone.
+    ``run`` answers a batch: on ``executor`` (at most ``concurrency`` batches at once), or, when
+    ``executor`` is None, on the event loop itself, one batch at a time. Requests that arrive
+    meanwhile form the next batch (up to ``max_batch_size``). When no batch runs, a request
+    waits at most ``max_wait`` seconds for others before it goes alone.
     """
 
     def __init__(
         self,
         run: Callable[[Sequence[tuple[bytes, str | None]]], list[wire.Response]],
-        executor: Executor,
+        executor: Executor | None,
         *,
         max_batch_size: int,
         max_wait: float = 0.0,
@@ -422,28 +423,45 @@ class Batcher:
         while self._queue and self._running < self._concurrency:
             batch = self._queue[: self.max_batch_size]
             del self._queue[: self.max_batch_size]
-            self._running += 1
             self.batches += 1
             self.requests += len(batch)
             requests = [(body, content_type) for body, content_type, _ in batch]
+            if self._executor is None:
+                self._run_inline(batch, requests)
+                if self._queue:  # read, answer, then go on with what is left
+                    loop.call_soon(self._start_batches)
+                return
+            self._running += 1
             work = loop.run_in_executor(self._executor, self._run, requests)
             work.add_done_callback(partial(self._finished, batch))
+
+    def _run_inline(self, batch: list[_Queued], requests: list[tuple[bytes, str | None]]) -> None:
+        try:
+            responses = self._run(requests)
+        except Exception:
+            # run() answers every request itself; this is a last resort.
+            _logger.exception("a batch failed")
+            responses = [_BATCH_FAILED] * len(batch)
+        self._deliver(batch, responses)
 
     def _finished(self, batch: list[_Queued], done: asyncio.Future[list[wire.Response]]) -> None:
         self._running -= 1
         if done.cancelled():
             responses = [_STOPPED] * len(batch)
         elif (error := done.exception()) is not None:
-            # run() answers every request itself; this is a last resort.
             _logger.error("a batch failed", exc_info=error)
             responses = [_BATCH_FAILED] * len(batch)
         else:
             responses = done.result()
+        self._deliver(batch, responses)
+        if self._queue and self._timer is None:
+            self._start_batches()
+
+    @staticmethod
+    def _deliver(batch: list[_Queued], responses: list[wire.Response]) -> None:
         for (_, _, future), response in zip(batch, responses, strict=True):
             if not future.done():
                 future.set_result(response)
-        if self._queue and self._timer is None:
-            self._start_batches()
 
 
 _Queued = tuple[bytes, "str | None", "asyncio.Future[wire.Response]"]
