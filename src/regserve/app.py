@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -142,6 +143,9 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
                 return
             await asyncio.sleep(0.05)
         _announce(app, settings, base_url, announce)
+        # Everything built so far (MLflow's server, FastAPI, SQLAlchemy) lives as long as the
+        # process: kept out of the collector, a full collection no longer stalls the gateway.
+        gc.freeze()
         if settings.demo:
             try:
                 await app.install_demo(base_url)

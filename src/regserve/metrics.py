@@ -41,10 +41,18 @@ class TrafficRecorder:
         )
         self._buckets: dict[tuple[str, str, int], _Bucket] = {}
         self._lock = threading.Lock()
+        # Prometheus' labels() lookup is slow for the hot path: the children are kept here.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, model: str, version: str, status: int, seconds: float) -> None:
-        self._requests.labels(model, version, str(status)).inc()
-        self._latency.labels(model, version).observe(seconds)
+        series = self._series.get((model, version, status))
+        if series is None:
+            series = self._series[(model, version, status)] = (
+                self._requests.labels(model, version, str(status)),
+                self._latency.labels(model, version),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
         minute = int(time.time() // 60) * 60_000
         with self._lock:
             bucket = self._buckets.get((model, version, minute))

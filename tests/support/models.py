@@ -127,3 +127,62 @@ def _environment(requirements: list[str], conda_channels: list[str] | None) -> d
     conda_env = {"channels": conda_channels,
                  "dependencies": [f"python={python}", "pip", {"pip": requirements}]}  # fmt: skip
     return {"conda_env": conda_env}
+
+
+def _row_id_model() -> tuple[Any, Any, pd.DataFrame]:
+    """A pyfunc whose output names its input row: ``{"id", "y": x * scale}`` per row.
+
+    A row with a negative id poisons its request (predict raises), and ``scale`` is a param.
+    """
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+
+        class RowId(mlflow.pyfunc.PythonModel):  # defined here: cloudpickle ships it by value
+            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+                if (model_input["id"] < 0).any():
+                    raise ValueError("negative ids are poison")
+                scale = (params or {}).get("scale", 1.0)
+                return pd.DataFrame({"id": model_input["id"], "y": model_input["x"] * scale})
+
+    example = pd.DataFrame({"id": np.array([1, 2], dtype="int64"), "x": [0.5, 1.5]})
+    signature = infer_signature(example, example.rename(columns={"x": "y"}), {"scale": 1.0})
+    return RowId(), signature, example
+
+
+def save_row_id_model(path: Path) -> Path:
+    """Save the row-id pyfunc (see ``_row_id_model``) to a directory."""
+    model, signature, example = _row_id_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(
+            str(path), python_model=model, signature=signature, input_example=example
+        )
+    return path
+
+
+def log_row_id_version(name: str) -> str:
+    """Log and register the row-id pyfunc (see ``_row_id_model``); returns its version."""
+    model, signature, example = _row_id_model()
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=model, signature=signature, input_example=example,
+            registered_model_name=name,
+        )  # fmt: skip
+    return str(info.registered_model_version)
+
+
+def save_summary_model(path: Path) -> Path:
+    """Save a pyfunc that answers one number per request (the sum of its ids): not per row."""
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+
+        class Summary(mlflow.pyfunc.PythonModel):  # defined here: cloudpickle ships it by value
+            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+                return [int(model_input["id"].sum())]
+
+        mlflow.pyfunc.save_model(str(path), python_model=Summary())
+    return path

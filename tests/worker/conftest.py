@@ -77,14 +77,16 @@ class WireClient:
 class WorkerProcess:
     """A ``python -m regserve.worker`` subprocess, its socket and its log file."""
 
-    def __init__(self, model_dir: Path, workdir: Path, *, name: str = "iris") -> None:
+    def __init__(
+        self, model_dir: Path, workdir: Path, *, name: str = "iris", args: tuple[str, ...] = ()
+    ) -> None:
         self.socket_path = workdir / "w.sock"
         self.log_path = workdir / "worker.log"
         self.command = [
             sys.executable, "-m", "regserve.worker",
             "--socket", str(self.socket_path),
             "--model-path", str(model_dir),
-            "--name", name, "--version", "1",
+            "--name", name, "--version", "1", *args,
         ]  # fmt: skip
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT)

@@ -31,7 +31,10 @@ def test_ping_describes_the_worker(worker: WorkerProcess, client: WireClient) ->
         "protocol": wire.PROTOCOL_VERSION,
         "mlflow_version": mlflow.__version__,
         "python": pong["python"],
+        "batching": pong["batching"],
     }
+    assert pong["batching"]["enabled"] is True  # iris is a scikit-learn model
+    assert pong["batching"]["max_batch_size"] == 64
     assert pong["python"] == "{}.{}.{}".format(*sys.version_info[:3])
 
 

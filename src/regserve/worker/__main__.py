@@ -1,4 +1,5 @@
-"""``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]``.
+"""``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]
+[--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS]``.
 
 Loads the model, then listens on the Unix socket, and serves until SIGTERM or SIGINT. Its output
 is the version's log: what it loads, how long that took, where it listens, and errors with
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -23,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from regserve.worker import protocol_v1
-from regserve.worker.server import DEFAULT_GRACE_SECONDS, DEFAULT_THREADS, WorkerServer
+from regserve.worker.batcher import BATCHING_MODES
+from regserve.worker.server import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_WAIT,
+    DEFAULT_THREADS,
+    Handler,
+    WorkerServer,
+)
 
 EXIT_OK = 0
 EXIT_MODEL_LOAD_FAILED = 3
@@ -46,6 +56,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=DEFAULT_GRACE_SECONDS,
         help="how long a stop waits for in-flight requests",
+    )
+    parser.add_argument(
+        "--batching",
+        choices=BATCHING_MODES,
+        default="auto",
+        help="combine concurrent requests into one predict: auto (row-wise flavors), on, off",
+    )
+    parser.add_argument(
+        "--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE, help="requests per batch"
+    )
+    parser.add_argument(
+        "--max-batch-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_BATCH_WAIT * 1000,
+        help="how long an idle worker holds a request back for others to join it",
     )
     return parser.parse_args(argv)
 
@@ -71,6 +96,16 @@ async def run(server: WorkerServer, socket_path: Path) -> None:
     await server.serve(socket_path)
 
 
+def _mlflow_1_handler(model: Any) -> Handler | None:
+    """MLflow 1.x's request format (unbatched) when the environment holds MLflow 1.x, as
+    Databricks serves models pinned to mlflow<2; None otherwise."""
+    if not protocol_v1.is_mlflow_1():
+        return None
+    _logger.info("MLflow 1.x environment: serving the MLflow 1.x request format")
+    schema = model.metadata.get_input_schema()
+    return partial(protocol_v1.handle, model=model, input_schema=schema)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -88,17 +123,20 @@ def main(argv: list[str] | None = None) -> int:
             version=args.version,
             threads=args.threads,
             grace_seconds=args.grace_seconds,
+            batching=args.batching,
+            max_batch_size=args.max_batch_size,
+            max_batch_wait=args.max_batch_wait_ms / 1000,
+            handler=_mlflow_1_handler(model),
         )
     except Exception:
         traceback.print_exc()
         _logger.error("model failed to load from %s", args.model_path)
         return EXIT_MODEL_LOAD_FAILED
-    if protocol_v1.is_mlflow_1():
-        # As Databricks does for models pinned to mlflow<2: MLflow 1.x's request format.
-        schema = model.metadata.get_input_schema()
-        server.handler = partial(protocol_v1.handle, model=model, input_schema=schema)
-        _logger.info("MLflow 1.x environment: serving the MLflow 1.x request format")
     _logger.info("model loaded in %.2f s", time.monotonic() - started)
+    # MLflow, pandas and the model are a few hundred thousand objects that live as long as the
+    # worker; a full collection walking them stalls every request for ~100 ms. Freeze them.
+    gc.collect()
+    gc.freeze()
     try:
         asyncio.run(run(server, args.socket))
     except OSError:

@@ -17,12 +17,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from mlflow.utils.proto_json_utils import NumpyEncoder
 
-# Absent from MLflow 1.x, whose requests protocol_v1 answers; keep this module importable there.
+_json_utils: Any = importlib.import_module("mlflow.utils.proto_json_utils")
+# Absent from MLflow 1.x, whose requests protocol_v1 answers (unbatched); keep this module
+# importable there.
 MlflowInvalidInputException: type[MlflowException] = getattr(
-    importlib.import_module("mlflow.utils.proto_json_utils"),
-    "MlflowInvalidInputException",
-    MlflowException,
+    _json_utils, "MlflowInvalidInputException", MlflowException
 )
+_dataframe_from_parsed_json: Any = getattr(_json_utils, "dataframe_from_parsed_json", None)
 
 # Typed as Any: its names differ across MLflow versions, so each use below is guarded.
 _server: Any = importlib.import_module("mlflow.pyfunc.scoring_server")
@@ -36,6 +37,7 @@ __all__ = [
     "SCORING_PROTOCOL_CHANGE_INFO",
     "MlflowException",
     "MlflowInvalidInputException",
+    "dataframe_from_parsed_json",
     "get_jsonable_obj",
     "parse_csv_input",
     "parse_json_data",
@@ -55,6 +57,7 @@ CONTENT_TYPES: list[str] = list(
 SCORING_PROTOCOL_CHANGE_INFO: str = getattr(_server, "SCORING_PROTOCOL_CHANGE_INFO", "")
 
 get_jsonable_obj = cast(Callable[..., Any], _server._get_jsonable_obj)
+dataframe_from_parsed_json = cast(Callable[..., Any], _dataframe_from_parsed_json)
 parse_csv_input = cast(Callable[..., Any], _server.parse_csv_input)
 predictions_to_json = cast(Callable[[Any, IO[str]], None], _server.predictions_to_json)
 

@@ -41,7 +41,11 @@ __all__ = [
     "JSON_CONTENT_TYPE",
     "ParsedRequest",
     "ScoringError",
+    "canonical_json",
+    "check_content_type",
+    "decode_json",
     "error_response",
+    "failure",
     "handle",
     "parse",
     "predict",
@@ -83,20 +87,20 @@ def handle(
     try:
         parsed = parse(body, content_type, model, input_schema)
     except Exception as e:
-        return _failure(e, during="parse")
+        return failure(e, during="parse")
     try:
         predictions = predict(model, parsed)
         return wire.Response(200, JSON_CONTENT_TYPE, serialize(predictions, parsed.unwrapped))
     except Exception as e:
-        return _failure(e, during="predict")
+        return failure(e, during="predict")
 
 
 def parse(body: bytes, content_type: str | None, model: Any, input_schema: Any) -> ParsedRequest:
     """Parse a body per its content type; raises ScoringError or MLflow's MlflowException."""
-    mime_type = _check_content_type(content_type)
+    mime_type = check_content_type(content_type)
     if mime_type == compat.CONTENT_TYPE_JSON:
         data, params, unwrapped = compat.parse_json_data(
-            _decode_json(body), model.metadata, input_schema
+            decode_json(body), model.metadata, input_schema
         )
         return ParsedRequest(data, params, unwrapped)
     if mime_type == compat.CONTENT_TYPE_CSV:
@@ -153,7 +157,7 @@ def error_response(status: int, error_code: str, message: str, **extra: Any) -> 
     return wire.Response(status, JSON_CONTENT_TYPE, body.encode("utf-8"))
 
 
-def _check_content_type(content_type: str | None) -> str:
+def check_content_type(content_type: str | None) -> str:
     """MLflow's content-type rules; returns the mime type or raises a 415 ScoringError."""
     if content_type is None:
         raise ScoringError(
@@ -176,7 +180,7 @@ def _check_content_type(content_type: str | None) -> str:
     return type_parts[0]
 
 
-def _decode_json(body: bytes) -> Any:
+def decode_json(body: bytes) -> Any:
     """The JSON object in the body, or the body itself for MLflow to reject in its own words.
 
     A JSON string that holds a JSON object (a double-encoded body) is read as that object.
@@ -188,6 +192,11 @@ def _decode_json(body: bytes) -> Any:
     except (ValueError, RecursionError):
         return body
     return decoded if isinstance(decoded, dict) else body
+
+
+def canonical_json(value: Any) -> str:
+    """One spelling per JSON value (sorted keys), to compare request params."""
+    return json.dumps(value, sort_keys=True, default=repr)
 
 
 def _loads(body: bytes) -> Any:
@@ -222,7 +231,7 @@ def _orjson_safe(predictions: Any) -> bool:
     return dtype == np.float64 and bool(np.isfinite(predictions).all())
 
 
-def _failure(error: Exception, during: str) -> wire.Response:
+def failure(error: Exception, during: str) -> wire.Response:
     """One error, one JSON response; tracebacks go to the log, never to the client."""
     if isinstance(error, ScoringError):
         return error_response(error.status, error.error_code, error.message)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
+from regserve.backends.batching import BatchSettings
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.logs import read_tail, rotate_if_large
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
@@ -222,6 +223,8 @@ class LocalBackend:
         env = _worker_environment()
         if spec.python is not None and spec.worker_path is not None:
             env["PYTHONPATH"] = str(spec.worker_path)  # the worker only, not regserve's deps
+        cluster = self._clusters.get(spec.model_name)
+        batching = BatchSettings.from_tags(cluster.tags if cluster else ())
         with paths.log.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 python, "-m", "regserve.worker",
@@ -229,6 +232,7 @@ class LocalBackend:
                 "--model-path", str(spec.model_path),
                 "--name", spec.model_name,
                 "--version", spec.version,
+                *batching.worker_args(),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 env=env, start_new_session=True,
             )  # fmt: skip

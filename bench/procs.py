@@ -1,0 +1,45 @@
+"""Processes the bench starts: a process tree's members and their resident memory (from /proc)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["children", "cmdline", "descendants", "rss_mb"]
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    stack = children(pid)
+    while stack:
+        child = stack.pop()
+        out.append(child)
+        stack += children(child)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size in MiB (0 when the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
