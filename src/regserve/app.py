@@ -68,6 +68,7 @@ class RegServe:
         await asyncio.to_thread(self.store.migrate)
         await asyncio.to_thread(self.access.bootstrap)
         await self.backend.start()
+        await self.controller.forget_previous_run()
         self._spawn(self.controller.run(), "controller")
         self._spawn(self._flush_metrics(), "metrics flush")
 

@@ -176,3 +176,11 @@ def test_audit_events_name_the_principal(store: StateStore) -> None:
         ("", "TOKEN_CREATED", "admin"), ("m", "SERVING_ENABLED", "alice"),
     ]  # fmt: skip
     assert store.list_events("m")[-1].principal == "alice"
+
+
+def test_reset_versions_after_a_restart(store: StateStore) -> None:
+    store.enable("m", DEFAULT)
+    store.put_version("m", "1", "VERSION_STATE_READY", "Serving.", worker_pid=42)
+    store.reset_versions("restarted")
+    (version,) = store.list_versions("m")
+    assert (version.state, version.state_message) == ("VERSION_STATE_PENDING", "restarted")

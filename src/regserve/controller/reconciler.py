@@ -95,6 +95,12 @@ class Controller:
         finally:
             events.cancel()
 
+    async def forget_previous_run(self) -> None:
+        """Before serving: the version states a previous process stored no longer hold."""
+        await asyncio.to_thread(
+            self._store.reset_versions, "regserve restarted; redeploying this version."
+        )
+
     def trigger(self) -> None:
         """Ask for an immediate pass (an enable call, a webhook)."""
         self._wake.set()

@@ -16,7 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, select
+from sqlalchemy import Engine, create_engine, delete, event, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -170,6 +170,15 @@ class StateStore(AccessStoreMixin):
             merged = {**json.loads(row.extra or "{}"), **extra}
             row.state, row.state_message, row.updated_at = state, message, now_ms()
             row.extra = json.dumps(merged)
+
+    def reset_versions(self, message: str) -> None:
+        """Mark every version PENDING: what a previous process reported no longer holds."""
+        with self._session() as s:
+            s.execute(
+                update(VersionRow).values(
+                    state="VERSION_STATE_PENDING", state_message=message, updated_at=now_ms()
+                )
+            )
 
     def delete_version(self, model_name: str, version: str) -> None:
         with self._session() as s:
