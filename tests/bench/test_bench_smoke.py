@@ -6,13 +6,14 @@ Not a timed test: the figures are read for their shape, never compared with targ
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_service
 
 pytestmark = pytest.mark.e2e
 
@@ -21,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_smoke_writes_its_results(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
-        if os.environ.get("REGSERVE_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail("wrk is required (apt-get install -y wrk)")
-        pytest.skip("wrk is not installed (apt-get install -y wrk)")
+        require_service("wrk is not installed (apt-get install -y wrk)")
     out = tmp_path / "results"
     run = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
