@@ -22,6 +22,7 @@ from regserve.auth.levels import PermissionLevel, level_for_stage
 from regserve.auth.mlflow_rules import Access, RegistryRule, classify, normalize
 from regserve.auth.service import Identity
 from regserve.errors import InvalidParameterError, PayloadTooLargeError, RegServeError
+from regserve.gateway.bodies import read_body
 from regserve.gateway.context import scope_identity
 from regserve.gateway.errors import error_body, error_headers, status_for
 
@@ -70,7 +71,11 @@ class RegistryGuard:
                 send = self._filtered(send, identity, rule.filter_key or "")
             await self._app(scope, receive, send)
             return
-        body = await _read_body(receive) if scope["method"] not in ("GET", "HEAD") else b""
+        body = (
+            await read_body(receive, _MAX_BODY, _too_large)
+            if scope["method"] not in ("GET", "HEAD")
+            else b""
+        )
         params = _params(scope, body)
         name = params.get("name")
         if not isinstance(name, str) or not name:
@@ -174,20 +179,8 @@ def _params(scope: Scope, body: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidParameterError("The client closed the connection before the body.")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > _MAX_BODY:
-            raise PayloadTooLargeError(f"Registry requests are limited to {_MAX_BODY} bytes.")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+def _too_large(_: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"Registry requests are limited to {_MAX_BODY} bytes.")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

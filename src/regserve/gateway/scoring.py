@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from regserve.auth.levels import PermissionLevel
 from regserve.auth.service import AccessService
 from regserve.errors import BadRequestError, PayloadTooLargeError, RegServeError
+from regserve.gateway.bodies import read_body
 from regserve.gateway.context import scope_identity
 from regserve.gateway.errors import error_body, error_headers, status_for
 from regserve.metrics import TrafficRecorder
@@ -70,7 +71,7 @@ class ScoringHandler:
                 raise self._too_large(length)
             served = self._router.resolve(name, ref)
             version = served.version
-            body = await self._read_body(receive)
+            body = await read_body(receive, self._limit, self._too_large)
             assert served.target is not None
             reply: Any = await served.target.request(content_type, body, self._timeout)
             status = reply.status
@@ -84,21 +85,6 @@ class ScoringHandler:
                 send, status, error_body(error.error_code, error.message), error_headers(error)
             )
         self._recorder.observe(name, version, status, time.perf_counter() - started)
-
-    async def _read_body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequestError("The client closed the connection before sending the body.")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._limit:
-                raise self._too_large(size)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     def _too_large(self, size: int) -> PayloadTooLargeError:
         return PayloadTooLargeError(
