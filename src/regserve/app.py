@@ -22,6 +22,7 @@ from regserve.controller import Controller
 from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
+from regserve.gateway.registry_guard import RegistryLookups
 from regserve.metrics import TrafficRecorder
 from regserve.nodes import default_node_types
 from regserve.router import Router
@@ -61,7 +62,8 @@ class RegServe:
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
             self.access, self.manager,
         )  # fmt: skip
-        self.gateway = Gateway(services, registry_app, self._stage_of)
+        lookups = RegistryLookups(self._stage_of, self._sources_naming)
+        self.gateway = Gateway(services, registry_app, lookups)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def startup(self) -> None:
@@ -98,6 +100,9 @@ class RegServe:
         snapshot = await asyncio.to_thread(self._reader.snapshot, name)
         found = [v for v in snapshot.versions if v.version == version] if snapshot else []
         return found[0].stage if found else None
+
+    async def _sources_naming(self, owner_id: str) -> list[tuple[str, str]]:
+        return await asyncio.to_thread(self._reader.sources_naming, owner_id)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         async def guarded() -> None:

@@ -132,3 +132,59 @@ def test_admin_token_file_is_private(tmp_path: Path) -> None:
     path = tmp_path / "admin-token"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ensure_admin_token(None, tmp_path) == (token, False)
+
+
+def _principal_token(server: RegServeProcess, name: str) -> dict[str, str]:
+    _ok(_cli(server, "principal", "create", name, "--user"))
+    made = json.loads(_ok(_cli(server, "token", "create", "--for", name, "-o", "json")))
+    return {"Authorization": f"Bearer {made['token_value']}"}
+
+
+def test_registered_files_follow_the_model_acl(
+    server: RegServeProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tracking is open, but the files a version was registered from are the model."""
+    with user_registry(monkeypatch, server.url, ADMIN_TOKEN) as reg:
+        reg.register("files-model")
+    got = server.client.get(
+        "/api/2.0/mlflow/model-versions/get", params={"name": "files-model", "version": "1"}
+    )
+    model_id = got.json()["model_version"]["source"].removeprefix("models:/")
+    logged = server.client.get(f"/api/2.0/mlflow/logged-models/{model_id}").json()
+    root = logged["model"]["info"]["artifact_uri"].removeprefix("mlflow-artifacts:/")
+    mlmodel = f"/api/2.0/mlflow-artifacts/artifacts/{root}/MLmodel"
+    files = f"/ajax-api/2.0/mlflow/logged-models/{model_id}/artifacts/files"
+    outsider = _principal_token(server, "outsider")
+    reader = _principal_token(server, "files-reader")
+    _ok(_cli(server, "permissions", "grant", "files-model", "CAN_READ", "--user", "files-reader"))
+
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for method, url, params in (
+            ("GET", mlmodel, {}),
+            ("GET", files, {"artifact_file_path": "MLmodel"}),
+            ("GET", "/api/2.0/mlflow-artifacts/artifacts", {"path": root}),
+        ):
+            denied = http.request(method, url, params=params, headers=outsider)
+            assert denied.status_code == 403, (url, denied.text)
+            assert denied.json()["error_code"] == "PERMISSION_DENIED"
+            assert "files-model" in denied.json()["message"]
+            allowed = http.request(method, url, params=params, headers=reader)
+            assert allowed.status_code == 200, (url, allowed.text)
+        assert "flavors" in http.get(mlmodel, headers=reader).text
+        # Reading is not changing: the served files need CAN_MANAGE to be overwritten.
+        overwrite = http.put(mlmodel, content=b"flavors: {}\n", headers=reader)
+        assert overwrite.status_code == 403, overwrite.text
+        assert "CAN_MANAGE" in overwrite.json()["message"]
+        assert "flavors" in http.get(mlmodel, headers=reader).text
+        # httpx would resolve a literal "..": the server decodes this one into the path.
+        climbing = http.get(f"/api/2.0/mlflow-artifacts/artifacts/0/%2E%2E/{root}/MLmodel",
+                            headers=outsider)  # fmt: skip
+        assert climbing.status_code == 400, climbing.text
+        assert "flavors" not in climbing.text
+
+        # Files of runs that back no registered version stay open to every principal.
+        run = http.post("/api/2.0/mlflow/runs/create", json={"experiment_id": "0"},
+                        headers=outsider).json()["run"]["info"]  # fmt: skip
+        notes = f"/api/2.0/mlflow-artifacts/artifacts/0/{run['run_id']}/artifacts/notes.txt"
+        assert http.put(notes, content=b"mine", headers=outsider).status_code == 200
+        assert http.get(notes, headers=outsider).text == "mine"

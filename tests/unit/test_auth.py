@@ -38,7 +38,7 @@ def test_levels_include_the_lower_ones() -> None:
         ("GET", "/api/2.0/mlflow/model-versions/search", Access.SEARCH, 0),
         ("GET", "/model-versions/get-artifact", Access.MODEL, 1),
         ("POST", "/api/2.0/mlflow/runs/create", Access.ANY, 0),
-        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/0/x/model.pkl", Access.ANY, 0),
+        ("PUT", "/api/2.0/mlflow-artifacts/artifacts/0/x/model.pkl", Access.ARTIFACT, 0),
         ("GET", "/api/2.0/mlflow/webhooks", Access.ADMIN, 0),
         ("POST", "/graphql", Access.ADMIN, 0),
         ("GET", "/api/2.0/mlflow/registered-models/delete", Access.ADMIN, 0),  # wrong method

@@ -10,10 +10,13 @@ release is closed until someone classifies it.
 - Searches are open to every principal and their answers are filtered to readable models.
 - Tracking (experiments, runs, metrics, logged models, run artifacts) is open to every
   principal: logging a model needs it, and regserve has no experiment ACLs (docs/security.md).
+  Artifact requests are classified ARTIFACT: the files a registered version was created from
+  follow that model's ACL (``artifact_rules.py``); every other file is open.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -40,6 +43,9 @@ class Access(Enum):
     """Any principal; the answer's ``filter_key`` list is cut to readable models."""
     TRANSITION = "transition"
     """The stage levels of the target stage and of the version's current stage."""
+    ARTIFACT = "artifact"
+    """Any principal, unless the files belong to a registered version: then CAN_READ on its
+    model to read them and CAN_MANAGE to change them (``artifact_rules.py``)."""
 
 
 @dataclass(frozen=True)
@@ -82,19 +88,19 @@ _MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
 _PREVIEW = {"/api/2.0/preview/mlflow/": "/api/2.0/mlflow/",
             "/ajax-api/2.0/preview/mlflow/": "/ajax-api/2.0/mlflow/"}  # fmt: skip
 _TRACKING_OPS = ("experiments/", "runs/", "metrics/", "logged-models")
-_TRACKING_PATHS = (
+_ARTIFACT_PATHS = (
     "/api/2.0/mlflow-artifacts/artifacts",
     "/ajax-api/2.0/mlflow-artifacts/artifacts",
     "/api/2.0/mlflow-artifacts/mpu/",
     "/ajax-api/2.0/mlflow-artifacts/mpu/",
-    "/static-files/",
 )
 _ANY_EXACT = frozenset({
-    "/", "/version", "/get-artifact", "/api/3.0/mlflow/server-info",
-    "/ajax-api/3.0/mlflow/server-info",
+    "/", "/version", "/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info",
 })  # fmt: skip
+_LOGGED_MODEL_FILES = re.compile(r"^logged-models/[^/]+/artifacts/(files|directories)$")
 _ADMIN = RegistryRule(Access.ADMIN)
 _ANY = RegistryRule(Access.ANY)
+_ARTIFACT = RegistryRule(Access.ARTIFACT)
 
 
 def normalize(path: str) -> str:
@@ -116,7 +122,9 @@ def classify(method: str, path: str) -> RegistryRule:
     for prefix in _MLFLOW_PREFIXES:
         if path.startswith(prefix):
             return _classify_op(method, path[len(prefix) :])
-    if path in _ANY_EXACT or path.startswith(_TRACKING_PATHS):
+    if path == "/get-artifact" or path.startswith(_ARTIFACT_PATHS):
+        return _ARTIFACT
+    if path in _ANY_EXACT or path.startswith("/static-files/"):
         return _ANY
     return _ADMIN
 
@@ -125,6 +133,8 @@ def _classify_op(method: str, op: str) -> RegistryRule:
     rule = _MODEL_RULES.get((method, op))
     if rule is not None:
         return rule
-    if op.startswith(_TRACKING_OPS) or (method, op) == ("GET", "artifacts/list"):
+    if (method, op) == ("GET", "artifacts/list") or _LOGGED_MODEL_FILES.match(op):
+        return _ARTIFACT
+    if op.startswith(_TRACKING_OPS):
         return _ANY
     return _ADMIN

@@ -30,7 +30,7 @@ from regserve.gateway.control import build_control_router
 from regserve.gateway.errors import error_body, error_headers, status_for
 from regserve.gateway.permissions import build_permissions_router
 from regserve.gateway.principals import build_principals_router
-from regserve.gateway.registry_guard import RegistryGuard, StageLookup
+from regserve.gateway.registry_guard import RegistryGuard, RegistryLookups
 from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
 from regserve.gateway.tokens import build_tokens_router
 from regserve.metrics import TrafficRecorder
@@ -64,7 +64,7 @@ class Gateway:
         self,
         services: Services,
         registry_app: ASGIApp | None,
-        stage_of: StageLookup | None = None,
+        lookups: RegistryLookups | None = None,
     ) -> None:
         self.services = services
         self._access = services.access
@@ -72,8 +72,8 @@ class Gateway:
             services.settings, services.router, services.recorder, services.access
         )
         if registry_app is not None:
-            assert stage_of is not None
-            registry_app = RegistryGuard(registry_app, services, stage_of)
+            assert lookups is not None
+            registry_app = RegistryGuard(registry_app, services, lookups)
         self.api = build_api(services, registry_app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

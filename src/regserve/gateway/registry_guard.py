@@ -5,42 +5,61 @@ Wraps MLflow's ASGI app. Each request is classified by ``regserve.auth.mlflow_ru
 named the way MLflow reads it (query string for GET, JSON body otherwise), the caller's level
 on that model checked, and the effects on regserve's ACLs applied once MLflow has answered
 200: a created model's creator gets CAN_MANAGE, a renamed model keeps its ACL, a deleted one
-loses it. Search answers are cut to the models the caller may read.
+loses it. Search answers are cut to the models the caller may read. Artifact requests that
+touch the files a registered version was created from need that model's CAN_READ to read
+them and CAN_MANAGE to change them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from regserve.auth.artifact_rules import ArtifactTarget, artifact_target, source_location
 from regserve.auth.levels import PermissionLevel, level_for_stage
 from regserve.auth.mlflow_rules import Access, RegistryRule, classify, normalize
 from regserve.auth.service import Identity
-from regserve.errors import InvalidParameterError, PayloadTooLargeError, RegServeError
+from regserve.errors import (
+    InvalidParameterError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RegServeError,
+)
 from regserve.gateway.bodies import read_body
 from regserve.gateway.context import scope_identity
 from regserve.gateway.errors import error_body, error_headers, status_for
 
-__all__ = ["RegistryGuard", "StageLookup"]
+__all__ = ["RegistryGuard", "RegistryLookups"]
 
-StageLookup = Callable[[str, str], Awaitable[str | None]]
-"""The current stage of (model, version), or None when unknown."""
+
+@dataclass(frozen=True)
+class RegistryLookups:
+    """What the guard asks the registry (handed in by ``regserve.app``)."""
+
+    stage_of: Callable[[str, str], Awaitable[str | None]]
+    """The current stage of (model, version), or None when unknown."""
+    sources_naming: Callable[[str], Awaitable[list[tuple[str, str]]]]
+    """``(model name, source)`` of every version whose source or run names this run or
+    logged model id."""
+
+
 _MAX_BODY = 4 * 1024 * 1024  # registry calls are small; artifacts are not read here
 
 
 class RegistryGuard:
     """MLflow's app, answering only what the caller may ask."""
 
-    def __init__(self, app: ASGIApp, services: Any, stage_of: StageLookup) -> None:
+    def __init__(self, app: ASGIApp, services: Any, lookups: RegistryLookups) -> None:
         self._app = app
         self._access = services.access
         self._manager = services.manager
-        self._stage_of = stage_of
+        self._lookups = lookups
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,6 +83,12 @@ class RegistryGuard:
         if rule.access is Access.ADMIN:
             self._access.require_admin(identity, f"call {scope['method']} {scope['path']}")
         if rule.access in (Access.ADMIN, Access.ANY):
+            await self._app(scope, receive, send)
+            return
+        if rule.access is Access.ARTIFACT:
+            target = artifact_target(scope["method"], scope["path"], _query(scope))
+            if target is not None and not identity.is_admin:
+                await self._authorize_files(identity, target)
             await self._app(scope, receive, send)
             return
         if rule.access is Access.SEARCH:
@@ -90,12 +115,34 @@ class RegistryGuard:
             return
         if rule.access is Access.TRANSITION:
             stage = str(params.get("stage", ""))
-            current = await self._stage_of(name, str(params.get("version", "")))
+            current = await self._lookups.stage_of(name, str(params.get("version", "")))
             needed = max(level_for_stage(stage), level_for_stage(current or "None"))
             action = f"move a version from {current or 'its stage'} to {stage}"
             await self._access.require(identity, name, needed, action)
             return
         await self._access.require(identity, name, rule.level, _describe(rule))
+
+    async def _authorize_files(self, identity: Identity, target: ArtifactTarget) -> None:
+        """Files of registered versions follow their models' ACLs; all others are open."""
+        location = target.location
+        models = sorted({
+            name for name, source in await self._lookups.sources_naming(location.owner_id)
+            if (found := source_location(source)) is not None and found.contains(location)
+        })  # fmt: skip
+        if not models:
+            return
+        if target.write:
+            for model in models:
+                await self._access.require(
+                    identity, model, PermissionLevel.CAN_MANAGE,
+                    "change the files a version of it was registered from",
+                )  # fmt: skip
+            return
+        if not await self._access.readable(identity, models):
+            raise PermissionDeniedError(
+                f"'{identity.name}' lacks CAN_READ on registered model '{models[0]}', whose "
+                "version was registered from these files; CAN_READ is needed to read them."
+            )
 
     def _effects(
         self, send: Send, identity: Identity, rule: RegistryRule, params: dict[str, Any]
@@ -167,9 +214,9 @@ def _describe(rule: RegistryRule) -> str:
 def _params(scope: Scope, body: bytes) -> dict[str, Any]:
     """The request's parameters, read as MLflow reads them: the query string for a GET
     that has one, the JSON body otherwise (decoded twice when it is a JSON string)."""
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    query = _query(scope)
     if scope["method"] in ("GET", "HEAD") and query:
-        return {k: v[0] for k, v in query.items()}
+        return dict(query)
     try:
         data = json.loads(body) if body.strip() else {}
         if isinstance(data, str):
@@ -177,6 +224,12 @@ def _params(scope: Scope, body: bytes) -> dict[str, Any]:
     except (ValueError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    """The query string's parameters (the first value of each), decoded as MLflow does."""
+    raw = scope.get("query_string", b"").decode("utf-8", "replace")
+    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
 
 def _too_large(_: int) -> PayloadTooLargeError:

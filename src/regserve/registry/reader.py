@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -65,6 +66,9 @@ def name_filter(name: str) -> str:
     return f"name LIKE '{pattern}'"
 
 
+_OWNER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
 class RegistryReader:
     """Blocking, read-only access to one MLflow registry; call it from a worker thread.
 
@@ -109,6 +113,15 @@ class RegistryReader:
             (_with_aliases(v, aliases) for v in found if v.name == name), key=_version_number
         )
         return ModelSnapshot(name, tuple(versions), aliases, description)
+
+    def sources_naming(self, owner_id: str) -> list[tuple[str, str]]:
+        """``(model name, source)`` of the versions whose source names ``owner_id`` (a run's
+        or a logged model's id): what the hosted registry's artifact guard protects."""
+        if not _OWNER_ID.fullmatch(owner_id):
+            return []
+        with translated_errors(f"finding the versions registered from {owner_id}"):
+            found = self._source.versions(f"source_path LIKE '%{owner_id}%'")
+        return [(v.name, v.source) for v in found]
 
     def list_models(self) -> list[str]:
         """Names of every registered model."""
