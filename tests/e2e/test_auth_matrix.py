@@ -151,6 +151,21 @@ MATRIX: dict[tuple[str, str], Row] = {
         "admin",
     ),
     ("GET", f"{SCIM}/Users"): Row(_req("GET", f"{SCIM}/Users"), "admin"),
+    # One principal: an id nobody has (the behaviour is tested in test_auth_registry.py).
+    **{
+        (method, f"{SCIM}/{kind}/{{principal_id}}"): Row(
+            _req(method, f"{SCIM}/{kind}/424242", **body), "admin", _NOT_SERVED
+        )
+        for kind in ("Users", "ServicePrincipals")
+        for method, body in (
+            ("GET", {}),
+            ("DELETE", {}),
+            (
+                "PATCH",
+                {"json": {"Operations": [{"op": "replace", "path": "active", "value": False}]}},
+            ),
+        )
+    },
     ("GET", f"{SCIM}/Me"): Row(_req("GET", f"{SCIM}/Me"), "any"),
     ("GET", "/api/2.0/regserve/audit-events"): Row(
         _req("GET", "/api/2.0/regserve/audit-events"), "admin"

@@ -188,3 +188,50 @@ def test_registered_files_follow_the_model_acl(
         notes = f"/api/2.0/mlflow-artifacts/artifacts/0/{run['run_id']}/artifacts/notes.txt"
         assert http.put(notes, content=b"mine", headers=outsider).status_code == 200
         assert http.get(notes, headers=outsider).text == "mine"
+
+
+def test_principals_can_be_deactivated_changed_and_deleted(server: RegServeProcess) -> None:
+    headers = _principal_token(server, "leaver")
+    r = server.client.post("/api/2.0/mlflow/registered-models/create", json={"name": "kept"})
+    assert r.status_code == 200, r.text
+    _ok(_cli(server, "permissions", "grant", "kept", "CAN_MANAGE", "--user", "leaver"))
+    enable = {"registered_model_name": "kept"}
+    ep = "/api/2.0/preview/mlflow/endpoints"
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+        assert http.get(f"{PERMS}/kept").status_code == 200
+
+        shown = json.loads(_ok(_cli(server, "principal", "update", "leaver", "--inactive",
+                                    "-o", "json")))  # fmt: skip
+        assert shown["active"] is False
+        r = http.get(f"{PERMS}/kept")
+        assert r.status_code == 401
+        assert "deactivated" in r.json()["message"]
+        _ok(_cli(server, "principal", "update", "leaver", "--active", "--allow-cluster-create"))
+        assert http.get(f"{PERMS}/kept").status_code == 200
+        listed = json.loads(_ok(_cli(server, "principal", "list", "-o", "json")))
+        leaver = next(p for p in listed["users"] if p["userName"] == "leaver")
+        assert leaver["entitlements"] == [{"value": "allow-cluster-create"}]
+        _ok(_cli(server, "principal", "update", "leaver", "--no-allow-cluster-create"))
+        r = http.post(f"{ep}/enable", json=enable)
+        assert r.status_code == 403
+        assert "allow-cluster-create" in r.json()["message"]
+
+        bad = server.client.patch(
+            f"/api/2.0/preview/scim/v2/Users/{leaver['id']}",
+            json={"Operations": [{"op": "add", "path": "roles", "value": [{"value": "x"}]}]},
+        )
+        assert bad.status_code == 400
+        assert bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        me = server.client.get("/api/2.0/preview/scim/v2/Me").json()
+        frozen = server.client.delete(f"/api/2.0/preview/scim/v2/Users/{me['id']}")
+        assert frozen.status_code == 400
+        assert "bootstrap admin" in frozen.json()["message"]
+
+        _ok(_cli(server, "principal", "delete", "leaver"))
+        assert http.get(f"{PERMS}/kept").status_code == 401
+    acl = server.client.get(f"{PERMS}/kept").json()["access_control_list"]
+    assert all(e.get("user_name") != "leaver" for e in acl)
+    audit = server.client.get("/api/2.0/regserve/audit-events").json()["events"]
+    kinds = [e["event_type"] for e in audit]
+    assert "PRINCIPAL_UPDATED" in kinds
+    assert "PRINCIPAL_DELETED" in kinds

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from regserve.auth.levels import GROUPS, PermissionLevel
-from regserve.auth.service import AccessService, Identity
+from regserve.auth.service import BOOTSTRAP_ADMIN, AccessService, Identity
 from regserve.auth.tokens import hash_token, new_token, new_token_id
 from regserve.errors import InvalidParameterError, NotFoundError
 from regserve.settings import Settings
@@ -84,9 +84,77 @@ class AccessManager:
         )  # fmt: skip
         return principal
 
+    async def update_principal(
+        self,
+        actor: Identity,
+        principal: PrincipalRecord,
+        *,
+        active: bool | None = None,
+        is_admin: bool | None = None,
+        allow_cluster_create: bool | None = None,
+    ) -> PrincipalRecord:
+        """Activate or deactivate a principal, or change its admin flag or entitlement."""
+        self._access.require_admin(actor, "change principals")
+        self._not_bootstrap(principal, "changed")
+        updated = await asyncio.to_thread(
+            self._store.update_principal, principal.id, active=active, is_admin=is_admin,
+            allow_cluster_create=allow_cluster_create,
+        )  # fmt: skip
+        if updated is None:
+            raise NotFoundError(f"No principal with id {principal.id}.")
+        self._access.forget_tokens()
+        changes = [
+            f"{what} {'on' if value else 'off'}"
+            for what, value in (("active", active), ("admin", is_admin),
+                                ("allow-cluster-create", allow_cluster_create))
+            if value is not None
+        ]  # fmt: skip
+        await self._audit(
+            TOKEN_EVENTS_MODEL, "PRINCIPAL_UPDATED", actor,
+            f"{_kind(updated.kind)} '{updated.name}' changed by '{actor.name}': "
+            f"{', '.join(changes) or 'nothing'}.",
+        )  # fmt: skip
+        return updated
+
+    async def delete_principal(self, actor: Identity, principal: PrincipalRecord) -> None:
+        """Remove a principal, its tokens and its direct grants on every model."""
+        self._access.require_admin(actor, "delete principals")
+        self._not_bootstrap(principal, "deleted")
+        if await asyncio.to_thread(self._store.delete_principal, principal.id) is None:
+            raise NotFoundError(f"No principal with id {principal.id}.")
+        self._access.forget_tokens()
+        self._access.forget_grants()
+        await self._audit(
+            TOKEN_EVENTS_MODEL, "PRINCIPAL_DELETED", actor,
+            f"{_kind(principal.kind)} '{principal.name}' deleted by '{actor.name}', with its "
+            "tokens and permissions.",
+        )  # fmt: skip
+
+    @staticmethod
+    def _not_bootstrap(principal: PrincipalRecord, what: str) -> None:
+        if principal.name == BOOTSTRAP_ADMIN:
+            raise InvalidParameterError(
+                f"The bootstrap admin '{BOOTSTRAP_ADMIN}' cannot be {what}: it stands for the "
+                "admin token of the installation (REGSERVE_ADMIN_TOKEN / admin-token)."
+            )
+
     async def list_principals(self, actor: Identity, kind: str | None) -> list[PrincipalRecord]:
         self._access.require_admin(actor, "list principals")
         return await asyncio.to_thread(self._store.list_principals, kind)
+
+    async def principal_by_id(
+        self, actor: Identity, principal_id: str, kind: str
+    ) -> PrincipalRecord:
+        """The principal of a SCIM id (as the API lists it) and kind (admins only)."""
+        self._access.require_admin(actor, "read or change principals")
+        found = (
+            await asyncio.to_thread(self._store.get_principal, int(principal_id))
+            if principal_id.isdigit() and len(principal_id) <= 18
+            else None
+        )
+        if found is None or found.kind != kind:
+            raise NotFoundError(f"No {_kind(kind).lower()} with id '{principal_id}'.")
+        return found
 
     async def principal(self, key: str, kind: str | None = None) -> PrincipalRecord:
         found = await asyncio.to_thread(self._store.find_principal, key, kind)

@@ -92,6 +92,10 @@ class AccessService:
             identity = found
         if identity is None:
             raise UnauthenticatedError("Invalid access token.")
+        if not identity.principal.active:
+            raise UnauthenticatedError(
+                f"'{identity.name}' is deactivated: an admin can activate it again."
+            )
         if 0 <= identity.expiry_time <= self._now_ms():
             raise UnauthenticatedError("Access token expired: create a new one.")
         if self._limiter is not None:
@@ -118,7 +122,7 @@ class AccessService:
         return Identity(principal, token.token_id, token.expiry_time)
 
     def forget_tokens(self) -> None:
-        """Drop every cached token (a token was revoked)."""
+        """Drop every cached token (a token was revoked, or a principal changed)."""
         self._tokens.clear()
 
     # -- authorization -----------------------------------------------------------------------
@@ -158,7 +162,10 @@ class AccessService:
         return cached
 
     def forget_grants(self, *models: str) -> None:
-        """Drop the cached ACLs of ``models`` (they changed)."""
+        """Drop the cached ACLs of ``models`` (they changed), or all of them when none is
+        named (a principal's grants went with it)."""
+        if not models:
+            self._grants.clear()
         for model in models:
             self._grants.pop(model)
 

@@ -14,7 +14,8 @@ __all__ = ["permissions_app", "principal_app", "token_app"]
 
 token_app = typer.Typer(help="Create, list and revoke tokens.", no_args_is_help=True)
 principal_app = typer.Typer(
-    help="Create and list users and service principals (admins).", no_args_is_help=True
+    help="Create, list, change and delete users and service principals (admins).",
+    no_args_is_help=True,
 )
 permissions_app = typer.Typer(
     help="Show, grant and revoke rights on registered models.", no_args_is_help=True
@@ -149,6 +150,68 @@ def principal_list(
     emit({"users": users, "service_principals": sps}, output, *_principal_rows(users + sps))
 
 
+def _find_principal(remote: Remote, name: str) -> tuple[str, dict[str, Any]]:
+    """The SCIM collection and entry of the principal named ``name`` (or application id)."""
+    for collection in ("Users", "ServicePrincipals"):
+        for p in remote.call("GET", f"{_SCIM}/{collection}").get("Resources", []):
+            if name in (p.get("userName"), p.get("displayName"), p.get("applicationId")):
+                return collection, p
+    raise typer.BadParameter(f"no user or service principal named '{name}'")
+
+
+@principal_app.command("update")
+def principal_update(
+    name: Annotated[str, typer.Argument(help="User name, display name or application id.")],
+    active: Annotated[
+        bool | None,
+        typer.Option("--active/--inactive", help="Activate, or deactivate (its tokens stop)."),
+    ] = None,
+    admin: Annotated[
+        bool | None, typer.Option("--admin/--no-admin", help="Member of the admins group.")
+    ] = None,
+    allow_cluster_create: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-cluster-create/--no-allow-cluster-create",
+            help="May enable serving (with CAN_MANAGE).",
+        ),
+    ] = None,
+    host: HostOption = _DEFAULT_HOST,
+    token: TokenOption = None,
+    output: OutputOption = "table",
+) -> None:
+    """Deactivate or activate a principal, or change its admin group or entitlement."""
+    operations: list[dict[str, Any]] = []
+    if active is not None:
+        operations.append({"op": "replace", "path": "active", "value": active})
+    flags = (("groups", "admins", admin),
+             ("entitlements", "allow-cluster-create", allow_cluster_create))  # fmt: skip
+    for path, value, flag in flags:
+        if flag is not None:
+            operations.append({"op": "add" if flag else "remove", "path": path,
+                               "value": [{"value": value}]})  # fmt: skip
+    if not operations:
+        raise typer.BadParameter("say what to change: --inactive, --admin, ...")
+    remote = Remote(host, token)
+    collection, found = _find_principal(remote, name)
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}
+    data = remote.call("PATCH", f"{_SCIM}/{collection}/{found['id']}", json=body)
+    emit(data, output, *_principal_rows([data]))
+
+
+@principal_app.command("delete")
+def principal_delete(
+    name: Annotated[str, typer.Argument(help="User name, display name or application id.")],
+    host: HostOption = _DEFAULT_HOST,
+    token: TokenOption = None,
+) -> None:
+    """Delete a principal with its tokens and its permissions."""
+    remote = Remote(host, token)
+    collection, found = _find_principal(remote, name)
+    remote.call("DELETE", f"{_SCIM}/{collection}/{found['id']}")
+    typer.echo(f"Deleted {name} with its tokens and permissions.")
+
+
 def _principal_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for p in items:
@@ -161,9 +224,11 @@ def _principal_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[A
                 p.get("applicationId", ""),
                 "yes" if "admins" in groups else "",
                 "yes" if "allow-cluster-create" in entitlements else "",
+                "yes" if p.get("active", True) else "no",
             ]
         )
-    return ["kind", "name", "application_id", "admin", "allow-cluster-create"], rows
+    columns = ["kind", "name", "application_id", "admin", "allow-cluster-create", "active"]
+    return columns, rows
 
 
 # -- permissions -------------------------------------------------------------------------------

@@ -1,18 +1,21 @@
 """Users and service principals, in a small subset of Databricks' SCIM shapes; the audit log.
 
 regserve has no login of its own: an admin creates principals here and issues their first
-token through ``/api/2.0/token-management/on-behalf-of/tokens``.
+token through ``/api/2.0/token-management/on-behalf-of/tokens``. A SCIM PATCH (``PatchOp``)
+deactivates or activates a principal and adds or removes its admin group and its
+``allow-cluster-create`` entitlement; DELETE removes it with its tokens and grants.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from regserve.auth.levels import ADMINS_GROUP, ALL_USERS_GROUP
+from regserve.errors import InvalidParameterError
 from regserve.gateway.context import identity_of, services_of
 from regserve.store import PrincipalRecord
 
@@ -43,11 +46,55 @@ class UserRequest(_PrincipalRequest):
     userName: str = Field(..., min_length=1, max_length=256)
 
 
+class PatchOperation(BaseModel):
+    op: Literal["add", "remove", "replace", "Add", "Remove", "Replace"]
+    path: str = Field(
+        ...,
+        description='"active", "entitlements" or "groups"; a remove may also name the value, '
+        'as in entitlements[value eq "allow-cluster-create"].',
+    )
+    value: bool | list[Value] | None = None
+
+
+class PatchRequest(BaseModel):
+    schemas: list[str] = Field(default_factory=list)
+    Operations: list[PatchOperation] = Field(..., min_length=1)
+
+
+_FLAGS = {"entitlements": (ENTITLEMENT, "allow_cluster_create"),
+          "groups": (ADMINS_GROUP, "is_admin")}  # fmt: skip
+
+
+def patch_changes(operations: list[PatchOperation]) -> dict[str, bool]:
+    """What a SCIM PatchOp changes: ``active``, ``is_admin``, ``allow_cluster_create``."""
+    changes: dict[str, bool] = {}
+    for operation in operations:
+        op = operation.op.lower()
+        path, _, selector = operation.path.partition("[")
+        if path == "active":
+            if op == "remove" or not isinstance(operation.value, bool):
+                raise InvalidParameterError('"active" takes a "replace" with true or false.')
+            changes["active"] = operation.value
+            continue
+        if path not in _FLAGS:
+            raise InvalidParameterError(
+                f"Cannot change '{operation.path}': only active, entitlements and groups."
+            )
+        known, field = _FLAGS[path]
+        values = {v.value for v in operation.value} if isinstance(operation.value, list) else set()
+        if selector:
+            values.add(selector.removesuffix("]").partition("eq")[2].strip().strip('"'))
+        if values - {known} or not values:
+            raise InvalidParameterError(f"{path} may only hold '{known}' here.")
+        changes[field] = op != "remove"
+    return changes
+
+
 def principal_json(p: PrincipalRecord) -> dict[str, Any]:
     groups = [ALL_USERS_GROUP, *([ADMINS_GROUP] if p.is_admin else [])]
     data: dict[str, Any] = {
         "id": str(p.id),
-        "active": True,
+        "active": p.active,
         "entitlements": [{"value": ENTITLEMENT}] if p.allow_cluster_create else [],
         "groups": [{"display": g, "value": g} for g in groups],
     }
@@ -89,6 +136,9 @@ def build_principals_router() -> APIRouter:
     async def list_users(request: Request) -> dict[str, Any]:
         return await listing(request, "user")
 
+    for collection, kind in (("Users", "user"), ("ServicePrincipals", "service_principal")):
+        _one_principal_routes(router, collection, kind)
+
     @router.get(f"{SCIM}/Me", summary="The caller")
     async def me(request: Request) -> dict[str, Any]:
         return principal_json(identity_of(request).principal)
@@ -115,3 +165,36 @@ def build_principals_router() -> APIRouter:
         }
 
     return router
+
+
+def _one_principal_routes(router: APIRouter, collection: str, kind: str) -> None:
+    noun = "user" if kind == "user" else "service principal"
+
+    async def get_one(request: Request, principal_id: str) -> dict[str, Any]:
+        manager = services_of(request).manager
+        return principal_json(
+            await manager.principal_by_id(identity_of(request), principal_id, kind)
+        )
+
+    async def patch_one(request: Request, principal_id: str, body: PatchRequest) -> dict[str, Any]:
+        manager, actor = services_of(request).manager, identity_of(request)
+        principal = await manager.principal_by_id(actor, principal_id, kind)
+        changes = patch_changes(body.Operations)
+        return principal_json(await manager.update_principal(actor, principal, **changes))
+
+    async def delete_one(request: Request, principal_id: str) -> dict[str, Any]:
+        manager, actor = services_of(request).manager, identity_of(request)
+        principal = await manager.principal_by_id(actor, principal_id, kind)
+        await manager.delete_principal(actor, principal)
+        return {}
+
+    path = f"{SCIM}/{collection}/{{principal_id}}"
+    router.add_api_route(path, get_one, methods=["GET"], summary=f"One {noun} (admins)")
+    router.add_api_route(
+        path, patch_one, methods=["PATCH"],
+        summary=f"Deactivate, activate or change a {noun}'s admin group or entitlement (admins)",
+    )  # fmt: skip
+    router.add_api_route(
+        path, delete_one, methods=["DELETE"],
+        summary=f"Delete a {noun} with its tokens and permissions (admins)",
+    )  # fmt: skip

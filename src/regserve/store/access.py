@@ -61,7 +61,7 @@ class AccessStoreMixin:
                     created_at=created_at,
                 )  # fmt: skip
                 s.add(row)
-            row.is_admin = row.allow_cluster_create = True
+            row.is_admin = row.allow_cluster_create = row.active = True
             s.flush()
             return _principal(row)
 
@@ -88,6 +88,44 @@ class AccessStoreMixin:
             if kind is not None:
                 query = query.where(PrincipalRow.kind == kind)
             return [_principal(r) for r in s.scalars(query)]
+
+    def update_principal(
+        self,
+        principal_id: int,
+        *,
+        active: bool | None = None,
+        is_admin: bool | None = None,
+        allow_cluster_create: bool | None = None,
+    ) -> PrincipalRecord | None:
+        """Change what is given (None leaves it); None when there is no such principal."""
+        with self._session() as s:
+            row = s.get(PrincipalRow, principal_id)
+            if row is None:
+                return None
+            if active is not None:
+                row.active = active
+            if is_admin is not None:
+                row.is_admin = is_admin
+            if allow_cluster_create is not None:
+                row.allow_cluster_create = allow_cluster_create
+            s.flush()
+            return _principal(row)
+
+    def delete_principal(self, principal_id: int) -> PrincipalRecord | None:
+        """Remove a principal with its tokens and its direct grants; None when unknown."""
+        with self._session() as s:
+            row = s.get(PrincipalRow, principal_id)
+            if row is None:
+                return None
+            record = _principal(row)
+            s.execute(delete(TokenRow).where(TokenRow.principal_id == principal_id))
+            s.execute(
+                delete(GrantRow).where(
+                    GrantRow.grantee_type == "principal", GrantRow.grantee == str(principal_id)
+                )
+            )
+            s.delete(row)
+            return record
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -214,7 +252,7 @@ class AccessStoreMixin:
 def _principal(row: PrincipalRow) -> PrincipalRecord:
     return PrincipalRecord(
         row.id, row.name, row.kind, row.application_id, bool(row.is_admin),
-        bool(row.allow_cluster_create), row.created_at,
+        bool(row.allow_cluster_create), row.created_at, bool(row.active),
     )  # fmt: skip
 
 

@@ -90,6 +90,8 @@ class PrincipalRecord:
     is_admin: bool
     allow_cluster_create: bool
     created_at: int
+    active: bool = True
+    """A deactivated principal's tokens are refused; its grants and tokens are kept."""
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class PrincipalRow(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     allow_cluster_create: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
 
 class TokenRow(Base):
