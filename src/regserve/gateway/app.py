@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regserve import __version__
@@ -41,6 +42,8 @@ from regserve.store import StateStore
 __all__ = ["Gateway", "Services", "build_api"]
 
 _OPEN_PATHS = frozenset({"/health"})
+_CODE_BY_STATUS = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+                   413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}  # fmt: skip
 
 
 @dataclass
@@ -125,6 +128,15 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
         return Response(
             error_body(error.error_code, error.message), status_for(error), headers=headers
         )
+
+    @api.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, error: StarletteHTTPException) -> Response:
+        # FastAPI's own refusals (a body it cannot decode, a wrong method) in our error shape.
+        code = _CODE_BY_STATUS.get(error.status_code, "BAD_REQUEST")
+        return Response(
+            error_body(code, str(error.detail)), error.status_code,
+            headers={**(error.headers or {}), "content-type": "application/json"},
+        )  # fmt: skip
 
     @api.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, error: RequestValidationError) -> JSONResponse:
