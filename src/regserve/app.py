@@ -22,7 +22,7 @@ from regserve.controller import Controller
 from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
-from regserve.metrics import TrafficRecorder
+from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.nodes import default_node_types
 from regserve.router import Router
 from regserve.settings import Settings
@@ -50,16 +50,17 @@ class RegServe:
         self.manager = AccessManager(settings, self.store, self.access, self._model_exists)
         self.router = Router()
         self.recorder = TrafficRecorder()
+        self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
         self.backend = LocalBackend(settings, self._events.put_nowait)
         envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
         self.controller = Controller(
             settings, self.store, reader, self.backend, self.router, self._events,
-            default_node_types(), envs,
+            default_node_types(), envs, metrics=self.control_metrics,
         )  # fmt: skip
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
-            self.access, self.manager,
+            self.access, self.manager, self.control_metrics,
         )  # fmt: skip
         self.gateway = Gateway(services, registry_app, self._stage_of)
         self._tasks: list[asyncio.Task[None]] = []

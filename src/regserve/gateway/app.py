@@ -33,7 +33,8 @@ from regserve.gateway.principals import build_principals_router
 from regserve.gateway.registry_guard import RegistryGuard, StageLookup
 from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
 from regserve.gateway.tokens import build_tokens_router
-from regserve.metrics import TrafficRecorder
+from regserve.gateway.worker_stats import WorkerStats
+from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
@@ -55,6 +56,7 @@ class Services:
     recorder: TrafficRecorder
     access: AccessService
     manager: AccessManager
+    control_metrics: ControlMetrics | None = None
 
 
 class Gateway:
@@ -114,9 +116,13 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    worker_stats = WorkerStats(services.router, services.recorder.registry) if services else None
+
     @api.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
         assert services is not None
+        assert worker_stats is not None
+        await worker_stats.refresh()
         return Response(generate_latest(services.recorder.registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.exception_handler(RegServeError)
