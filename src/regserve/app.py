@@ -22,8 +22,10 @@ from regserve.controller import Controller
 from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
+from regserve.gateway.webhooks import WEBHOOK_PATH
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.nodes import default_node_types
+from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
@@ -44,8 +46,9 @@ class RegServe:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token, self.token_created = ensure_admin_token(settings.admin_token, data_dir)
         self.store = StateStore(settings.store_uri or f"sqlite:///{data_dir / 'state.db'}")
-        registry_app, reader = _registry(settings)
+        registry_app, reader, self._hosted_uri = _registry(settings)
         self._reader = reader
+        self.webhook_secret = ensure_secret(settings.webhook_secret, data_dir)
         self.access = AccessService(settings, self.store, self.admin_token)
         self.manager = AccessManager(settings, self.store, self.access, self._model_exists)
         self.router = Router()
@@ -61,6 +64,7 @@ class RegServe:
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
             self.access, self.manager, self.control_metrics,
+            WebhookVerifier(self.webhook_secret, settings.webhook_tolerance),
         )  # fmt: skip
         self.gateway = Gateway(services, registry_app, self._stage_of)
         self._tasks: list[asyncio.Task[None]] = []
@@ -70,6 +74,7 @@ class RegServe:
         await asyncio.to_thread(self.access.bootstrap)
         await self.backend.start()
         await self.controller.forget_previous_run()
+        await self._register_webhook()
         self._spawn(self.controller.run(), "controller")
         self._spawn(self._flush_metrics(), "metrics flush")
 
@@ -100,6 +105,16 @@ class RegServe:
         found = [v for v in snapshot.versions if v.version == version] if snapshot else []
         return found[0].stage if found else None
 
+    async def _register_webhook(self) -> None:
+        """Hosting the registry: point its webhook at this gateway (a failure only logs)."""
+        if self._hosted_uri is None or not self.settings.register_webhook:
+            return
+        url = f"{_loopback_url(self.settings)}{WEBHOOK_PATH}"
+        try:
+            await asyncio.to_thread(register_webhook, self._hosted_uri, url, self.webhook_secret)
+        except RegServeError as exc:
+            _log.warning("%s; new versions are picked up by polling only", exc.message)
+
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         async def guarded() -> None:
             await coro
@@ -112,16 +127,28 @@ class RegServe:
             await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
 
 
-def _registry(settings: Settings) -> tuple[Any, Any]:
-    """MLflow's hosted server app (or None) and a reader on the registry."""
+def _registry(settings: Settings) -> tuple[Any, Any, str | None]:
+    """MLflow's hosted server app (or None), a reader on the registry, the hosted store URI."""
     if settings.registry_uri:
         from regserve.registry.reader import RegistryReader
 
-        return None, RegistryReader(settings.registry_uri)
+        return None, RegistryReader(settings.registry_uri), None
     from regserve.registry.hosted import create_hosted_registry
 
     hosted = create_hosted_registry(settings.resolved_data_dir())
-    return hosted.app, hosted.reader
+    return hosted.app, hosted.reader, hosted.backend_store_uri
+
+
+def _loopback_url(settings: Settings) -> str:
+    """How this process reaches its own gateway."""
+    host = settings.host
+    if host in ("", "0.0.0.0", "localhost"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 async def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:

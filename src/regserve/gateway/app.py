@@ -33,15 +33,18 @@ from regserve.gateway.principals import build_principals_router
 from regserve.gateway.registry_guard import RegistryGuard, StageLookup
 from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
 from regserve.gateway.tokens import build_tokens_router
+from regserve.gateway.webhooks import WEBHOOK_PATH, build_webhook_router
 from regserve.gateway.worker_stats import WorkerStats
 from regserve.metrics import ControlMetrics, TrafficRecorder
+from regserve.registry.webhooks import WebhookVerifier
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
 
 __all__ = ["Gateway", "Services", "build_api"]
 
-_OPEN_PATHS = frozenset({"/health"})
+# The webhook route authenticates each delivery by its signature instead of a token.
+_OPEN_PATHS = frozenset({"/health", WEBHOOK_PATH})
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Services:
     access: AccessService
     manager: AccessManager
     control_metrics: ControlMetrics | None = None
+    webhooks: WebhookVerifier | None = None
 
 
 class Gateway:
@@ -111,6 +115,7 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
     api.include_router(build_tokens_router())
     api.include_router(build_principals_router())
     api.include_router(build_permissions_router())
+    api.include_router(build_webhook_router())
 
     @api.get("/health", summary="Liveness (no authentication)")
     async def health() -> dict[str, str]:
