@@ -28,6 +28,7 @@ from regserve.errors import RegServeError
 from regserve.gateway.context import IDENTITY_KEY
 from regserve.gateway.control import build_control_router
 from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.gateway.openapi import install_openapi
 from regserve.gateway.permissions import build_permissions_router
 from regserve.gateway.principals import build_principals_router
 from regserve.gateway.registry_guard import RegistryGuard, StageLookup
@@ -111,6 +112,7 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
         redoc_url=None,
     )
     api.state.services = services
+    install_openapi(api)
     api.include_router(build_control_router())
     api.include_router(build_tokens_router())
     api.include_router(build_principals_router())
