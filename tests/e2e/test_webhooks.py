@@ -10,7 +10,6 @@ import stat
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -107,20 +106,16 @@ def test_a_badly_signed_delivery_is_refused(server: RegServeProcess, forgery: st
 
 
 def test_the_hosted_registry_holds_one_webhook_after_a_restart(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: RegServeProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = RegServeProcess(tmp_path / "data").start()
-    try:
-        server.stop()
-        server.start()  # registering again keeps one webhook, and its secret is still readable
-        with user_registry(monkeypatch, server.url, ADMIN_TOKEN):
-            hooks = list(MlflowClient().list_webhooks())
-            assert [h.name for h in hooks] == ["regserve-sync"]
-            assert hooks[0].url == f"{server.url}{PATH}"
-            assert {str(e) for e in hooks[0].events} >= {"model_version.created"}
-            # MLflow signs a test delivery with the stored secret; regserve must accept it.
-            test = MlflowClient().test_webhook(hooks[0].webhook_id)
-        assert test.success, test
-        assert test.response_status == 200
-    finally:
-        server.close()
+    server.stop()
+    server.start()  # registering again keeps one webhook, and its secret is still readable
+    with user_registry(monkeypatch, server.url, ADMIN_TOKEN):
+        hooks = list(MlflowClient().list_webhooks())
+        assert [h.name for h in hooks] == ["regserve-sync"]
+        assert hooks[0].url == f"{server.url}{PATH}"
+        assert {str(e) for e in hooks[0].events} >= {"model_version.created"}
+        # MLflow signs a test delivery with the stored secret; regserve must accept it.
+        test = MlflowClient().test_webhook(hooks[0].webhook_id)
+    assert test.success, test
+    assert test.response_status == 200
