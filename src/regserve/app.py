@@ -23,8 +23,10 @@ from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
 from regserve.gateway.registry_guard import RegistryLookups
-from regserve.metrics import TrafficRecorder
+from regserve.gateway.webhooks import WEBHOOK_PATH
+from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.nodes import default_node_types
+from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
@@ -45,22 +47,25 @@ class RegServe:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token, self.token_created = ensure_admin_token(settings.admin_token, data_dir)
         self.store = StateStore(settings.store_uri or f"sqlite:///{data_dir / 'state.db'}")
-        registry_app, reader = _registry(settings)
+        registry_app, reader, self._hosted_uri = _registry(settings)
         self._reader = reader
+        self.webhook_secret = ensure_secret(settings.webhook_secret, data_dir)
         self.access = AccessService(settings, self.store, self.admin_token)
         self.manager = AccessManager(settings, self.store, self.access, self._model_exists)
         self.router = Router()
         self.recorder = TrafficRecorder()
+        self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
         self.backend = LocalBackend(settings, self._events.put_nowait)
         envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
         self.controller = Controller(
             settings, self.store, reader, self.backend, self.router, self._events,
-            default_node_types(), envs,
+            default_node_types(), envs, metrics=self.control_metrics,
         )  # fmt: skip
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
-            self.access, self.manager,
+            self.access, self.manager, self.control_metrics,
+            WebhookVerifier(self.webhook_secret, settings.webhook_tolerance),
         )  # fmt: skip
         lookups = RegistryLookups(self._stage_of, self._sources_naming)
         self.gateway = Gateway(services, registry_app, lookups)
@@ -71,6 +76,7 @@ class RegServe:
         await asyncio.to_thread(self.access.bootstrap)
         await self.backend.start()
         await self.controller.forget_previous_run()
+        await self._register_webhook()
         self._spawn(self.controller.run(), "controller")
         self._spawn(self._flush_metrics(), "metrics flush")
 
@@ -104,6 +110,16 @@ class RegServe:
     async def _sources_naming(self, owner_id: str) -> list[tuple[str, str]]:
         return await asyncio.to_thread(self._reader.sources_naming, owner_id)
 
+    async def _register_webhook(self) -> None:
+        """Hosting the registry: point its webhook at this gateway (a failure only logs)."""
+        if self._hosted_uri is None or not self.settings.register_webhook:
+            return
+        url = f"{_loopback_url(self.settings)}{WEBHOOK_PATH}"
+        try:
+            await asyncio.to_thread(register_webhook, self._hosted_uri, url, self.webhook_secret)
+        except RegServeError as exc:
+            _log.warning("%s; new versions are picked up by polling only", exc.message)
+
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         async def guarded() -> None:
             await coro
@@ -116,16 +132,28 @@ class RegServe:
             await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
 
 
-def _registry(settings: Settings) -> tuple[Any, Any]:
-    """MLflow's hosted server app (or None) and a reader on the registry."""
+def _registry(settings: Settings) -> tuple[Any, Any, str | None]:
+    """MLflow's hosted server app (or None), a reader on the registry, the hosted store URI."""
     if settings.registry_uri:
         from regserve.registry.reader import RegistryReader
 
-        return None, RegistryReader(settings.registry_uri)
+        return None, RegistryReader(settings.registry_uri), None
     from regserve.registry.hosted import create_hosted_registry
 
     hosted = create_hosted_registry(settings.resolved_data_dir())
-    return hosted.app, hosted.reader
+    return hosted.app, hosted.reader, hosted.backend_store_uri
+
+
+def _loopback_url(settings: Settings) -> str:
+    """How this process reaches its own gateway."""
+    host = settings.host
+    if host in ("", "0.0.0.0", "localhost"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
 
 
 async def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:

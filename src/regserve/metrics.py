@@ -1,4 +1,11 @@
-"""Traffic figures: Prometheus series and per-minute aggregates for get-metric-history."""
+"""regserve's figures: Prometheus series (``/metrics``) and per-minute aggregates.
+
+:class:`TrafficRecorder` counts scoring requests (Prometheus, and the per-minute rows that feed
+``get-metric-history``); :class:`ControlMetrics` holds what the controller and the webhook
+route report (restarts, environment builds, registry sync). Both write into the recorder's
+one :class:`CollectorRegistry`; worker-side figures (batch sizes, queue depth) are read at
+scrape time by ``gateway/worker_stats.py``. docs/monitoring.md describes every series.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["TrafficRecorder"]
+__all__ = ["ControlMetrics", "TrafficRecorder", "ref_label"]
 
 _MAX_SAMPLES = 4096  # latency samples kept per minute bucket for the percentiles
 
@@ -21,15 +28,33 @@ class _Bucket:
     latencies_ms: list[float] = field(default_factory=list)
 
 
+def ref_label(ref: str) -> str:
+    """The ``ref`` label of a scoring URL's ref: stages and ``latest`` in one spelling,
+    ``@alias`` as ``alias``, version numbers without leading zeros."""
+    if ref.isdigit():
+        return str(int(ref))
+    lowered = ref.lower()
+    if lowered in _CANONICAL_REFS:
+        return _CANONICAL_REFS[lowered]
+    return ref.removeprefix("@")
+
+
+_CANONICAL_REFS = {"staging": "Staging", "production": "Production", "latest": "latest"}
+
+
 class TrafficRecorder:
-    """Counts scoring requests per model, version and status."""
+    """Counts scoring requests per model, version, ref and status.
+
+    ``ref`` is the URL's ref once it resolved to a version (``-`` otherwise, so that made-up
+    refs never become series).
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._requests = Counter(
             "regserve_requests",
-            "Scoring requests answered, by model, version and HTTP status.",
-            ["model", "version", "status"],
+            "Scoring requests answered, by model, version, ref (as in the URL) and HTTP status.",
+            ["model", "version", "ref", "status"],
             registry=self.registry,
         )
         self._latency = Histogram(
@@ -42,13 +67,15 @@ class TrafficRecorder:
         self._buckets: dict[tuple[str, str, int], _Bucket] = {}
         self._lock = threading.Lock()
         # Prometheus' labels() lookup is slow for the hot path: the children are kept here.
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
-    def observe(self, model: str, version: str, status: int, seconds: float) -> None:
-        series = self._series.get((model, version, status))
+    def observe(self, model: str, version: str, ref: str, status: int, seconds: float) -> None:
+        key = (model, version, ref, status)
+        series = self._series.get(key)
         if series is None:
-            series = self._series[(model, version, status)] = (
-                self._requests.labels(model, version, str(status)),
+            label = ref_label(ref) if version != "-" else "-"
+            series = self._series[key] = (
+                self._requests.labels(model, version, label, str(status)),
                 self._latency.labels(model, version),
             )
         series[0].inc()
@@ -86,3 +113,92 @@ def _percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+class ControlMetrics:
+    """What the control plane reports: worker restarts, environment builds, registry sync.
+
+    Called from the event loop (controller, webhook route); the scrape reads the gauges.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._started = time.time()
+        self._last_sync = self._started
+        self._seen: dict[tuple[str, str], float] = {}
+        self.worker_crashes = Counter(
+            "regserve_worker_crashes",
+            "Worker processes that exited unexpectedly, by model and version.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.worker_restarts = Counter(
+            "regserve_worker_restarts",
+            "Workers restarted after a crash that serve again, by model and version.",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.env_build = Histogram(
+            "regserve_environment_build_seconds",
+            "Time to build a model's virtualenv (reused environments are not observed).",
+            registry=registry,
+            buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200),
+        )
+        self.environments = Counter(
+            "regserve_environments",
+            "Environments prepared for versions, by outcome (built or reused).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.version_ready = Histogram(
+            "regserve_version_ready_seconds",
+            "From a version's registration in the registry to serving READY (versions "
+            "registered while this process runs).",
+            registry=registry,
+            buckets=(1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300, 600),
+        )
+        self.syncs = Counter(
+            "regserve_registry_syncs",
+            "Registry sync passes, by outcome (ok, or unavailable when it could not be read).",
+            ["outcome"],
+            registry=registry,
+        )
+        sync_age = Gauge(
+            "regserve_registry_sync_age_seconds",
+            "Seconds since the last registry sync pass that read the registry successfully.",
+            registry=registry,
+        )
+        sync_age.set_function(lambda: time.time() - self._last_sync)
+        self.webhooks = Counter(
+            "regserve_registry_webhooks",
+            "Registry webhook deliveries received, by result (accepted, or why refused).",
+            ["result"],
+            registry=registry,
+        )
+
+    def synced(self, ok: bool) -> None:
+        """A sync pass finished; ``ok`` when every model's registry read succeeded."""
+        self.syncs.labels("ok" if ok else "unavailable").inc()
+        if ok:
+            self._last_sync = time.time()
+
+    def version_registered(self, model: str, version: str, created_ms: int) -> None:
+        """The controller began deploying a version the registry created at ``created_ms``."""
+        created = created_ms / 1000
+        if created >= self._started - 1:  # older versions measure regserve's restart instead
+            self._seen[(model, version)] = created
+
+    def version_serving(self, model: str, version: str) -> None:
+        created = self._seen.pop((model, version), None)
+        if created is not None:
+            self.version_ready.observe(max(0.0, time.time() - created))
+
+    def worker_event(self, model: str, version: str, event_type: str) -> None:
+        if event_type == "WORKER_CRASHED":
+            self.worker_crashes.labels(model, version).inc()
+        elif event_type == "WORKER_RESTARTED":
+            self.worker_restarts.labels(model, version).inc()
+
+    def environment(self, reused: bool, seconds: float) -> None:
+        self.environments.labels("reused" if reused else "built").inc()
+        if not reused:
+            self.env_build.observe(seconds)

@@ -129,6 +129,10 @@ class Router:
     def get(self, name: str) -> ModelRoutes | None:
         return self._models.get(name)
 
+    def all(self) -> list[ModelRoutes]:
+        """Every served model's routes (a snapshot)."""
+        return list(self._models.values())
+
     def resolve(self, name: str, ref: str) -> ServedVersion:
         routes = self._models.get(name)
         if routes is None:

@@ -87,6 +87,21 @@ class Settings(BaseSettings):
         description="Requests per second allowed per token (429 above, bursts up to one "
         "second's worth); unset or 0: no limit.",
     )
+    webhook_secret: str | None = Field(
+        None,
+        description="Secret MLflow registry webhooks are signed with (X-MLflow-Signature); "
+        "unset: one is made once and kept in <data-dir>/webhook-secret (0600).",
+    )
+    webhook_tolerance: float = Field(
+        300.0,
+        description="Seconds a webhook's X-MLflow-Timestamp may be away from now; older "
+        "deliveries are refused as possible replays.",
+    )
+    register_webhook: bool = Field(
+        True,
+        description="When regserve hosts the registry, register its own webhook there at start "
+        "so new versions and aliases are picked up at once, not at the next poll.",
+    )
     demo: bool = Field(False, description="Register and serve the iris demo model on first start.")
 
     def resolved_data_dir(self) -> Path:

@@ -70,6 +70,12 @@ _NOT_SERVED = (404, "RESOURCE_DOES_NOT_EXIST")
 MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/health"): Row(_req("GET", "/health"), "open"),
     ("GET", "/metrics"): Row(_req("GET", "/metrics"), "any"),
+    # Open to tokens and their absence alike: only a valid MLflow signature gets past it.
+    ("POST", "/api/2.0/regserve/registry-webhook"): Row(
+        _req("POST", "/api/2.0/regserve/registry-webhook", json={}),
+        "open",
+        (401, "UNAUTHENTICATED"),
+    ),
     ("GET", "/openapi.json"): Row(_req("GET", "/openapi.json"), "any"),
     ("POST", f"{EP}/enable"): Row(_req("POST", f"{EP}/enable", **_MODEL_BODY), 5),
     ("POST", f"{EP}/disable"): Row(_req("POST", f"{EP}/disable", **_MODEL_BODY), 5),

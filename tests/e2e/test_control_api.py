@@ -86,7 +86,8 @@ def test_metric_history_counts_requests(env: tuple[RegServeProcess, UserRegistry
     assert errors >= 1
     assert any(p["key"] == "latency_p99_ms" and p["value"] > 0 for p in points)
     metrics = server.client.get("/metrics").text
-    assert f'regserve_requests_total{{model="{MODEL}",status="200",version="1"}}' in metrics
+    labels = f'model="{MODEL}",ref="champion",status="200",version="1"'
+    assert f"regserve_requests_total{{{labels}}} 5.0" in metrics
 
 
 def test_cluster_config_and_node_types(env: tuple[RegServeProcess, UserRegistry]) -> None:

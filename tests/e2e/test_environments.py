@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.models import log_version_reporter
 from tests.support.registry import UserRegistry, user_registry
@@ -62,6 +63,7 @@ def test_two_scikit_learn_releases_side_by_side(env: tuple[RegServeProcess, User
     types = [e["event_type"] for e in _events(server, name, same)]
     assert "ENV_REUSED" in types
     assert "ENV_BUILT" not in types
+    _check_environment_metrics(server, name)
     envs_dir = server.data_dir / "envs"
     assert (envs_dir / v_old["environment"] / "bin" / "python").exists()
     assert not list(envs_dir.glob("*.tmp-*"))  # no half-built environment left behind
@@ -83,6 +85,22 @@ def test_two_scikit_learn_releases_side_by_side(env: tuple[RegServeProcess, User
     after = [e for e in server.events(name) if e["timestamp"] not in before]
     assert "ENV_BUILT" not in [e["event_type"] for e in after]
     assert [e["event_type"] for e in after].count("ENV_REUSED") >= 3
+
+
+def _check_environment_metrics(server: RegServeProcess, name: str) -> None:
+    """/metrics counts the builds and reuses the events report (three versions so far)."""
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(server.client.get("/metrics").text)
+        for s in family.samples
+    }
+    built = samples.get(("regserve_environments_total", (("outcome", "built"),)), 0)
+    reused = samples.get(("regserve_environments_total", (("outcome", "reused"),)), 0)
+    events = [e["event_type"] for e in server.events(name)]
+    assert (built, reused) == (events.count("ENV_BUILT"), events.count("ENV_REUSED"))
+    assert built + reused == 3
+    assert reused >= 1
+    assert samples[("regserve_environment_build_seconds_count", ())] == built
 
 
 def test_an_unresolvable_requirement_fails_that_version_only(

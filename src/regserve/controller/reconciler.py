@@ -20,6 +20,7 @@ from regserve.controller import states as st
 from regserve.controller.environments import prepare_environment
 from regserve.envs import EnvironmentManager
 from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
+from regserve.metrics import ControlMetrics
 from regserve.registry.models import ModelSnapshot
 from regserve.router import ModelRoutes, Router, ServedVersion
 from regserve.settings import Settings
@@ -60,6 +61,8 @@ class Controller:
         events: asyncio.Queue[VersionEvent],
         node_types: dict[str, dict[str, object]],
         envs: EnvironmentManager | None = None,
+        *,
+        metrics: ControlMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -69,6 +72,7 @@ class Controller:
         self._events = events
         self.node_types = node_types
         self._envs = envs
+        self._metrics = metrics
         self._served: dict[str, _Served] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
@@ -109,6 +113,8 @@ class Controller:
         enabled = {e.model_name for e in await asyncio.to_thread(self._store.list_endpoints)}
         names = sorted(enabled | set(self._served))
         await asyncio.gather(*(self.reconcile(name) for name in names))
+        if self._metrics is not None:
+            self._metrics.synced(not any(s.registry_down for s in self._served.values()))
 
     async def shutdown(self) -> None:
         for served in self._served.values():
@@ -225,6 +231,9 @@ class Controller:
 
     def _begin_deploy(self, name: str, served: _Served, version: str) -> None:
         served.versions[version] = (st.VERSION_PENDING, "Downloading the model's artifacts.")
+        if self._metrics is not None and served.snapshot is not None:
+            created = {v.version: v.creation_timestamp for v in served.snapshot.versions}
+            self._metrics.version_registered(name, version, created.get(version, 0))
         served.downloads[version] = asyncio.create_task(
             self._deploy(name, served, version), name=f"deploy {name} v{version}"
         )
@@ -264,6 +273,8 @@ class Controller:
 
         log = self._backend.log_file(name, version)
         built = await prepare_environment(self._envs, path, log, report)
+        if self._metrics is not None:
+            self._metrics.environment(built.reused, built.seconds)
         self._envs.acquire(built.key, (name, version))
         await asyncio.to_thread(
             self._store.put_version, name, version, st.VERSION_PENDING,
@@ -311,6 +322,10 @@ class Controller:
         )  # fmt: skip
         if event.event_type:
             await self._event(event.model_name, event.event_type, event.message, event.version)
+        if self._metrics is not None:
+            self._metrics.worker_event(event.model_name, event.version, event.event_type)
+            if event.state == st.VERSION_READY:
+                self._metrics.version_serving(event.model_name, event.version)
         await self._publish(event.model_name, served)
 
     # -- helpers -----------------------------------------------------------------------------

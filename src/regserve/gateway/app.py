@@ -29,19 +29,24 @@ from regserve.errors import RegServeError
 from regserve.gateway.context import IDENTITY_KEY
 from regserve.gateway.control import build_control_router
 from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.gateway.openapi import install_openapi
 from regserve.gateway.permissions import build_permissions_router
 from regserve.gateway.principals import build_principals_router
 from regserve.gateway.registry_guard import RegistryGuard, RegistryLookups
 from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
 from regserve.gateway.tokens import build_tokens_router
-from regserve.metrics import TrafficRecorder
+from regserve.gateway.webhooks import WEBHOOK_PATH, build_webhook_router
+from regserve.gateway.worker_stats import WorkerStats
+from regserve.metrics import ControlMetrics, TrafficRecorder
+from regserve.registry.webhooks import WebhookVerifier
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
 
 __all__ = ["Gateway", "Services", "build_api"]
 
-_OPEN_PATHS = frozenset({"/health"})
+# The webhook route authenticates each delivery by its signature instead of a token.
+_OPEN_PATHS = frozenset({"/health", WEBHOOK_PATH})
 _CODE_BY_STATUS = {404: "ENDPOINT_NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
                    413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}  # fmt: skip
 
@@ -58,6 +63,8 @@ class Services:
     recorder: TrafficRecorder
     access: AccessService
     manager: AccessManager
+    control_metrics: ControlMetrics | None = None
+    webhooks: WebhookVerifier | None = None
 
 
 class Gateway:
@@ -108,18 +115,24 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
         redoc_url=None,
     )
     api.state.services = services
+    install_openapi(api)
     api.include_router(build_control_router())
     api.include_router(build_tokens_router())
     api.include_router(build_principals_router())
     api.include_router(build_permissions_router())
+    api.include_router(build_webhook_router())
 
     @api.get("/health", summary="Liveness (no authentication)")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    worker_stats = WorkerStats(services.router, services.recorder.registry) if services else None
+
     @api.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
         assert services is not None
+        assert worker_stats is not None
+        await worker_stats.refresh()
         return Response(generate_latest(services.recorder.registry), media_type=CONTENT_TYPE_LATEST)
 
     @api.exception_handler(RegServeError)

@@ -84,7 +84,7 @@ class ScoringHandler:
             await _respond(
                 send, status, error_body(error.error_code, error.message), error_headers(error)
             )
-        self._recorder.observe(name, version, status, time.perf_counter() - started)
+        self._recorder.observe(name, version, ref, status, time.perf_counter() - started)
 
     def _too_large(self, size: int) -> PayloadTooLargeError:
         return PayloadTooLargeError(

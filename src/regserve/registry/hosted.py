@@ -37,6 +37,16 @@ _LOOPBACK_HOSTS = (
     *("localhost", "127.0.0.1", "[::1]", "0.0.0.0"),
     *("localhost:*", "127.0.0.1:*", "[[]::1]:*", "0.0.0.0:*"),
 )
+# Webhooks: MLflow encrypts their secrets in its database with this Fernet key (a random one
+# per process when unset, which makes the stored secrets unreadable after a restart), and
+# delivers only to public https URLs unless told otherwise. regserve registers a webhook to
+# itself on loopback (registry/webhooks.py); creating webhooks is for admins only (RegistryGuard).
+_WEBHOOK_KEY_ENV_VAR = "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"
+_WEBHOOK_KEY_FILE = "mlflow-webhook-key"
+_WEBHOOK_DELIVERY_ENV = {
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+}
 _lock = threading.Lock()
 _hosted: HostedRegistry | None = None
 
@@ -89,6 +99,7 @@ def _create(data_dir: Path, allowed_hosts: Sequence[str] | None) -> HostedRegist
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     db_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     _configure_environment(db_uri, artifacts_dir, allowed_hosts)
+    _configure_webhooks(data_dir)
     _initialize_stores(db_uri)
 
     from mlflow.server.fastapi_app import create_fastapi_app
@@ -120,6 +131,39 @@ def _configure_environment(
         # loopback so regserve's own demo logging and local clients still pass.
         hosts = [*_LOOPBACK_HOSTS, *allowed_hosts]
         os.environ["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(hosts)
+
+
+def _configure_webhooks(data_dir: Path) -> None:
+    if "mlflow.store.model_registry.dbmodels.models" in sys.modules and not os.environ.get(
+        _WEBHOOK_KEY_ENV_VAR
+    ):
+        # Its EncryptedString column took a random key at import: webhook secrets stored now
+        # are unreadable after a restart (regserve's own start-up never gets here).
+        warnings.warn(
+            "MLflow's registry tables were imported before regserve set the webhook secret "
+            "key; webhook secrets will not survive a restart",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if not os.environ.get(_WEBHOOK_KEY_ENV_VAR):
+        os.environ[_WEBHOOK_KEY_ENV_VAR] = _webhook_key(data_dir / _WEBHOOK_KEY_FILE)
+    for key, value in _WEBHOOK_DELIVERY_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def _webhook_key(path: Path) -> str:
+    """The Fernet key kept 0600 in the data dir (made on first start)."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode("ascii")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
 
 
 def _initialize_stores(db_uri: str) -> None:

@@ -390,6 +390,13 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
         self.requests = 0
+        self.batch_sizes: dict[int, int] = {}
+        """Batch size -> batches of that size so far (reported in PONG for /metrics)."""
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a batch."""
+        return len(self._queue)
 
     def submit(self, content_type: str | None, body: bytes) -> asyncio.Future[wire.Response]:
         loop = asyncio.get_running_loop()
@@ -425,6 +432,7 @@ class Batcher:
             del self._queue[: self.max_batch_size]
             self.batches += 1
             self.requests += len(batch)
+            self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
             requests = [(body, content_type) for body, content_type, _ in batch]
             if self._executor is None:
                 self._run_inline(batch, requests)

@@ -141,6 +141,10 @@ class WorkerServer:
             "batches": self._batcher.batches,
             "requests": self._batcher.requests,
             "combined_predicts": self._runner.combined_predicts if self._runner else 0,
+            # For the gateway's /metrics (read at scrape time, nothing per request).
+            "batch_sizes": self._batcher.batch_sizes,
+            "queued": self._batcher.queued,
+            "in_flight": len(self._inflight),
         }
         return json.dumps(info).encode("utf-8")
 

@@ -272,9 +272,13 @@ class LocalBackend:
             await process.wait()
 
 
+_SERVER_ONLY_ENV = ("_MLFLOW_SERVER_", "MLFLOW_WEBHOOK_")
+
+
 def _worker_environment() -> dict[str, str]:
     """The environment of a worker: ours, less the hosted MLflow server's configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("_MLFLOW_SERVER_")}
+    # The webhook variables include the key MLflow encrypts webhook secrets with (hosted.py).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SERVER_ONLY_ENV)}
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

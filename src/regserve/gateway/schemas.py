@@ -1,0 +1,225 @@
+"""What the gateway's routes answer, as pydantic models: the response half of ``/openapi.json``.
+
+The routes build plain dicts (the Databricks shapes); these models describe them for the spec
+(``gateway/openapi.py`` attaches each to its route) and the tests check real answers against
+them, so a field added to an answer without its model fails a test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AclAnswer",
+    "AuditEventsAnswer",
+    "EndpointListAnswer",
+    "EndpointStatusAnswer",
+    "ErrorAnswer",
+    "EventHistoryAnswer",
+    "HealthAnswer",
+    "MetricHistoryAnswer",
+    "NodeTypesAnswer",
+    "Nothing",
+    "PredictionsAnswer",
+    "PrincipalAnswer",
+    "PrincipalListAnswer",
+    "TokenCreatedAnswer",
+    "TokenListAnswer",
+    "VersionAliasesAnswer",
+    "VersionListAnswer",
+    "VersionLogsAnswer",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorAnswer(_Strict):
+    """Every error, everywhere."""
+
+    error_code: str = Field(..., examples=["RESOURCE_DOES_NOT_EXIST"])
+    message: str
+
+
+class Nothing(_Strict):
+    """An empty object: the call did what it was asked."""
+
+
+class HealthAnswer(_Strict):
+    status: str = Field(..., examples=["ok"])
+
+
+class ConfigTag(_Strict):
+    key: str
+    value: str
+
+
+class ClusterConfigAnswer(_Strict):
+    node_type_id: str
+    tags: list[ConfigTag]
+
+
+class EndpointStatus(_Strict):
+    registered_model_name: str
+    state: str = Field(..., description="ENDPOINT_STATE_PENDING, _READY or _FAILED.")
+    state_message: str
+    actual_cluster_config: ClusterConfigAnswer | None = None
+    desired_cluster_config: ClusterConfigAnswer | None = Field(
+        None, description="Present while it differs from the actual one."
+    )
+
+
+class EndpointStatusAnswer(_Strict):
+    endpoint_status: EndpointStatus
+
+
+class EndpointListAnswer(_Strict):
+    endpoints: list[EndpointStatus]
+
+
+class EndpointVersion(_Strict):
+    registered_model_name: str
+    endpoint_version_name: str = Field(..., examples=["1"])
+    state: str = Field(..., description="VERSION_STATE_PENDING, _LAUNCHING, _READY or _FAILED.")
+    state_message: str
+    worker_pid: int | None = None
+    environment: str | None = Field(None, description="The environment key (virtualenv).")
+
+
+class VersionListAnswer(_Strict):
+    endpoint_versions: list[EndpointVersion]
+
+
+class VersionAlias(_Strict):
+    alias: str = Field(..., examples=["Production", "latest", "champion"])
+    endpoint_version_name: str
+
+
+class VersionAliasesAnswer(_Strict):
+    aliases: list[VersionAlias]
+
+
+class VersionLogsAnswer(_Strict):
+    logs: str
+
+
+class Event(_Strict):
+    timestamp: int = Field(..., description="Milliseconds since the epoch.")
+    event_type: str = Field(..., examples=["VERSION_READY"])
+    endpoint_version_name: str | None = None
+    message: str
+    principal: str | None = None
+
+
+class EventHistoryAnswer(_Strict):
+    events: list[Event]
+
+
+class MetricPoint(_Strict):
+    key: str = Field(
+        ...,
+        description="requests_per_minute, errors_per_minute, latency_p50_ms or latency_p99_ms.",
+    )
+    value: float
+    timestamp: int = Field(..., description="The minute, in milliseconds since the epoch.")
+    endpoint_version_name: str | None = None
+
+
+class MetricHistoryAnswer(_Strict):
+    metrics: list[MetricPoint]
+
+
+class NodeType(_Strict):
+    node_type_id: str
+    memory_mb: int
+    num_cores: int
+    description: str
+    instance_type_id: str
+
+
+class NodeTypesAnswer(_Strict):
+    node_types: list[NodeType]
+
+
+class TokenInfo(_Strict):
+    token_id: str
+    creation_time: int
+    expiry_time: int = Field(..., description="-1 when the token never expires.")
+    comment: str
+    owner_id: str | None = None
+    owner_name: str | None = None
+    created_by_username: str | None = None
+
+
+class TokenCreatedAnswer(_Strict):
+    token_value: str = Field(..., description="Shown once; only its hash is kept.")
+    token_info: TokenInfo
+
+
+class TokenListAnswer(_Strict):
+    token_infos: list[TokenInfo]
+
+
+class Entitlement(_Strict):
+    value: str
+
+
+class GroupRef(_Strict):
+    display: str
+    value: str
+
+
+class PrincipalAnswer(_Strict):
+    id: str
+    active: bool
+    entitlements: list[Entitlement]
+    groups: list[GroupRef]
+    displayName: str
+    userName: str | None = None
+    applicationId: str | None = None
+
+
+class PrincipalListAnswer(_Strict):
+    totalResults: int
+    Resources: list[PrincipalAnswer]
+
+
+class AuditEvent(_Strict):
+    timestamp: int
+    registered_model_name: str | None = None
+    event_type: str
+    message: str
+    principal: str | None
+
+
+class AuditEventsAnswer(_Strict):
+    events: list[AuditEvent]
+
+
+class PermissionAnswer(_Strict):
+    permission_level: str = Field(..., examples=["CAN_READ"])
+    inherited: bool
+    inherited_from_object: list[str] | None = None
+
+
+class AccessControlEntryAnswer(_Strict):
+    user_name: str | None = None
+    service_principal_name: str | None = None
+    group_name: str | None = None
+    display_name: str | None = None
+    all_permissions: list[PermissionAnswer]
+
+
+class AclAnswer(_Strict):
+    object_id: str = Field(..., examples=["/registered-models/iris-classifier"])
+    object_type: str = Field(..., examples=["registered-model"])
+    access_control_list: list[AccessControlEntryAnswer]
+
+
+class PredictionsAnswer(BaseModel):
+    """MLflow's scoring answer (other keys may follow, as MLflow's own server sends them)."""
+
+    predictions: Any = Field(..., description="One prediction per input row (or a mapping).")
