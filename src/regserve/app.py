@@ -59,7 +59,7 @@ class RegServe:
         )  # fmt: skip
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
-            self.access, self.manager,
+            self.access, self.manager, reader,
         )  # fmt: skip
         self.gateway = Gateway(services, registry_app, self._stage_of)
         self._tasks: list[asyncio.Task[None]] = []
