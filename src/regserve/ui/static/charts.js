@@ -25,7 +25,9 @@ window.regserveCharts = (() => {
   }
 
   function format(value) {
-    return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
+    if (value === 0) return "0";
+    if (value >= 100) return value.toFixed(0);
+    return String(Number(value.toPrecision(3)));
   }
 
   // series: {version: [[timestampMs, value], ...]}; returns a <figure>.
@@ -36,6 +38,7 @@ window.regserveCharts = (() => {
     figure.className = "chart";
     const caption = document.createElement("figcaption");
     caption.textContent = title;
+    caption.append(Object.assign(document.createElement("span"), { className: "unit", textContent: ` (${unit})` }));
     figure.append(caption);
     const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
     figure.append(chart);
@@ -54,10 +57,9 @@ window.regserveCharts = (() => {
       chart.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "grid" }));
       chart.append(svg("text", { x: PAD.left - 6, y: y(v) + 4, "text-anchor": "end", class: "axis" }, format(v)));
     }
-    for (const t of [t0, (t0 + t1) / 2, t1]) {
-      chart.append(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle", class: "axis" }, clock(t)));
+    for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) {
+      chart.append(svg("text", { x: x(t), y: H - 8, "text-anchor": anchor, class: "axis" }, clock(t)));
     }
-    chart.append(svg("text", { x: 4, y: 10, class: "axis" }, unit));
     const summary = [];
     versions.forEach((version, i) => {
       const color = COLORS[i % COLORS.length];

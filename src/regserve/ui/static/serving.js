@@ -327,9 +327,16 @@
 
   // -- actions --------------------------------------------------------------------------------
 
+  let resultTimer = null;
+  function actionResult(text) {
+    $("action-result").textContent = text;
+    clearTimeout(resultTimer);
+    resultTimer = setTimeout(() => { $("action-result").textContent = ""; }, 8000);
+  }
+
   async function enable() {
     const r = await api("POST", `${EP}/enable`, { registered_model_name: MODEL });
-    $("action-result").textContent = r.ok ? "Serving enabled: the versions are starting." : errorText(r);
+    actionResult(r.ok ? "Serving enabled: the versions are starting." : errorText(r));
     refresh();
   }
 
@@ -338,7 +345,7 @@
       `Every served version of '${MODEL}' stops answering and its cluster is terminated.`, "Stop serving");
     if (!ok) return;
     const r = await api("POST", `${EP}/disable`, { registered_model_name: MODEL });
-    $("action-result").textContent = r.ok ? "Serving stopped." : errorText(r);
+    actionResult(r.ok ? "Serving stopped." : errorText(r));
     refresh();
   }
 
