@@ -106,6 +106,7 @@
     const refs = info ? [info.version, ...refsOf(info.version)] : [];
     const example = view.examples[view.selected];
     if (!changed("version-detail", [info, served, state, refs, example !== undefined])) return;
+    $("version-detail").hidden = !info;
     $("version-title").textContent = info ? "Version " + info.version : "No version selected";
     if (info) badge($("version-state"), state); else $("version-state").textContent = "";
     $("version-tags").replaceChildren(...(info ? tagList(info) : []));
