@@ -66,6 +66,7 @@ class RegServe:
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
             self.access, self.manager, self.control_metrics,
             WebhookVerifier(self.webhook_secret, settings.webhook_tolerance),
+            reader,
         )  # fmt: skip
         lookups = RegistryLookups(self._stage_of, self._sources_naming)
         self.gateway = Gateway(services, registry_app, lookups)

@@ -27,6 +27,7 @@ MODEL = "matrix-model"
 EP = "/api/2.0/preview/mlflow/endpoints"
 SCIM = "/api/2.0/preview/scim/v2"
 PERMS = "/api/2.0/permissions/registered-models"
+MODELS = "/api/2.0/regserve/models"
 CREDENTIAL_FAILURES = ("no token", "malformed", "unknown", "expired", "revoked")
 LEVELS = {"no permission": 0, "CAN_READ": 1, "CAN_EDIT": 2, "CAN_MANAGE": 5, "admin": 9}
 CALLERS = (*CREDENTIAL_FAILURES, *LEVELS)
@@ -52,6 +53,8 @@ class Row:
     ok: tuple[int, str | None] = (200, None)
     """What a caller who may call it gets (the route's own answer to this request)."""
     methods: tuple[str, ...] = field(default=())
+    page: bool = False
+    """A UI page: without valid credentials it redirects to sign-in (303); refusals are HTML."""
 
 
 def _req(method: str, url: str, **kw: Any) -> Callable[[], dict[str, Any]]:
@@ -63,6 +66,7 @@ def _unique(prefix: str) -> str:
 
 
 _MODEL_BODY = {"json": {"registered_model_name": MODEL}}
+_MODEL_PARAM = {"registered_model_name": MODEL}
 _VERSION = {"registered_model_name": MODEL, "endpoint_version_name": "1"}
 _NOT_SERVED = (404, "RESOURCE_DOES_NOT_EXIST")
 
@@ -183,6 +187,23 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("PATCH", f"{PERMS}/{{name:path}}"): Row(
         _req("PATCH", f"{PERMS}/{MODEL}", json={"access_control_list": ACL[:1]}), 5
     ),
+    # regserve's views of a model for the UI.
+    ("GET", f"{MODELS}/get"): Row(_req("GET", f"{MODELS}/get", params=_MODEL_PARAM), 1),
+    ("GET", f"{MODELS}/get-input-example"): Row(
+        _req("GET", f"{MODELS}/get-input-example", params={**_MODEL_PARAM, "version": "1"}),
+        1,
+        _NOT_SERVED,
+    ),
+    # The UI: pages, sign-in (open; this form lacks its CSRF cookie), sign-out, static files.
+    ("GET", "/ui"): Row(_req("GET", "/ui"), "any", (303, None), page=True),
+    ("GET", "/ui/"): Row(_req("GET", "/ui/"), "any", page=True),
+    ("GET", "/ui/models/{name:path}"): Row(_req("GET", f"/ui/models/{MODEL}"), 1, page=True),
+    ("GET", "/ui/signin"): Row(_req("GET", "/ui/signin"), "open"),
+    ("POST", "/ui/signin"): Row(
+        _req("POST", "/ui/signin", data={"token": "x", "csrf": "forged"}), "open", (403, None)
+    ),
+    ("POST", "/ui/signout"): Row(_req("POST", "/ui/signout"), "any", (204, None)),
+    ("MOUNT", "/ui/static"): Row(_req("GET", "/ui/static/ui.css"), "open"),
     # The scoring route (bare ASGI, not in FastAPI's table): no version is served.
     ("POST", "/model/{name}/{ref}/invocations"): Row(
         _req("POST", f"/model/{MODEL}/1/invocations", json={"inputs": [1]}), 1, _NOT_SERVED
@@ -332,7 +353,12 @@ def _expected(row: Row, caller: str) -> tuple[int, str | None]:
     if row.needs == "open":
         return row.ok
     if caller in CREDENTIAL_FAILURES:
-        return 401, "UNAUTHENTICATED"
+        return (303, None) if row.page else (401, "UNAUTHENTICATED")
+    status, code = _allowed(row, caller)
+    return (status, None) if row.page else (status, code)
+
+
+def _allowed(row: Row, caller: str) -> tuple[int, str | None]:
     if row.needs == "any":
         return row.ok
     if row.needs == "admin":

@@ -24,7 +24,13 @@ from regserve.errors import PermissionDeniedError, UnauthenticatedError
 from regserve.settings import Settings
 from regserve.store import GrantRecord, PrincipalRecord, StateStore
 
-__all__ = ["BOOTSTRAP_ADMIN", "BOOTSTRAP_TOKEN_ID", "AccessService", "Identity"]
+__all__ = [
+    "BOOTSTRAP_ADMIN",
+    "BOOTSTRAP_TOKEN_ID",
+    "AccessService",
+    "Identity",
+    "enable_refusal",
+]
 
 BOOTSTRAP_ADMIN = "admin"
 """The principal the bootstrap admin token (REGSERVE_ADMIN_TOKEN / admin-token) stands for."""
@@ -186,3 +192,21 @@ def level_from_grants(grants: Iterable[GrantRecord], principal: PrincipalRecord)
         if applies:
             best = max(best, PermissionLevel[grant.level])
     return best
+
+
+def enable_refusal(identity: Identity, level: PermissionLevel, model: str) -> str | None:
+    """Why ``identity`` (holding ``level`` on ``model``) may not enable serving; None if it may.
+
+    Enabling needs CAN_MANAGE and the allow-cluster-create entitlement, as in Databricks.
+    """
+    if level < PermissionLevel.CAN_MANAGE:
+        return (
+            f"'{identity.name}' lacks CAN_MANAGE on registered model '{model}', "
+            "which is needed to enable serving."
+        )
+    if not (identity.is_admin or identity.principal.allow_cluster_create):
+        return (
+            f"'{identity.name}' lacks the allow-cluster-create entitlement, which enabling "
+            "serving needs besides CAN_MANAGE. An admin can grant it."
+        )
+    return None

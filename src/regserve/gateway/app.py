@@ -1,10 +1,12 @@
 """Gateway: the one ASGI app on the one port.
 
-Every request is authenticated here (``/health`` excepted) and the caller's identity put in
-the scope; each route then checks the caller's permissions. Scoring URLs go straight to the
-bare :class:`ScoringHandler`; everything else goes to a FastAPI app holding the control API,
-``/health`` and ``/metrics``, with MLflow's own tracking and registry server mounted beneath
-it for every path regserve does not route itself.
+Every request is authenticated here (``/health``, the UI's sign-in page and static files
+excepted) from its ``Authorization`` header, or from the UI's session cookie
+(``ui/session.py``), and the caller's identity put in the scope; each route then checks the
+caller's permissions. Scoring URLs go straight to the bare :class:`ScoringHandler`;
+everything else goes to a FastAPI app holding the control API, ``/health``, ``/metrics`` and
+the UI (``/ui/``), with MLflow's own tracking and registry server mounted beneath it for every
+path regserve does not route itself.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regserve import __version__
 from regserve.auth.management import AccessManager
-from regserve.auth.service import AccessService
+from regserve.auth.service import AccessService, Identity
 from regserve.backends.base import Backend
 from regserve.controller import Controller
 from regserve.errors import RegServeError
 from regserve.gateway.context import IDENTITY_KEY
 from regserve.gateway.control import build_control_router
 from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.gateway.models import build_models_router
 from regserve.gateway.openapi import install_openapi
 from regserve.gateway.permissions import build_permissions_router
 from regserve.gateway.principals import build_principals_router
@@ -38,10 +41,19 @@ from regserve.gateway.tokens import build_tokens_router
 from regserve.gateway.webhooks import WEBHOOK_PATH, build_webhook_router
 from regserve.gateway.worker_stats import WorkerStats
 from regserve.metrics import ControlMetrics, TrafficRecorder
+from regserve.registry import RegistryReader
 from regserve.registry.webhooks import WebhookVerifier
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
+from regserve.ui import build_ui_router, static_files
+from regserve.ui.session import (
+    check_csrf,
+    cookie_token,
+    is_open_path,
+    signin_redirect,
+    wants_signin_page,
+)
 
 __all__ = ["Gateway", "Services", "build_api"]
 
@@ -65,6 +77,8 @@ class Services:
     manager: AccessManager
     control_metrics: ControlMetrics | None = None
     webhooks: WebhookVerifier | None = None
+    reader: RegistryReader | None = None
+    """The registry, for the UI's views of models and input examples."""
 
 
 class Gateway:
@@ -91,18 +105,30 @@ class Gateway:
             await self.api(scope, receive, send)
             return
         path: str = scope["path"]
-        if path not in _OPEN_PATHS:
+        if path not in _OPEN_PATHS and not is_open_path(path):
             try:
-                identity = await self._access.authenticate(_header(scope, b"authorization"))
+                scope[IDENTITY_KEY] = await self._authenticate(scope)
             except RegServeError as error:
-                await _send_error(send, error)
+                if error.error_code == "UNAUTHENTICATED" and wants_signin_page(scope):
+                    await _send_redirect(send, signin_redirect(scope))
+                else:
+                    await _send_error(send, error)
                 return
-            scope[IDENTITY_KEY] = identity
         target = parse_scoring_path(path)
         if target is not None:
             await self._scoring(scope, receive, send, *target)
             return
         await self.api(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> Identity:
+        """The caller, from the Authorization header or else the UI's session cookie."""
+        header = _header(scope, b"authorization")
+        token = cookie_token(scope) if header is None else None
+        if token is None:
+            return await self._access.authenticate(header)
+        identity = await self._access.authenticate(b"Bearer " + token.encode("latin-1"))
+        check_csrf(scope)
+        return identity
 
 
 def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAPI:
@@ -121,6 +147,9 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
     api.include_router(build_principals_router())
     api.include_router(build_permissions_router())
     api.include_router(build_webhook_router())
+    api.include_router(build_models_router())
+    api.include_router(build_ui_router())
+    api.mount("/ui/static", static_files(), name="ui-static")
 
     @api.get("/health", summary="Liveness (no authentication)")
     async def health() -> dict[str, str]:
@@ -185,3 +214,9 @@ async def _send_error(send: Send, error: RegServeError) -> None:
         headers.append((b"www-authenticate", b'Bearer realm="regserve"'))
     await send({"type": "http.response.start", "status": status_for(error), "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_redirect(send: Send, location: str) -> None:
+    headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from regserve.auth.levels import PermissionLevel
+from regserve.auth.service import enable_refusal
 from regserve.errors import (
     InvalidParameterError,
     NotFoundError,
@@ -68,14 +69,12 @@ def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per r
     @router.post(f"{PREFIX}/enable", summary="Enable serving for a registered model")
     async def enable(request: Request, body: ModelRequest) -> dict[str, Any]:
         name = body.registered_model_name
-        actor = await _require(request, name, _MANAGE, "enable serving")
         identity = identity_of(request)
-        if not (identity.is_admin or identity.principal.allow_cluster_create):
-            raise PermissionDeniedError(
-                f"'{actor}' lacks the allow-cluster-create entitlement, which enabling "
-                "serving needs besides CAN_MANAGE. An admin can grant it."
-            )
-        await _services(request).controller.enable(name, actor)
+        level = await _services(request).access.level(identity, name)
+        refusal = enable_refusal(identity, level, name)
+        if refusal is not None:
+            raise PermissionDeniedError(refusal)
+        await _services(request).controller.enable(name, identity.name)
         return {}
 
     @router.post(f"{PREFIX}/disable", summary="Disable serving and terminate the cluster")

@@ -62,6 +62,8 @@ ANSWERS: dict[tuple[str, str], type[BaseModel] | None] = {
         )
     },
     ("get", "/api/2.0/regserve/audit-events"): s.AuditEventsAnswer,
+    ("get", "/api/2.0/regserve/models/get"): s.ModelViewAnswer,
+    ("get", "/api/2.0/regserve/models/get-input-example"): s.InputExampleAnswer,
     ("get", _PERMS): s.AclAnswer,
     ("put", _PERMS): s.AclAnswer,
     ("patch", _PERMS): s.AclAnswer,

@@ -19,7 +19,9 @@ __all__ = [
     "ErrorAnswer",
     "EventHistoryAnswer",
     "HealthAnswer",
+    "InputExampleAnswer",
     "MetricHistoryAnswer",
+    "ModelViewAnswer",
     "NodeTypesAnswer",
     "Nothing",
     "PredictionsAnswer",
@@ -217,6 +219,36 @@ class AclAnswer(_Strict):
     object_id: str = Field(..., examples=["/registered-models/iris-classifier"])
     object_type: str = Field(..., examples=["registered-model"])
     access_control_list: list[AccessControlEntryAnswer]
+
+
+class RegistryVersion(_Strict):
+    version: str
+    current_stage: str = Field(..., description="None, Staging, Production or Archived.")
+    status: str = Field(..., description="MLflow's: READY, PENDING_REGISTRATION, ...")
+    aliases: list[str]
+    creation_timestamp: int
+
+
+class RegistryModel(_Strict):
+    name: str
+    description: str
+    versions: list[RegistryVersion]
+
+
+class ModelViewAnswer(_Strict):
+    """The UI's view of a model: its versions as the registry has them, and the caller's rights."""
+
+    registered_model: RegistryModel
+    permission_level: str = Field(..., examples=["CAN_MANAGE"])
+    enable_refusal: str | None = Field(
+        None, description="Why the caller may not enable serving; null when it may."
+    )
+
+
+class InputExampleAnswer(_Strict):
+    input_example: Any = Field(
+        ..., description="The version's logged input example as a scoring request body."
+    )
 
 
 class PredictionsAnswer(BaseModel):

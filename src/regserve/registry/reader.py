@@ -8,11 +8,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-from regserve.errors import NotFoundError
+from regserve.errors import InvalidParameterError, NotFoundError
 from regserve.registry._sources import (
     ClientSource,
     RegistrySource,
@@ -20,6 +21,7 @@ from regserve.registry._sources import (
     RetryPolicy,
     translated_errors,
 )
+from regserve.registry.examples import MAX_EXAMPLE_BYTES, read_example
 from regserve.registry.models import ModelSnapshot, VersionInfo
 
 __all__ = ["ArtifactResolver", "RegistryReader", "local_artifacts_resolver", "name_filter"]
@@ -155,11 +157,32 @@ class RegistryReader:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
 
-    def _fetch(self, uri: str, into: Path) -> None:
-        repo = get_artifact_repository(
+    def input_example(self, name: str, version: str) -> Any | None:
+        """The version's logged input example as a scoring request body; None without one.
+
+        Reads only the MLmodel and the example file, not the model's weights.
+        """
+        with translated_errors(f"reading the input example of {name!r} version {version}"):
+            repo = self._repository(self._resolve(self._source.download_uri(name, version)))
+            with tempfile.TemporaryDirectory(prefix="regserve-example-") as tmp:
+
+                def read(relative: str) -> bytes:
+                    local = Path(repo.download_artifacts(relative, dst_path=tmp))
+                    if local.stat().st_size > MAX_EXAMPLE_BYTES:
+                        raise InvalidParameterError(
+                            f"{relative} of {name!r} version {version} is too large to show."
+                        )
+                    return local.read_bytes()
+
+                return read_example(read, read(_MLMODEL).decode())
+
+    def _repository(self, uri: str) -> Any:
+        return get_artifact_repository(
             uri, tracking_uri=self.tracking_uri, registry_uri=self.registry_uri
         )
-        repo.download_artifacts("", dst_path=str(into))  # type: ignore[no-untyped-call]
+
+    def _fetch(self, uri: str, into: Path) -> None:
+        self._repository(uri).download_artifacts("", dst_path=str(into))
 
 
 def _move_into_place(staging: Path, dest: Path) -> Path:

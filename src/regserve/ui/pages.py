@@ -1,0 +1,169 @@
+"""The UI's pages: sign-in and sign-out, the model list and a model's Serving page.
+
+Pages are rendered on the server with Jinja2 (autoescaping everything) and filled in by the
+page's JavaScript from the JSON APIs; every asset ships in this package (``static/``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.staticfiles import StaticFiles
+
+from regserve import __version__
+from regserve.auth.levels import PermissionLevel
+from regserve.errors import RegServeError
+from regserve.gateway.context import identity_of, services_of
+from regserve.gateway.errors import status_for
+from regserve.ui.session import (
+    SESSION_COOKIE,
+    SIGNIN_COOKIE,
+    SIGNIN_PATH,
+    safe_next,
+)
+
+__all__ = ["build_ui_router", "static_files"]
+
+_MAX_FORM_BYTES = 16 * 1024
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+_templates = Environment(
+    loader=PackageLoader("regserve.ui", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+_templates.filters["urlpart"] = lambda value: quote(str(value), safe="")
+
+
+def static_files() -> StaticFiles:
+    """The UI's CSS and JavaScript, served from the installed package."""
+    return StaticFiles(packages=[("regserve.ui", "static")])
+
+
+def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(version=__version__, **context)
+    return HTMLResponse(html, status_code=status, headers=_SECURITY_HEADERS)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def build_ui_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/ui")
+    async def ui_root() -> Response:
+        return RedirectResponse("/ui/", status_code=303)
+
+    @router.get(SIGNIN_PATH)
+    async def signin_page(request: Request, next: str | None = None) -> Response:
+        return _signin_form(request, safe_next(next))
+
+    @router.post(SIGNIN_PATH)
+    async def signin(request: Request) -> Response:
+        form = await _form(request)
+        target = safe_next(form.get("next"))
+        expected = request.cookies.get(SIGNIN_COOKIE)
+        if not expected or not secrets.compare_digest(expected, form.get("csrf", "")):
+            return _signin_form(request, target, "The sign-in form expired: try again.", 403)
+        token = form.get("token", "").strip()
+        try:
+            await services_of(request).access.authenticate(f"Bearer {token}".encode("latin-1"))
+        except (RegServeError, UnicodeEncodeError):
+            return _signin_form(request, target, "That token is not valid.", 401)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE, token, path="/", httponly=True, samesite="strict",
+            secure=_secure(request),
+        )  # fmt: skip
+        response.delete_cookie(SIGNIN_COOKIE, path=SIGNIN_PATH)
+        return response
+
+    @router.post("/ui/signout")
+    async def signout() -> Response:
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @router.get("/ui/")
+    async def model_list(request: Request) -> Response:
+        try:
+            rows = await _model_rows(request)
+        except RegServeError as error:  # e.g. the registry is unavailable
+            return _page("models.html", status_for(error), models=[], error=error.message,
+                         user=_user(request))  # fmt: skip
+        return _page("models.html", models=rows, user=_user(request))
+
+    @router.get("/ui/models/{name:path}")
+    async def serving_page(request: Request, name: str) -> Response:
+        services = services_of(request)
+        try:
+            await services.access.require(
+                identity_of(request), name, PermissionLevel.CAN_READ, "open its Serving page"
+            )
+        except RegServeError as error:
+            return _page(
+                "error.html", status_for(error), message=error.message, user=_user(request)
+            )
+        return _page("serving.html", model=name, user=_user(request))
+
+    return router
+
+
+def _signin_form(request: Request, target: str, error: str = "", status: int = 200) -> Response:
+    csrf = secrets.token_urlsafe(24)
+    response = _page("signin.html", status, csrf=csrf, next=target, error=error)
+    response.set_cookie(
+        SIGNIN_COOKIE, csrf, path=SIGNIN_PATH, httponly=True, samesite="strict",
+        secure=_secure(request),
+    )  # fmt: skip
+    return response
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form's fields (first value of each); bounded in size."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            return {}
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {key: values[0] for key, values in fields.items()}
+
+
+def _user(request: Request) -> str:
+    return identity_of(request).name
+
+
+async def _model_rows(request: Request) -> list[dict[str, str]]:
+    """Every registered model the caller may read, with its serving state."""
+    services = services_of(request)
+    names: list[str] = []
+    if services.reader is not None:
+        names = await asyncio.to_thread(services.reader.list_models)
+    endpoints = {e.model_name: e for e in await asyncio.to_thread(services.store.list_endpoints)}
+    readable = await services.access.readable(identity_of(request), names)
+    rows = []
+    for name in readable:
+        endpoint = endpoints.get(name)
+        state = endpoint.state.removeprefix("ENDPOINT_STATE_") if endpoint else "NOT_ENABLED"
+        rows.append({
+            "name": name,
+            "state": state,
+            "message": endpoint.state_message if endpoint else "",
+        })  # fmt: skip
+    return rows

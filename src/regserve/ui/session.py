@@ -1,0 +1,102 @@
+"""Browser sessions: the sign-in cookie, where it counts, and its CSRF rule.
+
+A signed-in browser holds its token in an HttpOnly, SameSite=Strict cookie. The gateway takes
+that cookie as credentials only when a request has no ``Authorization`` header, and only on
+the paths the UI uses. A cookie-authenticated request with an unsafe method must also carry
+the header ``X-Requested-By`` (the UI's JavaScript sends it): a cross-site form cannot set a
+custom header, and a cross-site script cannot send one without a CORS preflight, which
+regserve never grants.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from starlette.requests import cookie_parser
+from starlette.types import Scope
+
+from regserve.errors import PermissionDeniedError
+
+__all__ = [
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
+    "SIGNIN_COOKIE",
+    "SIGNIN_PATH",
+    "check_csrf",
+    "cookie_token",
+    "is_open_path",
+    "safe_next",
+    "signin_redirect",
+    "wants_signin_page",
+]
+
+SESSION_COOKIE = "regserve_session"
+SIGNIN_COOKIE = "regserve_signin"
+"""Double-submit token of the sign-in form (against signing a victim into another account)."""
+CSRF_HEADER = b"x-requested-by"
+SIGNIN_PATH = "/ui/signin"
+UI_PREFIX = "/ui/"
+STATIC_PREFIX = "/ui/static/"
+
+_COOKIE_PATHS = (
+    UI_PREFIX,
+    "/model/",
+    "/api/2.0/preview/mlflow/endpoints/",
+    "/api/2.0/clusters/",
+    "/api/2.0/regserve/models/",
+)
+"""Where the session cookie is credentials: the UI's pages and the calls its JS makes."""
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_open_path(path: str) -> bool:
+    """Paths answered without credentials: liveness, the sign-in page and the UI's assets."""
+    return path in ("/health", SIGNIN_PATH) or path.startswith(STATIC_PREFIX)
+
+
+def cookie_token(scope: Scope) -> str | None:
+    """The session cookie's token when the path accepts it, else None."""
+    path: str = scope["path"]
+    if not path.startswith(_COOKIE_PATHS):
+        return None
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            token = cookie_parser(value.decode("latin-1")).get(SESSION_COOKIE)
+            if token:
+                return token
+    return None
+
+
+def check_csrf(scope: Scope) -> None:
+    """PermissionDeniedError for a cookie-authenticated unsafe request without the header."""
+    if scope["method"] in _SAFE_METHODS:
+        return
+    if any(key == CSRF_HEADER and value for key, value in scope["headers"]):
+        return
+    raise PermissionDeniedError(
+        "A request authenticated by the session cookie that changes state must carry the "
+        "header 'X-Requested-By' (regserve's UI sends it); scripts should send "
+        "'Authorization: Bearer <token>' instead."
+    )
+
+
+def wants_signin_page(scope: Scope) -> bool:
+    """An unauthenticated page load of the UI: answered by a redirect, not a 401."""
+    path: str = scope["path"]
+    return scope["method"] in ("GET", "HEAD") and (path == "/ui" or path.startswith(UI_PREFIX))
+
+
+def signin_redirect(scope: Scope) -> str:
+    """The sign-in URL that comes back to the page asked for."""
+    target = scope["path"]
+    query = scope.get("query_string", b"").decode("latin-1")
+    if query:
+        target = f"{target}?{query}"
+    return f"{SIGNIN_PATH}?next={quote(target, safe='')}"
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a UI page of this server, never another site."""
+    if target and target.startswith(UI_PREFIX) and not target.startswith("//"):
+        return target
+    return UI_PREFIX

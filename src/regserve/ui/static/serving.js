@@ -1,0 +1,417 @@
+// The Serving page: status, versions, request box, events, metrics and cluster settings.
+// Every few seconds it re-reads the state and redraws only the parts whose data changed;
+// the request box and the cluster form are never redrawn by a refresh.
+"use strict";
+
+(() => {
+  const { api, el, errorText, confirmAction, tabs } = window.regserve;
+  const root = document.getElementById("serving");
+  const MODEL = root.dataset.model;
+  const Q = "registered_model_name=" + encodeURIComponent(MODEL);
+  const EP = "/api/2.0/preview/mlflow/endpoints";
+  const REFRESH_MS = 4000;
+  const $ = (id) => document.getElementById(id);
+
+  const view = {
+    tab: "tab-versions", sub: "tab-logs", selected: null, enabled: false, level: "",
+    refusal: null, versions: [], served: {}, aliases: {}, examples: {},
+    cluster: null, clusterDirty: false, nodeTypes: null, busy: false, again: false,
+  };
+  const drawn = new Map();
+  // True (and remembered) when `data` differs from what was last drawn under `key`.
+  function changed(key, data) {
+    const text = JSON.stringify(data);
+    if (drawn.get(key) === text) return false;
+    drawn.set(key, text);
+    return true;
+  }
+
+  const pretty = (s) => s.replace(/^(ENDPOINT|VERSION)_STATE_/, "").toLowerCase().replace(/_/g, " ");
+  const titled = (s) => pretty(s).replace(/^\w/, (c) => c.toUpperCase());
+  const when = (ms) => new Date(ms).toLocaleString();
+
+  function badge(node, state) {
+    node.textContent = titled(state);
+    node.className = "badge state-" + pretty(state).replace(/ /g, "_");
+  }
+
+  // -- status ---------------------------------------------------------------------------------
+
+  function drawStatus(status) {
+    view.enabled = !!status;
+    $("status-enabled").hidden = !status;
+    $("status-disabled").hidden = !!status;
+    if (status) {
+      badge($("status-badge"), status.state);
+      $("status-message").textContent = status.state_message || "";
+    }
+    const manage = view.level === "CAN_MANAGE";
+    $("enable").disabled = !!view.refusal;
+    $("stop").disabled = !manage;
+    const reason = view.refusal && !status ? view.refusal
+      : !manage && status ? `Stopping serving needs CAN_MANAGE; you hold ${view.level || "no permission"}.` : "";
+    $("enable-reason").textContent = reason;
+    $("enable-reason").hidden = !reason;
+  }
+
+  // -- versions -------------------------------------------------------------------------------
+
+  function refsOf(version) {
+    return Object.entries(view.aliases).filter(([, v]) => v === version).map(([ref]) => ref);
+  }
+
+  function versionState(version) {
+    const served = view.served[version];
+    return served ? served.state : view.enabled ? "NOT_SERVED" : "NOT_ENABLED";
+  }
+
+  function tagsOf(info) {
+    const tags = [];
+    if (info.current_stage && info.current_stage !== "None") tags.push(["stage", info.current_stage]);
+    for (const alias of info.aliases) tags.push(["alias", "@" + alias]);
+    return tags;
+  }
+
+  function tagList(info) {
+    return tagsOf(info).map(([kind, text]) => el("span", { class: "tag tag-" + kind, text }));
+  }
+
+  function drawVersionList() {
+    const items = view.versions.map((info) => ({ info, state: versionState(info.version) }));
+    if (!changed("version-list", [items, view.selected])) return;
+    const list = $("version-list");
+    list.replaceChildren(...items.map(({ info, state }) => {
+      const current = info.version === view.selected;
+      const stateBadge = el("span", {});
+      badge(stateBadge, state);
+      const button = el("button", {
+        type: "button", class: "version-item" + (current ? " current" : ""),
+        "aria-current": current ? "true" : null, "data-version": info.version,
+        onclick: () => selectVersion(info.version),
+      }, el("span", { class: "version-label", text: "Version " + info.version }), stateBadge,
+      el("span", { class: "tags" }, ...tagList(info)));
+      return el("li", {}, button);
+    }));
+    if (!items.length) list.append(el("li", { class: "muted", text: "No versions registered yet." }));
+  }
+
+  function scoringUrl(ref) {
+    return `${location.origin}/model/${encodeURIComponent(MODEL)}/${encodeURIComponent(ref)}/invocations`;
+  }
+
+  function drawVersionDetail() {
+    const info = view.versions.find((v) => v.version === view.selected);
+    const served = view.served[view.selected];
+    const state = info ? versionState(info.version) : "";
+    const refs = info ? [info.version, ...refsOf(info.version)] : [];
+    const example = view.examples[view.selected];
+    if (!changed("version-detail", [info, served, state, refs, example !== undefined])) return;
+    $("version-detail").hidden = !info;
+    $("version-title").textContent = info ? "Version " + info.version : "No version selected";
+    if (info) badge($("version-state"), state); else $("version-state").textContent = "";
+    $("version-tags").replaceChildren(...(info ? tagList(info) : []));
+    $("version-message").textContent = served ? served.state_message || ""
+      : info && info.current_stage === "Archived" ? "Archived versions are not served."
+      : view.enabled ? "" : "Enable serving to deploy this version.";
+    $("urls").replaceChildren(...refs.map((ref) => {
+      const id = "url-" + ref.replace(/[^A-Za-z0-9_-]/g, "_");
+      return el("li", {},
+        el("span", { class: "ref", text: ref === info.version ? "Version " + ref : ref }),
+        el("code", { id, text: scoringUrl(ref) }),
+        el("button", { type: "button", class: "btn btn-small copy", "data-copy": id, text: "Copy" }));
+    }));
+    drawSnippets(info ? scoringUrl(info.version) : scoringUrl("1"), example);
+    const ready = state === "VERSION_STATE_READY";
+    $("send-request").disabled = !ready;
+    $("send-hint").textContent = !info ? "" : ready ? "Sends the request to " + scoringUrl(info.version)
+      : "Send Request is enabled once this version is Ready.";
+  }
+
+  function drawSnippets(url, example) {
+    const body = JSON.stringify(example && example.input_example ? example.input_example
+      : { dataframe_records: [{ feature: 1.0 }] });
+    $("snippet-curl").textContent = [
+      `curl -X POST "${url}" \\`,
+      `  -H "Authorization: Bearer $REGSERVE_TOKEN" \\`,
+      `  -H "Content-Type: application/json" \\`,
+      `  -d '${body.replace(/'/g, "'\\''")}'`,
+    ].join("\n");
+    $("snippet-python").textContent = [
+      "import os",
+      "",
+      "import requests",
+      "",
+      `url = ${JSON.stringify(url)}`,
+      'headers = {"Authorization": f"Bearer {os.environ[\'REGSERVE_TOKEN\']}"}',
+      `payload = ${body}`,
+      "response = requests.post(url, headers=headers, json=payload, timeout=60)",
+      "response.raise_for_status()",
+      "print(response.json())",
+    ].join("\n");
+  }
+
+  function selectVersion(version) {
+    view.selected = version;
+    drawVersionList();
+    drawVersionDetail();
+    loadExample(version, false);
+    refreshVersionTabs();
+  }
+
+  async function loadExample(version, show) {
+    if (view.examples[version] === undefined) {
+      const r = await api("GET", `/api/2.0/regserve/models/get-input-example?${Q}&version=${encodeURIComponent(version)}`);
+      view.examples[version] = r.ok ? r.data : { error: errorText(r) };
+      if (version === view.selected) drawVersionDetail();
+    }
+    if (!show) return;
+    const example = view.examples[version];
+    if (example.input_example) {
+      $("request-body").value = JSON.stringify(example.input_example, null, 2);
+      $("send-hint").textContent = `Loaded the input example logged with version ${version}.`;
+    } else {
+      $("send-hint").textContent = example.error;
+    }
+  }
+
+  async function sendRequest() {
+    const version = view.selected;
+    $("response-status").textContent = "Sending…";
+    $("response-status").className = "badge";
+    const r = await api("POST", `/model/${encodeURIComponent(MODEL)}/${encodeURIComponent(version)}/invocations`,
+      $("request-body").value);
+    $("response-status").textContent = `${r.status || "No answer"}`;
+    $("response-status").className = "badge " + (r.ok ? "state-ready" : "state-failed");
+    const answeredBy = r.headers.get("X-Model-Version");
+    $("response-latency").textContent = `${Math.round(r.ms)} ms` + (answeredBy ? ` · version ${answeredBy}` : "");
+    $("response-body").textContent = r.data !== null ? JSON.stringify(r.data, null, 2) : r.text;
+  }
+
+  // -- logs and events ------------------------------------------------------------------------
+
+  function eventRows(events, withVersion) {
+    return events.slice().reverse().map((e) => el("tr", {},
+      el("td", { class: "nowrap", text: when(e.timestamp) }),
+      el("td", {}, el("span", { class: "event-type", text: e.event_type })),
+      withVersion ? el("td", { text: e.endpoint_version_name || "" }) : null,
+      el("td", { class: "message", text: e.message })));
+  }
+
+  function drawEvents(tableId, events, withVersion) {
+    if (!changed(tableId, events)) return;
+    const body = $(tableId).querySelector("tbody");
+    const rows = eventRows(events, withVersion);
+    if (!rows.length) {
+      rows.push(el("tr", {}, el("td", { colspan: withVersion ? 4 : 3, class: "muted", text: "No events yet." })));
+    }
+    body.replaceChildren(...rows);
+  }
+
+  async function refreshVersionTabs() {
+    const version = view.selected;
+    if (!version || view.tab !== "tab-versions") return;
+    const v = encodeURIComponent(version);
+    if (view.sub === "tab-logs") {
+      const r = view.served[version]
+        ? await api("GET", `${EP}/get-version-logs?${Q}&endpoint_version_name=${v}`) : null;
+      const text = !r ? "This version is not served: it has no logs." : r.ok ? r.data.logs || "(empty)" : errorText(r);
+      if (changed("logs", [version, text])) {
+        const logs = $("logs");
+        const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
+        logs.textContent = text;
+        if (atEnd) logs.scrollTop = logs.scrollHeight;
+      }
+    } else {
+      const r = await api("GET", `${EP}/get-event-history?${Q}&endpoint_version_name=${v}`);
+      drawEvents("version-events", r.ok ? r.data.events : [], false);
+    }
+  }
+
+  async function refreshModelEvents() {
+    const r = await api("GET", `${EP}/get-event-history?${Q}`);
+    drawEvents("model-events", r.ok ? r.data.events : [], true);
+  }
+
+  // -- metrics --------------------------------------------------------------------------------
+
+  async function refreshMetrics() {
+    const r = await api("GET", `${EP}/get-metric-history?${Q}`);
+    const metrics = r.ok ? r.data.metrics : [];
+    if (!changed("metrics", metrics)) return;
+    const charts = [
+      ["Requests per second", "req/s", "requests_per_minute", (x) => x / 60],
+      ["Latency p50", "ms", "latency_p50_ms", (x) => x],
+      ["Latency p99", "ms", "latency_p99_ms", (x) => x],
+      ["Errors per minute", "errors", "errors_per_minute", (x) => x],
+    ];
+    $("charts").replaceChildren(...charts.map(([title, unit, key, scale]) => {
+      const series = {};
+      for (const m of metrics.filter((m) => m.key === key)) {
+        (series[m.endpoint_version_name] ||= []).push([m.timestamp, scale(m.value)]);
+      }
+      return window.regserveCharts.lineChart(title, unit, series);
+    }));
+  }
+
+  // -- cluster settings -----------------------------------------------------------------------
+
+  async function refreshCluster(status) {
+    if (!view.nodeTypes) {
+      const r = await api("GET", "/api/2.0/clusters/list-node-types");
+      view.nodeTypes = r.ok ? r.data.node_types : [];
+      $("instance-type").replaceChildren(...view.nodeTypes.map((t) => el("option",
+        { value: t.node_type_id, text: `${t.node_type_id} (${t.description})` })));
+    }
+    const config = status ? status.desired_cluster_config || status.actual_cluster_config : null;
+    if (config && !view.clusterDirty) {
+      view.cluster = { node_type_id: config.node_type_id, tags: config.tags.map((t) => ({ ...t })) };
+      $("instance-type").value = config.node_type_id;
+      drawTags();
+    }
+    const manage = view.level === "CAN_MANAGE";
+    $("save-cluster").disabled = !status || !manage;
+    $("cluster-reason").textContent = !status ? "Enable serving to configure its cluster."
+      : manage ? "" : `Changing the cluster needs CAN_MANAGE; you hold ${view.level || "no permission"}.`;
+  }
+
+  function drawTags(editing) {
+    const tags = view.cluster ? view.cluster.tags : [];
+    $("tags").querySelector("tbody").replaceChildren(...tags.map((tag, i) => {
+      if (i === editing) {
+        const key = el("input", { value: tag.key, "aria-label": "Tag key" });
+        const value = el("input", { value: tag.value, "aria-label": "Tag value" });
+        const done = () => { tag.key = key.value.trim() || tag.key; tag.value = value.value; view.clusterDirty = true; drawTags(); };
+        return el("tr", {}, el("td", {}, key), el("td", {}, value),
+          el("td", {}, el("button", { type: "button", class: "btn btn-small", onclick: done, text: "Done" })));
+      }
+      return el("tr", {}, el("td", { text: tag.key }), el("td", { text: tag.value }), el("td", { class: "actions" },
+        el("button", { type: "button", class: "btn btn-small", "aria-label": `Edit tag ${tag.key}`, text: "Edit",
+          onclick: () => drawTags(i) }),
+        el("button", { type: "button", class: "btn btn-small btn-danger-quiet", "aria-label": `Delete tag ${tag.key}`,
+          text: "Delete", onclick: () => { tags.splice(i, 1); view.clusterDirty = true; drawTags(); } })));
+    }));
+    if (!tags.length) {
+      $("tags").querySelector("tbody").append(el("tr", {}, el("td", { colspan: 3, class: "muted", text: "No tags." })));
+    }
+  }
+
+  function addTag() {
+    const key = $("tag-key").value.trim();
+    const error = !view.cluster ? "Enable serving first." : !key ? "A tag needs a key."
+      : view.cluster.tags.some((t) => t.key === key) ? `There is already a tag '${key}': edit it instead.` : "";
+    $("tag-error").textContent = error;
+    $("tag-error").hidden = !error;
+    if (error) return;
+    view.cluster.tags.push({ key, value: $("tag-value").value });
+    view.clusterDirty = true;
+    $("tag-key").value = "";
+    $("tag-value").value = "";
+    drawTags();
+    $("tag-key").focus();
+  }
+
+  async function saveCluster(event) {
+    event.preventDefault();
+    const nodeType = $("instance-type").value;
+    const ok = await confirmAction("Save cluster settings?",
+      `The serving cluster of '${MODEL}' will be terminated and a new cluster launched with ` +
+      `instance type ${nodeType}. Versions are unavailable while they start again.`, "Save and relaunch");
+    if (!ok) return;
+    const r = await api("PUT", `${EP}/update-cluster-config`, {
+      registered_model_name: MODEL,
+      desired_cluster_config: { node_type_id: nodeType, tags: view.cluster.tags },
+    });
+    $("cluster-result").textContent = r.ok ? "Saved: a new cluster is launching." : errorText(r);
+    if (r.ok) view.clusterDirty = false;
+    refresh();
+  }
+
+  // -- actions --------------------------------------------------------------------------------
+
+  let resultTimer = null;
+  function actionResult(text) {
+    $("action-result").textContent = text;
+    clearTimeout(resultTimer);
+    resultTimer = setTimeout(() => { $("action-result").textContent = ""; }, 8000);
+  }
+
+  async function enable() {
+    const r = await api("POST", `${EP}/enable`, { registered_model_name: MODEL });
+    actionResult(r.ok ? "Serving enabled: the versions are starting." : errorText(r));
+    refresh();
+  }
+
+  async function stop() {
+    const ok = await confirmAction("Stop serving?",
+      `Every served version of '${MODEL}' stops answering and its cluster is terminated.`, "Stop serving");
+    if (!ok) return;
+    const r = await api("POST", `${EP}/disable`, { registered_model_name: MODEL });
+    actionResult(r.ok ? "Serving stopped." : errorText(r));
+    refresh();
+  }
+
+  // -- the refresh loop -----------------------------------------------------------------------
+
+  async function refresh() {
+    if (view.busy) { view.again = true; return; }
+    view.busy = true;
+    try {
+      do {
+        view.again = false;
+        await refreshOnce();
+      } while (view.again);
+    } finally {
+      view.busy = false;
+    }
+  }
+
+  async function refreshOnce() {
+    const [model, status, versions, aliases] = await Promise.all([
+      api("GET", `/api/2.0/regserve/models/get?${Q}`),
+      api("GET", `${EP}/get-status?${Q}`),
+      api("GET", `${EP}/list-versions?${Q}`),
+      api("GET", `${EP}/list-version-aliases?${Q}`),
+    ]);
+    $("page-error").hidden = model.ok;
+    if (!model.ok) { $("page-error").textContent = errorText(model); return; }
+    const info = model.data.registered_model;
+    view.level = model.data.permission_level;
+    view.refusal = model.data.enable_refusal;
+    view.versions = info.versions;
+    $("description").textContent = info.description || "";
+    view.served = Object.fromEntries((versions.ok ? versions.data.endpoint_versions : [])
+      .map((v) => [v.endpoint_version_name, v]));
+    view.aliases = Object.fromEntries((aliases.ok ? aliases.data.aliases : [])
+      .map((a) => [a.alias, a.endpoint_version_name]));
+    const endpoint = status.ok ? status.data.endpoint_status : null;
+    drawStatus(endpoint);
+    if (view.selected === null || !view.versions.some((v) => v.version === view.selected)) {
+      const live = view.versions.filter((v) => v.current_stage !== "Archived");
+      const pick = (live.length ? live : view.versions).at(-1);
+      if (pick) selectVersion(pick.version);
+    }
+    drawVersionList();
+    drawVersionDetail();
+    await Promise.all([
+      refreshVersionTabs(),
+      view.tab === "tab-events" ? refreshModelEvents() : null,
+      view.tab === "tab-metrics" ? refreshMetrics() : null,
+      refreshCluster(endpoint),
+    ]);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    tabs(root.querySelector('[aria-label="Serving"]'), (id) => { view.tab = id; refresh(); });
+    tabs(root.querySelector('[aria-label="Version details"]'), (id) => { view.sub = id; refreshVersionTabs(); });
+    tabs(root.querySelector('[aria-label="Call the model"]'));
+    $("enable").addEventListener("click", enable);
+    $("stop").addEventListener("click", stop);
+    $("show-example").addEventListener("click", () => view.selected && loadExample(view.selected, true));
+    $("send-request").addEventListener("click", sendRequest);
+    $("add-tag").addEventListener("click", addTag);
+    $("instance-type").addEventListener("change", () => { view.clusterDirty = true; });
+    $("cluster-form").addEventListener("submit", saveCluster);
+    refresh();
+    setInterval(refresh, REFRESH_MS);
+  });
+})();

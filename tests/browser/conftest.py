@@ -1,0 +1,88 @@
+"""One ``regserve up`` for the UI's tests, with a story model, a model named in HTML and a reader.
+
+The browser tests drive Debian's Chromium (``/usr/bin/chromium``) through Playwright; without
+it they skip through ``require_service`` (a failure in CI).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import require_service
+from tests.support.registry import UserRegistry, user_registry
+from tests.support.server import ADMIN_TOKEN, RegServeProcess
+
+CHROMIUM = "/usr/bin/chromium"
+STORY_MODEL = "ui-story"
+HTML_MODEL = "<img src=x onerror=alert(1)>&amp; \"quoted\" 'model'"
+HTML_DESCRIPTION = "<script>alert('description')</script><b>not bold</b>"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+
+
+@dataclass
+class UiWorld:
+    server: RegServeProcess
+    registry: UserRegistry
+    reader_token: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def _admin(server: RegServeProcess, method: str, url: str, **kw: Any) -> dict[str, Any]:
+    r = server.client.request(method, url, **kw)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+@pytest.fixture(scope="session")
+def ui_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
+    server = RegServeProcess(tmp_path_factory.mktemp("ui") / "data").start()
+    try:
+        with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN) as reg:
+            assert reg.register(STORY_MODEL) == "1"
+            reg.stage(STORY_MODEL, "1", "Staging")
+            reg.client.create_registered_model(HTML_MODEL, description=HTML_DESCRIPTION)
+            _admin(server, "POST", "/api/2.0/preview/scim/v2/Users", json={"userName": "viewer"})
+            for model in (STORY_MODEL, HTML_MODEL):
+                _admin(server, "PATCH", f"/api/2.0/permissions/registered-models/{model}", json={
+                    "access_control_list": [{"user_name": "viewer", "permission_level": "CAN_READ"}]
+                })  # fmt: skip
+            token = _admin(server, "POST", "/api/2.0/token-management/on-behalf-of/tokens",
+                           json={"application_id": "viewer", "lifetime_seconds": 3600})  # fmt: skip
+            yield UiWorld(server, reg, str(token["token_value"]))
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def http(ui_world: UiWorld) -> Iterator[httpx.Client]:
+    """A client with no credentials of its own, not following redirects."""
+    with httpx.Client(base_url=ui_world.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        require_service(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save the page as docs/img/ui-<name>.png (the tour in docs/ui.md shows them)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"ui-{name}.png"), full_page=True)
