@@ -89,9 +89,11 @@ def test_versions_share_one_process_and_live_their_own_lives(
     # one process, each version answering with its own model
     pids = _pids(server)
     pid = pids["1"]
-    assert pid is not None and pids == {"1": pid, "2": pid}
+    assert pid is not None
+    assert pids == {"1": pid, "2": pid}
     assert "--shared" in _cmdline(pid)
-    assert _answers_itself(server, "1") and _answers_itself(server, "2")
+    assert _answers_itself(server, "1")
+    assert _answers_itself(server, "2")
 
     # a new version loads into the same process while v2 is under traffic
     traffic = _Traffic(server, "2")
@@ -119,7 +121,8 @@ def test_versions_share_one_process_and_live_their_own_lives(
         "2": READY,
         "3": READY,
     }
-    assert _pids(server)["2"] == pid and _answers_itself(server, "2")
+    assert _pids(server)["2"] == pid
+    assert _answers_itself(server, "2")
 
     # per-version logs: the version's own lines, then the shared worker's
     body = {"registered_model_name": MODEL, "endpoint_version_name": "3"}
@@ -137,7 +140,8 @@ def test_versions_share_one_process_and_live_their_own_lives(
         return ready and len(new) == 1 and pid not in new
 
     wait_for(back, 40, "v2 and v3 READY in a new shared worker")
-    assert _answers_itself(server, "2") and _answers_itself(server, "3")
+    assert _answers_itself(server, "2")
+    assert _answers_itself(server, "3")
     kinds = [(e["event_type"], e.get("endpoint_version_name")) for e in server.events(MODEL)]
     for version in ("2", "3"):
         assert ("WORKER_CRASHED", version) in kinds
