@@ -1,5 +1,6 @@
-"""REGSERVE_SHARE_WORKERS: the versions of one model share one worker process, each answering
-with its own model, loaded, unloaded and restarted there without failing the others' traffic."""
+"""Worker sharing (here through the model's cluster tag ``regserve.share_workers=true``): the
+versions of one model share one worker process, each answering with its own model, loaded,
+unloaded and restarted there without failing the others' traffic."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ C = {"1": 1.0, "2": 0.001, "3": 0.05}  # differently trained: different predicti
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RegServeProcess]:
-    process = RegServeProcess(tmp_path / "data", share_workers="true").start()
+    process = RegServeProcess(tmp_path / "data").start()  # REGSERVE_SHARE_WORKERS is off
     yield process
     process.close()
 
@@ -80,9 +81,15 @@ def test_versions_share_one_process_and_live_their_own_lives(
     server: RegServeProcess, registry: UserRegistry
 ) -> None:
     assert len({tuple(p) for p in EXPECTED.values()}) == 3  # the models do differ
+    registry.client.create_registered_model(MODEL)
+    assert server.enable(MODEL).status_code == 200
+    tags = [{"key": "regserve.share_workers", "value": "true"}]
+    config = {"node_type_id": "local-default", "tags": tags}
+    body = {"registered_model_name": MODEL, "desired_cluster_config": config}
+    r = server.api("PUT", "update-cluster-config", json=body)
+    assert r.status_code == 200, r.text
     assert registry.register(MODEL, C["1"]) == "1"
     assert registry.register(MODEL, C["2"]) == "2"
-    assert server.enable(MODEL).status_code == 200
     server.wait_version_state(MODEL, "1", READY, timeout=60)
     server.wait_version_state(MODEL, "2", READY, timeout=60)
 

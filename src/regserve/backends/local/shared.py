@@ -24,6 +24,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,9 @@ _UNLOAD_WAIT = 30.0
 class _Member:
     spec: VersionSpec
     log: Path
-    batching: BatchSettings
+    batching: Callable[[], BatchSettings]
+    """The model's batching settings now (read at each load, as a one-version worker's
+    are at each start)."""
     client: WorkerClient
     state: str = LAUNCHING
     loaded_in: int | None = None
@@ -94,7 +97,7 @@ class SharedWorker:
 
     # -- membership (called by LocalBackend) -----------------------------------------------------
 
-    def add(self, spec: VersionSpec, log: Path, batching: BatchSettings) -> None:
+    def add(self, spec: VersionSpec, log: Path, batching: Callable[[], BatchSettings]) -> None:
         label = f"Version {spec.version} of '{spec.model_name}'"
         client = WorkerClient(str(self.paths.socket), label, bind=spec.version)
         member = self._members[spec.version] = _Member(spec, log, batching, client)
@@ -286,7 +289,7 @@ class SharedWorker:
 
     async def _send_load(self, member: _Member) -> dict[str, object] | None:
         """LOAD the member; its REPLY, or None when the process died meanwhile."""
-        batching = member.batching
+        batching = member.batching()
         payload = json.dumps({
             "version": member.version,
             "model_path": str(member.spec.model_path),

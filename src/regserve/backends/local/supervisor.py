@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
@@ -101,7 +102,7 @@ class LocalBackend:
         cluster = self._clusters.get(spec.model_name)
         tags = cluster.tags if cluster else ()
         if share_workers(tags, self._settings.share_workers):
-            self._deploy_shared(spec, BatchSettings.from_tags(tags))
+            self._deploy_shared(spec)
             return
         paths = WorkerPaths.for_version(self._data_dir, spec.model_name, spec.version)
         paths.log.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +111,11 @@ class LocalBackend:
         self._slots[key] = slot
         slot.task = asyncio.create_task(self._supervise(slot), name=f"supervise {key}")
 
-    def _deploy_shared(self, spec: VersionSpec, batching: BatchSettings) -> None:
+    def _batching(self, model_name: str) -> BatchSettings:
+        cluster = self._clusters.get(model_name)
+        return BatchSettings.from_tags(cluster.tags if cluster else ())
+
+    def _deploy_shared(self, spec: VersionSpec) -> None:
         """Join the model's shared worker for this environment (started with its first)."""
         environment = str(spec.python) if spec.python is not None else "local"
         group = next(
@@ -123,6 +128,7 @@ class LocalBackend:
             paths.socket.parent.mkdir(parents=True, exist_ok=True)
             group = SharedWorker(self._settings, paths, spec, environment, self._listener)
         self._shared[(spec.model_name, spec.version)] = group
+        batching = partial(self._batching, spec.model_name)
         group.add(spec, self.log_file(spec.model_name, spec.version), batching)
 
     async def undeploy(self, model_name: str, version: str) -> None:
@@ -244,8 +250,7 @@ class LocalBackend:
 
     async def _spawn(self, slot: _Slot) -> asyncio.subprocess.Process:
         spec = slot.spec
-        cluster = self._clusters.get(spec.model_name)
-        batching = BatchSettings.from_tags(cluster.tags if cluster else ())
+        batching = self._batching(spec.model_name)
         args = ["--model-path", str(spec.model_path), "--name", spec.model_name,
                 "--version", spec.version, *batching.worker_args()]  # fmt: skip
         process = await spawn_worker(
