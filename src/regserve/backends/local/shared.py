@@ -122,7 +122,9 @@ class SharedWorker:
             await self.close()
         else:
             async with self._lock:
-                if self._alive() and member.loaded_in == self.pid:
+                # Also when it is not known to be loaded: a cancelled load may still finish
+                # there, and an UNLOAD first makes the worker drop it when it does.
+                if self._alive():
                     with contextlib.suppress(RegServeError, OSError):
                         await self._control.control(wire.UNLOAD, version.encode(), _UNLOAD_WAIT)
         member.client.close()  # its in-flight requests have been answered
