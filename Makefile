@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-smoke lock clean
+.PHONY: run test lint typecheck pytest bench bench-smoke bench-memory lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(BIN)/python -m bench.run --smoke
+
+# RSS with 1, 5 and 20 versions served, worker sharing off and on (REGSERVE_SHARE_WORKERS).
+bench-memory: $(STAMP)
+	$(BIN)/python -m bench.memory
 
 # Re-resolve the pinned dependency set (needs the package index).
 lock:

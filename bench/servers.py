@@ -94,12 +94,16 @@ def _start(name: str, cmd: list[str], env: dict[str, str], log: Path, url: str) 
     return Server(name, process, url, log)
 
 
-def start_regserve(data_dir: Path, workdir: Path) -> Server:
+def start_regserve(
+    data_dir: Path, workdir: Path, settings: dict[str, str] | None = None, tag: str = ""
+) -> Server:
+    """``regserve up`` on a fresh port; ``settings`` are extra ``REGSERVE_*`` variables."""
     port = free_port()
-    env = {**os.environ, "REGSERVE_ADMIN_TOKEN": TOKEN}
+    env = {**os.environ, "REGSERVE_ADMIN_TOKEN": TOKEN, **(settings or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [str(_BIN / "regserve"), "up", "--port", str(port), "--data-dir", str(data_dir)]
-    server = _start("regserve", cmd, env, workdir / "regserve.log", f"http://127.0.0.1:{port}")
+    log = workdir / f"regserve{tag}.log"
+    server = _start("regserve", cmd, env, log, f"http://127.0.0.1:{port}")
     server.wait_http("/health")
     return server
 

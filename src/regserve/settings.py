@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     log_max_bytes: int = Field(
         5 * 1024 * 1024, description="Size at which a version's log file is rotated."
     )
+    share_workers: bool = Field(
+        False,
+        description="Run the versions of one served model that share an environment in one "
+        "worker process (per model: cluster tag regserve.share_workers=true|false).",
+    )
     max_token_lifetime: int | None = Field(
         90 * 24 * 3600,
         description="Longest lifetime in seconds a new token may have (also the lifetime of "

@@ -1,9 +1,12 @@
 """``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]
-[--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS]``.
+[--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS]``, or
+``python -m regserve.worker --socket PATH --shared [--name N]``.
 
 Loads the model, then listens on the Unix socket, and serves until SIGTERM or SIGINT. Its output
 is the version's log: what it loads, how long that took, where it listens, and errors with
-tracebacks (never request bodies).
+tracebacks (never request bodies). With ``--shared`` it listens at once with no model and
+loads the versions it is told to (:mod:`.shared`); its output is the shared worker's log, each
+line about one model naming its version.
 
 Exit codes: 0 stopped cleanly; 2 bad arguments; 3 the model failed to load; 4 the socket could
 not be bound; 1 anything else.
@@ -15,25 +18,22 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
 import time
 import traceback
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-from regserve.worker import protocol_v1
 from regserve.worker.batcher import BATCHING_MODES
+from regserve.worker.loading import load_model, mlflow_1_handler
 from regserve.worker.server import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_WAIT,
     DEFAULT_THREADS,
-    Handler,
     WorkerServer,
 )
+from regserve.worker.shared import SharedServer
 
 EXIT_OK = 0
 EXIT_MODEL_LOAD_FAILED = 3
@@ -45,7 +45,10 @@ _logger = logging.getLogger("regserve.worker")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m regserve.worker", description=__doc__)
     parser.add_argument("--socket", required=True, type=Path, help="Unix socket to listen on")
-    parser.add_argument("--model-path", required=True, help="local directory of the MLflow model")
+    parser.add_argument("--model-path", help="local directory of the MLflow model")
+    parser.add_argument(
+        "--shared", action="store_true", help="host the versions loaded by LOAD frames"
+    )
     parser.add_argument("--name", help="registered model name (reported in PONG)")
     parser.add_argument("--version", help="model version (reported in PONG)")
     parser.add_argument(
@@ -72,38 +75,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_MAX_BATCH_WAIT * 1000,
         help="how long an idle worker holds a request back for others to join it",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.shared and args.model_path is None:
+        parser.error("--model-path is required (unless --shared)")
+    return args
 
 
-def load_model(model_path: str) -> Any:
-    """Load the pyfunc model the way ``mlflow models serve`` does, in a serving environment."""
-    import mlflow.pyfunc
-
-    try:
-        from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
-    except ImportError:  # older MLflow 2.x
-        pass
-    else:
-        # MLflow's scoring server sets this flag, and some flavors behave differently under it.
-        os.environ[_MLFLOW_IS_IN_SERVING_ENVIRONMENT.name] = "true"
-    return mlflow.pyfunc.load_model(model_path)
-
-
-async def run(server: WorkerServer, socket_path: Path) -> None:
+async def run(server: WorkerServer | SharedServer, socket_path: Path) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.stop)
     await server.serve(socket_path)
-
-
-def _mlflow_1_handler(model: Any) -> Handler | None:
-    """MLflow 1.x's request format (unbatched) when the environment holds MLflow 1.x, as
-    Databricks serves models pinned to mlflow<2; None otherwise."""
-    if not protocol_v1.is_mlflow_1():
-        return None
-    _logger.info("MLflow 1.x environment: serving the MLflow 1.x request format")
-    schema = model.metadata.get_input_schema()
-    return partial(protocol_v1.handle, model=model, input_schema=schema)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.shared:
+        shared = SharedServer(args.name, threads=args.threads, grace_seconds=args.grace_seconds)
+        return _serve(shared, args.socket)
     _logger.info("loading model %s:%s from %s", args.name, args.version, args.model_path)
     started = time.monotonic()
     try:
@@ -126,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             batching=args.batching,
             max_batch_size=args.max_batch_size,
             max_batch_wait=args.max_batch_wait_ms / 1000,
-            handler=_mlflow_1_handler(model),
+            handler=mlflow_1_handler(model),
         )
     except Exception:
         traceback.print_exc()
@@ -137,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     # worker; a full collection walking them stalls every request for ~100 ms. Freeze them.
     gc.collect()
     gc.freeze()
+    return _serve(server, args.socket)
+
+
+def _serve(server: WorkerServer | SharedServer, socket_path: Path) -> int:
     try:
-        asyncio.run(run(server, args.socket))
+        asyncio.run(run(server, socket_path))
     except OSError:
         traceback.print_exc()
-        _logger.error("cannot listen on %s", args.socket)
+        _logger.error("cannot listen on %s", socket_path)
         return EXIT_SOCKET_FAILED
     return EXIT_OK
 

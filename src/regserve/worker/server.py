@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_BATCH_WAIT",
     "DEFAULT_THREADS",
+    "FrameConnection",
     "WorkerServer",
     "describe",
 ]
@@ -154,16 +155,22 @@ class WorkerServer:
         future.add_done_callback(self._inflight.discard)
         return future
 
-    async def _shutdown(self, server: asyncio.AbstractServer, socket_path: Path) -> None:
-        server.close()
+    async def drain(self) -> None:
+        """Stop serving this model: finish its in-flight requests (up to ``grace_seconds``),
+        then release its predict threads."""
+        self.state = "stopping"
         if self._inflight:
             _logger.info("stopping: finishing %d in-flight requests", len(self._inflight))
             _, pending = await asyncio.wait(set(self._inflight), timeout=self.grace_seconds)
             if pending:
                 _logger.warning("stopping: %d requests did not finish in time", len(pending))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _shutdown(self, server: asyncio.AbstractServer, socket_path: Path) -> None:
+        server.close()
+        await self.drain()
         for transport in list(self._connections):
             transport.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
         _remove(socket_path)
         _logger.info("stopped")
 
@@ -179,11 +186,12 @@ def _handle_each(
     return [handler(body, ct) for body, ct in requests]
 
 
-class _Connection(asyncio.Protocol):
-    """One gateway connection: many requests in flight, each answered under its own id."""
+class FrameConnection(asyncio.Protocol):
+    """One gateway connection: frames in, answers out under each request's id. What a frame
+    means is the subclass's (:meth:`dispatch`); :class:`_Connection` serves one model."""
 
-    def __init__(self, server: WorkerServer) -> None:
-        self._server = server
+    def __init__(self, connections: set[asyncio.Transport]) -> None:
+        self._connections = connections
         self._reader = wire.FrameReader()
         self._transport: asyncio.Transport | None = None
         self._outbox: list[bytes] = []
@@ -191,29 +199,28 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._server._connections.add(transport)
+        self._connections.add(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
-            self._server._connections.discard(self._transport)
+            self._connections.discard(self._transport)
 
     def data_received(self, data: bytes) -> None:
         for frame in self._reader.feed(data):
-            if frame.kind == wire.REQUEST:
-                self._request(frame)
-            elif frame.kind == wire.PING:
-                self._write(wire.encode_frame(frame.request_id, wire.PONG, self._server.pong()))
-            else:
-                _logger.warning("ignoring a frame of unknown kind %d", frame.kind)
+            self.dispatch(frame)
 
-    def _request(self, frame: wire.Frame) -> None:
+    def dispatch(self, frame: wire.Frame) -> None:
+        raise NotImplementedError
+
+    def submit(self, server: WorkerServer, frame: wire.Frame) -> None:
+        """Queue a REQUEST frame into ``server``'s batcher; answer when it is done."""
         try:
             request = wire.decode_request(frame.payload)
         except (struct.error, UnicodeDecodeError):
             response = protocol.error_response(400, "BAD_REQUEST", "Malformed request frame.")
-            self._answer(frame.request_id, response)
+            self.answer(frame.request_id, response)
             return
-        future = self._server.submit(request.content_type, request.body)
+        future = server.submit(request.content_type, request.body)
         future.add_done_callback(partial(self._done, frame.request_id))
 
     def _done(self, request_id: int, future: asyncio.Future[wire.Response]) -> None:
@@ -227,12 +234,12 @@ class _Connection(asyncio.Protocol):
             response = protocol.error_response(500, "INTERNAL_ERROR", type(error).__name__)
         else:
             response = future.result()
-        self._answer(request_id, response)
+        self.answer(request_id, response)
 
-    def _answer(self, request_id: int, response: wire.Response) -> None:
-        self._write(wire.encode_response(request_id, *response))
+    def answer(self, request_id: int, response: wire.Response) -> None:
+        self.write(wire.encode_response(request_id, *response))
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         # The answers of a batch are ready together: they leave in one write (one syscall).
         if not self._outbox:
             asyncio.get_running_loop().call_soon(self._flush)
@@ -242,3 +249,19 @@ class _Connection(asyncio.Protocol):
         frames, self._outbox = self._outbox, []
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+
+class _Connection(FrameConnection):
+    """A connection to a worker serving one model."""
+
+    def __init__(self, server: WorkerServer) -> None:
+        super().__init__(server._connections)
+        self._server = server
+
+    def dispatch(self, frame: wire.Frame) -> None:
+        if frame.kind == wire.REQUEST:
+            self.submit(self._server, frame)
+        elif frame.kind == wire.PING:
+            self.write(wire.encode_frame(frame.request_id, wire.PONG, self._server.pong()))
+        else:
+            _logger.warning("ignoring a frame of unknown kind %d", frame.kind)

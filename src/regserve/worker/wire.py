@@ -6,6 +6,15 @@ Every frame is a fixed header ``!IQB`` (payload length, request id, kind) and a 
 - ``RESPONSE``: ``!HH`` HTTP status, content-type length, content type, raw response body.
 - ``PING``:     empty; the worker answers ``PONG`` with a JSON object describing itself.
 
+A shared worker (``--shared``: several versions of one model in one process) also takes:
+
+- ``BIND``:     the version (UTF-8); the connection's later REQUESTs and PINGs are that
+  version's. Sent once, first, by a version's connection; no answer.
+- ``LOAD``:     JSON ``{"version", "model_path", "batching", "max_batch_size",
+  "max_batch_wait_ms"}``; answered by ``REPLY`` once the model is loaded (or failed to).
+- ``UNLOAD``:   the version (UTF-8); answered by ``REPLY`` once its in-flight requests finished.
+- ``REPLY``:    JSON ``{"ok": bool, "error": str}``.
+
 Request ids are chosen by the gateway and echoed back, so many requests can be in flight on
 one connection and answered out of order.
 """
@@ -17,12 +26,16 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 __all__ = [
+    "BIND",
     "HEADER",
+    "LOAD",
     "PING",
     "PONG",
     "PROTOCOL_VERSION",
+    "REPLY",
     "REQUEST",
     "RESPONSE",
+    "UNLOAD",
     "Frame",
     "FrameReader",
     "Request",
@@ -44,6 +57,10 @@ REQUEST = 1
 RESPONSE = 2
 PING = 3
 PONG = 4
+BIND = 5
+LOAD = 6
+UNLOAD = 7
+REPLY = 8
 
 
 class Frame(NamedTuple):

@@ -60,11 +60,16 @@ def _expire(future: asyncio.Future[tuple[int, bytes]]) -> None:
 
 
 class WorkerClient:
-    """Sends framed requests to a worker; many in flight on one kept-open connection."""
+    """Sends framed requests to a worker; many in flight on one kept-open connection.
 
-    def __init__(self, socket_path: str, label: str) -> None:
+    ``bind`` (a version) makes it a connection to that version in a shared worker: every new
+    connection starts with a BIND frame, and then carries only that version's requests.
+    """
+
+    def __init__(self, socket_path: str, label: str, bind: str | None = None) -> None:
         self.socket_path = socket_path
         self.label = label
+        self.bind = bind
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
         self._ids = itertools.count(1)
@@ -88,6 +93,8 @@ class WorkerClient:
                 raise UnavailableError(
                     f"{self.label} is not reachable ({exc}); retry shortly."
                 ) from None
+            if self.bind is not None:  # the first frame on the connection
+                protocol.send(wire.encode_frame(0, wire.BIND, self.bind.encode("utf-8")))
             self._conn = protocol
             return protocol
 
@@ -130,6 +137,14 @@ class WorkerClient:
         )
         info: dict[str, Any] = json.loads(payload)
         return info
+
+    async def control(self, kind: int, payload: bytes, timeout: float) -> dict[str, Any]:
+        """A LOAD or UNLOAD to a shared worker; its REPLY (``{"ok", "error"}``)."""
+        _, answer = await self._exchange(
+            kind, lambda rid: wire.encode_frame(rid, kind, payload), timeout
+        )
+        reply: dict[str, Any] = json.loads(answer)
+        return reply
 
     def close(self) -> None:
         if self._conn is not None and self._conn.transport is not None:

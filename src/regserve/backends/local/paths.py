@@ -27,6 +27,15 @@ class WorkerPaths:
         log = data_dir / "logs" / quote(model_name, safe="") / f"{version}.log"
         return cls(run_dir / f"{digest}.sock", run_dir / f"{digest}.pid", log)
 
+    @classmethod
+    def for_shared(cls, data_dir: Path, model_name: str, environment: str) -> WorkerPaths:
+        """A shared worker's: one per (model, environment); its log sits beside the versions'."""
+        env_digest = hashlib.sha1(environment.encode()).hexdigest()[:10]
+        digest = hashlib.sha1(f"{model_name}\0shared\0{environment}".encode()).hexdigest()[:12]
+        run_dir = run_dir_for(data_dir)
+        log = data_dir / "logs" / quote(model_name, safe="") / f"shared-{env_digest}.log"
+        return cls(run_dir / f"{digest}.sock", run_dir / f"{digest}.pid", log)
+
 
 def run_dir_for(data_dir: Path) -> Path:
     """The directory of sockets and pid files; a short one under /tmp when the data dir is deep."""

@@ -2,25 +2,33 @@
 
 A worker that exits unexpectedly is restarted with exponential backoff; one that crashes
 ``max_restarts`` times in a row without becoming ready is marked FAILED with the tail of its
-log in the state message.
+log in the state message. With worker sharing on for a model (``REGSERVE_SHARE_WORKERS`` or
+its ``regserve.share_workers`` tag), its versions that share an environment run in one
+:class:`~regserve.backends.local.shared.SharedWorker` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import signal
 import sys
+from functools import partial
 from pathlib import Path
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
 from regserve.backends.local.client import WorkerClient
-from regserve.backends.local.logs import read_tail, rotate_if_large
+from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
+from regserve.backends.local.process import (
+    describe_exit,
+    reap_stale_workers,
+    spawn_worker,
+    terminate,
+)
+from regserve.backends.local.shared import SharedWorker
+from regserve.backends.sharing import share_workers
 from regserve.errors import RegServeError
 from regserve.settings import Settings
 from regserve.store import ClusterConfig
@@ -32,21 +40,6 @@ _log = logging.getLogger("regserve.supervisor")
 LAUNCHING = "VERSION_STATE_LAUNCHING"
 READY = "VERSION_STATE_READY"
 FAILED = "VERSION_STATE_FAILED"
-_STOP_GRACE = 15.0
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "is not running"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"was killed by {name}"
-    if code == 3:
-        return "exited with code 3 (the model could not be loaded)"
-    return f"exited with code {code}"
 
 
 class _Slot:
@@ -76,6 +69,8 @@ class LocalBackend:
         self._data_dir = settings.resolved_data_dir()
         self._listener = listener
         self._slots: dict[tuple[str, str], _Slot] = {}
+        self._shared: dict[tuple[str, str], SharedWorker] = {}
+        """(model, version) -> the shared worker it runs in."""
         self._clusters: dict[str, ClusterConfig] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -83,25 +78,31 @@ class LocalBackend:
     async def start(self) -> None:
         run_dir = run_dir_for(self._data_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(_reap_stale_workers, run_dir)
+        await asyncio.to_thread(reap_stale_workers, run_dir)
 
     async def close(self) -> None:
-        await asyncio.gather(*(self.undeploy(m, v) for m, v in list(self._slots)))
+        await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         self._clusters[model_name] = config
 
     async def stop_cluster(self, model_name: str) -> None:
-        await asyncio.gather(
-            *(self.undeploy(m, v) for m, v in list(self._slots) if m == model_name)
-        )
+        await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys() if m == model_name))
         self._clusters.pop(model_name, None)
 
     # -- versions ----------------------------------------------------------------------------
 
+    def _keys(self) -> list[tuple[str, str]]:
+        return [*self._slots, *self._shared]
+
     async def deploy(self, spec: VersionSpec) -> None:
         key = (spec.model_name, spec.version)
-        if key in self._slots:
+        if key in self._slots or key in self._shared:
+            return
+        cluster = self._clusters.get(spec.model_name)
+        tags = cluster.tags if cluster else ()
+        if share_workers(tags, self._settings.share_workers):
+            self._deploy_shared(spec)
             return
         paths = WorkerPaths.for_version(self._data_dir, spec.model_name, spec.version)
         paths.log.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +111,31 @@ class LocalBackend:
         self._slots[key] = slot
         slot.task = asyncio.create_task(self._supervise(slot), name=f"supervise {key}")
 
+    def _batching(self, model_name: str) -> BatchSettings:
+        cluster = self._clusters.get(model_name)
+        return BatchSettings.from_tags(cluster.tags if cluster else ())
+
+    def _deploy_shared(self, spec: VersionSpec) -> None:
+        """Join the model's shared worker for this environment (started with its first)."""
+        environment = str(spec.python) if spec.python is not None else "local"
+        group = next(
+            (g for (m, _), g in self._shared.items()
+             if m == spec.model_name and g.environment == environment),
+            None,
+        )  # fmt: skip
+        if group is None:
+            paths = WorkerPaths.for_shared(self._data_dir, spec.model_name, environment)
+            paths.socket.parent.mkdir(parents=True, exist_ok=True)
+            group = SharedWorker(self._settings, paths, spec, environment, self._listener)
+        self._shared[(spec.model_name, spec.version)] = group
+        batching = partial(self._batching, spec.model_name)
+        group.add(spec, self.log_file(spec.model_name, spec.version), batching)
+
     async def undeploy(self, model_name: str, version: str) -> None:
+        group = self._shared.pop((model_name, version), None)
+        if group is not None:
+            await group.remove(version)
+            return
         slot = self._slots.pop((model_name, version), None)
         if slot is None:
             return
@@ -125,11 +150,14 @@ class LocalBackend:
             path.unlink(missing_ok=True)
 
     def target(self, model_name: str, version: str) -> WorkerClient | None:
+        group = self._shared.get((model_name, version))
+        if group is not None:
+            return group.target(version)
         slot = self._slots.get((model_name, version))
         return slot.client if slot is not None and slot.state == READY else None
 
     def deployed(self, model_name: str) -> set[str]:
-        return {v for m, v in self._slots if m == model_name}
+        return {v for m, v in self._keys() if m == model_name}
 
     def log_file(self, model_name: str, version: str) -> Path:
         path = WorkerPaths.for_version(self._data_dir, model_name, version).log
@@ -138,9 +166,14 @@ class LocalBackend:
 
     def read_logs(self, model_name: str, version: str) -> str:
         path = WorkerPaths.for_version(self._data_dir, model_name, version).log
-        return read_tail(path, max_lines=2000, max_bytes=1024 * 1024)
+        own = read_tail(path, max_lines=2000, max_bytes=1024 * 1024)
+        group = self._shared.get((model_name, version))
+        return group.read_logs(version, own) if group is not None else own
 
     def worker_pid(self, model_name: str, version: str) -> int | None:
+        group = self._shared.get((model_name, version))
+        if group is not None:
+            return group.pid
         slot = self._slots.get((model_name, version))
         if slot is None or slot.process is None or slot.process.returncode is not None:
             return None
@@ -216,28 +249,18 @@ class LocalBackend:
                 await asyncio.wait_for(slot.stopping.wait(), delay)
 
     async def _spawn(self, slot: _Slot) -> asyncio.subprocess.Process:
-        spec, paths = slot.spec, slot.paths
-        rotate_if_large(paths.log, self._settings.log_max_bytes)
-        paths.socket.unlink(missing_ok=True)
-        python = str(spec.python or sys.executable)
-        env = _worker_environment()
-        if spec.python is not None and spec.worker_path is not None:
-            env["PYTHONPATH"] = str(spec.worker_path)  # the worker only, not regserve's deps
-        cluster = self._clusters.get(spec.model_name)
-        batching = BatchSettings.from_tags(cluster.tags if cluster else ())
-        with paths.log.open("ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                python, "-m", "regserve.worker",
-                "--socket", str(paths.socket),
-                "--model-path", str(spec.model_path),
-                "--name", spec.model_name,
-                "--version", spec.version,
-                *batching.worker_args(),
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                env=env, start_new_session=True,
-            )  # fmt: skip
+        spec = slot.spec
+        batching = self._batching(spec.model_name)
+        args = ["--model-path", str(spec.model_path), "--name", spec.model_name,
+                "--version", spec.version, *batching.worker_args()]  # fmt: skip
+        process = await spawn_worker(
+            str(spec.python or sys.executable),
+            args,
+            slot.paths,
+            spec.worker_path if spec.python is not None else None,
+            self._settings.log_max_bytes,
+        )
         slot.process = process
-        paths.pidfile.write_text(json.dumps({"pid": process.pid, "socket": str(paths.socket)}))
         _log.info("started worker pid %s for %s", process.pid, slot.label)
         return process
 
@@ -259,42 +282,4 @@ class LocalBackend:
         return False
 
     async def _terminate(self, slot: _Slot) -> None:
-        process = slot.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), _STOP_GRACE)
-        except asyncio.TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-
-
-_SERVER_ONLY_ENV = ("_MLFLOW_SERVER_", "MLFLOW_WEBHOOK_")
-
-
-def _worker_environment() -> dict[str, str]:
-    """The environment of a worker: ours, less the hosted MLflow server's configuration."""
-    # The webhook variables include the key MLflow encrypts webhook secrets with (hosted.py).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SERVER_ONLY_ENV)}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _reap_stale_workers(run_dir: Path) -> None:
-    """Stop workers a previous regserve process left behind (after a crash or kill -9)."""
-    for pidfile in run_dir.glob("*.pid"):
-        try:
-            info = json.loads(pidfile.read_text())
-            pid = int(info["pid"])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError, KeyError):
-            pidfile.unlink(missing_ok=True)
-            continue
-        if b"regserve.worker" in cmdline and info["socket"].encode() in cmdline:
-            _log.info("stopping worker pid %s left by a previous run", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        pidfile.unlink(missing_ok=True)
+        await terminate(slot.process)

@@ -1,0 +1,320 @@
+"""SharedWorker: one worker process serving several versions of one model in one environment.
+
+The process starts with no model (``python -m regserve.worker --shared``); versions are loaded
+into it with LOAD frames, one at a time, while the others keep serving, and unloaded with
+UNLOAD once their routes are withdrawn. Each version reaches the process over its own
+connection bound to it (:class:`WorkerClient` with ``bind``).
+
+- A version whose model fails to load becomes FAILED with the loader's message; the others
+  are untouched.
+- When the process dies, every version in it goes back to LAUNCHING (``WORKER_CRASHED``); the
+  process is restarted with backoff and every version is loaded again (``WORKER_RESTARTED``).
+  A death while a version was loading counts against that version: after
+  ``max_restarts`` such deaths it is FAILED and no longer loaded; the others carry on.
+  ``max_restarts`` deaths in a row before the process even answers fail them all.
+- The process's output goes to ``logs/<model>/shared-<env>.log``; each version's own log
+  names that file, and the version's logs read through the API include its tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
+from regserve.backends.batching import BatchSettings
+from regserve.backends.local.client import WorkerClient
+from regserve.backends.local.logs import read_tail
+from regserve.backends.local.paths import WorkerPaths
+from regserve.backends.local.process import describe_exit, spawn_worker, terminate
+from regserve.errors import RegServeError, TimeoutError_
+from regserve.settings import Settings
+from regserve.worker import wire
+
+__all__ = ["SharedWorker"]
+
+_log = logging.getLogger("regserve.supervisor")
+
+LAUNCHING = "VERSION_STATE_LAUNCHING"
+READY = "VERSION_STATE_READY"
+FAILED = "VERSION_STATE_FAILED"
+_UNLOAD_WAIT = 30.0
+
+
+@dataclass(eq=False)
+class _Member:
+    spec: VersionSpec
+    log: Path
+    batching: Callable[[], BatchSettings]
+    """The model's batching settings now (read at each load, as a one-version worker's
+    are at each start)."""
+    client: WorkerClient
+    state: str = LAUNCHING
+    loaded_in: int | None = None
+    """The pid of the process the model is loaded in."""
+    load_deaths: int = 0
+    served: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+
+class SharedWorker:
+    """The shared process of one (model, environment) and the versions it hosts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        paths: WorkerPaths,
+        first: VersionSpec,
+        environment: str,
+        listener: VersionListener,
+    ) -> None:
+        self._settings = settings
+        self.paths = paths
+        self.environment = environment
+        self._model = first.model_name
+        self._python = str(first.python) if first.python is not None else None
+        self._pythonpath = first.worker_path if first.python is not None else None
+        self._listener = listener
+        self._members: dict[str, _Member] = {}
+        self._control = WorkerClient(str(paths.socket), f"The shared worker of '{self._model}'")
+        self._process: asyncio.subprocess.Process | None = None
+        self._up = False
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._died_loading: _Member | None = None
+
+    # -- membership (called by LocalBackend) -----------------------------------------------------
+
+    def add(self, spec: VersionSpec, log: Path, batching: Callable[[], BatchSettings]) -> None:
+        label = f"Version {spec.version} of '{spec.model_name}'"
+        client = WorkerClient(str(self.paths.socket), label, bind=spec.version)
+        member = self._members[spec.version] = _Member(spec, log, batching, client)
+        _note(log, f"served by the shared worker of this model; its output: {self.paths.log}")
+        if self._task is None or self._task.done():
+            self._stopping.clear()
+            self._task = asyncio.create_task(self._supervise(), name=f"shared {self._model}")
+        elif self._up:
+            self._emit(member, LAUNCHING, "Waiting to load the model in the shared worker.")
+            task = asyncio.create_task(self._load(member))
+            member.tasks.add(task)
+            task.add_done_callback(member.tasks.discard)
+
+    async def remove(self, version: str) -> None:
+        """Unload a version (after its in-flight requests); stop the process with the last."""
+        member = self._members.pop(version, None)
+        if member is None:
+            return
+        for task in list(member.tasks):
+            task.cancel()
+        if not self._members:  # the last one: SIGTERM lets its in-flight requests finish
+            await self.close()
+        else:
+            async with self._lock:
+                # Also when it is not known to be loaded: a cancelled load may still finish
+                # there, and an UNLOAD first makes the worker drop it when it does.
+                if self._alive():
+                    with contextlib.suppress(RegServeError, OSError):
+                        await self._control.control(wire.UNLOAD, version.encode(), _UNLOAD_WAIT)
+        member.client.close()  # its in-flight requests have been answered
+
+    async def close(self) -> None:
+        self._stopping.set()
+        await terminate(self._process)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._control.close()
+        for member in self._members.values():
+            member.client.close()
+        for path in (self.paths.socket, self.paths.pidfile):
+            path.unlink(missing_ok=True)
+
+    @property
+    def empty(self) -> bool:
+        return not self._members
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._alive() and self._process else None
+
+    def versions(self) -> set[str]:
+        return set(self._members)
+
+    def target(self, version: str) -> WorkerClient | None:
+        member = self._members.get(version)
+        return member.client if member is not None and member.state == READY else None
+
+    def read_logs(self, version: str, own: str) -> str:
+        shared = read_tail(self.paths.log, max_lines=2000, max_bytes=1024 * 1024)
+        header = f"--- the shared worker's log ({self.paths.log.name}, versions "
+        header += ", ".join(sorted(self._members, key=int)) + ") ---"
+        return "\n".join(part for part in (own, header, shared) if part)
+
+    # -- supervision ---------------------------------------------------------------------------
+
+    def _alive(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    def _live(self) -> list[_Member]:
+        return [m for m in self._members.values() if m.state != FAILED]
+
+    def _emit(
+        self, member: _Member, state: str, message: str, kind: str = "", text: str = ""
+    ) -> None:
+        member.state = state
+        self._listener(
+            VersionEvent(self._model, member.version, state, message, kind, text, self.pid)
+        )
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while not self._stopping.is_set() and self._live():
+            try:
+                process = await self._spawn()
+            except (OSError, RegServeError) as exc:
+                self._fail_all(f"Could not start the shared worker: {exc}")
+                return
+            if await self._wait_ready(process):
+                failures = 0
+                self._up = True
+                for member in self._live():
+                    await self._load(member)
+            code = await process.wait()
+            self._up = False
+            if self._stopping.is_set():
+                return
+            why = f"Shared worker pid {process.pid} {describe_exit(code)}"
+            delay_step = self._count_death(why)
+            if delay_step is None:
+                failures += 1
+                delay_step = failures
+                if failures >= self._settings.max_restarts:
+                    tail = read_tail(self.paths.log, max_lines=15)
+                    self._fail_all(f"{why}; it crashed {failures} times in a row. "
+                                   f"Last log lines:\n{tail}")  # fmt: skip
+                    return
+            delay = min(
+                self._settings.restart_backoff_base * 2 ** (delay_step - 1),
+                self._settings.restart_backoff_max,
+            )
+            for member in self._live():
+                member.loaded_in = None
+                text = f"{why}; restarting it in {delay:g} s."
+                self._emit(member, LAUNCHING, text, "WORKER_CRASHED", text)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _count_death(self, why: str) -> int | None:
+        """Blame a death during a load on that version; its count of such deaths, or None."""
+        member, self._died_loading = self._died_loading, None
+        if member is None or member.version not in self._members:
+            return None
+        member.load_deaths += 1
+        if member.load_deaths >= self._settings.max_restarts:
+            message = (f"{why} while loading this version, {member.load_deaths} times; "
+                       "it is no longer loaded (the other versions keep serving).")  # fmt: skip
+            self._emit(member, FAILED, message, "VERSION_FAILED", message)
+        return member.load_deaths
+
+    def _fail_all(self, message: str) -> None:
+        for member in self._live():
+            self._emit(member, FAILED, message, "VERSION_FAILED", message)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        for member in self._live():
+            self._emit(member, LAUNCHING, "Starting the shared worker.")
+        python = self._python or sys.executable
+        args = ["--shared", "--name", self._model]
+        self.paths.log.parent.mkdir(parents=True, exist_ok=True)
+        process = await spawn_worker(
+            python, args, self.paths, self._pythonpath, self._settings.log_max_bytes
+        )
+        self._process = process
+        _log.info("started shared worker pid %s for '%s'", process.pid, self._model)
+        return process
+
+    async def _wait_ready(self, process: asyncio.subprocess.Process) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.worker_start_timeout
+        while process.returncode is None and not self._stopping.is_set():
+            if self.paths.socket.exists():
+                with contextlib.suppress(RegServeError, OSError, ValueError):
+                    await self._control.ping(timeout=5.0)
+                    return True
+            if loop.time() > deadline:
+                _log.warning("the shared worker of '%s' did not answer in time", self._model)
+                process.kill()
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(process.wait()), 0.05)
+        return False
+
+    async def _load(self, member: _Member) -> None:
+        async with self._lock:
+            pid = self.pid
+            if (not self._up or pid is None or member.loaded_in == pid or member.state == FAILED
+                    or self._members.get(member.version) is not member):  # fmt: skip
+                return
+            self._emit(member, LAUNCHING, f"Loading the model in the shared worker (pid {pid}).")
+            reply = await self._send_load(member)
+        if reply is None:
+            return  # the process died; the supervisor restarts it
+        if not reply.get("ok"):
+            message = f"The model could not be loaded: {reply.get('error')}"
+            self._emit(member, FAILED, message, "VERSION_FAILED", message)
+            return
+        try:
+            await member.client.ping(timeout=5.0)
+        except (RegServeError, OSError, ValueError):
+            return
+        member.loaded_in = pid
+        if member.served:
+            text = f"Shared worker restarted (pid {pid}); version {member.version} serves again."
+            self._emit(member, READY, "Serving.", "WORKER_RESTARTED", text)
+        else:
+            text = f"Version {member.version} is ready (shared worker pid {pid})."
+            self._emit(member, READY, "Serving.", "VERSION_READY", text)
+        member.served = True
+
+    async def _send_load(self, member: _Member) -> dict[str, object] | None:
+        """LOAD the member; its REPLY, or None when the process died meanwhile."""
+        batching = member.batching()
+        payload = json.dumps({
+            "version": member.version,
+            "model_path": str(member.spec.model_path),
+            "batching": batching.mode,
+            "max_batch_size": batching.max_batch_size,
+            "max_batch_wait_ms": batching.max_batch_wait_ms,
+        }).encode()  # fmt: skip
+        timeout = self._settings.worker_start_timeout
+        try:
+            return await self._control.control(wire.LOAD, payload, timeout)
+        except TimeoutError_:
+            with contextlib.suppress(RegServeError, OSError):  # drop it if it ever loads
+                await self._control.control(wire.UNLOAD, member.version.encode(), 5.0)
+            return {"ok": False, "error": f"the model did not load within {timeout:g} s"}
+        except (RegServeError, OSError):
+            if self._died_loading is None:  # later loads fail only because it is gone
+                self._died_loading = member
+            return None
+
+
+def _note(log: Path, text: str) -> None:
+    """A supervisor line in a version's own log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with log.open("a", encoding="utf-8") as f:
+        f.write(f"{stamp} INFO regserve.supervisor: {text}\n")
