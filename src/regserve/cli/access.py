@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import datetime
-import sys
 from typing import Annotated, Any, Optional
 
 import typer
 
-from regserve.cli.remote import HostOption, OutputOption, Remote, TokenOption, emit
+from regserve.cli.remote import (
+    EXIT_NOT_FOUND,
+    HostOption,
+    OutputOption,
+    ProfileOption,
+    Remote,
+    TokenOption,
+    emit,
+    fail,
+)
 
 __all__ = ["permissions_app", "principal_app", "token_app"]
 
@@ -19,7 +27,6 @@ principal_app = typer.Typer(
 permissions_app = typer.Typer(
     help="Show, grant and revoke rights on registered models.", no_args_is_help=True
 )
-_DEFAULT_HOST = "http://127.0.0.1:8080"
 _PERMISSIONS = "/api/2.0/permissions/registered-models"
 _SCIM = "/api/2.0/preview/scim/v2"
 
@@ -43,8 +50,9 @@ def token_create(
             "--for", help="Service principal (application id or name) to create it for (admins)."
         ),
     ] = None,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """Create a token; its value is printed once and cannot be read again."""
@@ -54,7 +62,7 @@ def token_create(
         body["application_id"] = for_principal
     else:
         path = "/api/2.0/token/create"
-    data = Remote(host, token).call("POST", path, json=body)
+    data = Remote(host, token, profile).call("POST", path, json=body)
     info = data["token_info"]
     emit(
         data,
@@ -67,13 +75,14 @@ def token_create(
 @token_app.command("list")
 def token_list(
     all_tokens: Annotated[bool, typer.Option("--all", help="Everyone's tokens (admins).")] = False,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """List your live tokens (or, with --all, everyone's)."""
     path = "/api/2.0/token-management/tokens" if all_tokens else "/api/2.0/token/list"
-    data = Remote(host, token).call("GET", path)
+    data = Remote(host, token, profile).call("GET", path)
     infos = data.get("token_infos", [])
     emit(
         data,
@@ -98,11 +107,12 @@ def token_revoke(
     any_owner: Annotated[
         bool, typer.Option("--any", help="Someone else's token (admins).")
     ] = False,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Revoke a token at once."""
-    remote = Remote(host, token)
+    remote = Remote(host, token, profile)
     if any_owner:
         remote.call("DELETE", f"/api/2.0/token-management/tokens/{token_id}")
     else:
@@ -121,8 +131,9 @@ def principal_create(
     allow_cluster_create: Annotated[
         bool, typer.Option("--allow-cluster-create", help="May enable serving (with CAN_MANAGE).")
     ] = False,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """Create a service principal (or, with --user, a user)."""
@@ -132,18 +143,19 @@ def principal_create(
         **({"userName": name} if user else {"displayName": name}),
     }
     path = f"{_SCIM}/Users" if user else f"{_SCIM}/ServicePrincipals"
-    data = Remote(host, token).call("POST", path, json=body)
+    data = Remote(host, token, profile).call("POST", path, json=body)
     emit(data, output, *_principal_rows([data]))
 
 
 @principal_app.command("list")
 def principal_list(
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """List users and service principals."""
-    remote = Remote(host, token)
+    remote = Remote(host, token, profile)
     users = remote.call("GET", f"{_SCIM}/Users").get("Resources", [])
     sps = remote.call("GET", f"{_SCIM}/ServicePrincipals").get("Resources", [])
     emit({"users": users, "service_principals": sps}, output, *_principal_rows(users + sps))
@@ -193,12 +205,13 @@ def _grantee(user: str | None, sp: str | None, group: str | None) -> tuple[str, 
 @permissions_app.command("show")
 def permissions_show(
     model: Annotated[str, typer.Argument(help="The registered model.")],
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """Show who holds which level on a registered model."""
-    data = Remote(host, token).call("GET", f"{_PERMISSIONS}/{model}")
+    data = Remote(host, token, profile).call("GET", f"{_PERMISSIONS}/{model}")
     rows = []
     for entry in data["access_control_list"]:
         kind = next(k for k in ("user_name", "service_principal_name", "group_name") if k in entry)
@@ -228,13 +241,14 @@ def permissions_grant(
     user: UserOption = None,
     service_principal: SpOption = None,
     group: GroupOption = None,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Give a user, service principal or group a level on a model (replacing its former one)."""
     kind, name = _grantee(user, service_principal, group)
     body = {"access_control_list": [{kind: name, "permission_level": level.upper()}]}
-    Remote(host, token).call("PATCH", f"{_PERMISSIONS}/{model}", json=body)
+    Remote(host, token, profile).call("PATCH", f"{_PERMISSIONS}/{model}", json=body)
     typer.echo(f"Granted {level.upper()} on '{model}' to {name}.")
 
 
@@ -244,12 +258,13 @@ def permissions_revoke(
     user: UserOption = None,
     service_principal: SpOption = None,
     group: GroupOption = None,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Take a user's, service principal's or group's direct rights on a model away."""
     kind, name = _grantee(user, service_principal, group)
-    remote = Remote(host, token)
+    remote = Remote(host, token, profile)
     current = remote.call("GET", f"{_PERMISSIONS}/{model}")["access_control_list"]
     kept, dropped = [], False
     for entry in current:
@@ -262,7 +277,6 @@ def permissions_revoke(
         key = next(k for k in ("user_name", "service_principal_name", "group_name") if k in entry)
         kept.append({key: entry[key], "permission_level": direct[0]["permission_level"]})
     if not dropped:
-        print(f"Error: {name} holds no direct rights on '{model}'.", file=sys.stderr)
-        raise typer.Exit(1)
+        fail(f"{name} holds no direct rights on '{model}'.", code=EXIT_NOT_FOUND)
     remote.call("PUT", f"{_PERMISSIONS}/{model}", json={"access_control_list": kept})
     typer.echo(f"Revoked the rights of {name} on '{model}'.")

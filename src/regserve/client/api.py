@@ -57,6 +57,10 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Any API call (``path`` from the root); its JSON answer or a typed error."""
+        return self._transport.call(method, path, **kwargs)
+
     # -- serving control ---------------------------------------------------------------------
 
     def enable(self, model: str) -> None:
