@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +26,19 @@ class RetryPolicy:
     attempts: int = 8
     base: float = 0.25
     cap: float = 15.0
+    on_retry: Callable[[int, float], None] | None = None
+    """Called before each retry with the status (0: no answer) and the seconds it waits."""
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.cap)
         backoff = min(self.base * 2**attempt, self.cap)
         return float(backoff * (1 + random.random() / 4))  # jitter, not a secret
+
+    def wait(self, status: int, seconds: float) -> None:
+        if self.on_retry is not None:
+            self.on_retry(status, seconds)
+        time.sleep(seconds)
 
 
 _RETRIED_STATUSES = (429, 503)
@@ -65,11 +73,11 @@ class Transport:
             except ConnectionFailedError:
                 if last:
                     raise
-                time.sleep(policy.delay(attempt, None))
+                policy.wait(0, policy.delay(attempt, None))
                 continue
             if response.status_code not in _RETRIED_STATUSES or last:
                 return _json_or_raise(response)
-            time.sleep(policy.delay(attempt, _retry_after(response)))
+            policy.wait(response.status_code, policy.delay(attempt, _retry_after(response)))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
