@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import unquote, urlsplit
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -24,7 +23,10 @@ from rich.progress import (
 from rich.text import Text
 
 from regserve.cli.remote import EXIT_USAGE, HostOption, ProfileOption, Remote, TokenOption, fail
-from regserve.client.scoring import DEFAULT_MAX_PAYLOAD_BYTES
+from regserve.client.api import DEFAULT_MAX_PAYLOAD_BYTES
+
+if TYPE_CHECKING:  # pandas is imported when a file is read: other commands start faster
+    import pandas as pd
 
 __all__ = ["parse_model_url", "score"]
 
@@ -59,6 +61,8 @@ def _format_of(path: Path) -> str:
 
 
 def _read(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     fmt = _format_of(path)
     if fmt == "csv":
         return pd.read_csv(path)

@@ -182,7 +182,7 @@ def _new_part(old: str, new: str) -> str:
     """What ``new`` (a later tail of the same log) adds to ``old``; all of it after rotation."""
     if new.startswith(old):
         return new[len(old) :]
-    anchor = old[-512:]
+    anchor = "".join(old.splitlines(keepends=True)[-3:])  # the last lines printed
     at = new.rfind(anchor) if anchor else -1
     return new if at < 0 else new[at + len(anchor) :]
 

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from regserve.client.connection import resolve_connection
-from regserve.client.errors import ServingFailedError, WaitTimeoutError
-from regserve.client.scoring import (
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    BatchScorer,
-    ProgressCallback,
-    predictions_frame,
-    scoring_path,
-    to_frame,
-)
+from regserve.client.errors import ClientError, ServingFailedError, WaitTimeoutError
 from regserve.client.transport import RetryPolicy, Transport
+
+if TYPE_CHECKING:  # pandas is imported when scoring starts: the CLI starts faster without it
+    import pandas as pd
+
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024  # regserve's default REGSERVE_MAX_PAYLOAD_BYTES
 
 __all__ = ["Client"]
 
@@ -138,7 +134,8 @@ class Client:
             status, versions = self.status(model), self.versions(model)
             if on_update is not None:
                 on_update(status, versions)
-            if _settled(status, versions):
+            served = {v["endpoint_version_name"] for v in versions}
+            if _settled(status, versions) and self._registry_versions(model) <= served:
                 return _final(model, status, versions)
             if time.monotonic() >= deadline:
                 raise WaitTimeoutError(
@@ -155,7 +152,7 @@ class Client:
 
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         return self._transport.post_with_retries(
-            scoring_path(model, ref), body, "application/json", RetryPolicy()
+            _scoring_path(model, ref), body, "application/json", RetryPolicy()
         )
 
     def score(
@@ -169,7 +166,7 @@ class Client:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         params: dict[str, Any] | None = None,
         retry: RetryPolicy | None = None,
-        on_progress: ProgressCallback | None = None,
+        on_progress: Callable[[int], None] | None = None,
     ) -> pd.DataFrame:
         """Predictions for every row of ``data`` (DataFrame, ndarray or list of dicts).
 
@@ -177,15 +174,42 @@ class Client:
         field for models that answer with records. ``on_progress(rows)`` is called as chunks
         finish, from worker threads.
         """
+        from regserve.client.scoring import BatchScorer, predictions_frame, to_frame
+
         frame, as_array = to_frame(data)
         scorer = BatchScorer(
-            self._transport, scoring_path(model, ref), batch_size, concurrency,
+            self._transport, _scoring_path(model, ref), batch_size, concurrency,
             max_payload_bytes, params, retry or RetryPolicy(), on_progress,
         )  # fmt: skip
         return predictions_frame(scorer.score(frame, as_array), frame.index)
 
+    def _registry_versions(self, model: str) -> set[str]:
+        """The versions regserve should serve, from the registry it hosts (empty: unknown).
+
+        Until the controller's pass after ``enable`` has recorded them, list-versions can still
+        be empty while the endpoint reads READY; this closes that gap. An external registry is
+        not reachable here, and then the endpoint's own states decide alone.
+        """
+        quoted = model.replace("'", "\\'")
+        try:
+            data = self.request(
+                "GET", "/api/2.0/mlflow/model-versions/search",
+                params={"filter": f"name='{quoted}'", "max_results": 10000},
+            )  # fmt: skip
+        except ClientError:
+            return set()
+        return {
+            str(v["version"])
+            for v in data.get("model_versions", [])
+            if v.get("status", "READY") == "READY" and v.get("current_stage") != "Archived"
+        }
+
     def _get(self, route: str, **params: Any) -> dict[str, Any]:
         return self._transport.call("GET", f"{_API}/{route}", params=params)
+
+
+def _scoring_path(model: str, ref: str) -> str:
+    return f"/model/{quote(model, safe='')}/{quote(ref, safe='@')}/invocations"
 
 
 def _settled(status: dict[str, Any], versions: list[dict[str, Any]]) -> bool:

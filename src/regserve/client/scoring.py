@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import orjson
@@ -22,9 +21,8 @@ import pandas as pd
 from regserve.client.errors import BadRequestError, RequestTooLargeError, ServerError
 from regserve.client.transport import RetryPolicy, Transport
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "BatchScorer", "predictions_frame", "to_frame"]
+__all__ = ["BatchScorer", "predictions_frame", "to_frame"]
 
-DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024  # regserve's default REGSERVE_MAX_PAYLOAD_BYTES
 ProgressCallback = Callable[[int], None]
 
 
@@ -49,7 +47,7 @@ class BatchScorer:
     path: str
     batch_size: int = 256
     concurrency: int = 4
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_payload_bytes: int = 16 * 1024 * 1024
     params: dict[str, Any] | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     on_progress: ProgressCallback | None = None
@@ -90,10 +88,6 @@ class BatchScorer:
             *self._score_rows(frame, start, middle, as_array),
             *self._score_rows(frame, middle, stop, as_array),
         ]
-
-
-def scoring_path(model: str, ref: str) -> str:
-    return f"/model/{quote(model, safe='')}/{quote(ref, safe='@')}/invocations"
 
 
 def _encode(chunk: pd.DataFrame, as_array: bool, params: dict[str, Any] | None) -> bytes:
