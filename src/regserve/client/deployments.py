@@ -114,7 +114,10 @@ class RegServeDeploymentClient(BaseDeploymentClient):
                 raise NotFoundError(exc.message, "RESOURCE_DOES_NOT_EXIST", 404) from exc
             versions = self._client.versions(name)
             refs = self._client.aliases(name)
-        return {**_named(status), "versions": versions, "refs": refs, "url": self._url(name)}
+        return {
+            **_named(status), "flavor": "python_function", "versions": versions, "refs": refs,
+            "url": self._url(name),
+        }  # fmt: skip
 
     def predict(
         self,
