@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.text import Text
 
 from regserve.cli.remote import EXIT_USAGE, HostOption, ProfileOption, Remote, TokenOption, fail
+from regserve.client import RetryPolicy
 from regserve.client.api import DEFAULT_MAX_PAYLOAD_BYTES
 
 if TYPE_CHECKING:  # pandas is imported when a file is read: other commands start faster
@@ -121,16 +122,20 @@ def score(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RowsPerSecond(),
         TimeElapsedColumn(), TimeRemainingColumn(),
     )  # fmt: skip
+    retries: list[int] = []
+    policy = RetryPolicy(on_retry=lambda status, _seconds: retries.append(status))
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(f"{model}/{ref}", total=len(frame))
         predictions = client.score(
             frame, model, ref, batch_size=batch_size, concurrency=concurrency,
-            max_payload_bytes=max_payload_bytes,
+            max_payload_bytes=max_payload_bytes, retry=policy,
             on_progress=lambda rows: progress.advance(task, rows),
         )  # fmt: skip
     _write(frame.join(predictions, rsuffix="_prediction"), output_path)
     seconds = time.monotonic() - started
     rate = len(frame) / seconds if seconds > 0 else 0.0
+    retried = f", {len(retries)} requests retried (503/429)" if retries else ""
     console.print(
-        f"Scored {len(frame):,} rows in {seconds:.1f} s ({rate:,.0f} rows/s) -> {output_path}"
+        f"Scored {len(frame):,} rows in {seconds:.1f} s ({rate:,.0f} rows/s{retried}) "
+        f"-> {output_path}"
     )
