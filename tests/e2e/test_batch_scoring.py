@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regserve.client import Client, NotFoundError, RetryPolicy
+from regserve.client import BadRequestError, Client, NotFoundError, RetryPolicy
 from tests.support.cli import ok, run_cli
 from tests.support.models import IRIS_COLUMNS
 from tests.support.registry import user_registry
-from tests.support.server import ADMIN_TOKEN, RegServeProcess
+from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,8 @@ def world(
     server.start()
     with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN) as reg:
         reg.register(MODEL)
-        assert server.enable(MODEL).status_code == 200
+        # Registering spent the admin token's rate budget: enabling may need a retry.
+        wait_for(lambda: server.enable(MODEL).status_code == 200, 30, f"enabling {MODEL}")
         server.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
         model = mlflow.pyfunc.load_model(f"models:/{MODEL}/1")
         yield server, model
@@ -77,6 +78,11 @@ def test_client_scores_in_order_under_the_limit(world: tuple[RegServeProcess, An
         records = frame.head(40).to_dict(orient="records")
         by_records = client.score(records, MODEL, "latest", batch_size=16)
         assert list(by_records["prediction"]) == list(expected[:40])
+        array = frame.head(40).to_numpy()
+        by_array = client.score(array, MODEL, "1", columns=IRIS_COLUMNS)
+        assert list(by_array["prediction"]) == list(expected[:40])
+        with pytest.raises(BadRequestError, match="missing inputs"):  # a tensor, as MLflow says
+            client.score(array, MODEL, "1")
         with pytest.raises(NotFoundError, match="no-such-model"):
             client.score(records, "no-such-model")
 

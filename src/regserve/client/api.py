@@ -164,11 +164,14 @@ class Client:
         batch_size: int = 256,
         concurrency: int = 4,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        columns: list[str] | None = None,
         params: dict[str, Any] | None = None,
         retry: RetryPolicy | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> pd.DataFrame:
         """Predictions for every row of ``data`` (DataFrame, ndarray or list of dicts).
+
+        An ndarray is sent as ``inputs`` (tensor models) unless ``columns`` names its columns.
 
         Returns a frame on ``data``'s index: a ``prediction`` column, or one column per output
         field for models that answer with records. ``on_progress(rows)`` is called as chunks
@@ -176,7 +179,7 @@ class Client:
         """
         from regserve.client.scoring import BatchScorer, predictions_frame, to_frame
 
-        frame, as_array = to_frame(data)
+        frame, as_array = to_frame(data, columns)
         scorer = BatchScorer(
             self._transport, _scoring_path(model, ref), batch_size, concurrency,
             max_payload_bytes, params, retry or RetryPolicy(), on_progress,

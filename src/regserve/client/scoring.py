@@ -26,14 +26,21 @@ __all__ = ["BatchScorer", "predictions_frame", "to_frame"]
 ProgressCallback = Callable[[int], None]
 
 
-def to_frame(data: Any) -> tuple[pd.DataFrame, bool]:
-    """``data`` as a frame, and whether it was an array (sent as ``inputs``, not columns)."""
+def to_frame(data: Any, columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, bool]:
+    """``data`` as a frame, and whether to send it as ``inputs`` (a tensor) or by columns.
+
+    An array is sent as ``inputs`` (what tensor-based models take) unless ``columns`` names
+    its columns, for models whose signature has named columns.
+    """
     if isinstance(data, pd.DataFrame):
         return data, False
     if isinstance(data, np.ndarray):
-        if data.ndim == 1:
-            data = data.reshape(-1, 1)
-        return pd.DataFrame(list(data)), True
+        if data.ndim > 2:
+            raise BadRequestError("score() takes 1-D or 2-D arrays (one row per input)")
+        flat = data.reshape(len(data), -1)
+        if columns is not None:
+            return pd.DataFrame(flat, columns=list(columns)), False
+        return pd.DataFrame(flat), True
     if isinstance(data, Sequence) and all(isinstance(r, dict) for r in data):
         return pd.DataFrame.from_records(list(data)), False
     raise BadRequestError("score() takes a pandas DataFrame, a numpy array or a list of dicts")
@@ -92,7 +99,9 @@ class BatchScorer:
 
 def _encode(chunk: pd.DataFrame, as_array: bool, params: dict[str, Any] | None) -> bytes:
     if as_array:
-        body = b'{"inputs":' + orjson.dumps(chunk.to_numpy(), option=orjson.OPT_SERIALIZE_NUMPY)
+        body = b'{"inputs":' + orjson.dumps(
+            np.ascontiguousarray(chunk.to_numpy()), option=orjson.OPT_SERIALIZE_NUMPY
+        )
     else:
         # pandas writes NaN as null, timestamps as ISO strings, numpy scalars natively.
         split = chunk.to_json(orient="split", index=False, date_format="iso")
