@@ -95,3 +95,13 @@ def test_following_a_log_prints_only_what_is_new() -> None:
     slid = "".join(f"line {i}\n" for i in range(50, 120))  # the tail window moved on
     assert _new_part(old, slid) == "".join(f"line {i}\n" for i in range(100, 120))
     assert _new_part(old, "rotated\n") == "rotated\n"
+
+
+def test_up_reads_a_client_url_in_regserve_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    from regserve.settings import Settings
+
+    monkeypatch.setenv("REGSERVE_HOST", "http://127.0.0.1:9123")
+    assert (Settings().host, Settings().port) == ("127.0.0.1", 9123)
+    monkeypatch.setenv("REGSERVE_PORT", "9000")
+    assert (Settings().host, Settings().port) == ("127.0.0.1", 9000)
+    assert Settings(host="0.0.0.0").host == "0.0.0.0"
