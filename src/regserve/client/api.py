@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import orjson
+
 from regserve.client.connection import resolve_connection
 from regserve.client.errors import ClientError, ServingFailedError, WaitTimeoutError
 from regserve.client.transport import RetryPolicy, Transport
@@ -148,8 +150,6 @@ class Client:
 
     def predict(self, model: str, ref: str, payload: Any) -> dict[str, Any]:
         """One scoring request with any MLflow scoring payload (retried on 503 and 429)."""
-        import orjson
-
         body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         return self._transport.post_with_retries(
             _scoring_path(model, ref), body, "application/json", RetryPolicy()
