@@ -26,6 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import ErrorCode
 
 from regserve.client.api import Client
+from regserve.client.connection import resolve_connection
 from regserve.client.errors import BadRequestError, ClientError, NotFoundError
 
 __all__ = ["RegServeDeploymentClient", "run_local", "target_help"]
@@ -57,7 +58,8 @@ class RegServeDeploymentClient(BaseDeploymentClient):
         super().__init__(target_uri)  # type: ignore[no-untyped-call]
         # "regserve" -> resolved like the CLI; "regserve:/http://h:p" or "regserve://h:p" -> h:p
         host = target_uri.removeprefix("regserve").removeprefix(":").lstrip("/")
-        self._client = Client(host or None)
+        self._host = host or None
+        self._url = resolve_connection(self._host).url
 
     def create_deployment(
         self,
@@ -69,16 +71,16 @@ class RegServeDeploymentClient(BaseDeploymentClient):
     ) -> dict[str, Any]:
         _check(name, model_uri, flavor)
         config = config or {}
-        with _mlflow_errors():
-            if any(e["registered_model_name"] == name for e in self._client.list_endpoints()):
+        with self._session() as client:
+            if any(e["registered_model_name"] == name for e in client.list_endpoints()):
                 raise MlflowException(
                     f"Deployment '{name}' already exists.",
                     error_code=ErrorCode.Value("RESOURCE_ALREADY_EXISTS"),
                 )
-            self._client.enable(name)
-            self._apply_cluster(name, config)
+            client.enable(name)
+            _apply_cluster(client, name, config)
             if _true(config.get("wait", True)):
-                self._client.wait(name, timeout=float(config.get("timeout", 600)))
+                client.wait(name, timeout=float(config.get("timeout", 600)))
         return self.get_deployment(name)
 
     def update_deployment(
@@ -91,32 +93,32 @@ class RegServeDeploymentClient(BaseDeploymentClient):
     ) -> dict[str, Any]:
         if model_uri is not None:
             _check(name, model_uri, flavor)
-        with _mlflow_errors():
-            self._apply_cluster(name, config or {})
+        with self._session() as client:
+            _apply_cluster(client, name, config or {})
         return self.get_deployment(name)
 
     def delete_deployment(
         self, name: str, config: dict[str, Any] | None = None, endpoint: str | None = None
     ) -> None:
         # Not served (any more): deleting is idempotent.
-        with _mlflow_errors(), contextlib.suppress(BadRequestError, NotFoundError):
-            self._client.disable(name)
+        with self._session() as client, contextlib.suppress(BadRequestError, NotFoundError):
+            client.disable(name)
 
     def list_deployments(self, endpoint: str | None = None) -> list[dict[str, Any]]:
-        with _mlflow_errors():
-            return [_named(e) for e in self._client.list_endpoints()]
+        with self._session() as client:
+            return [_named(e) for e in client.list_endpoints()]
 
     def get_deployment(self, name: str, endpoint: str | None = None) -> dict[str, Any]:
-        with _mlflow_errors():
+        with self._session() as client:
             try:
-                status = self._client.status(name)
+                status = client.status(name)
             except BadRequestError as exc:  # "serving is not enabled"
                 raise NotFoundError(exc.message, "RESOURCE_DOES_NOT_EXIST", 404) from exc
-            versions = self._client.versions(name)
-            refs = self._client.aliases(name)
+            versions = client.versions(name)
+            refs = client.aliases(name)
         return {
             **_named(status), "flavor": "python_function", "versions": versions, "refs": refs,
-            "url": self._url(name),
+            "url": f"{self._url}/model/{name}/latest/invocations",
         }  # fmt: skip
 
     def predict(
@@ -132,18 +134,26 @@ class RegServeDeploymentClient(BaseDeploymentClient):
         payload = _payload(inputs)
         if params:
             payload["params"] = params
-        with _mlflow_errors():
-            answer = self._client.predict(model, ref or "latest", payload)
+        with self._session() as client:
+            answer = client.predict(model, ref or "latest", payload)
         return PredictionsResponse(answer)
 
-    def _apply_cluster(self, name: str, config: dict[str, Any]) -> None:
-        tags = {k.removeprefix("tag."): str(v) for k, v in config.items() if k.startswith("tag.")}
-        if "node_type_id" in config or tags:
-            current = self._client.cluster_config(name).get("node_type_id", "local-default")
-            self._client.set_cluster_config(name, str(config.get("node_type_id", current)), tags)
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Client]:
+        """A client for one operation (closed after it); its errors as ``MlflowException``."""
+        try:
+            with Client(self._host) as client:
+                yield client
+        except ClientError as exc:
+            code = exc.error_code if exc.error_code in _MLFLOW_CODES else "INTERNAL_ERROR"
+            raise MlflowException(exc.message, error_code=ErrorCode.Value(code)) from exc
 
-    def _url(self, name: str) -> str:
-        return f"{self._client.url}/model/{name}/latest/invocations"
+
+def _apply_cluster(client: Client, name: str, config: dict[str, Any]) -> None:
+    tags = {k.removeprefix("tag."): str(v) for k, v in config.items() if k.startswith("tag.")}
+    if "node_type_id" in config or tags:
+        current = client.cluster_config(name).get("node_type_id", "local-default")
+        client.set_cluster_config(name, str(config.get("node_type_id", current)), tags)
 
 
 def _check(name: str, model_uri: str, flavor: str | None) -> None:
@@ -181,13 +191,3 @@ def _payload(inputs: Any) -> dict[str, Any]:
     if isinstance(inputs, list) and all(isinstance(r, dict) for r in inputs):
         return {"dataframe_records": inputs}
     return {"inputs": inputs}
-
-
-@contextlib.contextmanager
-def _mlflow_errors() -> Iterator[None]:
-    """Turns client errors into ``MlflowException`` carrying the same error code."""
-    try:
-        yield
-    except ClientError as exc:
-        code = exc.error_code if exc.error_code in _MLFLOW_CODES else "INTERNAL_ERROR"
-        raise MlflowException(exc.message, error_code=ErrorCode.Value(code)) from exc
