@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -17,6 +18,21 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REGSERVE_", extra="ignore")
 
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_may_be_a_url(cls, data: Any) -> Any:
+        """``REGSERVE_HOST`` is also where the client commands find regserve, as a URL
+        (``http://127.0.0.1:8080``): then listen on its host, and on its port unless one is set.
+        """
+        if not isinstance(data, dict) or "://" not in str(data.get("host", "")):
+            return data
+        parts = urlsplit(str(data["host"]))
+        data = {**data, "host": parts.hostname or "127.0.0.1"}
+        if parts.port and "port" not in data:
+            data["port"] = parts.port
+        return data
+
     port: int = Field(8080, description="Port the gateway listens on.")
     data_dir: Path = Field(
         Path(".regserve"), description="Where state, artifacts, sockets and logs live."

@@ -90,16 +90,16 @@ def test_cli_tokens_principals_and_revocation(server: RegServeProcess) -> None:
     made = json.loads(_ok(_cli(server, "token", "create", "--for", "scorer-bot",
                                "--comment", "scoring", "-o", "json")))  # fmt: skip
     bot = made["token_value"]
-    # A non-admin cannot create principals: a message and a non-zero exit code.
+    # A non-admin cannot create principals: a message and the "not allowed" exit code.
     denied = _cli(server, "principal", "create", "other", token=bot)
-    assert denied.returncode == 1
+    assert denied.returncode == 3
     assert "PERMISSION_DENIED" in denied.stderr
     mine = json.loads(_ok(_cli(server, "token", "list", "-o", "json", token=bot)))
     assert [t["comment"] for t in mine["token_infos"]] == ["scoring"]
     _ok(_cli(server, "token", "revoke", made["token_info"]["token_id"], token=bot))
     r = httpx.get(f"{server.url}/api/2.0/token/list", headers={"Authorization": f"Bearer {bot}"})
     assert r.status_code == 401
-    assert _cli(server, "token", "list", token="rsp_wrong").returncode == 1
+    assert _cli(server, "token", "list", token="rsp_wrong").returncode == 3
 
 
 def test_token_lifetime_is_capped(server: RegServeProcess) -> None:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import datetime
-import sys
 from typing import Annotated, Any, Optional
 
 import typer
 
-from regserve.cli.remote import HostOption, OutputOption, Remote, TokenOption, emit
+from regserve.cli.remote import (
+    EXIT_NOT_FOUND,
+    HostOption,
+    OutputOption,
+    ProfileOption,
+    Remote,
+    TokenOption,
+    emit,
+    fail,
+)
 
 __all__ = ["permissions_app", "principal_app", "token_app"]
 
@@ -20,7 +28,6 @@ principal_app = typer.Typer(
 permissions_app = typer.Typer(
     help="Show, grant and revoke rights on registered models.", no_args_is_help=True
 )
-_DEFAULT_HOST = "http://127.0.0.1:8080"
 _PERMISSIONS = "/api/2.0/permissions/registered-models"
 _SCIM = "/api/2.0/preview/scim/v2"
 
@@ -44,8 +51,9 @@ def token_create(
             "--for", help="Service principal (application id or name) to create it for (admins)."
         ),
     ] = None,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """Create a token; its value is printed once and cannot be read again."""
@@ -55,7 +63,7 @@ def token_create(
         body["application_id"] = for_principal
     else:
         path = "/api/2.0/token/create"
-    data = Remote(host, token).call("POST", path, json=body)
+    data = Remote(host, token, profile).call("POST", path, json=body)
     info = data["token_info"]
     emit(
         data,
@@ -68,13 +76,14 @@ def token_create(
 @token_app.command("list")
 def token_list(
     all_tokens: Annotated[bool, typer.Option("--all", help="Everyone's tokens (admins).")] = False,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """List your live tokens (or, with --all, everyone's)."""
     path = "/api/2.0/token-management/tokens" if all_tokens else "/api/2.0/token/list"
-    data = Remote(host, token).call("GET", path)
+    data = Remote(host, token, profile).call("GET", path)
     infos = data.get("token_infos", [])
     emit(
         data,
@@ -99,11 +108,12 @@ def token_revoke(
     any_owner: Annotated[
         bool, typer.Option("--any", help="Someone else's token (admins).")
     ] = False,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Revoke a token at once."""
-    remote = Remote(host, token)
+    remote = Remote(host, token, profile)
     if any_owner:
         remote.call("DELETE", f"/api/2.0/token-management/tokens/{token_id}")
     else:
@@ -122,8 +132,9 @@ def principal_create(
     allow_cluster_create: Annotated[
         bool, typer.Option("--allow-cluster-create", help="May enable serving (with CAN_MANAGE).")
     ] = False,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """Create a service principal (or, with --user, a user)."""
@@ -133,18 +144,19 @@ def principal_create(
         **({"userName": name} if user else {"displayName": name}),
     }
     path = f"{_SCIM}/Users" if user else f"{_SCIM}/ServicePrincipals"
-    data = Remote(host, token).call("POST", path, json=body)
+    data = Remote(host, token, profile).call("POST", path, json=body)
     emit(data, output, *_principal_rows([data]))
 
 
 @principal_app.command("list")
 def principal_list(
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """List users and service principals."""
-    remote = Remote(host, token)
+    remote = Remote(host, token, profile)
     users = remote.call("GET", f"{_SCIM}/Users").get("Resources", [])
     sps = remote.call("GET", f"{_SCIM}/ServicePrincipals").get("Resources", [])
     emit({"users": users, "service_principals": sps}, output, *_principal_rows(users + sps))
@@ -176,8 +188,9 @@ def principal_update(
             help="May enable serving (with CAN_MANAGE).",
         ),
     ] = None,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """Deactivate or activate a principal, or change its admin group or entitlement."""
@@ -192,7 +205,7 @@ def principal_update(
                                "value": [{"value": value}]})  # fmt: skip
     if not operations:
         raise typer.BadParameter("say what to change: --inactive, --admin, ...")
-    remote = Remote(host, token)
+    remote = Remote(host, token, profile)
     collection, found = _find_principal(remote, name)
     body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": operations}
     data = remote.call("PATCH", f"{_SCIM}/{collection}/{found['id']}", json=body)
@@ -202,11 +215,12 @@ def principal_update(
 @principal_app.command("delete")
 def principal_delete(
     name: Annotated[str, typer.Argument(help="User name, display name or application id.")],
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Delete a principal with its tokens and its permissions."""
-    remote = Remote(host, token)
+    remote = Remote(host, token, profile)
     collection, found = _find_principal(remote, name)
     remote.call("DELETE", f"{_SCIM}/{collection}/{found['id']}")
     typer.echo(f"Deleted {name} with its tokens and permissions.")
@@ -258,12 +272,13 @@ def _grantee(user: str | None, sp: str | None, group: str | None) -> tuple[str, 
 @permissions_app.command("show")
 def permissions_show(
     model: Annotated[str, typer.Argument(help="The registered model.")],
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
     output: OutputOption = "table",
 ) -> None:
     """Show who holds which level on a registered model."""
-    data = Remote(host, token).call("GET", f"{_PERMISSIONS}/{model}")
+    data = Remote(host, token, profile).call("GET", f"{_PERMISSIONS}/{model}")
     rows = []
     for entry in data["access_control_list"]:
         kind = next(k for k in ("user_name", "service_principal_name", "group_name") if k in entry)
@@ -293,13 +308,14 @@ def permissions_grant(
     user: UserOption = None,
     service_principal: SpOption = None,
     group: GroupOption = None,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Give a user, service principal or group a level on a model (replacing its former one)."""
     kind, name = _grantee(user, service_principal, group)
     body = {"access_control_list": [{kind: name, "permission_level": level.upper()}]}
-    Remote(host, token).call("PATCH", f"{_PERMISSIONS}/{model}", json=body)
+    Remote(host, token, profile).call("PATCH", f"{_PERMISSIONS}/{model}", json=body)
     typer.echo(f"Granted {level.upper()} on '{model}' to {name}.")
 
 
@@ -309,12 +325,13 @@ def permissions_revoke(
     user: UserOption = None,
     service_principal: SpOption = None,
     group: GroupOption = None,
-    host: HostOption = _DEFAULT_HOST,
+    host: HostOption = None,
     token: TokenOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Take a user's, service principal's or group's direct rights on a model away."""
     kind, name = _grantee(user, service_principal, group)
-    remote = Remote(host, token)
+    remote = Remote(host, token, profile)
     current = remote.call("GET", f"{_PERMISSIONS}/{model}")["access_control_list"]
     kept, dropped = [], False
     for entry in current:
@@ -327,7 +344,6 @@ def permissions_revoke(
         key = next(k for k in ("user_name", "service_principal_name", "group_name") if k in entry)
         kept.append({key: entry[key], "permission_level": direct[0]["permission_level"]})
     if not dropped:
-        print(f"Error: {name} holds no direct rights on '{model}'.", file=sys.stderr)
-        raise typer.Exit(1)
+        fail(f"{name} holds no direct rights on '{model}'.", code=EXIT_NOT_FOUND)
     remote.call("PUT", f"{_PERMISSIONS}/{model}", json={"access_control_list": kept})
     typer.echo(f"Revoked the rights of {name} on '{model}'.")

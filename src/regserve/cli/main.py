@@ -9,7 +9,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from regserve.cli import serving
 from regserve.cli.access import permissions_app, principal_app, token_app
+from regserve.cli.remote import report
+from regserve.cli.score import score
+from regserve.client.connection import ProfileError
+from regserve.client.errors import ClientError
 from regserve.settings import Settings
 
 __all__ = ["app", "main"]
@@ -17,11 +22,6 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     help="Serve every active version of your MLflow registry's models.", no_args_is_help=True
 )
-
-
-app.add_typer(token_app, name="token")
-app.add_typer(principal_app, name="principal")
-app.add_typer(permissions_app, name="permissions")
 
 
 @app.callback()
@@ -62,6 +62,13 @@ def up(
     _run(serve(settings, announce=typer.echo))
 
 
+serving.register(app)
+app.command("score")(score)
+app.add_typer(token_app, name="token")
+app.add_typer(principal_app, name="principal")
+app.add_typer(permissions_app, name="permissions")
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -78,4 +85,8 @@ def _run(coro: Any) -> None:
 
 
 def main() -> None:
-    app()
+    """Run the command; a client error ends it with its documented exit code."""
+    try:
+        app()
+    except (ClientError, ProfileError) as exc:
+        report(exc)

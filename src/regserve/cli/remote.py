@@ -1,69 +1,121 @@
-"""Talking to a running regserve from the command line: where, with which token, and output."""
+"""Talking to a running regserve from the command line: where, with which token, and output.
+
+Every remote command takes ``--host``, ``--token``, ``--profile`` and (when it prints data)
+``--output table|json``; ``regserve.client.connection`` resolves them, and ``exit_code_for``
+is the one table from errors to exit codes (``main`` applies it).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["HostOption", "OutputOption", "Remote", "TokenOption", "emit"]
+from regserve.client import Client
+from regserve.client.connection import ProfileError, resolve_connection
+from regserve.client.errors import (
+    ClientError,
+    ConnectionFailedError,
+    DeadlineExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    UnavailableError,
+    WaitTimeoutError,
+)
+
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_FAILED",
+    "EXIT_NOT_FOUND",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "HostOption",
+    "OutputOption",
+    "ProfileOption",
+    "Remote",
+    "TokenOption",
+    "emit",
+    "exit_code_for",
+    "fail",
+]
+
+EXIT_FAILED = 1  # the server refused, or serving ended FAILED
+EXIT_USAGE = 2  # bad arguments or profile (click uses 2 for usage errors too)
+EXIT_AUTH = 3  # no, wrong or expired token, or not allowed
+EXIT_NOT_FOUND = 4  # no such model, version or route
+EXIT_UNREACHABLE = 5  # no answer, timed out, or still unavailable after the retries
 
 HostOption = Annotated[
-    str,
+    Optional[str],  # noqa: UP045 - typer reads the annotation at runtime
     typer.Option(
-        "--host", envvar="REGSERVE_HOST", show_default=True,
-        help="regserve's URL (or host[:port]).",
+        "--host", show_default=False,
+        help="regserve's URL (or host[:port]). Default: $REGSERVE_HOST, the profile's host, "
+        "http://127.0.0.1:8080.",
     ),
 ]  # fmt: skip
 TokenOption = Annotated[
-    Optional[str],  # noqa: UP045 - typer reads the annotation at runtime
+    Optional[str],  # noqa: UP045
     typer.Option(
-        "--token", envvar="REGSERVE_TOKEN",
-        help="Your token; default: the admin token in ./.regserve/admin-token when present.",
+        "--token", show_default=False,
+        help="Your token. Default: $REGSERVE_TOKEN, the profile's token, ./.regserve/admin-token.",
     ),
 ]  # fmt: skip
+ProfileOption = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--profile", show_default=False,
+        help="Section of ~/.regserve/profiles.ini (default: $REGSERVE_PROFILE, then [default]).",
+    ),
+]  # fmt: skip
+
+
+def _check_output(value: str) -> str:
+    if value not in ("table", "json"):
+        raise typer.BadParameter(f"'{value}': use table or json")
+    return value
+
+
 OutputOption = Annotated[
-    str, typer.Option("--output", "-o", help="table (for people) or json (for scripts).")
+    str,
+    typer.Option(
+        "--output", "-o", callback=_check_output, help="table (for people) or json (for scripts)."
+    ),
 ]
-_DEFAULT_TOKEN_FILE = Path(".regserve") / "admin-token"
 
 
-def base_url(host: str) -> str:
-    if "://" in host:
-        return host.rstrip("/")
-    return f"http://{host if ':' in host else host + ':8080'}"
+def exit_code_for(error: Exception) -> int:
+    """The exit code scripts can rely on for ``error`` (documented in docs/cli.md)."""
+    if isinstance(error, ProfileError):
+        return EXIT_USAGE
+    if isinstance(error, (UnauthenticatedError, PermissionDeniedError)):
+        return EXIT_AUTH
+    if isinstance(error, NotFoundError):
+        return EXIT_NOT_FOUND
+    unreachable = (ConnectionFailedError, WaitTimeoutError, DeadlineExceededError, UnavailableError)
+    if isinstance(error, unreachable):
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED
 
 
 class Remote:
-    """A client of one regserve; an error answer or no answer exits non-zero with a message."""
+    """A client of the regserve the options name; errors propagate to ``main``."""
 
-    def __init__(self, host: str, token: str | None) -> None:
-        token = token or _token_file()
-        if not token:
-            _fail("no token: pass --token or set REGSERVE_TOKEN", code=2)
-        self._client = httpx.Client(
-            base_url=base_url(host), headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
+    def __init__(self, host: str | None, token: str | None, profile: str | None = None) -> None:
+        connection = resolve_connection(host, token, profile)
+        if not connection.token:
+            fail(
+                "no token: pass --token, set REGSERVE_TOKEN or put one in a profile",
+                code=EXIT_AUTH,
+            )
+        self.client = Client(connection.url, connection.token)
 
     def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            _fail(f"cannot reach {self._client.base_url}: {exc}", code=3)
-        try:
-            data = response.json()
-        except ValueError:
-            data = {"message": response.text}
-        if response.status_code >= 400:
-            code = data.get("error_code", f"HTTP {response.status_code}")
-            _fail(f"{code}: {data.get('message', '')}")
-        return dict(data)
+        return self.client.request(method, path, **kwargs)
 
 
 def emit(data: Any, output: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -71,21 +123,18 @@ def emit(data: Any, output: str, columns: list[str], rows: list[list[Any]]) -> N
     if output == "json":
         typer.echo(json.dumps(data, indent=2))
         return
-    if output != "table":
-        _fail(f"unknown --output '{output}': use table or json", code=2)
     table = Table(*columns)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     Console().print(table)
 
 
-def _token_file() -> str | None:
-    try:
-        return _DEFAULT_TOKEN_FILE.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def _fail(message: str, code: int = 1) -> Any:
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     print(f"Error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def report(error: ClientError | ProfileError) -> NoReturn:
+    """Print ``error`` and exit with its code (called once, by ``main``)."""
+    print(f"Error: {error}", file=sys.stderr)
+    sys.exit(exit_code_for(error))

@@ -1,0 +1,141 @@
+"""``regserve score MODEL_URL INPUT -o OUTPUT``: batch scoring of a csv, parquet or jsonl file."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import unquote, urlsplit
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from regserve.cli.remote import EXIT_USAGE, HostOption, ProfileOption, Remote, TokenOption, fail
+from regserve.client import RetryPolicy
+from regserve.client.api import DEFAULT_MAX_PAYLOAD_BYTES
+
+if TYPE_CHECKING:  # pandas is imported when a file is read: other commands start faster
+    import pandas as pd
+
+__all__ = ["parse_model_url", "score"]
+
+_FORMATS = ("csv", "parquet", "jsonl")
+_URL_PATH = re.compile(r"^/model/(?P<name>[^/]+)/(?P<ref>[^/]+)(?:/invocations)?/?$")
+
+
+def parse_model_url(model_url: str) -> tuple[str | None, str, str]:
+    """(host or None, model, ref) from a scoring URL, ``models:/name/ref`` or ``name[/ref]``."""
+    if "://" in model_url:
+        parts = urlsplit(model_url)
+        match = _URL_PATH.match(parts.path)
+        if not match:
+            fail(f"'{model_url}' is not a scoring URL (.../model/NAME/REF/invocations)", EXIT_USAGE)
+        return f"{parts.scheme}://{parts.netloc}", unquote(match["name"]), unquote(match["ref"])
+    rest = model_url.removeprefix("models:/")
+    if "@" in rest and "/" not in rest:
+        name, alias = rest.split("@", 1)
+        return None, name, alias
+    name, _, ref = rest.partition("/")
+    if not name or "/" in ref:
+        fail(f"'{model_url}' names no model: use NAME, NAME/REF or a scoring URL", EXIT_USAGE)
+    return None, name, ref or "latest"
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    suffix = {"pq": "parquet", "ndjson": "jsonl"}.get(suffix, suffix)
+    if suffix not in _FORMATS:
+        fail(f"'{path}': use a .csv, .parquet or .jsonl file", EXIT_USAGE)
+    return suffix
+
+
+def _read(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    fmt = _format_of(path)
+    if fmt == "csv":
+        return pd.read_csv(path)
+    if fmt == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=True)
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    fmt = _format_of(path)
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True, date_format="iso")
+
+
+class _RowsPerSecond(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s", style="progress.data.speed")
+
+
+def score(
+    model_url: Annotated[
+        str,
+        typer.Argument(
+            help="http://host/model/NAME/REF/invocations, models:/NAME/REF, NAME/REF or NAME "
+            "(REF: version, stage, alias or latest; default latest)."
+        ),
+    ],
+    input_path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Rows: .csv, .parquet or .jsonl.")
+    ],
+    output_path: Annotated[
+        Path, typer.Option("--output", "-o", help="Input joined with predictions (same formats).")
+    ],
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per request (at most).")] = 256,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 4,
+    max_payload_bytes: Annotated[
+        int, typer.Option(min=1, help="Split requests to stay under this many bytes.")
+    ] = DEFAULT_MAX_PAYLOAD_BYTES,
+    host: HostOption = None,
+    token: TokenOption = None,
+    profile: ProfileOption = None,
+) -> None:
+    """Score every row of INPUT and write it, with its predictions, to OUTPUT, in order."""
+    url_host, model, ref = parse_model_url(model_url)
+    _format_of(output_path)
+    frame = _read(input_path)
+    client = Remote(url_host or host, token, profile).client
+    console = Console(stderr=True)
+    started = time.monotonic()
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _RowsPerSecond(),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )  # fmt: skip
+    retries: list[int] = []
+    policy = RetryPolicy(on_retry=lambda status, _seconds: retries.append(status))
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"{model}/{ref}", total=len(frame))
+        predictions = client.score(
+            frame, model, ref, batch_size=batch_size, concurrency=concurrency,
+            max_payload_bytes=max_payload_bytes, retry=policy,
+            on_progress=lambda rows: progress.advance(task, rows),
+        )  # fmt: skip
+    _write(frame.join(predictions, rsuffix="_prediction"), output_path)
+    seconds = time.monotonic() - started
+    rate = len(frame) / seconds if seconds > 0 else 0.0
+    retried = f", {len(retries)} requests retried (503/429)" if retries else ""
+    console.print(
+        f"Scored {len(frame):,} rows in {seconds:.1f} s ({rate:,.0f} rows/s{retried}) "
+        f"-> {output_path}"
+    )
