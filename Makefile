@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-smoke bench-memory lock clean
+.PHONY: run test lint typecheck pytest bench bench-smoke bench-memory lock clean fuzz durability
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ bench-smoke: $(STAMP)
 # RSS with 1, 5 and 20 versions served, worker sharing off and on (REGSERVE_SHARE_WORKERS).
 bench-memory: $(STAMP)
 	$(BIN)/python -m bench.memory
+
+# Longer, freshly random fuzzing than CI's fixed run (tests/worker, tests/e2e/test_fuzz_gateway.py).
+fuzz: $(STAMP)
+	REGSERVE_FUZZ_EXAMPLES=3000 REGSERVE_FUZZ_RANDOM=1 $(BIN)/pytest -q \
+		tests/worker/test_fuzz_protocol.py tests/e2e/test_fuzz_gateway.py
+
+# kill -9 of regserve during writes, 20 times (CI does 5).
+durability: $(STAMP)
+	REGSERVE_TEST_KILL_RESTARTS=20 $(BIN)/pytest -q tests/e2e/test_faults.py -k kill
 
 # Re-resolve the pinned dependency set (needs the package index).
 lock:
