@@ -10,16 +10,16 @@ its worker is the same process. Fixed randomness in CI; ``make fuzz`` runs longe
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.fuzz import FUZZ
 from tests.support.registry import user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess
 
@@ -28,14 +28,6 @@ pytestmark = pytest.mark.e2e
 MODEL = "fuzz-model"
 EP = "/api/2.0/preview/mlflow/endpoints"
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-EXAMPLES = int(os.environ.get("REGSERVE_FUZZ_EXAMPLES", "250"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    derandomize=os.environ.get("REGSERVE_FUZZ_RANDOM") != "1",
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 
 @pytest.fixture(scope="module")

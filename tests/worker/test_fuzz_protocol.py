@@ -10,23 +10,14 @@ and ``REGSERVE_FUZZ_RANDOM=1`` make a longer, new run (``make fuzz``).
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conformance_cases import COLUMNS
+from tests.support.fuzz import FUZZ
 from tests.worker.conftest import WireClient, WorkerProcess
-
-EXAMPLES = int(os.environ.get("REGSERVE_FUZZ_EXAMPLES", "250"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    derandomize=os.environ.get("REGSERVE_FUZZ_RANDOM") != "1",
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
