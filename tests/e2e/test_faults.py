@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import RegServeProcess, free_port, wait_for
+from tests.support.models import log_sleepy_version
+from tests.support.registry import user_registry
+from tests.support.server import ADMIN_TOKEN, RegServeProcess, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -208,3 +210,31 @@ def test_kill_9_during_writes_loses_no_acknowledged_change(tmp_path: Path) -> No
         assert len(acked.tokens) >= KILL_RESTARTS  # the writers did get work done
     finally:
         server.close()
+
+
+def test_sigterm_drains_requests_in_flight(
+    regserve: RegServeProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests accepted before SIGTERM are answered before regserve stops its workers."""
+    with user_registry(monkeypatch, regserve.url, ADMIN_TOKEN):
+        log_sleepy_version("drain-model", 2.0)
+    assert regserve.enable("drain-model").status_code == 200
+    regserve.wait_version_state("drain-model", "1", "VERSION_STATE_READY")
+    answers: list[int] = []
+
+    def call() -> None:
+        r = httpx.post(f"{regserve.url}/model/drain-model/1/invocations",
+                       json={"dataframe_records": [ROW]}, timeout=30,
+                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
+        answers.append(r.status_code)
+
+    callers = [threading.Thread(target=call) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.7)  # accepted and waiting on the model
+    assert regserve.process is not None
+    regserve.process.send_signal(signal.SIGTERM)
+    for caller in callers:
+        caller.join(timeout=30)
+    assert answers == [200] * 4
+    assert regserve.process.wait(timeout=30) == 0
