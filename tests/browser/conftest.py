@@ -43,7 +43,7 @@ def _admin(server: RegServeProcess, method: str, url: str, **kw: Any) -> dict[st
     return dict(r.json())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
     server = RegServeProcess(tmp_path_factory.mktemp("ui") / "data").start()
     try:
@@ -70,7 +70,7 @@ def http(ui_world: UiWorld) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if shutil.which(CHROMIUM) is None:
         require_service(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
