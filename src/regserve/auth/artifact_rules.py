@@ -22,7 +22,13 @@ from urllib.parse import urlparse
 
 from regserve.errors import InvalidParameterError
 
-__all__ = ["ArtifactLocation", "ArtifactTarget", "artifact_target", "source_location"]
+__all__ = [
+    "ArtifactLocation",
+    "ArtifactTarget",
+    "artifact_target",
+    "is_artifact_route",
+    "source_location",
+]
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 _MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
@@ -62,6 +68,13 @@ class ArtifactTarget:
 
     location: ArtifactLocation
     write: bool
+
+
+def is_artifact_route(method: str, path: str) -> bool:
+    """Whether ``method path`` (of MLflow's server) reads or writes artifact files."""
+    if path == "/get-artifact" or path.startswith(_STORE_PREFIXES + _MPU_PREFIXES):
+        return True
+    return method == "GET" and (path in _RUN_LISTINGS or bool(_LOGGED_MODEL_FILES.match(path)))
 
 
 def artifact_target(method: str, path: str, query: dict[str, str]) -> ArtifactTarget | None:

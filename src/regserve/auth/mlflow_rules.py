@@ -16,10 +16,10 @@ release is closed until someone classifies it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 
+from regserve.auth.artifact_rules import is_artifact_route
 from regserve.auth.levels import PermissionLevel
 
 __all__ = ["Access", "RegistryRule", "classify"]
@@ -88,16 +88,9 @@ _MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
 _PREVIEW = {"/api/2.0/preview/mlflow/": "/api/2.0/mlflow/",
             "/ajax-api/2.0/preview/mlflow/": "/ajax-api/2.0/mlflow/"}  # fmt: skip
 _TRACKING_OPS = ("experiments/", "runs/", "metrics/", "logged-models")
-_ARTIFACT_PATHS = (
-    "/api/2.0/mlflow-artifacts/artifacts",
-    "/ajax-api/2.0/mlflow-artifacts/artifacts",
-    "/api/2.0/mlflow-artifacts/mpu/",
-    "/ajax-api/2.0/mlflow-artifacts/mpu/",
-)
 _ANY_EXACT = frozenset({
     "/", "/version", "/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info",
 })  # fmt: skip
-_LOGGED_MODEL_FILES = re.compile(r"^logged-models/[^/]+/artifacts/(files|directories)$")
 _ADMIN = RegistryRule(Access.ADMIN)
 _ANY = RegistryRule(Access.ANY)
 _ARTIFACT = RegistryRule(Access.ARTIFACT)
@@ -119,11 +112,11 @@ def classify(method: str, path: str) -> RegistryRule:
         method = "GET"
     if path in ("/model-versions/get-artifact", "/ajax-api/2.0/mlflow/model-versions/get-artifact"):
         return RegistryRule(Access.MODEL, _READ) if method == "GET" else _ADMIN
+    if is_artifact_route(method, path):
+        return _ARTIFACT
     for prefix in _MLFLOW_PREFIXES:
         if path.startswith(prefix):
             return _classify_op(method, path[len(prefix) :])
-    if path == "/get-artifact" or path.startswith(_ARTIFACT_PATHS):
-        return _ARTIFACT
     if path in _ANY_EXACT or path.startswith("/static-files/"):
         return _ANY
     return _ADMIN
@@ -133,8 +126,6 @@ def _classify_op(method: str, op: str) -> RegistryRule:
     rule = _MODEL_RULES.get((method, op))
     if rule is not None:
         return rule
-    if (method, op) == ("GET", "artifacts/list") or _LOGGED_MODEL_FILES.match(op):
-        return _ARTIFACT
     if op.startswith(_TRACKING_OPS):
         return _ANY
     return _ADMIN
