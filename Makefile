@@ -51,7 +51,7 @@ durability: $(STAMP)
 # Re-resolve the pinned dependency set (needs the package index).
 lock:
 	test -x $(BIN)/uv || ($(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv)
-	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev --extra ray pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev --extra ray --extra postgres pyproject.toml -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .regserve .mypy_cache .ruff_cache .pytest_cache
