@@ -80,6 +80,7 @@ class GatewayNode:
 
     async def _elected(self) -> None:
         _log.warning("gateway %s leads: its controller reconciles", self.gateway_id)
+        self.leader = self.gateway_id
         self._router.lead()
         enabled = {e.model_name for e in await asyncio.to_thread(self._store.list_endpoints)}
         for routes in self._router.all():
@@ -90,7 +91,6 @@ class GatewayNode:
         await self._prepare()
         self._controlling = asyncio.create_task(self._controller.run(), name="controller")
         await asyncio.to_thread(self._store.set_leader, LOCK_NAME, self.gateway_id)
-        self.leader = self.gateway_id
         await self._event("LEADER_ELECTED", f"Gateway {self.gateway_id} leads: its controller "
                           "reconciles; the other gateways follow.")  # fmt: skip
 
