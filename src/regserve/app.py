@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,16 +19,20 @@ from regserve.auth.management import AccessManager
 from regserve.auth.service import AccessService
 from regserve.backends.base import VersionEvent
 from regserve.backends.local import LocalBackend
-from regserve.controller import Controller
+from regserve.backends.local.addresses import LocalTargets
+from regserve.changes import change_feed_for
+from regserve.controller.fenced import FencedController
+from regserve.controller.follower import SharedRouter
 from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
 from regserve.gateway.registry_guard import RegistryLookups
 from regserve.gateway.webhooks import WEBHOOK_PATH
+from regserve.gateways import GatewayNode
+from regserve.leader import leader_lock_for
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.nodes import default_node_types
 from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
-from regserve.router import Router
 from regserve.settings import Settings
 from regserve.store import StateStore
 
@@ -47,26 +52,34 @@ class RegServe:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token, self.token_created = ensure_admin_token(settings.admin_token, data_dir)
         self.store = StateStore(settings.store_uri or f"sqlite:///{data_dir / 'state.db'}")
+        self.gateway_id = f"{settings.host}:{settings.port}/{os.getpid()}"
+        self.changes = change_feed_for(self.store, self.gateway_id)
         registry_app, reader, self._hosted_uri = _registry(settings)
         self._reader = reader
         self.webhook_secret = ensure_secret(settings.webhook_secret, data_dir)
         self.access = AccessService(settings, self.store, self.admin_token)
+        self.access.on_change = self.changes.publish
         self.manager = AccessManager(settings, self.store, self.access, self._model_exists)
-        self.router = Router()
+        self.router = SharedRouter(self.store, LocalTargets(), self.changes)
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
         self.backend = LocalBackend(settings, self._events.put_nowait)
         envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
-        self.controller = Controller(
+        self.controller = FencedController(
             settings, self.store, reader, self.backend, self.router, self._events,
             default_node_types(), envs, metrics=self.control_metrics,
+            leading=lambda: self.node.leading, changes=self.changes,
+        )  # fmt: skip
+        self.node = GatewayNode(
+            self.gateway_id, self.store, leader_lock_for(self.store.uri, data_dir), self.changes,
+            self.router, self.controller, self.access, self._prepare_to_lead,
         )  # fmt: skip
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
             self.access, self.manager, self.control_metrics,
             WebhookVerifier(self.webhook_secret, settings.webhook_tolerance),
-            reader,
+            reader, self.node,
         )  # fmt: skip
         lookups = RegistryLookups(self._stage_of, self._sources_naming)
         self.gateway = Gateway(services, registry_app, lookups)
@@ -75,19 +88,25 @@ class RegServe:
     async def startup(self) -> None:
         await asyncio.to_thread(self.store.migrate)
         await asyncio.to_thread(self.access.bootstrap)
+        await self.node.elector.check()  # alone on its database, this process leads at once
+        for coro, name in self.node.loops():
+            self._spawn(coro, name)
+        self._spawn(self._flush_metrics(), "metrics flush")
+
+    async def _prepare_to_lead(self) -> None:
+        """Elected: take the backend over (stop workers a dead leader left) and sync."""
         await self.backend.start()
         await self.controller.forget_previous_run()
         await self._register_webhook()
-        self._spawn(self.controller.run(), "controller")
-        self._spawn(self._flush_metrics(), "metrics flush")
 
     async def shutdown(self) -> None:
+        await self.node.stop()  # the controller stops while this process still holds the lock
+        await self.controller.shutdown()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.controller.shutdown()
         await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
         self.store.close()
 

@@ -184,3 +184,31 @@ def test_reset_versions_after_a_restart(store: StateStore) -> None:
     store.reset_versions("restarted")
     (version,) = store.list_versions("m")
     assert (version.state, version.state_message) == ("VERSION_STATE_PENDING", "restarted")
+
+
+def test_published_routes_roundtrip(store: StateStore) -> None:
+    assert store.all_routes() == {}
+    store.put_routes("m", '{"versions": []}')
+    store.put_routes("m", '{"versions": [1]}')
+    store.put_routes("n", "{}")
+    assert store.all_routes() == {"m": '{"versions": [1]}', "n": "{}"}
+    store.delete_routes("m")
+    assert store.all_routes() == {"n": "{}"}
+
+
+def test_change_log_and_leader(store: StateStore) -> None:
+    start = store.last_change_id()
+    store.add_change("tokens", "", "gw-a")
+    store.add_change("grants", "m", "gw-b")
+    changes = store.changes_after(start)
+    assert [(c.kind, c.key, c.origin) for c in changes] == [
+        ("tokens", "", "gw-a"),
+        ("grants", "m", "gw-b"),
+    ]
+    assert store.changes_after(changes[-1].id) == []
+    assert store.get_leader("controller") is None
+    store.set_leader("controller", "127.0.0.1:1/2")
+    store.set_leader("controller", "127.0.0.1:3/4")
+    leader = store.get_leader("controller")
+    assert leader is not None
+    assert leader.holder == "127.0.0.1:3/4"

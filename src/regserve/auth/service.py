@@ -4,7 +4,9 @@ The scoring path calls :meth:`AccessService.authenticate` and :meth:`AccessServi
 on every request. Both answer from memory after the first request of a token or model (entries
 live ``REGSERVE_AUTH_CACHE_TTL`` seconds, bounded by ``REGSERVE_AUTH_CACHE_SIZE``) and go to
 the database only on a miss. Changes made through this process drop the affected entries at
-once; changes made through another gateway on the same database apply within the TTL.
+once; changes made through another gateway on the same database too, through the change feed
+(``regserve.changes``: ``on_change`` sends, ``forget_*(broadcast=False)`` applies), and within
+the TTL at worst.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from regserve.auth.credentials import token_from_header
 from regserve.auth.levels import ADMINS_GROUP, ALL_USERS_GROUP, PermissionLevel
 from regserve.auth.ratelimit import RateLimiter
 from regserve.auth.tokens import hash_token
+from regserve.changes import GRANTS, TOKENS
 from regserve.errors import PermissionDeniedError, UnauthenticatedError
 from regserve.settings import Settings
 from regserve.store import GrantRecord, PrincipalRecord, StateStore
@@ -77,6 +80,8 @@ class AccessService:
         self._grants: TTLCache[str, tuple[GrantRecord, ...]] = TTLCache(ttl, size)
         rate = settings.rate_limit_rps
         self._limiter = RateLimiter(rate) if rate else None
+        self.on_change: Callable[[str, str], None] | None = None
+        """Told of every change forgotten here (kind, key): how other gateways hear of it."""
 
     def bootstrap(self) -> None:
         """Make sure the bootstrap admin principal exists (blocking; once at start-up)."""
@@ -127,9 +132,12 @@ class AccessService:
             return None
         return Identity(principal, token.token_id, token.expiry_time)
 
-    def forget_tokens(self) -> None:
-        """Drop every cached token (a token was revoked, or a principal changed)."""
+    def forget_tokens(self, *, broadcast: bool = True) -> None:
+        """Drop every cached token (a token was revoked, or a principal changed); with
+        ``broadcast``, the other gateways on this database drop theirs too."""
         self._tokens.clear()
+        if broadcast and self.on_change is not None:
+            self.on_change(TOKENS, "")
 
     # -- authorization -----------------------------------------------------------------------
 
@@ -167,13 +175,16 @@ class AccessService:
             self._grants.put(model, cached)
         return cached
 
-    def forget_grants(self, *models: str) -> None:
+    def forget_grants(self, *models: str, broadcast: bool = True) -> None:
         """Drop the cached ACLs of ``models`` (they changed), or all of them when none is
-        named (a principal's grants went with it)."""
+        named (a principal's grants went with it); with ``broadcast``, on every gateway."""
         if not models:
             self._grants.clear()
         for model in models:
             self._grants.pop(model)
+        if broadcast and self.on_change is not None:
+            for model in models or ("",):
+                self.on_change(GRANTS, model)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

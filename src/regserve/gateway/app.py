@@ -40,6 +40,7 @@ from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
 from regserve.gateway.tokens import build_tokens_router
 from regserve.gateway.webhooks import WEBHOOK_PATH, build_webhook_router
 from regserve.gateway.worker_stats import WorkerStats
+from regserve.gateways import GatewayNode
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.registry import RegistryReader
 from regserve.registry.webhooks import WebhookVerifier
@@ -79,6 +80,8 @@ class Services:
     webhooks: WebhookVerifier | None = None
     reader: RegistryReader | None = None
     """The registry, for the UI's views of models and input examples."""
+    node: GatewayNode | None = None
+    """This gateway among the others on its database (leader or follower), for /health."""
 
 
 class Gateway:
@@ -152,8 +155,16 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
     api.mount("/ui/static", static_files(), name="ui-static")
 
     @api.get("/health", summary="Liveness (no authentication)")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, str | None]:
+        node = services.node if services else None
+        if node is None:
+            return {"status": "ok"}
+        return {
+            "status": "ok",
+            "role": node.role,
+            "gateway": node.gateway_id,
+            "leader": node.leader,
+        }
 
     worker_stats = WorkerStats(services.router, services.recorder.registry) if services else None
 

@@ -52,6 +52,11 @@ class Nothing(_Strict):
 
 class HealthAnswer(_Strict):
     status: str = Field(..., examples=["ok"])
+    role: str | None = Field(
+        None, description="leader (runs the controller) or follower", examples=["leader"]
+    )
+    gateway: str | None = Field(None, description="This gateway: host:port/pid.")
+    leader: str | None = Field(None, description="The leading gateway, when known.")
 
 
 class ConfigTag(_Strict):

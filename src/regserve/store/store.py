@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from regserve.store.access import AccessStoreMixin
+from regserve.store.gateways import GatewayStoreMixin
 from regserve.store.records import (
     ClusterConfig,
     EndpointRecord,
@@ -46,9 +47,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class StateStore(AccessStoreMixin):
+class StateStore(AccessStoreMixin, GatewayStoreMixin):
     """Endpoints, their versions, events and metric history; principals, tokens and
-    permissions come from :class:`AccessStoreMixin`."""
+    permissions come from :class:`AccessStoreMixin`; what several gateways share from
+    :class:`GatewayStoreMixin`."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
@@ -71,6 +73,11 @@ class StateStore(AccessStoreMixin):
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return str(self._engine.dialect.name)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

@@ -17,11 +17,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
+    "ChangeRow",
     "EndpointRow",
     "EventRow",
     "GrantRow",
+    "LeadershipRow",
     "MetricRow",
     "PrincipalRow",
+    "RoutesRow",
     "TokenRow",
     "VersionRow",
 ]
@@ -134,3 +137,35 @@ class GrantRow(Base):
     grantee_type: Mapped[str] = mapped_column(String(16), nullable=False)
     grantee: Mapped[str] = mapped_column(String(256), nullable=False)
     level: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class RoutesRow(Base):
+    """One served model's routing table as the leading gateway last published it (JSON)."""
+
+    __tablename__ = "served_routes"
+
+    model_name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    routes: Mapped[str] = mapped_column(Text, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ChangeRow(Base):
+    """A change other gateways must apply (SQLite only; PostgreSQL sends NOTIFY instead)."""
+
+    __tablename__ = "change_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    key: Mapped[str] = mapped_column(String(256), nullable=False)
+    origin: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class LeadershipRow(Base):
+    """Which gateway holds a leadership (the lock itself is an advisory or file lock)."""
+
+    __tablename__ = "leadership"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(256), nullable=False)
+    since: Mapped[int] = mapped_column(BigInteger, nullable=False)

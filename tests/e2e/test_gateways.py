@@ -1,0 +1,215 @@
+"""Two `regserve up` gateways over one PostgreSQL and one data dir (issue #9, items 2 and 3).
+
+Exactly one leads and runs the controller; both serve every READY version by version, stage
+and alias; the leader killed with SIGKILL is replaced within seconds and the new leader serves
+a version registered afterwards; tokens and permissions changed through one gateway hold on
+the other at once (the auth cache TTL is a minute here, so only the notification can do it).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import require_service
+from tests.support.models import iris_frame
+from tests.support.registry import UserRegistry, user_registry
+from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+SCIM = "/api/2.0/preview/scim/v2"
+PERMS = "/api/2.0/permissions/registered-models"
+MODEL = "gw-iris"
+READY = "VERSION_STATE_READY"
+
+
+@dataclass
+class Pair:
+    a: RegServeProcess
+    b: RegServeProcess
+    store_uri: str
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    name = f"regserve_gw_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # any connection failure means the service is missing here
+        require_service(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterator[Pair]:
+    data = tmp_path_factory.mktemp("gateways") / "data"
+    settings = {"store_uri": pg_database, "auth_cache_ttl": "60"}
+    a = RegServeProcess(data, **settings).start()
+    b = RegServeProcess(data, **settings).start()
+    try:
+        yield Pair(a, b, pg_database)
+    finally:
+        b.close()
+        a.close()
+
+
+@pytest.fixture
+def registry(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> Iterator[UserRegistry]:
+    with user_registry(monkeypatch, pair.a.url, ADMIN_TOKEN) as reg:
+        yield reg
+
+
+def _health(server: RegServeProcess) -> dict[str, Any]:
+    try:
+        return dict(httpx.get(f"{server.url}/health", timeout=2).json())
+    except httpx.HTTPError:
+        return {}
+
+
+def _payload() -> dict[str, Any]:
+    frame, _ = iris_frame()
+    return {"dataframe_records": frame.head(2).to_dict(orient="records")}
+
+
+def _scores(server: RegServeProcess, ref: str, headers: dict[str, str] | None = None) -> str:
+    """The version that answered ``ref`` on ``server`` (fails on anything but 200)."""
+    kwargs: dict[str, Any] = {"headers": headers} if headers else {}
+    r = server.score(MODEL, ref, _payload(), **kwargs)
+    assert r.status_code == 200, f"{server.url} {ref}: {r.status_code} {r.text}"
+    return r.headers["X-Model-Version"]
+
+
+def _served_by(server: RegServeProcess, ref: str, version: str) -> bool:
+    r = server.score(MODEL, ref, _payload())
+    return r.status_code == 200 and r.headers.get("X-Model-Version") == version
+
+
+def _ensure_served(pair: Pair, registry: UserRegistry) -> None:
+    """Two versions of MODEL (v1 Staging, v2 Production and @champion), enabled through B."""
+    if pair.b.versions(MODEL):
+        return
+    registry.register(MODEL)
+    registry.register(MODEL, c=0.5)
+    registry.stage(MODEL, "1", "Staging")
+    registry.stage(MODEL, "2", "Production")
+    registry.alias(MODEL, "champion", "2")
+    assert pair.b.enable(MODEL).status_code == 200
+    for version in ("1", "2"):
+        pair.b.wait_version_state(MODEL, version, READY)
+
+
+def _leader_and_follower(pair: Pair) -> tuple[RegServeProcess, RegServeProcess]:
+    roles = {s.port: _health(s).get("role") for s in (pair.a, pair.b)}
+    leaders = [s for s in (pair.a, pair.b) if roles[s.port] == "leader"]
+    assert len(leaders) == 1, roles
+    follower = pair.b if leaders[0] is pair.a else pair.a
+    return leaders[0], follower
+
+
+def test_one_gateway_leads_and_both_serve_by_version_stage_and_alias(
+    pair: Pair, registry: UserRegistry
+) -> None:
+    leader, follower = _leader_and_follower(pair)
+    assert leader is pair.a  # started first, alone on the database
+    assert _health(follower)["leader"] == _health(leader)["gateway"]
+    events = pair.a.client.get("/api/2.0/regserve/audit-events").json()["events"]
+    elected = [e for e in events if e["event_type"] == "LEADER_ELECTED"]
+    assert [e["principal"] for e in elected] == [f"gateway {_health(leader)['gateway']}"]
+
+    _ensure_served(pair, registry)  # enabled through the follower, B
+    for server in (pair.a, pair.b):
+        assert wait_for(lambda s=server: _served_by(s, "1", "1"), 10, f"v1 on {server.url}")
+        for ref, version in (("2", "2"), ("Staging", "1"), ("production", "2"),
+                             ("champion", "2"), ("@champion", "2"), ("latest", "2")):  # fmt: skip
+            assert _scores(server, ref) == version, (server.url, ref)
+        missing = server.score(MODEL, "no-such-alias", _payload())
+        assert missing.status_code == 404
+        assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # Only the leader runs workers: one worker process per version, not two.
+    pids = {v["worker_pid"] for v in pair.a.versions(MODEL).values()}
+    assert len(pids) == 2
+    assert None not in pids
+
+
+def test_token_and_permission_changes_hold_at_once_on_the_other_gateway(
+    pair: Pair, registry: UserRegistry
+) -> None:
+    _ensure_served(pair, registry)
+    name = f"gw-user-{uuid.uuid4().hex[:6]}"
+    r = pair.a.client.post(f"{SCIM}/Users", json={"userName": name})
+    assert r.status_code == 200, r.text
+    made = pair.a.client.post(
+        "/api/2.0/token-management/on-behalf-of/tokens",
+        json={"application_id": name, "lifetime_seconds": 3600},
+    ).json()
+    headers = {"Authorization": f"Bearer {made['token_value']}"}
+
+    # A permission granted through B lets the grantee score through A at once.
+    denied = pair.a.score(MODEL, "1", _payload(), headers=headers)
+    assert denied.status_code == 403  # and A has cached the model's ACL
+    grant = {"access_control_list": [{"user_name": name, "permission_level": "CAN_READ"}]}
+    assert pair.b.client.patch(f"{PERMS}/{MODEL}", json=grant).status_code == 200
+    started = time.monotonic()
+    wait_for(
+        lambda: pair.a.score(MODEL, "1", _payload(), headers=headers).status_code == 200,
+        5, "the grant made on B to hold on A", interval=0.05,
+    )  # fmt: skip
+    grant_seconds = time.monotonic() - started
+
+    # A token revoked through A gets 401 on B at once (B has it cached, with a 60 s TTL).
+    assert _scores(pair.b, "1", headers) == "1"
+    token_id = made["token_info"]["token_id"]
+    assert pair.a.client.delete(f"/api/2.0/token-management/tokens/{token_id}").status_code == 200
+    started = time.monotonic()
+
+    def refused() -> bool:
+        r = pair.b.score(MODEL, "1", _payload(), headers=headers)
+        return r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
+
+    wait_for(refused, 5, "the token revoked on A to be refused by B", interval=0.05)
+    revoke_seconds = time.monotonic() - started
+    print(
+        f"grant held on A after {grant_seconds:.2f} s; revocation on B after {revoke_seconds:.2f} s"
+    )
+
+
+def test_the_leader_killed_the_follower_takes_over_and_serves_a_new_version(
+    pair: Pair, registry: UserRegistry
+) -> None:
+    _ensure_served(pair, registry)
+    leader, follower = _leader_and_follower(pair)
+    assert leader.process is not None
+    leader.process.send_signal(signal.SIGKILL)
+    leader.process.wait()
+    killed = time.monotonic()
+    wait_for(lambda: _health(follower).get("role") == "leader", 15, "the follower to lead", 0.05)
+    takeover = time.monotonic() - killed
+    print(f"takeover after SIGKILL of the leader: {takeover:.2f} s")
+    assert _health(follower)["leader"] == _health(follower)["gateway"]
+
+    # It serves what was served, and a version registered now.
+    with user_registry(pytest.MonkeyPatch(), follower.url, ADMIN_TOKEN) as reg:
+        version = reg.register(MODEL, c=0.25)
+    follower.wait_version_state(MODEL, version, READY, timeout=120)
+    assert _scores(follower, version) == version
+    assert _scores(follower, "latest") == version
+    assert wait_for(lambda: _served_by(follower, "champion", "2"), 60, "champion again")
+    events = follower.client.get("/api/2.0/regserve/audit-events").json()["events"]
+    assert [e["event_type"] for e in events if e["event_type"].startswith("LEADER")][-1] == (
+        "LEADER_ELECTED"
+    )
