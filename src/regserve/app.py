@@ -25,7 +25,7 @@ from regserve.gateway import Gateway, Services
 from regserve.gateway.registry_guard import RegistryLookups
 from regserve.gateway.webhooks import WEBHOOK_PATH
 from regserve.metrics import ControlMetrics, TrafficRecorder
-from regserve.nodes import default_node_types
+from regserve.nodes import load_node_types
 from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
 from regserve.router import Router
 from regserve.settings import Settings
@@ -56,11 +56,12 @@ class RegServe:
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
-        self.backend = LocalBackend(settings, self._events.put_nowait)
+        node_types = load_node_types(settings.node_types_file)  # NodeTypesError: a bad file
+        self.backend = LocalBackend(settings, self._events.put_nowait, node_types)
         envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
         self.controller = Controller(
             settings, self.store, reader, self.backend, self.router, self._events,
-            default_node_types(), envs, metrics=self.control_metrics,
+            node_types.api(), envs, metrics=self.control_metrics,
         )  # fmt: skip
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,

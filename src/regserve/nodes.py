@@ -203,7 +203,7 @@ def _explain(exc: Exception) -> str:
 
 def _machine() -> NodeType:
     cores, memory_mb = os.cpu_count() or 1, _machine_mb()
-    description = f"{memory_mb // 1024} GB Memory, {cores} Cores (this machine, no limits)"
+    description = f"{memory_mb // 1024} GB Memory, {cores} Cores"
     return NodeType(DEFAULT_NODE_TYPE, None, None, description)
 
 
