@@ -67,6 +67,10 @@ class ResourceLimits:
                 self.mechanism,
             )
 
+    def probe(self) -> str:
+        """The mechanism ``start`` would choose, without cleaning anything up."""
+        return self._choose()[1]
+
     def _choose(self) -> tuple[CgroupHost | None, str]:
         mode = self._mode
         if mode == "off":
