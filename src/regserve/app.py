@@ -43,6 +43,7 @@ class RegServe:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        node_types = load_node_types(settings.node_types_file)  # NodeTypesError: a bad file
         data_dir = settings.resolved_data_dir()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token, self.token_created = ensure_admin_token(settings.admin_token, data_dir)
@@ -56,7 +57,6 @@ class RegServe:
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
-        node_types = load_node_types(settings.node_types_file)  # NodeTypesError: a bad file
         self.backend = LocalBackend(settings, self._events.put_nowait, node_types)
         envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
         self.controller = Controller(
