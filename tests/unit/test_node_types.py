@@ -55,8 +55,10 @@ def test_a_json_file_with_memory_in_mib(tmp_path: Path) -> None:
         ("node_types:\n  - {id: a, cores: -1, memory: 1G}\n", "node_types.0.cores"),
         ("node_types:\n  - {id: a, cores: 1, memory: 1G, gpus: 1}\n", "node_types.0.gpus"),
         ("node_types:\n  - {id: a b, cores: 1, memory: 1G}\n", "node_types.0.id"),
-        ("node_types:\n  - {id: a, cores: 1, memory: 1G}\n  - {id: a, cores: 2, memory: 2G}\n",
-         "'a' is listed twice"),
+        (
+            "node_types:\n  - {id: a, cores: 1, memory: 1G}\n  - {id: a, cores: 2, memory: 2G}\n",
+            "'a' is listed twice",
+        ),
         ("node_types:\n  - {id: local-default, cores: 1, memory: 1G}\n", "whole machine"),
         ("node_types: [\n", "expected"),
         ("just text", "Input should be a valid dictionary"),
