@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from regserve.backends.local.limits import ResourceLimits
 from regserve.nodes import NodeTypes
 from tests.conftest import require_service
 from tests.support.registry import UserRegistry, user_registry
-from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
+from tests.support.server import ADMIN_TOKEN, RegServeProcess, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -161,3 +163,17 @@ def test_a_cluster_is_a_resource_boundary_and_an_oom_kill_is_named(
     assert server.disable(MODEL).status_code == 200
     wait_for(lambda: not any(p.exists() for p in dirs.values()), 30, "the cgroup to be removed")
     assert not any(p.parent.exists() for p in dirs.values())
+
+
+def test_a_bad_node_types_file_stops_regserve_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "node-types.yaml"
+    path.write_text("node_types:\n  - {id: tiny, cores: 1}\n")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["REGSERVE_NODE_TYPES_FILE"] = str(path)
+    command = [sys.executable, "-m", "regserve.cli", "up", "--port", str(free_port()),
+               "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        f"regserve: cannot start: node types file {path}: 'tiny' needs cores and memory"
+    )

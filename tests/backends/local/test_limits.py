@@ -70,7 +70,7 @@ def cgroup_limits(tmp_path: Path, children: Children) -> Iterator[ResourceLimits
         require_service(f"no writable cgroups here (the limits fall back to {limits.mechanism})")
     yield limits
     children.close()
-    limits.release_all()
+    limits.close()
 
 
 def _cgroup(limits: ResourceLimits, model: str) -> CgroupCluster:
@@ -233,3 +233,14 @@ def test_a_worker_killed_by_someone_else_is_not_blamed_on_the_limits(
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     assert cgroup_limits.explain_exit("m", worker.pid, worker.returncode) is None
+
+
+def test_stopping_regserve_leaves_no_cgroup_directory(
+    tmp_path: Path, cgroup_limits: ResourceLimits, children: Children
+) -> None:
+    cgroup_limits.open("m", "tiny")
+    cgroup_limits.place("m", children.start(IDLE).pid)
+    bases = list(_cgroup(cgroup_limits, "m").dirs.values())
+    children.close()
+    cgroup_limits.close()
+    assert not any(path.parent.parent.exists() for path in bases)  # regserve/<data-dir hash>

@@ -90,7 +90,7 @@ class LocalBackend:
 
     async def close(self) -> None:
         await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
-        self._limits.release_all()  # limits: remove every cluster's cgroup
+        self._limits.close()  # limits: remove every cluster's cgroup
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         self._clusters[model_name] = config

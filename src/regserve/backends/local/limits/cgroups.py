@@ -143,6 +143,12 @@ class CgroupHost:
         cluster.apply()
         return cluster
 
+    def remove_bases(self) -> None:
+        """Remove this data dir's directories (and ``regserve/``) once nothing is left in them."""
+        for base in self.bases.values():
+            if _rmdir(base):
+                _rmdir(base.parent)
+
     def clean_stale(self) -> int:
         """Remove the empty cgroups a previous regserve process left; how many were removed."""
         removed = 0

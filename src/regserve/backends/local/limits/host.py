@@ -68,8 +68,11 @@ class ResourceLimits:
             )
 
     def probe(self) -> str:
-        """The mechanism ``start`` would choose, without cleaning anything up."""
-        return self._choose()[1]
+        """The mechanism ``start`` would choose (leaving nothing behind)."""
+        cgroups, mechanism = self._choose()
+        if cgroups is not None:
+            cgroups.remove_bases()
+        return mechanism
 
     def _choose(self) -> tuple[CgroupHost | None, str]:
         mode = self._mode
@@ -158,6 +161,12 @@ class ResourceLimits:
     def release_all(self) -> None:
         for model in list(self._models):
             self.release(model)
+
+    def close(self) -> None:
+        """regserve stops: release every cluster and remove this data dir's cgroup directory."""
+        self.release_all()
+        if self._cgroups is not None:
+            self._cgroups.remove_bases()
 
     def _close_retired(self, model: str) -> None:
         known = self._models[model]
