@@ -126,7 +126,11 @@ def test_a_cluster_is_a_resource_boundary_and_an_oom_kill_is_named(
     })  # fmt: skip
     assert r.status_code == 200, r.text
     applied = _events(server, "CLUSTER_CONFIG_APPLIED")
-    limits = tuple(f"(limits: cgroup v{n}, 0.5 cores, 500 MiB)." for n in (1, 2))
+    limits = tuple(
+        f"(limits: cgroup v{n}, 0.5 cores, 500 MiB; 1 running worker keeps its previous limits "
+        "until restarted)."
+        for n in (1, 2)
+    )
     assert any(m.endswith(limits) for m in applied), applied
     os.kill(first["worker_pid"], signal.SIGKILL)
     restarted = wait_for(

@@ -244,3 +244,19 @@ def test_stopping_regserve_leaves_no_cgroup_directory(
     children.close()
     cgroup_limits.close()
     assert not any(path.parent.parent.exists() for path in bases)  # regserve/<data-dir hash>
+
+
+def test_the_description_says_which_running_workers_keep_older_limits(
+    cgroup_limits: ResourceLimits, children: Children
+) -> None:
+    cgroup_limits.open("m", "local-default")
+    old = children.start(IDLE)
+    cgroup_limits.place("m", old.pid)
+    cgroup_limits.open("m", "tiny")
+    assert cgroup_limits.describe("m").endswith(
+        ", 0.5 cores, 100 MiB; 1 running worker keeps its previous limits until restarted"
+    )
+    old.kill()
+    old.wait()
+    cgroup_limits.explain_exit("m", old.pid, old.returncode)
+    assert cgroup_limits.describe("m").endswith(", 0.5 cores, 100 MiB")

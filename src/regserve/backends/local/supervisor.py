@@ -98,8 +98,7 @@ class LocalBackend:
 
     def describe_cluster(self, model_name: str) -> str:
         """The cluster's resource limits, for its events ("cgroup v1, 1 core, 2048 MiB")."""
-        limits = self._limits.current(model_name)
-        return limits.summary if limits is not None else "no limits"
+        return self._limits.describe(model_name)
 
     async def stop_cluster(self, model_name: str) -> None:
         await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys() if m == model_name))

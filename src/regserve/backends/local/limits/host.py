@@ -31,6 +31,8 @@ class _Model:
     node_type_id: str
     generation: int
     retired: list[ClusterLimits] = field(default_factory=list)
+    placed: dict[int, ClusterLimits] = field(default_factory=dict)
+    """Each running worker's limits (which generation it was started in)."""
 
 
 class ResourceLimits:
@@ -117,7 +119,8 @@ class ResourceLimits:
         generation = known.generation + 1 if known is not None else 1
         limits = self.create(model, node_type_id, generation)
         retired = [*known.retired, known.current] if known is not None else []
-        self._models[model] = _Model(limits, node_type_id, generation, retired)
+        placed = known.placed if known is not None else {}
+        self._models[model] = _Model(limits, node_type_id, generation, retired, placed)
         self._close_retired(model)
         return limits
 
@@ -125,11 +128,27 @@ class ResourceLimits:
         known = self._models.get(model)
         return known.current if known is not None else None
 
+    def describe(self, model: str) -> str:
+        """The cluster's limits, and how many running workers still have older ones."""
+        known = self._models.get(model)
+        if known is None:
+            return "no limits"
+        older = sum(1 for pid, limits in known.placed.items()
+                    if limits is not known.current and _running(pid))  # fmt: skip
+        if not older:
+            return known.current.summary
+        workers = (
+            "1 running worker keeps its" if older == 1 else f"{older} running workers keep their"
+        )
+        return f"{known.current.summary}; {workers} previous limits until restarted"
+
     def place(self, model: str, pid: int) -> None:
         """Put a just-spawned worker of ``model`` under its cluster's current limits."""
         known = self._models.get(model)
         if known is None:
             return
+        known.placed = {p: lim for p, lim in known.placed.items() if _running(p)}  # forget exited
+        known.placed[pid] = known.current
         try:
             known.current.place(pid)
         except OSError as exc:  # the worker runs, unlimited; say so rather than fail it
@@ -142,6 +161,7 @@ class ResourceLimits:
         known = self._models.get(model)
         if known is None:
             return None
+        known.placed.pop(pid, None)
         for limits in (known.current, *known.retired):
             why = limits.explain_exit(pid, returncode, log_tail)
             if why is not None:
@@ -171,6 +191,13 @@ class ResourceLimits:
     def _close_retired(self, model: str) -> None:
         known = self._models[model]
         known.retired = [limits for limits in known.retired if not limits.close()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _missing(what: str) -> LimitsUnavailableError:
