@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,16 @@ def test_a_bad_file_is_refused_with_where_and_why(tmp_path: Path, text: str, say
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NodeTypesError, match="cannot be read"):
         load_node_types(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("memory", "mib"),
+    [("300MB", 300), ("300MiB", 300), ("1.5G", 1536), ("2GB", 2048), ("2 GiB", 2048),
+     ("1048576K", 1024), (512, 512), ("512", 512)],
+)  # fmt: skip
+def test_memory_sizes_are_binary_and_a_bare_number_is_mib(
+    tmp_path: Path, memory: object, mib: int
+) -> None:
+    path = tmp_path / "node-types.json"
+    path.write_text(json.dumps({"node_types": [{"id": "n", "cores": 1, "memory": memory}]}))
+    assert load_node_types(path)["n"].memory_mb == mib
