@@ -31,7 +31,7 @@ from regserve.gateway.webhooks import WEBHOOK_PATH
 from regserve.gateways import GatewayNode
 from regserve.leader import leader_lock_for
 from regserve.metrics import ControlMetrics, TrafficRecorder
-from regserve.nodes import default_node_types
+from regserve.nodes import load_node_types
 from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
 from regserve.settings import Settings
 from regserve.store import StateStore
@@ -48,6 +48,7 @@ class RegServe:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        node_types = load_node_types(settings.node_types_file)  # NodeTypesError: a bad file
         data_dir = settings.resolved_data_dir()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.admin_token, self.token_created = ensure_admin_token(settings.admin_token, data_dir)
@@ -64,11 +65,11 @@ class RegServe:
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
-        self.backend = LocalBackend(settings, self._events.put_nowait)
+        self.backend = LocalBackend(settings, self._events.put_nowait, node_types)
         envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
         self.controller = FencedController(
             settings, self.store, reader, self.backend, self.router, self._events,
-            default_node_types(), envs, metrics=self.control_metrics,
+            node_types.api(), envs, metrics=self.control_metrics,
             leading=lambda: self.node.leading, changes=self.changes,
         )  # fmt: skip
         self.node = GatewayNode(

@@ -123,6 +123,17 @@ class Settings(BaseSettings):
         description="When regserve hosts the registry, register its own webhook there at start "
         "so new versions and aliases are picked up at once, not at the next poll.",
     )
+    node_types_file: Path | None = Field(
+        None,
+        description="A YAML or JSON file of the node types offered (id, cores, memory, "
+        "description, replicas); unset: local-small, local-medium and local-large.",
+    )
+    resource_limits: Literal["auto", "cgroup2", "cgroup1", "process", "off"] = Field(
+        "auto",
+        description="How a node type's cores and memory are enforced on the local backend: "
+        "auto picks cgroup v2, then cgroup v1, then CPU affinity with a per-process memory "
+        "limit; naming one that is not available fails at start; off enforces nothing.",
+    )
     demo: bool = Field(False, description="Register and serve the iris demo model on first start.")
 
     def resolved_data_dir(self) -> Path:

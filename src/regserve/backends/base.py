@@ -61,6 +61,9 @@ class Backend(Protocol):
     async def stop_cluster(self, model_name: str) -> None:
         """Stop every version of the model and release the cluster."""
 
+    def describe_cluster(self, model_name: str) -> str:
+        """The cluster's resource limits in a few words, for its events."""
+
     async def deploy(self, spec: VersionSpec) -> None:
         """Start serving a version; progress is reported to the listener."""
 

@@ -58,8 +58,14 @@ def up(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from regserve.app import serve
+    from regserve.backends.local.limits import LimitsUnavailableError
+    from regserve.nodes import NodeTypesError
 
-    _run(serve(settings, announce=typer.echo))
+    try:
+        _run(serve(settings, announce=typer.echo))
+    except (NodeTypesError, LimitsUnavailableError) as exc:  # the operator's configuration
+        typer.echo(f"regserve: cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 serving.register(app)

@@ -184,7 +184,8 @@ class Controller:
         await self._backend.start_cluster(name, config)
         served = self._served[name] = _Served(config=config)
         await asyncio.to_thread(self._store.set_actual_config, name, config)
-        await self._event(name, "CLUSTER_STARTED", "Serving cluster is up.")
+        limits = self._backend.describe_cluster(name)
+        await self._event(name, "CLUSTER_STARTED", f"Serving cluster is up (limits: {limits}).")
         return served
 
     async def _apply_config(self, name: str, served: _Served, config: ClusterConfig) -> None:
@@ -192,7 +193,10 @@ class Controller:
         served.config = config
         await asyncio.to_thread(self._store.set_actual_config, name, config)
         await self._event(
-            name, "CLUSTER_CONFIG_APPLIED", f"Cluster now runs with {_describe(config)}."
+            name,
+            "CLUSTER_CONFIG_APPLIED",
+            f"Cluster now runs with {_describe(config)} "
+            f"(limits: {self._backend.describe_cluster(name)}).",
         )
 
     async def _teardown(self, name: str) -> None:

@@ -142,7 +142,7 @@ class MetricHistoryAnswer(_Strict):
 class NodeType(_Strict):
     node_type_id: str
     memory_mb: int
-    num_cores: int
+    num_cores: float
     description: str
     instance_type_id: str
 

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from regserve.backends.local.logs import rotate_if_large
@@ -34,10 +35,16 @@ def describe_exit(code: int | None) -> str:
 
 
 async def spawn_worker(
-    python: str, args: list[str], paths: WorkerPaths, pythonpath: Path | None, log_max_bytes: int
+    python: str,
+    args: list[str],
+    paths: WorkerPaths,
+    pythonpath: Path | None,
+    log_max_bytes: int,
+    place: Callable[[int], None] | None = None,
 ) -> asyncio.subprocess.Process:
     """``python -m regserve.worker --socket <paths.socket> *args``, output appended to the log,
-    in its own session (a terminal's Ctrl-C does not reach it), with a pid file for reaping."""
+    in its own session (a terminal's Ctrl-C does not reach it), with a pid file for reaping;
+    ``place`` puts it under its cluster's limits right away (limits.ResourceLimits.place)."""
     rotate_if_large(paths.log, log_max_bytes)
     paths.socket.unlink(missing_ok=True)
     env = _worker_environment()
@@ -49,6 +56,8 @@ async def spawn_worker(
             stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
             env=env, start_new_session=True,
         )  # fmt: skip
+    if place is not None:  # node type limits (backends/local/limits)
+        place(process.pid)
     paths.pidfile.write_text(json.dumps({"pid": process.pid, "socket": str(paths.socket)}))
     return process
 

@@ -26,11 +26,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
 from regserve.backends.local.client import WorkerClient
+from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths
 from regserve.backends.local.process import describe_exit, spawn_worker, terminate
@@ -78,8 +80,10 @@ class SharedWorker:
         first: VersionSpec,
         environment: str,
         listener: VersionListener,
+        limits: ResourceLimits | None = None,
     ) -> None:
         self._settings = settings
+        self._limits = limits  # node type limits (backends/local/limits)
         self.paths = paths
         self.environment = environment
         self._model = first.model_name
@@ -196,7 +200,7 @@ class SharedWorker:
             self._up = False
             if self._stopping.is_set():
                 return
-            why = f"Shared worker pid {process.pid} {describe_exit(code)}"
+            why = f"Shared worker pid {process.pid} {self._explain_exit(process.pid, code)}"
             delay_step = self._count_death(why)
             if delay_step is None:
                 failures += 1
@@ -216,6 +220,12 @@ class SharedWorker:
                 self._emit(member, LAUNCHING, text, "WORKER_CRASHED", text)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def _explain_exit(self, pid: int, code: int | None) -> str:
+        """How the process ended; named by the cluster's limits when they killed it."""
+        tail = read_tail(self.paths.log, max_lines=15)
+        oom = self._limits.explain_exit(self._model, pid, code, tail) if self._limits else None
+        return oom or describe_exit(code)
 
     def _count_death(self, why: str) -> int | None:
         """Blame a death during a load on that version; its count of such deaths, or None."""
@@ -239,8 +249,9 @@ class SharedWorker:
         python = self._python or sys.executable
         args = ["--shared", "--name", self._model]
         self.paths.log.parent.mkdir(parents=True, exist_ok=True)
+        place = partial(self._limits.place, self._model) if self._limits else None
         process = await spawn_worker(
-            python, args, self.paths, self._pythonpath, self._settings.log_max_bytes
+            python, args, self.paths, self._pythonpath, self._settings.log_max_bytes, place
         )
         self._process = process
         _log.info("started shared worker pid %s for '%s'", process.pid, self._model)

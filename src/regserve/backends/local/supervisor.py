@@ -19,6 +19,7 @@ from pathlib import Path
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
 from regserve.backends.local.client import WorkerClient
+from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
 from regserve.backends.local.process import (
@@ -30,6 +31,7 @@ from regserve.backends.local.process import (
 from regserve.backends.local.shared import SharedWorker
 from regserve.backends.sharing import share_workers
 from regserve.errors import RegServeError
+from regserve.nodes import NodeTypes
 from regserve.settings import Settings
 from regserve.store import ClusterConfig
 
@@ -64,9 +66,14 @@ class _Slot:
 class LocalBackend:
     """Worker subprocesses on this machine (``--backend local``)."""
 
-    def __init__(self, settings: Settings, listener: VersionListener) -> None:
+    def __init__(
+        self, settings: Settings, listener: VersionListener, node_types: NodeTypes | None = None
+    ) -> None:
         self._settings = settings
         self._data_dir = settings.resolved_data_dir()
+        self._limits = ResourceLimits(  # node types as resource limits (limits/)
+            node_types or NodeTypes.defaults(), self._data_dir, settings.resource_limits
+        )
         self._listener = listener
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._shared: dict[tuple[str, str], SharedWorker] = {}
@@ -79,16 +86,24 @@ class LocalBackend:
         run_dir = run_dir_for(self._data_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(reap_stale_workers, run_dir)
+        await asyncio.to_thread(self._limits.start)  # limits: pick the mechanism, clean up
 
     async def close(self) -> None:
         await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
+        self._limits.close()  # limits: remove every cluster's cgroup
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         self._clusters[model_name] = config
+        self._limits.open(model_name, config.node_type_id)  # limits: new workers get these
+
+    def describe_cluster(self, model_name: str) -> str:
+        """The cluster's resource limits, for its events ("cgroup v1, 1 core, 2048 MiB")."""
+        return self._limits.describe(model_name)
 
     async def stop_cluster(self, model_name: str) -> None:
         await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys() if m == model_name))
         self._clusters.pop(model_name, None)
+        self._limits.release(model_name)  # limits: remove the cluster's cgroup
 
     # -- versions ----------------------------------------------------------------------------
 
@@ -126,7 +141,9 @@ class LocalBackend:
         if group is None:
             paths = WorkerPaths.for_shared(self._data_dir, spec.model_name, environment)
             paths.socket.parent.mkdir(parents=True, exist_ok=True)
-            group = SharedWorker(self._settings, paths, spec, environment, self._listener)
+            group = SharedWorker(
+                self._settings, paths, spec, environment, self._listener, self._limits
+            )
         self._shared[(spec.model_name, spec.version)] = group
         batching = partial(self._batching, spec.model_name)
         group.add(spec, self.log_file(spec.model_name, spec.version), batching)
@@ -232,7 +249,9 @@ class LocalBackend:
                 return
             failures += 1
             restarted = True
-            why = f"Worker pid {process.pid} {describe_exit(code)}"
+            tail = read_tail(slot.paths.log, max_lines=15)  # limits: was it killed for memory?
+            oom = self._limits.explain_exit(slot.spec.model_name, process.pid, code, tail)
+            why = f"Worker pid {process.pid} {oom or describe_exit(code)}"
             if failures >= self._settings.max_restarts:
                 tail = read_tail(slot.paths.log, max_lines=15)
                 message = f"{why}; it crashed {failures} times in a row. Last log lines:\n{tail}"
@@ -259,6 +278,7 @@ class LocalBackend:
             slot.paths,
             spec.worker_path if spec.python is not None else None,
             self._settings.log_max_bytes,
+            partial(self._limits.place, spec.model_name),  # limits: into the cluster's cgroup
         )
         slot.process = process
         _log.info("started worker pid %s for %s", process.pid, slot.label)
