@@ -49,7 +49,7 @@ pytestmark = pytest.mark.e2e
 MODEL = "schemathesis-model"
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-EXAMPLES = int(os.environ.get("REGSERVE_SCHEMATHESIS_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("REGSERVE_SCHEMATHESIS_EXAMPLES", "15"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
