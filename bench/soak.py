@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -165,11 +166,11 @@ async def soak(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(args.duration)
     stop.set()
     outcomes = await load
-    results = await asyncio.gather(*faults)
+    seconds = time.monotonic() - started
+    results = await asyncio.gather(*faults)  # a restart under way is waited for
     done = results[1] if results else {"move": 0, "config": 0, "restart": 0}
-    return summarize(
-        outcomes, cluster, kills, done, time.monotonic() - started, args.concurrency, args.grace
-    )
+    report = summarize(outcomes, cluster, kills, done, seconds, args.concurrency, args.grace)
+    return report | {"load_average_1m_end": round(os.getloadavg()[0], 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="regserve-soak-"))
+    print(f"work dir (regserve's log): {workdir}", file=sys.stderr, flush=True)
     cluster = set_up(workdir)
     try:
         report = asyncio.run(soak(cluster, args))

@@ -89,6 +89,7 @@ def table(report: dict[str, Any]) -> str:
     causes = ", ".join(f"{k}: {v}" for k, v in report["failed_by_cause"].items()) or "none"
     rows = [
         ("duration", f"{report['duration_s']} s, {report['concurrency']} concurrent clients"),
+        ("machine load (1 min average, at the end)", str(report.get("load_average_1m_end"))),
         ("requests sent", f"{report['requests']} ({report['requests_per_s']}/s)"),
         ("failed", f"{report['failed']} ({causes})"),
         ("failed during main-process restarts", str(report["failed_during_restarts"])),
