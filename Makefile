@@ -48,7 +48,8 @@ fuzz: $(STAMP)
 
 # kill -9 of regserve during writes, 20 times (CI does 5).
 durability: $(STAMP)
-	REGSERVE_TEST_KILL_RESTARTS=20 $(BIN)/pytest -q -s --durations=1 tests/e2e/test_faults.py -k kill
+	REGSERVE_TEST_KILL_RESTARTS=20 $(BIN)/pytest -q -s --durations=1 --timeout=1800 \
+		tests/e2e/test_faults.py -k kill
 
 # Load on two versions while workers are killed, the stage moves, the cluster is reconfigured
 # and regserve restarts (docs/reliability.md); about 4 minutes. SOAK_ARGS="--duration 600 --json".
