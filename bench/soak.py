@@ -109,22 +109,31 @@ async def _schedule(
     plan = [(0.25, "config"), (0.65, "config")]
     plan += [(t, "restart") for t in (0.45, 0.85)[: args.restarts]]
     plan = sorted(plan + [(t, "move") for t in _moves(args.duration, args.move_every)])
-    done = {"move": 0, "config": 0, "restart": 0}
+    done = {"move": 0, "config": 0, "restart": 0, "errors": 0}
     mode = args.restart if args.restart != "auto" else await _detect(cluster)
     for fraction, action in plan:
         wait = start + fraction * args.duration - time.monotonic()
         if stop.is_set() or (wait > 0 and await _stopped(stop, wait)):
             break
-        if action == "move":
-            await asyncio.to_thread(cluster.move_refs)
-        elif action == "config":
-            node_type = "local-small" if done["config"] % 2 == 0 else "local-default"
-            tags = {**REPLICAS, "soak.round": str(done["config"])}
-            await asyncio.to_thread(cluster.reconfigure, node_type, tags)
-        else:
-            await asyncio.to_thread(cluster.restart, mode)
+        try:
+            await _act(cluster, action, done["config"], mode)
+        except Exception as error:  # a fault that could not be done is reported, not fatal
+            print(f"{action} failed: {error!r}", file=sys.stderr, flush=True)
+            done["errors"] += 1
+            continue
         done[action] += 1
     return done
+
+
+async def _act(cluster: Cluster, action: str, configs: int, mode: str) -> None:
+    if action == "move":
+        await asyncio.to_thread(cluster.move_refs)
+    elif action == "config":
+        node_type = "local-small" if configs % 2 == 0 else "local-default"
+        tags = {**REPLICAS, "soak.round": str(configs)}
+        await asyncio.to_thread(cluster.reconfigure, node_type, tags)
+    else:
+        await asyncio.to_thread(cluster.restart, mode)
 
 
 def _moves(duration: float, every: float) -> list[float]:
@@ -168,7 +177,7 @@ async def soak(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
     outcomes = await load
     seconds = time.monotonic() - started
     results = await asyncio.gather(*faults)  # a restart under way is waited for
-    done = results[1] if results else {"move": 0, "config": 0, "restart": 0}
+    done = results[1] if results else {}
     report = summarize(outcomes, cluster, kills, done, seconds, args.concurrency, args.grace)
     return report | {"load_average_1m_end": round(os.getloadavg()[0], 1)}
 

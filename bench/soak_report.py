@@ -45,6 +45,7 @@ def summarize(
             "worker_kills": len(kills),
             "stage_moves": done.get("move", 0),
             "config_changes": done.get("config", 0),
+            "could_not_be_done": done.get("errors", 0),
             "restarts": [
                 {"mode": r.mode, "down_s": r.down_s, "ready_after_s": r.ready_after_s}
                 for r in cluster.restarts
@@ -101,6 +102,7 @@ def table(report: dict[str, Any]) -> str:
         ("killed worker not back within 60 s", str(kills["not_back_in_60_s"])),
         ("stage + alias moves", str(faults["stage_moves"])),
         ("update-cluster-config", str(faults["config_changes"])),
+        ("faults that could not be done", str(faults.get("could_not_be_done", 0))),
         ("main-process restarts", restarts or "none"),
     ]
     lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
