@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="regserve-soak-"))
     print(f"work dir (regserve's log): {workdir}", file=sys.stderr, flush=True)
-    cluster = set_up(workdir)
+    with contextlib.redirect_stdout(sys.stderr):  # MLflow prints run links; stdout is the report
+        cluster = set_up(workdir)
     try:
         report = asyncio.run(soak(cluster, args))
     finally:
