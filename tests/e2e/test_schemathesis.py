@@ -1,23 +1,24 @@
 """Schemathesis against a real ``regserve up``, from the spec it serves at ``/openapi.json``.
 
-For every operation in the spec, schemathesis generates requests from the parameter and body
-schemas (valid ones and, in its negative and coverage phases, almost-valid ones) and checks two
-things of each answer: it is not a server error (no 5xx), and it conforms to the spec (status
-declared, body matching that status's schema, content type declared). Once as the admin, and
-once as a token of a principal with no rights for the read-only operations (every answer a
-401/403/404 in regserve's error shape, never a 5xx).
+For every operation in the spec, schemathesis (its Python API: one Hypothesis strategy per
+operation) generates requests from the parameter and body schemas, in positive mode (valid
+requests) and negative mode (requests that break the schema), sends them over HTTP and checks
+each answer: not a server error (no 5xx), and conforming to the spec (status declared, content
+type declared, body matching that status's schema). As the admin; every GET once more as a
+token of a principal with no grant; and the scoring URL of the served version, so that
+generated bodies reach the real worker. Schemathesis' examples and coverage phases, which only
+its own runner drives, are not run.
 
-What is left out, and why (everything else runs):
+Nothing is left out. Destructive operations run too, and cannot break the run:
 
-- ``DELETE /api/2.0/token-management/tokens/{token_id}`` and ``POST /api/2.0/token/delete``
-  still run, but the admin's token is not stored under a guessable id, so nothing breaks.
-- ``POST .../endpoints/disable`` and ``PUT .../update-cluster-config`` run; schemathesis does
-  not know the served model's name, so they refuse with 404 or 400. The check that the served
-  version is still READY and answering afterwards (``test_still_serving_after_schemathesis``)
-  would catch a fuzzed request that reached it.
+- ``DELETE /api/2.0/token-management/tokens/{token_id}`` and ``POST /api/2.0/token/delete``:
+  the admin's token id is not guessable;
+- ``POST .../endpoints/disable`` and ``PUT .../update-cluster-config``: schemathesis does not
+  know the served model's name, so they refuse with 4xx. ``test_still_serving_after_schemathesis``
+  would catch a generated request that reached the model.
 
-CI runs a fixed number of derandomized examples per operation; ``make fuzz`` runs more, freshly
-random (``REGSERVE_FUZZ_EXAMPLES``, ``REGSERVE_FUZZ_RANDOM``, as the Hypothesis fuzz tests).
+CI runs ``REGSERVE_SCHEMATHESIS_EXAMPLES`` (15) derandomized examples per operation and mode;
+``make fuzz`` runs 200 freshly random ones (``REGSERVE_FUZZ_RANDOM=1``).
 """
 
 from __future__ import annotations
