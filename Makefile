@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-smoke bench-memory lock clean fuzz durability
+.PHONY: run test lint typecheck pytest bench bench-smoke bench-memory lock clean fuzz durability soak
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,13 +40,21 @@ bench-memory: $(STAMP)
 	$(BIN)/python -m bench.memory
 
 # Longer, freshly random fuzzing than CI's fixed run (tests/worker, tests/e2e/test_fuzz_gateway.py).
+# Schemathesis: 200 examples per operation and mode instead of CI's 15.
 fuzz: $(STAMP)
-	REGSERVE_FUZZ_EXAMPLES=3000 REGSERVE_FUZZ_RANDOM=1 $(BIN)/pytest -q \
-		tests/worker/test_fuzz_protocol.py tests/e2e/test_fuzz_gateway.py
+	REGSERVE_FUZZ_EXAMPLES=3000 REGSERVE_SCHEMATHESIS_EXAMPLES=200 REGSERVE_FUZZ_RANDOM=1 \
+		$(BIN)/pytest -q tests/worker/test_fuzz_protocol.py tests/e2e/test_fuzz_gateway.py \
+		tests/e2e/test_schemathesis.py
 
 # kill -9 of regserve during writes, 20 times (CI does 5).
 durability: $(STAMP)
-	REGSERVE_TEST_KILL_RESTARTS=20 $(BIN)/pytest -q tests/e2e/test_faults.py -k kill
+	REGSERVE_TEST_KILL_RESTARTS=20 $(BIN)/pytest -q -s --durations=1 --timeout=1800 \
+		tests/e2e/test_faults.py -k kill
+
+# Load on two versions while workers are killed, the stage moves, the cluster is reconfigured
+# and regserve restarts (docs/reliability.md); about 4 minutes. SOAK_ARGS="--duration 600 --json".
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # Re-resolve the pinned dependency set (needs the package index).
 lock:

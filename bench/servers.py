@@ -86,8 +86,10 @@ class Server:
                 self.process.wait()
 
 
-def _start(name: str, cmd: list[str], env: dict[str, str], log: Path, url: str) -> Server:
-    with log.open("wb") as out:
+def _start(
+    name: str, cmd: list[str], env: dict[str, str], log: Path, url: str, mode: str = "wb"
+) -> Server:
+    with log.open(mode) as out:
         process = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -95,15 +97,20 @@ def _start(name: str, cmd: list[str], env: dict[str, str], log: Path, url: str) 
 
 
 def start_regserve(
-    data_dir: Path, workdir: Path, settings: dict[str, str] | None = None, tag: str = ""
+    data_dir: Path,
+    workdir: Path,
+    settings: dict[str, str] | None = None,
+    tag: str = "",
+    port: int | None = None,
 ) -> Server:
-    """``regserve up`` on a fresh port; ``settings`` are extra ``REGSERVE_*`` variables."""
-    port = free_port()
+    """``regserve up`` on ``port`` (default: a fresh one); ``settings`` are extra ``REGSERVE_*``
+    variables. The log is appended to, so that a restart on the same data dir keeps it."""
+    port = port or free_port()
     env = {**os.environ, "REGSERVE_ADMIN_TOKEN": TOKEN, **(settings or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [str(_BIN / "regserve"), "up", "--port", str(port), "--data-dir", str(data_dir)]
     log = workdir / f"regserve{tag}.log"
-    server = _start("regserve", cmd, env, log, f"http://127.0.0.1:{port}")
+    server = _start("regserve", cmd, env, log, f"http://127.0.0.1:{port}", mode="ab")
     server.wait_http("/health")
     return server
 

@@ -51,7 +51,7 @@ class ModelRoutes:
     aliases: Mapping[str, str] = field(default_factory=dict)
 
     def resolve(self, ref: str) -> ServedVersion:
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit():  # "²" is a digit to isdigit(), not to int()
             return self._by_version(ref)
         lowered = ref.lower()
         if lowered == "latest":

@@ -29,6 +29,12 @@ def test_version_number_and_leading_zeros() -> None:
     assert r.resolve("02").version == "2"
 
 
+def test_a_non_ascii_digit_is_an_unknown_alias_not_a_crash() -> None:
+    # "²".isdigit() is True but int("²") raises (found by schemathesis as a 500).
+    with pytest.raises(NotFoundError):
+        routes(v("2")).resolve("²")
+
+
 def test_stage_is_case_insensitive_and_picks_the_highest_ready() -> None:
     r = routes(v("1", "Production"), v("3", "Production"), v("4", "Production", LAUNCHING))
     assert r.resolve("production").version == "3"

@@ -149,7 +149,7 @@ class AccessManager:
         self._access.require_admin(actor, "read or change principals")
         found = (
             await asyncio.to_thread(self._store.get_principal, int(principal_id))
-            if principal_id.isdigit() and len(principal_id) <= 18
+            if principal_id.isascii() and principal_id.isdigit() and len(principal_id) <= 18
             else None
         )
         if found is None or found.kind != kind:

@@ -19,7 +19,8 @@ Generated from `/openapi.json` by `python -m regserve.gateway.apidoc > docs/api.
 edit by hand (a test fails when this file is stale). Every route takes a token as
 `Authorization: Bearer <token>` or basic auth `token:<token>` unless it says otherwise;
 who may call what is in [security.md](security.md). Errors are always
-`{"error_code": "...", "message": "..."}` (schema `ErrorAnswer`). The hosted MLflow
+`{"error_code": "...", "message": "..."}` (schema `ErrorAnswer`; on the scoring URL
+`ScoringErrorAnswer`: MLflow's own body may add `error_class` and `sqlstate`). The hosted MLflow
 tracking and registry API is served beside these routes and documented by MLflow.
 """
 

@@ -80,6 +80,12 @@ _ERRORS = {
     "404": "Unknown model, version or object (RESOURCE_DOES_NOT_EXIST).",
     "429": "The token's rate limit is exceeded (REQUEST_LIMIT_EXCEEDED).",
 }
+_CONFLICTS = {
+    ("post", f"{_SCIM}/ServicePrincipals"): "The name or application id is taken "
+    "(RESOURCE_ALREADY_EXISTS).",
+    ("post", f"{_SCIM}/Users"): "The user name is taken (RESOURCE_ALREADY_EXISTS).",
+}
+"""The routes that may answer 409, and why (found by tests/e2e/test_schemathesis.py)."""
 _SCORING_ERRORS = {
     **_ERRORS,
     "400": "The body does not fit MLflow's scoring protocol or the model's signature.",
@@ -116,7 +122,7 @@ def install_openapi(api: FastAPI) -> None:
 def complete(spec: dict[str, Any]) -> dict[str, Any]:
     """Answers, errors, security and the scoring route added to FastAPI's ``spec``."""
     models = [m for m in ANSWERS.values() if m is not None]
-    models += [s.ErrorAnswer, s.PredictionsAnswer]
+    models += [s.ErrorAnswer, s.ScoringErrorAnswer, s.PredictionsAnswer]
     _, defs = models_json_schema(
         [(m, "serialization") for m in models], ref_template="#/components/schemas/{model}"
     )
@@ -154,8 +160,11 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
         errors = {"400": errors["400"], "401": "Bad or missing X-MLflow-Signature."}
         if path == "/health":
             return
+    if (method, path) in _CONFLICTS:
+        errors = {**errors, "409": _CONFLICTS[(method, path)]}
+    error = "ScoringErrorAnswer" if path == SCORING_PATH else "ErrorAnswer"
     for status, text in errors.items():
-        responses.setdefault(status, {"description": text, "content": _json("ErrorAnswer")})
+        responses.setdefault(status, {"description": text, "content": _json(error)})
     operation["responses"] = dict(sorted(responses.items()))
 
 

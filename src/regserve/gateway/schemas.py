@@ -27,6 +27,7 @@ __all__ = [
     "PredictionsAnswer",
     "PrincipalAnswer",
     "PrincipalListAnswer",
+    "ScoringErrorAnswer",
     "TokenCreatedAnswer",
     "TokenListAnswer",
     "VersionAliasesAnswer",
@@ -40,10 +41,22 @@ class _Strict(BaseModel):
 
 
 class ErrorAnswer(_Strict):
-    """Every error, everywhere."""
+    """Every error outside the scoring URLs (ScoringErrorAnswer there)."""
 
     error_code: str = Field(..., examples=["RESOURCE_DOES_NOT_EXIST"])
     message: str
+
+
+class ScoringErrorAnswer(BaseModel):
+    """A scoring URL's error. When the worker refuses the input, the body is MLflow's own,
+    which adds fields of its own (``error_class``, ``sqlstate``, depending on the version)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error_code: str = Field(..., examples=["BAD_REQUEST"])
+    message: str
+    error_class: str | None = Field(None, examples=["INVALID_PARAMETER_VALUE"])
+    sqlstate: str | None = Field(None, examples=["KAM00"])
 
 
 class Nothing(_Strict):

@@ -75,7 +75,7 @@ class _NotConfigured(RegServeError):
 
 async def _body(request: Request) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > _MAX_BODY:
+    if length is not None and length.isascii() and length.isdigit() and int(length) > _MAX_BODY:
         raise PayloadTooLargeError(f"A webhook delivery may be at most {_MAX_BODY} bytes.")
     body = b""
     async for chunk in request.stream():

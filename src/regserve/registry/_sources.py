@@ -13,7 +13,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import http_request, verify_rest_response
 
-from regserve.errors import NotFoundError, PermissionDeniedError, UnauthenticatedError
+from regserve.errors import (
+    InvalidParameterError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
 from regserve.registry.errors import RegistryUnavailableError
 from regserve.registry.models import VersionInfo
 
@@ -60,6 +65,8 @@ def translated_errors(what: str) -> Iterator[None]:
             raise PermissionDeniedError(f"{what}: {exc.message}") from exc
         if code in ("UNAUTHENTICATED", "CUSTOMER_UNAUTHORIZED"):
             raise UnauthenticatedError(f"{what}: {exc.message}") from exc
+        if code == "INVALID_PARAMETER_VALUE":  # e.g. a name with ':' (found by schemathesis)
+            raise InvalidParameterError(f"{what}: {exc.message}") from exc
         raise RegistryUnavailableError(f"{what}: {exc.message}") from exc
     except (OSError, requests.RequestException, sqlalchemy.exc.SQLAlchemyError) as exc:
         raise RegistryUnavailableError(f"{what}: {exc}") from exc

@@ -1,0 +1,208 @@
+"""The soak's faults, each done to a real ``regserve up`` the way an operator or a crash would.
+
+- :meth:`Cluster.kill_worker`: ``kill -9`` of a random worker process of the model, and how
+  long until its version is back to its number of workers, READY and answering.
+- :meth:`Cluster.move_refs`: the Production stage and the ``champion`` alias move to the other
+  version (through MLflow's client, as a user would).
+- :meth:`Cluster.reconfigure`: ``update-cluster-config`` with another node type and tag.
+- :meth:`Cluster.restart`: the main process restarts, by ``SIGHUP`` when the running regserve
+  says it restarts without downtime, else by ``SIGTERM`` and a new ``regserve up`` on the same
+  port and data dir.
+
+Everything here is blocking; the soak runs it in threads beside the asyncio load.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.procs import cmdline, descendants
+from bench.servers import TOKEN, Server, start_regserve, wait_until
+from bench.soak_load import Timeline
+
+__all__ = ["API", "Cluster", "Kill", "Restart", "restart_mode"]
+
+API = "/api/2.0/preview/mlflow/endpoints"
+_HUP_FIELDS = ("zero_downtime_restart", "adopts_workers", "restart_adopts_workers")
+
+
+def restart_mode(health: dict[str, Any]) -> str:
+    """``hup`` when ``/health`` says a SIGHUP restarts regserve keeping its workers, else
+    ``term``. (Until the adoption work is merged regserve says nothing of the sort.)"""
+    return "hup" if any(health.get(name) for name in _HUP_FIELDS) else "term"
+
+
+@dataclass
+class Kill:
+    version: str
+    pid: int
+    at: float
+    back_after_s: float | None = None
+    """None: not back within the limit, or a main-process restart overlapped it."""
+    overlapped_restart: bool = False
+
+
+@dataclass
+class Restart:
+    mode: str
+    at: float
+    down_s: float = 0.0
+    """From the signal until ``/health`` answered again."""
+    ready_after_s: float = 0.0
+    """From the signal until every version was READY again."""
+
+
+@dataclass
+class Cluster:
+    """The running regserve of the soak and the model it serves."""
+
+    server: Server
+    data_dir: Path
+    workdir: Path
+    settings: dict[str, str]
+    model: str
+    versions: tuple[str, ...]
+    timeline: Timeline
+    body: bytes
+    restarting: bool = False
+    restarts: list[Restart] = field(default_factory=list)
+    production: str = "1"
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+
+    # -- what runs ------------------------------------------------------------------------------
+
+    def workers(self) -> dict[int, str]:
+        """Worker pid -> the version it serves (from its command line)."""
+        found: dict[int, str] = {}
+        for pid in descendants(self.server.process.pid):
+            args = cmdline(pid).split()
+            if "regserve.worker" in args and "--version" in args:
+                found[pid] = args[args.index("--version") + 1]
+        return found
+
+    def ready_versions(self) -> set[str]:
+        try:
+            with self.http() as http:
+                r = http.get(f"{API}/list-versions", params={"registered_model_name": self.model})
+        except httpx.HTTPError:
+            return set()
+        if r.status_code != 200:
+            return set()
+        versions = r.json()["endpoint_versions"]
+        return {v["endpoint_version_name"] for v in versions if v["state"].endswith("READY")}
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        wait_until(lambda: self.ready_versions() >= set(self.versions), timeout, "versions READY")
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    def kill_worker(self, rng: random.Random) -> Kill | None:
+        """``kill -9`` a random worker of a READY version; None when there is none to kill."""
+        ready = self.ready_versions()
+        workers = {pid: v for pid, v in self.workers().items() if v in ready}
+        if not workers or self.restarting:
+            return None
+        pid = rng.choice(sorted(workers))
+        before = sum(1 for v in workers.values() if v == workers[pid])
+        kill = Kill(workers[pid], pid, time.monotonic())
+        os.kill(pid, signal.SIGKILL)
+        self._wait_back(kill, before)
+        return kill
+
+    def _wait_back(self, kill: Kill, count: int, limit: float = 60) -> None:
+        restarts = len(self.restarts)
+        while time.monotonic() - kill.at < limit:
+            if len(self.restarts) != restarts or self.restarting:
+                kill.overlapped_restart = True
+                return
+            live = [p for p, v in self.workers().items() if v == kill.version and p != kill.pid]
+            if len(live) >= count and kill.version in self.ready_versions() and self._answers(kill):
+                kill.back_after_s = round(time.monotonic() - kill.at, 2)
+                return
+            time.sleep(0.1)
+
+    def _answers(self, kill: Kill) -> bool:
+        path = f"/model/{self.model}/{kill.version}/invocations"
+        try:
+            with self.http() as http:
+                r = http.post(path, content=self.body, headers={"content-type": "application/json"})
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    def move_refs(self) -> None:
+        """Production and ``champion`` move to the other version: the new one joins the stage,
+        then the old one leaves it (never an empty stage)."""
+        from mlflow import MlflowClient
+
+        old = self.production
+        new = next(v for v in self.versions if v != old)
+        client = MlflowClient(tracking_uri=self.server.url, registry_uri=self.server.url)
+        self.timeline.point("Production", {old, new})
+        self.timeline.point("champion", {old, new})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # stages are deprecated in MLflow, still served
+            client.transition_model_version_stage(self.model, new, "Production")
+            client.set_registered_model_alias(self.model, "champion", new)
+            client.transition_model_version_stage(self.model, old, "Staging")
+        self.timeline.point("Production", {new})
+        self.timeline.point("champion", {new})
+        self.production = new
+
+    def reconfigure(self, node_type: str, tags: dict[str, str]) -> None:
+        config = {
+            "node_type_id": node_type,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        with self.http() as http:
+            r = http.put(
+                f"{API}/update-cluster-config",
+                json={"registered_model_name": self.model, "desired_cluster_config": config},
+            )
+        r.raise_for_status()
+
+    def restart(self, mode: str) -> Restart:
+        """Restart the main process; returns once every version is READY again."""
+        restart = Restart(mode, time.monotonic())
+        self.restarting = True
+        try:
+            if mode == "hup":
+                os.kill(self.server.process.pid, signal.SIGHUP)
+                time.sleep(0.2)
+                self.server.wait_http("/health")
+            else:
+                self._stop_main()
+                port = int(self.server.url.rsplit(":", 1)[1])
+                self.server = start_regserve(
+                    self.data_dir, self.workdir, self.settings, tag="-soak", port=port
+                )
+            restart.down_s = round(time.monotonic() - restart.at, 2)
+            self.wait_ready()
+            restart.ready_after_s = round(time.monotonic() - restart.at, 2)
+        finally:
+            self.restarting = False
+            self.restarts.append(restart)
+        return restart
+
+    def _stop_main(self) -> None:
+        process = self.server.process
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
