@@ -50,7 +50,9 @@ async def bring_up(
         if not waiting:
             return
         if time.monotonic() > deadline:
-            late = "; ".join(f"version {v}: {new.summary()[1]}" for v, new in sorted(waiting.items()))
+            late = "; ".join(
+                f"version {v}: {new.summary()[1]}" for v, new in sorted(waiting.items())
+            )
             raise ClusterUpdateError(
                 f"the new workers were not READY within {timeout:g} s "
                 f"(REGSERVE_CLUSTER_UPDATE_TIMEOUT): {late}"

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +92,8 @@ class ReplicaSet:
         self._ready: tuple[_Replica, ...] = ()
         self._turn = 0
         self.inflight = 0
+        self._drained: asyncio.Event | None = None
+        """Set when the last request in flight is answered, once someone waits for that."""
         self.successor: ReplicaSet | None = None
         self.state = LAUNCHING
 
@@ -128,9 +129,11 @@ class ReplicaSet:
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout``) until the requests this set sent are answered."""
-        deadline = time.monotonic() + timeout
-        while self.inflight and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        if not self.inflight:
+            return
+        self._drained = asyncio.Event()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), timeout)
 
     # -- what the controller and the router see ------------------------------------------------
 
@@ -196,6 +199,8 @@ class ReplicaSet:
         finally:
             self.inflight -= 1
             replica.inflight -= 1
+            if self._drained is not None and not self.inflight:
+                self._drained.set()
 
     def _pick(self, ready: tuple[_Replica, ...]) -> _Replica:
         """The ready replica with the fewest requests in flight; ties take turns."""
