@@ -182,10 +182,12 @@ class Controller:
             if served is None:
                 served = await self._start_cluster(name, endpoint.desired_config)
             elif _should_update(served, endpoint.desired_config):
-                served.update = asyncio.create_task(
-                    self._update_cluster(name, served, endpoint.desired_config),
-                    name=f"update cluster {name}",
-                )
+                update = self._update_cluster(name, served, endpoint.desired_config)
+                if needs_new_workers(served.config, endpoint.desired_config):
+                    # Blue-green takes as long as new workers take to load: in the background.
+                    served.update = asyncio.create_task(update, name=f"update cluster {name}")
+                else:
+                    await update  # labels only: nothing restarts, done at once
             if await self._refresh_snapshot(name, served):
                 await self._converge(name, served)
             await self._publish(name, served)
@@ -224,8 +226,7 @@ class Controller:
         served.update_failed = None
         await asyncio.to_thread(self._store.set_actual_config, name, config)
         if renewing:
-            message = (f"Cluster now runs with {_describe(config)}; the previous workers "
-                       "finished their requests and stopped.")  # fmt: skip
+            message = f"Cluster now runs with {_describe(config)}."
             await self._event(name, "CLUSTER_UPDATED", message)
         else:
             message = f"Cluster now runs with {_describe(config)} (no worker restarted)."

@@ -25,7 +25,7 @@ from typing import Any
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.local.client import WorkerClient
-from regserve.backends.local.logs import read_tail
+from regserve.backends.local.logs import note, read_tail
 from regserve.backends.local.paths import WorkerPaths
 from regserve.backends.local.process import describe_exit, spawn_worker, terminate
 from regserve.errors import RegServeError, UnavailableError
@@ -318,6 +318,9 @@ class ReplicaSet:
         replica.process = process
         _log.info("started worker pid %s for replica %s of %s (generation %s)",
                   process.pid, replica.index, self.label, self.generation)  # fmt: skip
+        if len(self.replicas) > 1 or self.generation:
+            note(replica.paths.log, f"replica {replica.index} of {len(self.replicas)} started "
+                 f"as pid {process.pid} (cluster generation {self.generation})")  # fmt: skip
         return process
 
     async def _wait_ready(self, replica: _Replica, process: asyncio.subprocess.Process) -> bool:
