@@ -213,9 +213,14 @@ class Controller:
                               "once its versions are READY.")  # fmt: skip
         try:
             await self._backend.start_cluster(name, config)
-        except ClusterUpdateError as exc:
-            served.update_failed = (config, exc.message)
-            message = (f"Cluster update to {_describe(config)} failed: {exc.message}. The "
+        except Exception as exc:  # ClusterUpdateError, or anything unexpected: fail this update
+            if not isinstance(exc, ClusterUpdateError):
+                _log.exception("updating the cluster of %s failed", name)
+            reason = (
+                exc.message if isinstance(exc, RegServeError) else f"{type(exc).__name__}: {exc}"
+            )
+            served.update_failed = (config, reason)
+            message = (f"Cluster update to {_describe(config)} failed: {reason}. The "
                        f"previous cluster ({_describe(old)}) keeps serving.")  # fmt: skip
             await self._event(name, "CLUSTER_UPDATE_FAILED", message)
             await self._publish(name, served)

@@ -63,6 +63,7 @@ async def bring_up(
 async def retire(old: ReplicaSet, new: ReplicaSet, drain_timeout: float) -> None:
     """Hand ``old``'s traffic to ``new``, let its in-flight requests finish, stop it."""
     old.retire(new)
+    old.listener = quiet  # its replicas' states are no longer the version's
     state, summary = new.summary()
     text = (f"Version {new.spec.version} moved to the new cluster (worker pids "
             f"{_pids(new)}); the previous workers (pids {_pids(old)}) finish their requests "

@@ -309,4 +309,3 @@ class SharedWorker:
             if self._died_loading is None:  # later loads fail only because it is gone
                 self._died_loading = member
             return None
-

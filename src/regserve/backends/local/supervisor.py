@@ -95,7 +95,9 @@ class LocalBackend:
             self._sets[(model_name, version)] = new
             new.listener = self._listener
             moves.append(bluegreen.retire(old, new, self._settings.request_timeout))
-        await asyncio.gather(*moves)
+        # Shielded: once traffic moved, the old workers must drain and stop even when the
+        # update is cancelled (serving disabled meanwhile, shutdown).
+        await asyncio.shield(asyncio.gather(*moves))
 
     def _shares(self, old: ClusterConfig, new: ClusterConfig) -> bool:
         default = self._settings.share_workers
