@@ -78,6 +78,10 @@ def test_rollouts_under_load_fail_and_misroute_nothing(
     load = _during(server, {"Production": both, "latest": both, "1": one},
                    lambda: registry.stage(MODEL, "2", "Archived"), "Production", "1")  # fmt: skip
     assert load.last_version("latest") == "1"
-    wait_for(lambda: "2" not in server.versions(MODEL), 60, "version 2 to be removed")
-    removed = [e for e in server.events(MODEL) if e["event_type"] == "VERSION_REMOVED"]
-    assert any("archived" in e["message"] for e in removed), removed
+    # VERSION_REMOVED is recorded once its worker has answered what it was sent and stopped.
+    removed = wait_for(
+        lambda: [e for e in server.events(MODEL) if e["event_type"] == "VERSION_REMOVED"],
+        60, "version 2 to be removed",
+    )  # fmt: skip
+    assert "archived" in removed[0]["message"], removed
+    assert "2" not in server.versions(MODEL)
