@@ -1,5 +1,7 @@
 """The worker's hot path alone: req/s from ``WorkerClient`` to a worker process over its socket,
-a one-version worker and a shared worker with one version bound, side by side.
+a one-version worker and a shared worker with one version bound, side by side; then the same
+one-version worker reached through the backend's ``ReplicaSet`` (the version's routing target:
+replica picking, in-flight counts, retry), with one replica and with two.
 
 Run: ``.venv/bin/python -m bench.worker_path [--worker-src DIR] [--rounds 3]``. ``--worker-src``
 runs the worker from another checkout's ``src`` (e.g. ``git archive <commit> src | tar -x -C
@@ -18,7 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from regserve.backends.base import VersionSpec
 from regserve.backends.local.client import WorkerClient
+from regserve.backends.local.replicas import ReplicaSet
+from regserve.settings import Settings
 from regserve.worker import wire
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +39,7 @@ def _save_model(path: Path) -> Path:
     return save_iris_model(path)
 
 
-async def _drive(client: WorkerClient) -> float:
+async def _drive(client: WorkerClient | ReplicaSet) -> float:
     async def loop(n: int) -> None:
         for _ in range(n):
             status, _, _ = await client.request("application/json", BODY, 30)
@@ -74,6 +79,20 @@ async def _measure(shared: bool, model: Path, src: Path, workdir: Path) -> float
         await process.wait()
 
 
+async def _measure_set(replicas: int, model: Path, workdir: Path) -> float:
+    """Through a real ReplicaSet whose replicas are real worker processes (this checkout's)."""
+    settings = Settings(data_dir=workdir / f"set-{replicas}")
+    spec = VersionSpec("bench", "1", model)
+    replica_set = ReplicaSet(settings, spec, replicas, 0, list, lambda _event: None)
+    replica_set.start()
+    try:
+        while not replica_set.all_ready():  # noqa: ASYNC110 - a bench's start-up wait
+            await asyncio.sleep(0.1)
+        return await _drive(replica_set)
+    finally:
+        await replica_set.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.worker_path", description=__doc__)
     parser.add_argument("--worker-src", type=Path, default=ROOT / "src")
@@ -87,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             rps = asyncio.run(_measure(shared, model, args.worker_src, workdir))
             kind = "shared, one version bound" if shared else "one version"
+            print(f"round {round_}: {kind:26} {rps:7.0f} req/s (c={CONCURRENCY})", flush=True)
+        for replicas in (1, 2):
+            rps = asyncio.run(_measure_set(replicas, model, workdir))
+            kind = f"ReplicaSet, {replicas} replica{'s' if replicas > 1 else ''}"
             print(f"round {round_}: {kind:26} {rps:7.0f} req/s (c={CONCURRENCY})", flush=True)
     return 0
 

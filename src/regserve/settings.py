@@ -90,6 +90,18 @@ class Settings(BaseSettings):
         description="Run the versions of one served model that share an environment in one "
         "worker process (per model: cluster tag regserve.share_workers=true|false).",
     )
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Worker processes per served version (per model: cluster tag "
+        "regserve.replicas); a request whose replica dies is retried once on another.",
+    )
+    cluster_update_timeout: float = Field(
+        600.0,
+        description="Seconds update-cluster-config waits for the new cluster's workers to be "
+        "READY; past it the old cluster keeps serving and the update is reported as failed.",
+    )
     max_token_lifetime: int | None = Field(
         90 * 24 * 3600,
         description="Longest lifetime in seconds a new token may have (also the lifetime of "

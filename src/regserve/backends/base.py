@@ -7,10 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from regserve.errors import RegServeError
 from regserve.router import Target
 from regserve.store import ClusterConfig
 
-__all__ = ["Backend", "VersionEvent", "VersionListener", "VersionSpec"]
+__all__ = ["Backend", "ClusterUpdateError", "VersionEvent", "VersionListener", "VersionSpec"]
+
+
+class ClusterUpdateError(RegServeError):
+    """A running cluster could not be moved to a new config; the old one keeps serving."""
+
+    error_code = "CLUSTER_UPDATE_FAILED"
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,10 @@ class Backend(Protocol):
         """Stop every worker."""
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
-        """Create the model's serving cluster (kept while serving is enabled)."""
+        """Create the model's serving cluster (kept while serving is enabled), or move a
+        running one to ``config``: where the change needs new workers, they start beside the
+        running ones and take over once READY. Raises :class:`ClusterUpdateError` when they
+        did not (the running cluster keeps serving with its old config)."""
 
     async def stop_cluster(self, model_name: str) -> None:
         """Stop every version of the model and release the cluster."""

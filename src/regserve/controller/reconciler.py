@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
-from regserve.backends.base import Backend, VersionEvent, VersionSpec
+from regserve.backends.base import Backend, ClusterUpdateError, VersionEvent, VersionSpec
+from regserve.backends.replicas import check_tags, needs_new_workers
 from regserve.controller import states as st
 from regserve.controller.environments import prepare_environment
 from regserve.envs import EnvironmentManager
@@ -46,6 +47,10 @@ class _Served:
     versions: dict[str, tuple[str, str]] = field(default_factory=dict)
     downloads: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     registry_down: bool = False
+    update: asyncio.Task[None] | None = None
+    """A cluster update in progress (the old cluster serves meanwhile)."""
+    update_failed: tuple[ClusterConfig, str] | None = None
+    """The config the last update failed to move to, and why (not retried until set again)."""
 
 
 class Controller:
@@ -120,6 +125,7 @@ class Controller:
         for served in self._served.values():
             for task in served.downloads.values():
                 task.cancel()
+            await _cancel(served.update)
         await self._backend.close()
 
     # -- the control API ---------------------------------------------------------------------
@@ -151,12 +157,16 @@ class Controller:
                 f"Unknown node_type_id '{config.node_type_id}'. Offered: {offered} "
                 "(GET /api/2.0/clusters/list-node-types)."
             )
+        check_tags(config)
         endpoint = await asyncio.to_thread(self._store.get_endpoint, name)
         if endpoint is None or not endpoint.enabled:
             raise InvalidParameterError(f"Serving is not enabled for model '{name}'.")
         await asyncio.to_thread(self._store.set_desired_config, name, config)
         message = f"Cluster config updated{_by(actor)}: {_describe(config)}."
         await self._event(name, "CLUSTER_CONFIG_UPDATED", message, principal=actor)
+        served = self._served.get(name)
+        if served is not None:
+            served.update_failed = None  # asked again: try again
         await self.reconcile(name)
 
     # -- one model ---------------------------------------------------------------------------
@@ -171,8 +181,13 @@ class Controller:
             served = self._served.get(name)
             if served is None:
                 served = await self._start_cluster(name, endpoint.desired_config)
-            elif served.config != endpoint.desired_config:
-                await self._apply_config(name, served, endpoint.desired_config)
+            elif _should_update(served, endpoint.desired_config):
+                update = self._update_cluster(name, served, endpoint.desired_config)
+                if needs_new_workers(served.config, endpoint.desired_config):
+                    # Blue-green takes as long as new workers take to load: in the background.
+                    served.update = asyncio.create_task(update, name=f"update cluster {name}")
+                else:
+                    await update  # labels only: nothing restarts, done at once
             if await self._refresh_snapshot(name, served):
                 await self._converge(name, served)
             await self._publish(name, served)
@@ -188,16 +203,43 @@ class Controller:
         await self._event(name, "CLUSTER_STARTED", f"Serving cluster is up (limits: {limits}).")
         return served
 
-    async def _apply_config(self, name: str, served: _Served, config: ClusterConfig) -> None:
-        await self._backend.start_cluster(name, config)
+    async def _update_cluster(self, name: str, served: _Served, config: ClusterConfig) -> None:
+        """Move the running cluster to ``config`` (blue-green when workers change; the old
+        cluster serves throughout), then record the outcome."""
+        old = served.config
+        renewing = needs_new_workers(old, config)
+        if renewing:
+            await self._event(name, "CLUSTER_UPDATING", f"Starting a new cluster with "
+                              f"{_describe(config)} beside the running one; traffic moves to it "
+                              "once its versions are READY.")  # fmt: skip
+        try:
+            await self._backend.start_cluster(name, config)
+        except Exception as exc:  # ClusterUpdateError, or anything unexpected: fail this update
+            if not isinstance(exc, ClusterUpdateError):
+                _log.exception("updating the cluster of %s failed", name)
+            reason = (
+                exc.message if isinstance(exc, RegServeError) else f"{type(exc).__name__}: {exc}"
+            )
+            served.update_failed = (config, reason)
+            message = (f"Cluster update to {_describe(config)} failed: {reason}. The "
+                       f"previous cluster ({_describe(old)}) keeps serving.")  # fmt: skip
+            await self._event(name, "CLUSTER_UPDATE_FAILED", message)
+            await self._publish(name, served)
+            return
+        finally:
+            served.update = None
         served.config = config
+        served.update_failed = None
         await asyncio.to_thread(self._store.set_actual_config, name, config)
-        await self._event(
-            name,
-            "CLUSTER_CONFIG_APPLIED",
-            f"Cluster now runs with {_describe(config)} "
-            f"(limits: {self._backend.describe_cluster(name)}).",
-        )
+        if renewing:
+            message = (f"Cluster now runs with {_describe(config)} "
+                       f"(limits: {self._backend.describe_cluster(name)}).")  # fmt: skip
+            await self._event(name, "CLUSTER_UPDATED", message)
+        else:
+            message = f"Cluster now runs with {_describe(config)} (no worker restarted)."
+            await self._event(name, "CLUSTER_CONFIG_APPLIED", message)
+        await self._publish(name, served)
+        self.trigger()  # the desired config may have moved on meanwhile
 
     async def _teardown(self, name: str) -> None:
         served = self._served.pop(name, None)
@@ -206,6 +248,7 @@ class Controller:
         self._router.withdraw(name)
         for task in served.downloads.values():
             task.cancel()
+        await _cancel(served.update)
         await self._backend.stop_cluster(name)
         await self._event(name, "CLUSTER_TERMINATED", "Serving cluster terminated.")
 
@@ -357,6 +400,9 @@ class Controller:
         state, message = st.endpoint_state(served.versions)
         if snapshot is None and not served.registry_down:
             message = f"Registered model '{name}' does not exist in the registry. " + message
+        if served.update_failed is not None:
+            message += (f" The last cluster update failed ({served.update_failed[1]}); "
+                        f"serving with {_describe(served.config)}.")  # fmt: skip
         await asyncio.to_thread(self._store.set_endpoint_state, name, state, message)
 
     async def _event(
@@ -371,6 +417,20 @@ class Controller:
         await asyncio.to_thread(
             self._store.add_event, name, event_type, message, version, principal
         )
+
+
+def _should_update(served: _Served, desired: ClusterConfig) -> bool:
+    """A new desired config, no update running, and not one that just failed."""
+    if served.config == desired or served.update is not None:
+        return False
+    return served.update_failed is None or served.update_failed[0] != desired
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _active_versions(snapshot: ModelSnapshot | None) -> set[str]:

@@ -69,9 +69,12 @@ class ScoringHandler:
             content_type, length = _headers(scope)
             if length is not None and length > self._limit:
                 raise self._too_large(length)
+            body = await read_body(receive, self._limit, self._too_large)
+            # Resolved after the body is read: from here to the target taking the request
+            # nothing awaits, so a version whose routes were withdrawn (archived, replaced by
+            # a cluster update) has counted every request that will reach it before it drains.
             served = self._router.resolve(name, ref)
             version = served.version
-            body = await read_body(receive, self._limit, self._too_large)
             assert served.target is not None
             reply: Any = await served.target.request(content_type, body, self._timeout)
             status = reply.status

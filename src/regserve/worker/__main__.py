@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # The pid tells replicas apart: a version's replicas share its log file.
+        format="%(asctime)s %(levelname)s %(name)s [pid %(process)d]: %(message)s",
     )
     if args.shared:
         shared = SharedServer(args.name, threads=args.threads, grace_seconds=args.grace_seconds)

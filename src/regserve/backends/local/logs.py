@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
-__all__ = ["read_tail", "rotate_if_large"]
+__all__ = ["note", "read_tail", "rotate_if_large"]
+
+
+def note(path: Path, text: str) -> None:
+    """A supervisor line in a version's log, between its workers' own lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with path.open("a", encoding="utf-8") as f:
+        f.write(f"{stamp} INFO regserve.supervisor: {text}\n")
 
 
 def rotate_if_large(path: Path, max_bytes: int) -> None:

@@ -21,8 +21,16 @@ class WorkerPaths:
     log: Path
 
     @classmethod
-    def for_version(cls, data_dir: Path, model_name: str, version: str) -> WorkerPaths:
-        digest = hashlib.sha1(f"{model_name}\0{version}".encode()).hexdigest()[:12]
+    def for_version(
+        cls, data_dir: Path, model_name: str, version: str, replica: int = 1, generation: int = 0
+    ) -> WorkerPaths:
+        """A one-version worker's; every replica and cluster generation has its own socket and
+        pid file (the first replica of the first generation keeps the original names), and
+        they all append to the version's one log file."""
+        key = f"{model_name}\0{version}"
+        if replica != 1 or generation != 0:
+            key += f"\0{generation}\0{replica}"
+        digest = hashlib.sha1(key.encode()).hexdigest()[:12]
         run_dir = run_dir_for(data_dir)
         log = data_dir / "logs" / quote(model_name, safe="") / f"{version}.log"
         return cls(run_dir / f"{digest}.sock", run_dir / f"{digest}.pid", log)

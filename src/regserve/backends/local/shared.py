@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,7 +32,7 @@ from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.limits import ResourceLimits
-from regserve.backends.local.logs import read_tail
+from regserve.backends.local.logs import note, read_tail
 from regserve.backends.local.paths import WorkerPaths
 from regserve.backends.local.process import describe_exit, spawn_worker, terminate
 from regserve.errors import RegServeError, TimeoutError_
@@ -105,7 +104,7 @@ class SharedWorker:
         label = f"Version {spec.version} of '{spec.model_name}'"
         client = WorkerClient(str(self.paths.socket), label, bind=spec.version)
         member = self._members[spec.version] = _Member(spec, log, batching, client)
-        _note(log, f"served by the shared worker of this model; its output: {self.paths.log}")
+        note(log, f"served by the shared worker of this model; its output: {self.paths.log}")
         if self._task is None or self._task.done():
             self._stopping.clear()
             self._task = asyncio.create_task(self._supervise(), name=f"shared {self._model}")
@@ -321,11 +320,3 @@ class SharedWorker:
             if self._died_loading is None:  # later loads fail only because it is gone
                 self._died_loading = member
             return None
-
-
-def _note(log: Path, text: str) -> None:
-    """A supervisor line in a version's own log."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    with log.open("a", encoding="utf-8") as f:
-        f.write(f"{stamp} INFO regserve.supervisor: {text}\n")

@@ -1,66 +1,43 @@
-"""LocalBackend: starts one worker subprocess per served version, watches it, restarts it.
+"""LocalBackend: starts the worker subprocesses of every served version, watches them,
+restarts them.
 
-A worker that exits unexpectedly is restarted with exponential backoff; one that crashes
-``max_restarts`` times in a row without becoming ready is marked FAILED with the tail of its
-log in the state message. With worker sharing on for a model (``REGSERVE_SHARE_WORKERS`` or
-its ``regserve.share_workers`` tag), its versions that share an environment run in one
-:class:`~regserve.backends.local.shared.SharedWorker` instead.
+Each version runs as a :class:`~regserve.backends.local.replicas.ReplicaSet` of
+``regserve.replicas`` worker processes (``REGSERVE_REPLICAS``, default 1), each restarted on
+its own with exponential backoff; one that crashes ``max_restarts`` times in a row without
+becoming ready is FAILED with the tail of its log in the state message. With worker sharing
+on for a model (``REGSERVE_SHARE_WORKERS`` or its ``regserve.share_workers`` tag), its
+versions that share an environment run in one
+:class:`~regserve.backends.local.shared.SharedWorker` instead (one process, no replicas).
+A cluster config change that needs new workers is applied blue-green
+(:mod:`regserve.backends.local.bluegreen`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import sys
 from functools import partial
 from pathlib import Path
 
-from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
+from regserve.backends.base import VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
-from regserve.backends.local.client import WorkerClient
+from regserve.backends.local import bluegreen
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
-from regserve.backends.local.process import (
-    describe_exit,
-    reap_stale_workers,
-    spawn_worker,
-    terminate,
-)
+from regserve.backends.local.process import reap_stale_workers
+from regserve.backends.local.replicas import ReplicaSet
 from regserve.backends.local.shared import SharedWorker
+from regserve.backends.replicas import needs_new_workers, replicas_for
 from regserve.backends.sharing import share_workers
-from regserve.errors import RegServeError
 from regserve.nodes import NodeTypes
+from regserve.router import Target
 from regserve.settings import Settings
 from regserve.store import ClusterConfig
 
 __all__ = ["LocalBackend"]
 
 _log = logging.getLogger("regserve.supervisor")
-
-LAUNCHING = "VERSION_STATE_LAUNCHING"
-READY = "VERSION_STATE_READY"
-FAILED = "VERSION_STATE_FAILED"
-
-
-class _Slot:
-    """One version's worker: its process, its connection and its restart bookkeeping."""
-
-    def __init__(self, spec: VersionSpec, paths: WorkerPaths) -> None:
-        self.spec = spec
-        self.paths = paths
-        self.client = WorkerClient(
-            str(paths.socket), f"Version {spec.version} of '{spec.model_name}'"
-        )
-        self.process: asyncio.subprocess.Process | None = None
-        self.state = LAUNCHING
-        self.stopping = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def label(self) -> str:
-        return f"version {self.spec.version} of '{self.spec.model_name}'"
 
 
 class LocalBackend:
@@ -71,14 +48,19 @@ class LocalBackend:
     ) -> None:
         self._settings = settings
         self._data_dir = settings.resolved_data_dir()
+        self._node_types = node_types or NodeTypes.defaults()
         self._limits = ResourceLimits(  # node types as resource limits (limits/)
-            node_types or NodeTypes.defaults(), self._data_dir, settings.resource_limits
+            self._node_types, self._data_dir, settings.resource_limits
         )
         self._listener = listener
-        self._slots: dict[tuple[str, str], _Slot] = {}
+        self._sets: dict[tuple[str, str], ReplicaSet] = {}
         self._shared: dict[tuple[str, str], SharedWorker] = {}
         """(model, version) -> the shared worker it runs in."""
         self._clusters: dict[str, ClusterConfig] = {}
+        self._generations: dict[str, int] = {}
+        self._staged: dict[str, dict[str, ReplicaSet]] = {}
+        """model -> version -> the replicas a cluster update is starting beside the running."""
+        self._updating: dict[str, asyncio.Lock] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -93,38 +75,95 @@ class LocalBackend:
         self._limits.close()  # limits: remove every cluster's cgroup
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
+        """Create the cluster, or move a running one to ``config`` blue-green (see
+        :mod:`regserve.backends.local.bluegreen`); ClusterUpdateError when that failed."""
+        old = self._clusters.get(model_name)
+        if old is None or not needs_new_workers(old, config) or self._shares(old, config):
+            self._clusters[model_name] = config
+            self._limits.open(model_name, config.node_type_id)  # limits: new workers get these
+            return
+        async with self._lock(model_name):
+            await self._replace_cluster(model_name, config)
+
+    async def _replace_cluster(self, model_name: str, config: ClusterConfig) -> None:
+        generation = self._generations.get(model_name, 0) + 1
+        current = {v: s for (m, v), s in self._sets.items() if m == model_name}
+        previous = self._clusters[model_name]
+        self._limits.open(model_name, config.node_type_id)  # limits: the new workers' cgroup
+        staged = self._staged[model_name] = {
+            v: self.new_set(s.spec, config, generation, bluegreen.quiet) for v, s in current.items()
+        }
+        try:
+            await bluegreen.bring_up(current, staged, self._settings.cluster_update_timeout)
+        except BaseException:
+            self._staged.pop(model_name, None)
+            await asyncio.gather(*(new.stop() for new in staged.values()))
+            self._limits.open(model_name, previous.node_type_id)  # limits: back to the old
+            raise
+        self._staged.pop(model_name, None)
         self._clusters[model_name] = config
-        self._limits.open(model_name, config.node_type_id)  # limits: new workers get these
+        self._generations[model_name] = generation
+        moves = []
+        for version, new in staged.items():  # what undeploy left of it
+            old = current[version]
+            self._sets[(model_name, version)] = new
+            new.listener = self._listener
+            moves.append(bluegreen.retire(old, new, self._settings.request_timeout))
+        # Shielded: once traffic moved, the old workers must drain and stop even when the
+        # update is cancelled (serving disabled meanwhile, shutdown).
+        await asyncio.shield(asyncio.gather(*moves))
 
     def describe_cluster(self, model_name: str) -> str:
         """The cluster's resource limits, for its events ("cgroup v1, 1 core, 2048 MiB")."""
         return self._limits.describe(model_name)
 
+    def _shares(self, old: ClusterConfig, new: ClusterConfig) -> bool:
+        default = self._settings.share_workers
+        return share_workers(old.tags, default) or share_workers(new.tags, default)
+
+    def _lock(self, model_name: str) -> asyncio.Lock:
+        return self._updating.setdefault(model_name, asyncio.Lock())
+
     async def stop_cluster(self, model_name: str) -> None:
         await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys() if m == model_name))
+        for staged in self._staged.pop(model_name, {}).values():
+            await staged.stop()
         self._clusters.pop(model_name, None)
         self._limits.release(model_name)  # limits: remove the cluster's cgroup
 
     # -- versions ----------------------------------------------------------------------------
 
     def _keys(self) -> list[tuple[str, str]]:
-        return [*self._slots, *self._shared]
+        return [*self._sets, *self._shared]
 
     async def deploy(self, spec: VersionSpec) -> None:
-        key = (spec.model_name, spec.version)
-        if key in self._slots or key in self._shared:
-            return
-        cluster = self._clusters.get(spec.model_name)
-        tags = cluster.tags if cluster else ()
-        if share_workers(tags, self._settings.share_workers):
-            self._deploy_shared(spec)
-            return
-        paths = WorkerPaths.for_version(self._data_dir, spec.model_name, spec.version)
-        paths.log.parent.mkdir(parents=True, exist_ok=True)
-        paths.socket.parent.mkdir(parents=True, exist_ok=True)
-        slot = _Slot(spec, paths)
-        self._slots[key] = slot
-        slot.task = asyncio.create_task(self._supervise(slot), name=f"supervise {key}")
+        async with self._lock(spec.model_name):  # after a cluster update, in the new cluster
+            key = (spec.model_name, spec.version)
+            if key in self._sets or key in self._shared:
+                return
+            cluster = self._clusters.get(spec.model_name)
+            tags = cluster.tags if cluster else ()
+            if share_workers(tags, self._settings.share_workers):
+                self._deploy_shared(spec)
+                return
+            generation = self._generations.get(spec.model_name, 0)
+            replicas = self.new_set(spec, cluster, generation, self._listener)
+            self._sets[key] = replicas
+            replicas.start()
+
+    def new_set(
+        self,
+        spec: VersionSpec,
+        cluster: ClusterConfig | None,
+        generation: int,
+        listener: VersionListener,
+    ) -> ReplicaSet:
+        """The replicas of ``spec`` under ``cluster`` (not started)."""
+        count = replicas_for(cluster, self._settings, self._node_types)
+        batching = BatchSettings.from_tags(cluster.tags if cluster else ())
+        return ReplicaSet(
+            self._settings, spec, count, generation, batching.worker_args, listener, self._limits
+        )
 
     def _batching(self, model_name: str) -> BatchSettings:
         cluster = self._clusters.get(model_name)
@@ -153,25 +192,20 @@ class LocalBackend:
         if group is not None:
             await group.remove(version)
             return
-        slot = self._slots.pop((model_name, version), None)
-        if slot is None:
-            return
-        slot.stopping.set()
-        await self._terminate(slot)
-        if slot.task is not None:
-            slot.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await slot.task
-        slot.client.close()
-        for path in (slot.paths.socket, slot.paths.pidfile):
-            path.unlink(missing_ok=True)
+        staged = self._staged.get(model_name, {}).pop(version, None)
+        replicas = self._sets.pop((model_name, version), None)
+        for stopping in (staged, replicas):
+            if stopping is not None:
+                # Routes no longer lead here; what was sent before is answered first.
+                await stopping.drain(self._settings.request_timeout)
+                await stopping.stop()
 
-    def target(self, model_name: str, version: str) -> WorkerClient | None:
+    def target(self, model_name: str, version: str) -> Target | None:
         group = self._shared.get((model_name, version))
         if group is not None:
             return group.target(version)
-        slot = self._slots.get((model_name, version))
-        return slot.client if slot is not None and slot.state == READY else None
+        replicas = self._sets.get((model_name, version))
+        return replicas if replicas is not None and replicas.ready else None
 
     def deployed(self, model_name: str) -> set[str]:
         return {v for m, v in self._keys() if m == model_name}
@@ -191,115 +225,6 @@ class LocalBackend:
         group = self._shared.get((model_name, version))
         if group is not None:
             return group.pid
-        slot = self._slots.get((model_name, version))
-        if slot is None or slot.process is None or slot.process.returncode is not None:
-            return None
-        return slot.process.pid
-
-    # -- supervision -------------------------------------------------------------------------
-
-    def _emit(
-        self, slot: _Slot, state: str, message: str, event_type: str = "", text: str = ""
-    ) -> None:
-        slot.state = state
-        pid = slot.process.pid if slot.process and slot.process.returncode is None else None
-        self._listener(
-            VersionEvent(
-                slot.spec.model_name, slot.spec.version, state, message, event_type, text, pid
-            )
-        )
-
-    async def _supervise(self, slot: _Slot) -> None:
-        failures = 0
-        restarted = False
-        while not slot.stopping.is_set():
-            attempt = f" (attempt {failures + 1})" if failures else ""
-            self._emit(slot, LAUNCHING, f"Loading the model{attempt}.")
-            try:
-                process = await self._spawn(slot)
-            except (OSError, RegServeError) as exc:
-                self._emit(
-                    slot,
-                    FAILED,
-                    f"Could not start the worker: {exc}",
-                    "VERSION_FAILED",
-                    f"Could not start the worker: {exc}",
-                )
-                return
-            if await self._wait_ready(slot, process):
-                failures = 0
-                if restarted:
-                    self._emit(
-                        slot,
-                        READY,
-                        "Serving.",
-                        "WORKER_RESTARTED",
-                        f"Worker restarted (pid {process.pid}) and is serving again.",
-                    )
-                else:
-                    self._emit(
-                        slot,
-                        READY,
-                        "Serving.",
-                        "VERSION_READY",
-                        f"Version {slot.spec.version} is ready (worker pid {process.pid}).",
-                    )
-            code = await process.wait()
-            if slot.stopping.is_set():
-                return
-            failures += 1
-            restarted = True
-            tail = read_tail(slot.paths.log, max_lines=15)  # limits: was it killed for memory?
-            oom = self._limits.explain_exit(slot.spec.model_name, process.pid, code, tail)
-            why = f"Worker pid {process.pid} {oom or describe_exit(code)}"
-            if failures >= self._settings.max_restarts:
-                tail = read_tail(slot.paths.log, max_lines=15)
-                message = f"{why}; it crashed {failures} times in a row. Last log lines:\n{tail}"
-                self._emit(slot, FAILED, message, "VERSION_FAILED", message)
-                return
-            delay = min(
-                self._settings.restart_backoff_base * 2 ** (failures - 1),
-                self._settings.restart_backoff_max,
-            )
-            allowed = self._settings.max_restarts - 1
-            text = f"{why}; restarting in {delay:g} s (restart {failures} of {allowed})."
-            self._emit(slot, LAUNCHING, text, "WORKER_CRASHED", text)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(slot.stopping.wait(), delay)
-
-    async def _spawn(self, slot: _Slot) -> asyncio.subprocess.Process:
-        spec = slot.spec
-        batching = self._batching(spec.model_name)
-        args = ["--model-path", str(spec.model_path), "--name", spec.model_name,
-                "--version", spec.version, *batching.worker_args()]  # fmt: skip
-        process = await spawn_worker(
-            str(spec.python or sys.executable),
-            args,
-            slot.paths,
-            spec.worker_path if spec.python is not None else None,
-            self._settings.log_max_bytes,
-            partial(self._limits.place, spec.model_name),  # limits: into the cluster's cgroup
-        )
-        slot.process = process
-        _log.info("started worker pid %s for %s", process.pid, slot.label)
-        return process
-
-    async def _wait_ready(self, slot: _Slot, process: asyncio.subprocess.Process) -> bool:
-        """Poll the worker until it answers a ping; False when it exits or takes too long."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.worker_start_timeout
-        while process.returncode is None and not slot.stopping.is_set():
-            if slot.paths.socket.exists():
-                with contextlib.suppress(RegServeError, OSError, ValueError):
-                    await slot.client.ping(timeout=5.0)
-                    return True
-            if loop.time() > deadline:
-                _log.warning("%s did not become ready in time; killing it", slot.label)
-                process.kill()
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(process.wait()), 0.05)
-        return False
-
-    async def _terminate(self, slot: _Slot) -> None:
-        await terminate(slot.process)
+        replicas = self._sets.get((model_name, version))
+        pids = replicas.pids() if replicas is not None else []
+        return pids[0] if pids else None

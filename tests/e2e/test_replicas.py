@@ -1,0 +1,187 @@
+"""Replicas and cluster updates under load, against a real ``regserve up``: a replica killed
+while clients score, a blue-green reconfiguration, and one whose new workers cannot start.
+Every test counts failed requests; there must be none."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regserve.backends.local.paths import WorkerPaths, run_dir_for
+from tests.support.load import ScoringLoad
+from tests.support.registry import user_registry
+from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "replicated"
+
+
+def _serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: str) -> RegServeProcess:
+    server = RegServeProcess(tmp_path / "data", **settings).start()
+    with user_registry(monkeypatch, server.url, ADMIN_TOKEN) as registry:
+        assert registry.register(MODEL) == "1"
+    assert server.enable(MODEL).status_code == 200
+    server.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    return server
+
+
+@pytest.fixture
+def two_replicas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RegServeProcess]:
+    server = _serve(tmp_path, monkeypatch, replicas="2")
+    yield server
+    server.close()
+
+
+def _load(server: RegServeProcess, refs: list[str], clients: int = 3) -> ScoringLoad:
+    return ScoringLoad(server.url, ADMIN_TOKEN, MODEL, refs, clients)
+
+
+def _pidfile(server: RegServeProcess, replica: int, generation: int = 0) -> Path:
+    data_dir = server.data_dir.resolve()
+    return WorkerPaths.for_version(data_dir, MODEL, "1", replica, generation).pidfile
+
+
+def _pid(server: RegServeProcess, replica: int, generation: int = 0) -> int:
+    return int(json.loads(_pidfile(server, replica, generation).read_text())["pid"])
+
+
+def _worker_pids(server: RegServeProcess) -> set[int]:
+    run_dir = run_dir_for(server.data_dir.resolve())
+    return {int(json.loads(p.read_text())["pid"]) for p in run_dir.glob("*.pid")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _events(server: RegServeProcess, kind: str) -> list[dict[str, Any]]:
+    return [e for e in server.events(MODEL) if e["event_type"] == kind]
+
+
+def _update(server: RegServeProcess, node_type: str, **tags: str) -> Any:
+    return server.api("PUT", "update-cluster-config", json={
+        "registered_model_name": MODEL,
+        "desired_cluster_config": {
+            "node_type_id": node_type,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        },
+    })  # fmt: skip
+
+
+def _state_message(server: RegServeProcess) -> str:
+    return str(server.versions(MODEL)["1"]["state_message"])
+
+
+def test_killed_replica_costs_no_request_and_comes_back(two_replicas: RegServeProcess) -> None:
+    server = two_replicas
+    wait_for(lambda: "2 of 2 replicas ready" in _state_message(server), 60, "both replicas")
+    victim = _pid(server, 2)
+    with _load(server, ["1", "latest"]) as load:
+        wait_for(lambda: load.count() >= 50, 30, "load to be running")
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        restarted = wait_for(lambda: _events(server, "WORKER_RESTARTED"), 120,
+                             "replica 2 to serve again", interval=0.05)  # fmt: skip
+        back_in = time.monotonic() - killed_at
+        sent_before = load.count()
+        wait_for(lambda: load.count() >= sent_before + 50, 30, "more load after the restart")
+    assert load.failures() == [], load.failures()[:5]
+    print(f"\nkill -9 of replica 2 -> serving again in {back_in:.2f} s; "
+          f"{load.count()} requests, none failed")  # fmt: skip
+    assert back_in < 60  # the target is 5 s (docs/reliability.md has the measured figure)
+    crashed = _events(server, "WORKER_CRASHED")
+    assert len(crashed) == 1, crashed
+    assert crashed[0]["message"].startswith(f"Replica 2: Worker pid {victim} was killed by SIGKILL")
+    assert restarted[0]["message"].startswith("Replica 2: Worker restarted")
+    assert _pid(server, 2) != victim
+    assert _alive(_pid(server, 1))
+    version = server.versions(MODEL)["1"]
+    assert version["state"] == "VERSION_STATE_READY"
+    assert version["state_message"].startswith("2 of 2 replicas ready")
+
+
+def test_reconfigure_under_load_moves_to_new_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = _serve(tmp_path, monkeypatch)
+    try:
+        r = _update(server, "local-default", **{"regserve.replicas": "17"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert "regserve.replicas" in r.json()["message"]
+        assert "1 to 16" in r.json()["message"]
+
+        old = _worker_pids(server)
+        assert len(old) == 1
+        # A label changes nothing that runs: no worker restarts.
+        assert _update(server, "local-default", team="fraud").status_code == 200
+        wait_for(lambda: _events(server, "CLUSTER_CONFIG_APPLIED"), 30, "the label to apply")
+        assert _worker_pids(server) == old
+
+        with _load(server, ["1", "latest"], clients=3) as load:
+            wait_for(lambda: load.count() >= 50, 30, "load to be running")
+            r = _update(server, "local-small", team="fraud", **{"regserve.replicas": "2"})
+            assert r.status_code == 200, r.text
+            wait_for(lambda: _events(server, "CLUSTER_UPDATED"), 120, "the new cluster")
+            sent = load.count()
+            wait_for(lambda: load.count() >= sent + 50, 30, "load on the new cluster")
+        assert load.failures() == [], load.failures()[:5]
+        assert {a.version for a in load.snapshot()} == {"1"}
+
+        new = _worker_pids(server)
+        assert len(new) == 2
+        assert not new & old
+        assert not any(_alive(pid) for pid in old)
+        kinds = [e["event_type"] for e in server.events(MODEL)]  # oldest first
+        tail = kinds[kinds.index("CLUSTER_UPDATING") :]
+        assert [k for k in tail if k.startswith("CLUSTER_") or k == "VERSION_UPDATED"] == [
+            "CLUSTER_UPDATING", "VERSION_UPDATED", "CLUSTER_UPDATED"
+        ]  # fmt: skip
+        assert "2 of 2 replicas ready" in _state_message(server)
+        endpoint = next(e for e in server.api("GET", "list").json()["endpoints"]
+                        if e["registered_model_name"] == MODEL)  # fmt: skip
+        assert endpoint["actual_cluster_config"]["node_type_id"] == "local-small"
+    finally:
+        server.close()
+
+
+def test_failed_update_keeps_the_old_cluster_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = _serve(tmp_path, monkeypatch, max_restarts="2")
+    try:
+        old = _worker_pids(server)
+        # The downloaded model goes missing: new workers cannot load it; the running one
+        # has it in memory.
+        shutil.rmtree(server.data_dir / "models" / MODEL)
+        with _load(server, ["1"], clients=2) as load:
+            wait_for(lambda: load.count() >= 20, 30, "load to be running")
+            assert _update(server, "local-default", **{"regserve.replicas": "2"}).status_code == 200
+            failed = wait_for(lambda: _events(server, "CLUSTER_UPDATE_FAILED"), 120,
+                              "the update to fail")  # fmt: skip
+        assert load.failures() == [], load.failures()[:5]
+        assert "could not be loaded" in failed[0]["message"]
+        assert "keeps serving" in failed[0]["message"]
+        assert not _events(server, "CLUSTER_UPDATED")
+        assert _worker_pids(server) == old
+        status = server.status(MODEL)
+        assert status["state"] == "ENDPOINT_STATE_READY"
+        assert "The last cluster update failed" in status["state_message"]
+        assert server.score(MODEL, "1", {"dataframe_records": [{
+            "sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2,
+        }]}).status_code == 200  # fmt: skip
+    finally:
+        server.close()
