@@ -16,7 +16,7 @@ import uvicorn
 from regserve.auth import ensure_admin_token
 from regserve.auth.management import AccessManager
 from regserve.auth.service import AccessService
-from regserve.backends.base import VersionEvent
+from regserve.backends.base import Backend, VersionEvent, VersionListener
 from regserve.backends.local import LocalBackend
 from regserve.controller import Controller
 from regserve.envs import EnvironmentManager
@@ -56,11 +56,14 @@ class RegServe:
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
-        self.backend = LocalBackend(settings, self._events.put_nowait)
-        envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
+        node_types = default_node_types()
+        self.backend = _backend(settings, self._events.put_nowait, node_types)
+        # Ray builds and caches each version's environment itself (its runtime_env).
+        uv_envs = settings.env_manager == "virtualenv" and settings.backend == "local"
+        envs = EnvironmentManager(settings) if uv_envs else None
         self.controller = Controller(
             settings, self.store, reader, self.backend, self.router, self._events,
-            default_node_types(), envs, metrics=self.control_metrics,
+            node_types, envs, metrics=self.control_metrics,
         )  # fmt: skip
         services = Services(
             settings, self.store, self.controller, self.router, self.backend, self.recorder,
@@ -131,6 +134,17 @@ class RegServe:
         while True:
             await asyncio.sleep(_METRICS_FLUSH_SECONDS)
             await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
+
+
+def _backend(
+    settings: Settings, listener: VersionListener, node_types: dict[str, dict[str, object]]
+) -> Backend:
+    """The backend ``settings.backend`` names (Ray is imported only when asked for)."""
+    if settings.backend == "ray":
+        from regserve.backends.ray import RayBackend
+
+        return RayBackend(settings, listener, node_types)
+    return LocalBackend(settings, listener)
 
 
 def _registry(settings: Settings) -> tuple[Any, Any, str | None]:

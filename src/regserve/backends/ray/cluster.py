@@ -1,0 +1,78 @@
+"""The Ray instance regserve runs on: one it starts itself, or a cluster it connects to.
+
+Without an address regserve starts a single-node Ray bound to 127.0.0.1 (no dashboard, a
+small object store, its session and logs under ``<data-dir>/ray``) and shuts it down on exit.
+With ``--ray-address`` it connects as a driver and leaves the cluster running on exit. Serve
+is started with no HTTP proxy: the gateway calls deployments through handles. Every method
+blocks; the backend calls them from a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+
+__all__ = ["RayCluster"]
+
+_log = logging.getLogger("regserve.ray")
+
+NAMESPACE = "regserve"
+_OBJECT_STORE_BYTES = 128 * 1024 * 1024
+# Ray puts Unix sockets under its temp dir (".../session_<date>_<pid>/sockets/plasma_store");
+# past ~107 bytes a socket path cannot be bound, so a long data dir gets a short temp dir.
+_MAX_TEMP_DIR_CHARS = 40
+
+
+class RayCluster:
+    """Connects to (or starts) Ray and Serve; says where Ray's logs are."""
+
+    def __init__(self, address: str | None, data_dir: Path) -> None:
+        self.address = address
+        self._data_dir = data_dir
+        self.started_here = False
+
+    def temp_dir(self) -> Path:
+        preferred = self._data_dir / "ray"
+        if len(str(preferred)) <= _MAX_TEMP_DIR_CHARS:
+            return preferred
+        digest = hashlib.sha256(str(self._data_dir).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"regserve-ray-{digest}"
+
+    def connect(self) -> None:
+        import ray
+        from ray import serve
+
+        if self.address:
+            _log.info("connecting to the Ray cluster at %s", self.address)
+            ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
+                     configure_logging=False)  # fmt: skip
+        else:
+            temp_dir = self.temp_dir()
+            temp_dir.mkdir(parents=True, exist_ok=True)
+            _log.info("starting a local Ray instance on 127.0.0.1 (session in %s)", temp_dir)
+            ray.init(
+                address="local", namespace=NAMESPACE, include_dashboard=False,
+                _node_ip_address="127.0.0.1", object_store_memory=_OBJECT_STORE_BYTES,
+                _temp_dir=str(temp_dir), log_to_driver=False, configure_logging=False,
+            )  # fmt: skip
+            self.started_here = True
+        serve.start(proxy_location="Disabled")
+
+    def shutdown(self) -> None:
+        """Disconnect; a Ray instance regserve started is stopped with it."""
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+    def logs_dir(self) -> Path | None:
+        """This node's Ray session log directory (None when not known)."""
+        try:
+            from ray._private import worker
+
+            node = worker._global_node
+            return Path(node.get_logs_dir_path()) if node is not None else None
+        except (ImportError, AttributeError):
+            return None
