@@ -85,8 +85,9 @@ def _answered_by(server: RegServeProcess, model: str, ref: str) -> str | None:
 def _bad_requests(server: RegServeProcess, model: str) -> list[tuple[int, str, bytes]]:
     url = f"/model/{model}/1/invocations"
     answers = []
-    for content_type, body in [("application/json", b"{not json"), ("text/plain", b"x"),
-                               ("application/json", b'{"dataframe_records": [{"a": "b"}]}')]:  # fmt: skip
+    requests = [("application/json", b"{not json"), ("text/plain", b"x"),
+                ("application/json", b'{"dataframe_records": [{"a": "b"}]}')]  # fmt: skip
+    for content_type, body in requests:
         r = server.client.post(url, content=body, headers={"Content-Type": content_type})
         answers.append((r.status_code, r.headers["content-type"], r.content))
     return answers
@@ -136,8 +137,8 @@ def test_the_core_story_on_each_backend(
     assert _answered_by(server, model, "Production") == "2"
 
     # logs and events come from the backend
-    logs = server.api("GET", "get-version-logs",
-                      params={"registered_model_name": model, "endpoint_version_name": "2"})  # fmt: skip
+    which = {"registered_model_name": model, "endpoint_version_name": "2"}
+    logs = server.api("GET", "get-version-logs", params=which)
     assert f"loading model {model}:2" in logs.json()["logs"]
     expected = {"CLUSTER_STARTED", "VERSION_DEPLOYING", "VERSION_READY", "VERSION_REMOVED"}
     # VERSION_REMOVED is recorded once the backend has stopped v1 (after its URL went away)
@@ -166,8 +167,8 @@ def test_ray_scales_to_zero_and_the_first_request_waits(
             {"key": "regserve.max_replicas", "value": "1"},
             {"key": "regserve.downscale_delay_s", "value": "1"}]  # fmt: skip
     config = {"node_type_id": "local-default", "tags": tags}
-    r = server.api("PUT", "update-cluster-config",
-                   json={"registered_model_name": model, "desired_cluster_config": config})  # fmt: skip
+    body = {"registered_model_name": model, "desired_cluster_config": config}
+    r = server.api("PUT", "update-cluster-config", json=body)
     assert r.status_code == 200, r.text
 
     def scaled_to_zero() -> bool:

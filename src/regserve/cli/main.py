@@ -38,9 +38,7 @@ def up(
     store_uri: Annotated[Optional[str], typer.Option(help="regserve's state database.")] = None,  # noqa: UP045
     env_manager: Annotated[Optional[str], typer.Option(help="local or virtualenv.")] = None,  # noqa: UP045
     backend: Annotated[Optional[str], typer.Option(help="local or ray.")] = None,  # noqa: UP045
-    ray_address: Annotated[
-        Optional[str], typer.Option(help="--backend ray: cluster address; unset starts Ray here.")
-    ] = None,  # noqa: UP045, E501
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster.")] = None,  # noqa: UP045
     demo: Annotated[bool, typer.Option("--demo", help="Register and serve the iris demo.")] = False,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:

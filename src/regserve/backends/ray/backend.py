@@ -52,6 +52,7 @@ class _Version:
     ever_ready: bool = False
     replicas: int = -1
     target: RayTarget | None = None
+    submitting: bool = False
     submitted: bool = False
     task: asyncio.Task[None] | None = None
 
@@ -77,14 +78,34 @@ class RayBackend:
         self._versions: dict[tuple[str, str], _Version] = {}
         self._clusters: dict[str, ClusterConfig] = {}
         self._watcher: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start (or connect to) Ray in the background: the gateway, the registry and the UI
+        answer at once, and versions wait in LAUNCHING until Ray is up."""
+        self._connecting = asyncio.create_task(self._connect(), name="ray connect")
+
+    async def _connect(self) -> None:
         started = time.monotonic()
         await asyncio.to_thread(self._cluster.connect)
         _log.info("Ray and Serve ready in %.1f s", time.monotonic() - started)
         self._watcher = asyncio.create_task(self._watch(), name="ray serve status")
+
+    async def _ray_ready(self) -> None:
+        """Wait for Ray; RegServeError with Ray's reason when it could not start."""
+        if self._connecting is None:
+            raise RegServeError("The Ray backend was not started.")
+        try:
+            await asyncio.shield(self._connecting)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            where = self._cluster.address or "a local Ray instance on 127.0.0.1"
+            raise RegServeError(
+                f"Ray could not be started or reached ({where}): {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def close(self) -> None:
         await asyncio.gather(*(self.undeploy(m, v) for m, v in list(self._versions)))
@@ -92,6 +113,9 @@ class RayBackend:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        if self._connecting is not None:
+            with contextlib.suppress(Exception):
+                await self._connecting  # a thread cannot be cancelled: let it finish
         await asyncio.to_thread(self._cluster.shutdown)
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
@@ -125,10 +149,15 @@ class RayBackend:
         entry = self._versions.pop((model_name, version), None)
         if entry is None:
             return
-        if entry.task is not None:
-            entry.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        if entry.task is not None and not entry.task.done():
+            if not entry.submitting:
+                entry.task.cancel()
+            # Serve is being asked already (a thread, which cannot be stopped): let it finish,
+            # so that the application is deleted after it was created, not before.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await entry.task
+        if not (entry.submitting or entry.submitted):
+            return
         from ray import serve
 
         # Serve stops the replicas gracefully: in-flight requests finish first.
@@ -164,6 +193,7 @@ class RayBackend:
         plan = plan_replicas(config.node_type_id, config.tags, self._node_types)
         batching = BatchSettings.from_tags(config.tags)
         try:
+            await self._ray_ready()
             runtime_env, notes = runtime_env_for(
                 spec.model_path, self._settings.env_manager, self._cluster.address is not None
             )
@@ -171,6 +201,7 @@ class RayBackend:
                 self._note(spec, note)
             self._note(spec, f"deploying as Ray Serve application {version.app}: "
                              f"{plan.describe()}; runtime_env {runtime_env or 'none'}")  # fmt: skip
+            version.submitting = True
             handle = await asyncio.to_thread(self._run_app, version, plan, batching, runtime_env)
         except RegServeError as exc:
             self._fail(version, exc.message)
