@@ -25,6 +25,7 @@ pytestmark = pytest.mark.e2e
 BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 READY = "VERSION_STATE_READY"
+FAILED = "VERSION_STATE_FAILED"
 ServerFor = Callable[[str], RegServeProcess]
 
 # What each backend answered to the same bad requests: they must be the same bytes.
@@ -74,6 +75,19 @@ def registry_of(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Use
         context.__exit__(None, None, None)
 
 
+def _wait_ready(server: RegServeProcess, model: str, version: str) -> None:
+    """READY; on Ray, the first version also waits for Ray itself to start."""
+
+    def settled() -> dict[str, Any] | None:
+        found = server.versions(model).get(version)
+        return found if found and found["state"] in (READY, FAILED) else None
+
+    found = wait_for(settled, 240, f"{model} v{version} to be READY or FAILED")
+    if found["state"] == FAILED and "Ray could not be started" in found["state_message"]:
+        require_service(found["state_message"])
+    assert found["state"] == READY, found["state_message"]
+
+
 def _answered_by(server: RegServeProcess, model: str, ref: str) -> str | None:
     r = server.score(model, ref, {"dataframe_records": [ROW]})
     if r.status_code != 200:
@@ -106,7 +120,7 @@ def test_the_core_story_on_each_backend(
     registry.stage(model, "1", "Staging")
     registry.alias(model, "champion", "1")
     assert server.enable(model).json() == {}
-    server.wait_version_state(model, "1", READY, timeout=180)
+    _wait_ready(server, model, "1")
     for ref in ["1", "Staging", "champion", "@champion", "latest"]:
         assert _answered_by(server, model, ref) == "1", ref
     r = server.score(model, "Production", {"dataframe_records": [ROW]})
@@ -162,7 +176,7 @@ def test_ray_scales_to_zero_and_the_first_request_waits(
     model = "zero-ray"
     registry.register(model)
     server.enable(model)
-    server.wait_version_state(model, "1", READY, timeout=180)
+    _wait_ready(server, model, "1")
     tags = [{"key": "regserve.min_replicas", "value": "0"},
             {"key": "regserve.max_replicas", "value": "1"},
             {"key": "regserve.downscale_delay_s", "value": "1"}]  # fmt: skip
@@ -195,7 +209,7 @@ def test_ray_deployment_that_cannot_load_fails_with_its_reason(
     model = "broken-ray"
     assert log_broken_version(model) == "1"
     server.enable(model)
-    version = server.wait_version_state(model, "1", "VERSION_STATE_FAILED", timeout=180)
+    version = server.wait_version_state(model, "1", FAILED, timeout=240)
     assert "deliberately broken model" in version["state_message"]
     r = server.score(model, "1", {"dataframe_records": [ROW]})
     assert (r.status_code, r.json()["error_code"]) == (503, "TEMPORARILY_UNAVAILABLE")
