@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,7 @@ _OBJECT_STORE_BYTES = 128 * 1024 * 1024
 # Ray puts Unix sockets under its temp dir (".../session_<date>_<pid>/sockets/plasma_store");
 # past ~107 bytes a socket path cannot be bound, so a long data dir gets a short temp dir.
 _MAX_TEMP_DIR_CHARS = 40
+_START_ATTEMPTS = 3
 
 
 class RayCluster:
@@ -49,16 +52,33 @@ class RayCluster:
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
                      configure_logging=False)  # fmt: skip
         else:
-            temp_dir = self.temp_dir()
-            temp_dir.mkdir(parents=True, exist_ok=True)
-            _log.info("starting a local Ray instance on 127.0.0.1 (session in %s)", temp_dir)
-            ray.init(
-                address="local", namespace=NAMESPACE, include_dashboard=False,
-                _node_ip_address="127.0.0.1", object_store_memory=_OBJECT_STORE_BYTES,
-                _temp_dir=str(temp_dir), log_to_driver=False, configure_logging=False,
-            )  # fmt: skip
-            self.started_here = True
+            self._start_local()
         serve.start(proxy_location="Disabled")
+
+    def _start_local(self) -> None:
+        import ray
+
+        temp_dir = self.temp_dir()
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            _log.info("starting a local Ray instance on 127.0.0.1 (session in %s)", temp_dir)
+            try:
+                ray.init(
+                    address="local", namespace=NAMESPACE, include_dashboard=False,
+                    _node_ip_address="127.0.0.1", object_store_memory=_OBJECT_STORE_BYTES,
+                    _temp_dir=str(temp_dir), log_to_driver=False, configure_logging=False,
+                )  # fmt: skip
+            except Exception as exc:
+                # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that.
+                # What the failed start left behind would only compete with the next one.
+                _kill_processes_under(temp_dir)
+                if attempt == _START_ATTEMPTS:
+                    raise
+                _log.warning("Ray did not start (%s); trying again (%d of %d)",
+                             exc, attempt + 1, _START_ATTEMPTS)  # fmt: skip
+                continue
+            self.started_here = True
+            return
 
     def shutdown(self) -> None:
         """Disconnect; a Ray instance regserve started is stopped with it."""
@@ -66,6 +86,8 @@ class RayCluster:
 
         if ray.is_initialized():
             ray.shutdown()
+        if self.started_here:
+            _kill_processes_under(self.temp_dir())  # any straggler of our own instance
 
     def logs_dir(self) -> Path | None:
         """This node's Ray session log directory (None when not known)."""
@@ -76,3 +98,20 @@ class RayCluster:
             return Path(node.get_logs_dir_path()) if node is not None else None
         except (ImportError, AttributeError):
             return None
+
+
+def _kill_processes_under(temp_dir: Path) -> None:
+    """SIGKILL the processes of the Ray instance whose session is in ``temp_dir`` (Ray names
+    its session directory on every process's command line); Linux only, else nothing."""
+    needle = str(temp_dir).encode()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
