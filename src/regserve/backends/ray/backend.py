@@ -168,6 +168,16 @@ class RayBackend:
         entry = self._versions.get((model_name, version))
         return entry.target if entry is not None and entry.state == READY else None
 
+    def attach(self, model_name: str, version: str) -> RayTarget:
+        """A target for a version some other regserve deployed on the same Ray cluster (a
+        follower gateway: it routes, another process's controller deploys). Needs Ray up."""
+        from ray import serve
+
+        handle = serve.get_deployment_handle(
+            deployment_name(version), app_name=app_name(model_name, version)
+        )
+        return RayTarget(handle, f"Version {version} of '{model_name}'")
+
     def deployed(self, model_name: str) -> set[str]:
         return {v for m, v in self._versions if m == model_name}
 
