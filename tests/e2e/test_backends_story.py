@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from regserve.backends.ray.cluster import RayCluster
 from tests.conftest import require_service
 from tests.support.models import log_broken_version
 from tests.support.registry import UserRegistry, user_registry
@@ -42,8 +44,21 @@ def server_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFor]:
         return started[backend]
 
     yield get
-    for server in started.values():
-        server.close()
+    for backend, server in started.items():
+        server.close()  # SIGTERM: a graceful stop, Ray's instance included
+        assert server.process is not None
+        assert server.process.returncode == 0, f"regserve --backend {backend} did not exit cleanly"
+        if backend == "ray":
+            session = str(RayCluster(None, server.data_dir.resolve()).temp_dir()).encode()
+            left = [p for p in Path("/proc").glob("[0-9]*") if session in _cmdline(p)]
+            assert not left, f"processes of regserve's Ray instance outlived it: {left}"
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _start(backend: str, tmp_path_factory: pytest.TempPathFactory) -> RegServeProcess:

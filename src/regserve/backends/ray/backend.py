@@ -26,7 +26,7 @@ from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths
-from regserve.backends.ray.cluster import RayCluster
+from regserve.backends.ray.cluster import RayCluster, reclaim_signals
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
 from regserve.backends.ray.options import ReplicaPlan, plan_replicas
@@ -90,6 +90,7 @@ class RayBackend:
     async def _connect(self) -> None:
         started = time.monotonic()
         await asyncio.to_thread(self._cluster.connect)
+        reclaim_signals()
         _log.info("Ray and Serve ready in %.1f s", time.monotonic() - started)
         self._watcher = asyncio.create_task(self._watch(), name="ray serve status")
 

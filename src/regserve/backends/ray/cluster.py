@@ -14,9 +14,10 @@ import logging
 import os
 import signal
 import tempfile
+import threading
 from pathlib import Path
 
-__all__ = ["RayCluster"]
+__all__ = ["RayCluster", "reclaim_signals"]
 
 _log = logging.getLogger("regserve.ray")
 
@@ -115,3 +116,17 @@ def _kill_processes_under(temp_dir: Path) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ProcessLookupError):
             continue
+
+
+def reclaim_signals() -> None:
+    """Give SIGTERM and SIGINT back to the handlers regserve installed (call on the main
+    thread once Ray is connected). Ray's driver sets a C-level handler for SIGTERM that logs
+    a stack and ends the process at once, which would skip the graceful shutdown (drain the
+    gateway, delete the applications, stop Ray). Python still knows its own handlers:
+    setting them again puts them back at the C level."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            signal.signal(signum, handler)
