@@ -288,7 +288,7 @@ def _run(
             print(f"  {scenario.name:26} {target:9} {outcome.rps:9.1f} req/s "
                   f"p50 {outcome.p50_ms:7.2f} ms p99 {outcome.p99_ms:7.2f} ms "
                   f"errors {outcome.non2xx + outcome.socket_errors}", flush=True)  # fmt: skip
-    if not args.no_ray:
+    if not (args.no_ray or args.smoke):  # CI's smoke run stays short: --ray-only --smoke
         rows += ray_rows(regserve, workdir, MODEL, serve_bench_model, seconds, args.smoke)
         _use_registry(regserve)  # back to the first server's registry
     memory = {
