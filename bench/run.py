@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke:
         report.chart(result, args.out / "bench.png")
         report.update_docs(result, ROOT / "docs" / "performance.md")
+        if any(r["target"] == "regserve-ray" for r in result["results"]):
+            update_ray_docs(result, ROOT / "docs" / "performance.md")
     print(f"results: {args.out / 'bench.json'}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
