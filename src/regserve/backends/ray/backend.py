@@ -276,7 +276,7 @@ class RayBackend:
                     self._observe(version, _view(status, version))
 
     def _observe(self, version: _Version, view: ServeView) -> None:
-        state, message = version_state(view)
+        state, message = version_state(view, was_ready=version.ever_ready)
         number = version.spec.version
         event_type, text = "", ""
         if state == READY and version.state != READY:

@@ -3,6 +3,7 @@
 | Serve (deployment, or application when it has none yet) | version state |
 |---|---|
 | HEALTHY, UPSCALING, DOWNSCALING | READY (at zero replicas a request waits for one) |
+| UPDATING, UNHEALTHY after having served, with replicas running | READY (they keep serving) |
 | UPDATING, NOT_STARTED, DEPLOYING, no status yet | LAUNCHING |
 | UNHEALTHY | LAUNCHING: Serve replaces the unhealthy replicas |
 | DEPLOY_FAILED (deployment or application) | FAILED with Serve's message |
@@ -32,8 +33,9 @@ class ServeView:
     running_replicas: int = 0
 
 
-def version_state(view: ServeView) -> tuple[str, str]:
-    """(VERSION_STATE_*, state message) for what Serve reports."""
+def version_state(view: ServeView, was_ready: bool = False) -> tuple[str, str]:
+    """(VERSION_STATE_*, state message) for what Serve reports; ``was_ready``: the version
+    has served before (its running replicas keep serving through an update)."""
     if view.app_status is None:
         return LAUNCHING, "Waiting for Ray Serve to create the application."
     message = view.deployment_message or view.app_message
@@ -43,9 +45,16 @@ def version_state(view: ServeView) -> tuple[str, str]:
     if status in _SERVING:
         if view.running_replicas == 0:
             return READY, "Serving on Ray Serve (scaled to zero: a request starts a replica)."
-        plural = "s" if view.running_replicas != 1 else ""
-        return READY, f"Serving on Ray Serve ({view.running_replicas} replica{plural})."
+        return READY, f"Serving on Ray Serve ({_replicas(view.running_replicas)})."
+    if was_ready and view.running_replicas > 0:
+        # A rolling update (new config) or a replica being replaced: the others keep serving.
+        why = "replacing unhealthy replicas" if status == "UNHEALTHY" else "updating replicas"
+        return READY, f"Serving on Ray Serve ({_replicas(view.running_replicas)}) while {why}."
     if status == "UNHEALTHY":
         return LAUNCHING, f"Ray Serve is replacing unhealthy replicas: {message}".rstrip(": ")
     detail = f": {message}" if message else ""
     return LAUNCHING, f"Ray Serve is starting the replicas ({status or view.app_status}){detail}"
+
+
+def _replicas(count: int) -> str:
+    return f"{count} replica{'s' if count != 1 else ''}"
