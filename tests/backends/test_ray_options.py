@@ -77,15 +77,6 @@ def test_overrides_of_the_node_types_figures() -> None:
         (ServeView("DEPLOY_FAILED", "env build failed"), FAILED, "env build failed"),
     ],
 )  # fmt: skip
-def test_a_version_that_served_keeps_serving_through_an_update() -> None:
-    updating = ServeView("DEPLOYING", "", "UPDATING", "rolling", 1)
-    assert version_state(updating, was_ready=True)[0] == READY
-    assert version_state(updating, was_ready=False)[0] == LAUNCHING
-    assert version_state(ServeView("RUNNING", "", "UNHEALTHY", "", 0), was_ready=True)[0] == (
-        LAUNCHING
-    )
-
-
 def test_serve_status_maps_to_version_states(view: ServeView, state: str, words: str) -> None:
     got, message = version_state(view)
     assert got == state
@@ -104,3 +95,12 @@ def test_runtime_env_per_env_manager(tmp_path: Path) -> None:
     assert "requirements from python_env.yaml" in notes[0]
     with pytest.raises(EnvSpecError):
         runtime_env_for(tmp_path, "virtualenv", external_cluster=False)
+
+
+def test_a_version_that_served_keeps_serving_through_an_update() -> None:
+    updating = ServeView("DEPLOYING", "", "UPDATING", "rolling", 1)
+    assert version_state(updating, was_ready=True)[0] == READY
+    assert version_state(updating, was_ready=False)[0] == LAUNCHING
+    assert version_state(ServeView("RUNNING", "", "UNHEALTHY", "", 0), was_ready=True)[0] == (
+        LAUNCHING
+    )
