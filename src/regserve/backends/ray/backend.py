@@ -89,7 +89,11 @@ class RayBackend:
 
     async def _connect(self) -> None:
         started = time.monotonic()
-        await asyncio.to_thread(self._cluster.connect)
+        try:
+            await asyncio.to_thread(self._cluster.connect)
+        except Exception:
+            _log.exception("Ray could not be started or reached; versions will be FAILED")
+            raise
         reclaim_signals()
         _log.info("Ray and Serve ready in %.1f s", time.monotonic() - started)
         self._watcher = asyncio.create_task(self._watch(), name="ray serve status")
