@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from regserve.backends.ray.addresses import RayTargets
 from regserve.backends.ray.naming import app_name, app_prefix, deployment_name
 from regserve.backends.ray.options import plan_replicas
 from regserve.backends.ray.runtime_env import runtime_env_for
 from regserve.backends.ray.status import FAILED, LAUNCHING, READY, ServeView, version_state
+from regserve.backends.ray.target import RayTarget
 from regserve.envs.spec import EnvSpecError
 from regserve.nodes import default_node_types
 from tests.support.models import save_iris_model
@@ -104,3 +106,11 @@ def test_a_version_that_served_keeps_serving_through_an_update() -> None:
     assert version_state(ServeView("RUNNING", "", "UNHEALTHY", "", 0), was_ready=True)[0] == (
         LAUNCHING
     )
+
+
+def test_ray_addresses_name_the_application_and_deployment() -> None:
+    targets = RayTargets()
+    target = RayTarget(object(), "Version 2 of 'm'", app_name("m", "2"), deployment_name("2"))
+    assert targets.addresses(target) == [f"ray:{app_name('m', '2')}/v2"]
+    assert targets.addresses(object()) == []  # type: ignore[arg-type]
+    assert targets.target("m", "2", ["unix:/tmp/x.sock"]) is None

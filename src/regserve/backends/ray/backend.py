@@ -173,15 +173,11 @@ class RayBackend:
         entry = self._versions.get((model_name, version))
         return entry.target if entry is not None and entry.state == READY else None
 
-    def attach(self, model_name: str, version: str) -> RayTarget:
-        """A target for a version some other regserve deployed on the same Ray cluster (a
-        follower gateway: it routes, another process's controller deploys). Needs Ray up."""
-        from ray import serve
-
-        handle = serve.get_deployment_handle(
-            deployment_name(version), app_name=app_name(model_name, version)
-        )
-        return RayTarget(handle, f"Version {version} of '{model_name}'")
+    def describe_cluster(self, model_name: str) -> str:
+        """The cluster's per-replica resources and replica count, for its events."""
+        config = self._clusters.get(model_name) or ClusterConfig("local-default")
+        plan = plan_replicas(config.node_type_id, config.tags, self._node_types)
+        return f"Ray Serve, {plan.describe()}"
 
     def deployed(self, model_name: str) -> set[str]:
         return {v for m, v in self._versions if m == model_name}
@@ -225,7 +221,9 @@ class RayBackend:
             _log.exception("deploying %s on Ray Serve failed", version.app)
             self._fail(version, f"Ray Serve refused the deployment: {type(exc).__name__}: {exc}")
             return
-        version.target = RayTarget(handle, version.label)
+        version.target = RayTarget(
+            handle, version.label, version.app, deployment_name(spec.version)
+        )
         version.submitted = True
 
     def _run_app(

@@ -23,9 +23,12 @@ _log = logging.getLogger("regserve.ray")
 class RayTarget:
     """A version's Serve deployment handle, with regserve's timeout and error answers."""
 
-    def __init__(self, handle: Any, label: str) -> None:
+    def __init__(self, handle: Any, label: str, app: str = "", deployment: str = "") -> None:
         self._handle = handle
         self.label = label
+        self.app = app
+        """The Serve application and deployment (how another gateway finds it)."""
+        self.deployment = deployment
 
     async def request(self, content_type: str | None, body: bytes, timeout: float) -> wire.Response:
         from ray.exceptions import RayError
