@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ class RayBackend:
         self._clusters: dict[str, ClusterConfig] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
+        # Building a Serve deployment is not thread-safe (Serve registers and unregisters a
+        # module with cloudpickle, process-wide): one at a time.
+        self._building = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -233,16 +237,28 @@ class RayBackend:
         batching: BatchSettings,
         runtime_env: dict[str, Any],
     ) -> Any:
-        from ray import serve
-        from ray.serve.api import RunTarget
 
         from regserve.worker.replica import ScoringReplica
+
+        with self._building:
+            return self._run_app_locked(version, plan, batching, runtime_env, ScoringReplica)
+
+    def _run_app_locked(
+        self,
+        version: _Version,
+        plan: ReplicaPlan,
+        batching: BatchSettings,
+        runtime_env: dict[str, Any],
+        replica: type,
+    ) -> Any:
+        from ray import serve
+        from ray.serve.api import RunTarget
 
         spec = version.spec
         options = plan.deployment_options()
         if runtime_env:
             options["ray_actor_options"]["runtime_env"] = runtime_env
-        wrapped: Any = serve.deployment(ScoringReplica)  # Serve's overloads hide Deployment
+        wrapped: Any = serve.deployment(replica)  # Serve's overloads hide Deployment
         deployment = wrapped.options(
             name=deployment_name(spec.version),
             # The first request to a deployment scaled to zero waits for a replica to load.
