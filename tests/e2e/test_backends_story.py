@@ -219,9 +219,10 @@ def test_ray_deployment_that_cannot_load_fails_with_its_reason(
     server_for: ServerFor, registry_of: Callable[[str], UserRegistry]
 ) -> None:
     server = server_for("ray")
-    registry_of(server.url)
+    registry = registry_of(server.url)
     model = "broken-ray"
     assert log_broken_version(model) == "1"
+    assert registry.register(model) == "2"  # both deploy at once when serving is enabled
     server.enable(model)
     version = server.wait_version_state(model, "1", FAILED, timeout=240)
     _require_ray(version)
@@ -230,5 +231,8 @@ def test_ray_deployment_that_cannot_load_fails_with_its_reason(
     assert (r.status_code, r.json()["error_code"]) == (503, "TEMPORARILY_UNAVAILABLE")
     assert "deliberately broken model" in r.json()["message"]
     assert "VERSION_FAILED" in {e["event_type"] for e in server.events(model)}
-    assert server.status(model)["state"] == "ENDPOINT_STATE_FAILED"
+    # the other version is not affected
+    _wait_ready(server, model, "2")
+    assert _answered_by(server, model, "latest") == "2"
+    assert server.status(model)["state"] == "ENDPOINT_STATE_READY"
     server.disable(model)
