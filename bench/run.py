@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from bench import report
+from bench.ray_phase import ray_rows, ray_table, update_ray_docs
 from bench.servers import (
     COLUMNS,
     TOKEN,
@@ -229,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the 1/5/20 versions run")
     parser.add_argument("--memory-versions", default="1,5,20")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray Serve rows")
+    parser.add_argument(
+        "--ray-only", action="store_true",
+        help="only the Ray rows (regserve local, regserve --backend ray, plain Ray Serve); "
+        "writes bench-ray.json and the Ray section of docs/performance.md",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     require_wrk()
     seconds = 1.0 if args.smoke else args.seconds
@@ -239,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="regserve-bench-"))
     started: list[Server] = []
     try:
+        if args.ray_only:
+            return _run_ray_only(args, seconds, workdir, started)
         result = _run(args, seconds, workdir, started)
     finally:
         for server in reversed(started):
@@ -248,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.smoke:
         report.chart(result, args.out / "bench.png")
         report.update_docs(result, ROOT / "docs" / "performance.md")
+        if any(r["target"] == "regserve-ray" for r in result["results"]):
+            update_ray_docs(result, ROOT / "docs" / "performance.md")
     print(f"results: {args.out / 'bench.json'}")
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
@@ -279,6 +290,9 @@ def _run(
             print(f"  {scenario.name:26} {target:9} {outcome.rps:9.1f} req/s "
                   f"p50 {outcome.p50_ms:7.2f} ms p99 {outcome.p99_ms:7.2f} ms "
                   f"errors {outcome.non2xx + outcome.socket_errors}", flush=True)  # fmt: skip
+    if not (args.no_ray or args.smoke):  # CI's smoke run stays short: --ray-only --smoke
+        rows += ray_rows(regserve, workdir, MODEL, serve_bench_model, seconds, args.smoke)
+        _use_registry(regserve)  # back to the first server's registry
     memory = {
         "regserve_two_versions": _regserve_memory(regserve),
         "mlflow_two_versions": _mlflow_memory(mlflow_servers),
@@ -303,6 +317,28 @@ def _run(
         "memory_scaling": scaling,
         "ratios": report.ratios(rows),
     }
+
+
+def _run_ray_only(
+    args: argparse.Namespace, seconds: float, workdir: Path, started: list[Server]
+) -> int:
+    load_at_start = os.getloadavg()
+    regserve = start_regserve(workdir / "data", workdir)
+    started.append(regserve)
+    serve_bench_model(regserve)
+    rows = ray_rows(regserve, workdir, MODEL, serve_bench_model, seconds, args.smoke)
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpus": os.cpu_count(), "load_average_at_start": load_at_start,
+                    "python": platform.python_version()},
+        "seconds_per_scenario": seconds,
+        "results": rows,
+    }  # fmt: skip
+    (args.out / "bench-ray.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(ray_table(rows))
+    if not args.smoke:
+        update_ray_docs(result, ROOT / "docs" / "performance.md")
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -160,3 +161,23 @@ def log_bench_model(name: str, c: float = 1.0) -> tuple[str, str, str, str]:
         str(info.registered_model_version), str(info.model_uri), str(info.run_id),
         str(info.model_id),
     )  # fmt: skip
+
+
+def start_ray_serve(model_dir: Path, workdir: Path) -> Server:
+    """Plain Ray Serve (``bench/ray_serve.py``): a hand-written deployment of the same model,
+    its HTTP proxy on 127.0.0.1."""
+    port = free_port()
+    temp_dir = Path(tempfile.mkdtemp(prefix="rs-ray-"))  # short: Ray binds sockets in it
+    cmd = [sys.executable, "-m", "bench.ray_serve", "--port", str(port),
+           "--model-dir", str(model_dir), "--temp-dir", str(temp_dir)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    log = workdir / "ray-serve.log"
+    server = _start("ray serve", cmd, env, log, f"http://127.0.0.1:{port}")
+
+    def ready() -> bool:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"plain Ray Serve exited; log {log}:\n{log.read_text()[-3000:]}")
+        return "ray serve ready" in log.read_text(errors="replace")
+
+    wait_until(ready, 300, "plain Ray Serve")
+    return server

@@ -17,12 +17,12 @@ import uvicorn
 from regserve.auth import ensure_admin_token
 from regserve.auth.management import AccessManager
 from regserve.auth.service import AccessService
-from regserve.backends.base import VersionEvent
+from regserve.backends.base import Backend, VersionEvent, VersionListener
 from regserve.backends.local import LocalBackend
 from regserve.backends.local.addresses import LocalTargets
 from regserve.changes import change_feed_for
 from regserve.controller.fenced import FencedController
-from regserve.controller.follower import SharedRouter
+from regserve.controller.follower import SharedRouter, TargetCodec
 from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
@@ -31,7 +31,7 @@ from regserve.gateway.webhooks import WEBHOOK_PATH
 from regserve.gateways import GatewayNode
 from regserve.leader import leader_lock_for
 from regserve.metrics import ControlMetrics, TrafficRecorder
-from regserve.nodes import load_node_types
+from regserve.nodes import NodeTypes, load_node_types
 from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
 from regserve.settings import Settings
 from regserve.store import StateStore
@@ -61,12 +61,14 @@ class RegServe:
         self.access = AccessService(settings, self.store, self.admin_token)
         self.access.on_change = self.changes.publish
         self.manager = AccessManager(settings, self.store, self.access, self._model_exists)
-        self.router = SharedRouter(self.store, LocalTargets(), self.changes)
+        self.router = SharedRouter(self.store, _targets(settings), self.changes)
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
-        self.backend = LocalBackend(settings, self._events.put_nowait, node_types)
-        envs = EnvironmentManager(settings) if settings.env_manager == "virtualenv" else None
+        self.backend = _backend(settings, self._events.put_nowait, node_types)
+        # Ray builds and caches each version's environment itself (its runtime_env).
+        uv_envs = settings.env_manager == "virtualenv" and settings.backend == "local"
+        envs = EnvironmentManager(settings) if uv_envs else None
         self.controller = FencedController(
             settings, self.store, reader, self.backend, self.router, self._events,
             node_types.api(), envs, metrics=self.control_metrics,
@@ -151,6 +153,24 @@ class RegServe:
         while True:
             await asyncio.sleep(_METRICS_FLUSH_SECONDS)
             await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
+
+
+def _targets(settings: Settings) -> TargetCodec:
+    """How a follower gateway turns the leader's stored addresses into targets."""
+    if settings.backend == "ray":
+        from regserve.backends.ray.addresses import RayTargets
+
+        return RayTargets()
+    return LocalTargets()
+
+
+def _backend(settings: Settings, listener: VersionListener, node_types: NodeTypes) -> Backend:
+    """The backend ``settings.backend`` names (Ray is imported only when asked for)."""
+    if settings.backend == "ray":
+        from regserve.backends.ray import RayBackend
+
+        return RayBackend(settings, listener, node_types.api())
+    return LocalBackend(settings, listener, node_types)
 
 
 def _registry(settings: Settings) -> tuple[Any, Any, str | None]:

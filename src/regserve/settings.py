@@ -65,7 +65,15 @@ class Settings(BaseSettings):
     extra_index_urls: list[str] = Field(
         default_factory=list, description="Extra package indexes (JSON list in the variable)."
     )
-    backend: Literal["local", "ray"] = Field("local", description="Where workers run.")
+    backend: Literal["local", "ray"] = Field(
+        "local",
+        description="Where versions run: local worker processes, or Ray Serve deployments.",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="--backend ray: the Ray cluster to connect to (e.g. 10.0.0.5:6379); unset "
+        "starts a single-node Ray on 127.0.0.1, stopped with regserve.",
+    )
     admin_token: str | None = Field(
         None, description="The admin token; when unset one is made and kept in the data dir."
     )

@@ -60,12 +60,12 @@ class RegServeProcess:
             base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
         )
 
-    def start(self, *args: str) -> RegServeProcess:
+    def start(self, *args: str, timeout: float = 90) -> RegServeProcess:
         cmd = [sys.executable, "-m", "regserve.cli", "up", "--port", str(self.port),
                "--data-dir", str(self.data_dir), *args]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, 90, f"regserve on {self.url} (log: {self.log_path})")
+        wait_for(self._healthy, timeout, f"regserve on {self.url} (log: {self.log_path})")
         return self
 
     def _healthy(self) -> bool:

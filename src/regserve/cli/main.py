@@ -38,6 +38,7 @@ def up(
     store_uri: Annotated[Optional[str], typer.Option(help="regserve's state database.")] = None,  # noqa: UP045
     env_manager: Annotated[Optional[str], typer.Option(help="local or virtualenv.")] = None,  # noqa: UP045
     backend: Annotated[Optional[str], typer.Option(help="local or ray.")] = None,  # noqa: UP045
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster.")] = None,  # noqa: UP045
     demo: Annotated[bool, typer.Option("--demo", help="Register and serve the iris demo.")] = False,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
@@ -45,15 +46,12 @@ def up(
     overrides: dict[str, Any] = {
         "host": host, "port": port, "data_dir": data_dir, "registry_uri": registry_uri,
         "store_uri": store_uri, "env_manager": env_manager, "backend": backend,
+        "ray_address": ray_address,
     }  # fmt: skip
     values = {k: v for k, v in overrides.items() if v is not None}
     if demo:
         values["demo"] = True
     settings = Settings(**values)
-    if settings.backend != "local":
-        raise typer.BadParameter(
-            "only --backend local is available in this release", param_hint="--backend"
-        )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -11,23 +11,29 @@ from collections.abc import Sequence
 from itertools import cycle
 
 from regserve.backends.local.client import WorkerClient
+from regserve.backends.local.replicas import ReplicaSet
+from regserve.errors import UnavailableError
 from regserve.router import Target
 from regserve.worker import wire
 
-__all__ = ["LocalTargets", "ReplicaSet"]
+__all__ = ["LocalTargets", "Replicas"]
 
 _SCHEME = "unix:"
 
 
-class ReplicaSet:
-    """Several workers of one version, used in turn."""
+class Replicas:
+    """A follower's view of a version's replicas: used in turn; a request whose replica is
+    down (its connection failed or dropped before the answer) is sent once to the next."""
 
     def __init__(self, clients: Sequence[WorkerClient]) -> None:
         self.clients = list(clients)
         self._next = cycle(self.clients)
 
     async def request(self, content_type: str | None, body: bytes, timeout: float) -> wire.Response:
-        return await next(self._next).request(content_type, body, timeout)
+        try:
+            return await next(self._next).request(content_type, body, timeout)
+        except UnavailableError:
+            return await next(self._next).request(content_type, body, timeout)
 
     def close(self) -> None:
         for client in self.clients:
@@ -38,7 +44,9 @@ class LocalTargets:
     """The local backend's ``address <-> target`` translation (see controller/follower.py)."""
 
     def addresses(self, target: Target) -> list[str]:
-        clients = target.clients if isinstance(target, ReplicaSet) else [target]
+        if isinstance(target, ReplicaSet):  # the leader's own replicas
+            return [f"{_SCHEME}{path}" for path in target.sockets()]
+        clients = target.clients if isinstance(target, Replicas) else [target]
         return [_address(c) for c in clients if isinstance(c, WorkerClient)]
 
     def target(self, model_name: str, version: str, addresses: Sequence[str]) -> Target | None:
@@ -46,10 +54,10 @@ class LocalTargets:
         clients = [_client(a, label) for a in addresses if a.startswith(_SCHEME)]
         if not clients:
             return None
-        return clients[0] if len(clients) == 1 else ReplicaSet(clients)
+        return clients[0] if len(clients) == 1 else Replicas(clients)
 
     def close(self, target: Target) -> None:
-        if isinstance(target, (WorkerClient, ReplicaSet)):
+        if isinstance(target, (WorkerClient, Replicas)):
             target.close()
 
 

@@ -176,6 +176,10 @@ class ReplicaSet:
             return None
         return "; ".join(f"replica {r.index}: {r.message}" for r in failed)
 
+    def sockets(self) -> list[str]:
+        """Every replica's socket path (what another gateway on this machine connects to)."""
+        return [str(r.paths.socket) for r in self.replicas]
+
     def all_ready(self) -> bool:
         return len(self._ready) == len(self.replicas)
 

@@ -1,0 +1,364 @@
+"""RayBackend: every served version is one Ray Serve application with one deployment.
+
+A version's application (``naming.py``) holds one deployment of
+:class:`~regserve.worker.replica.ScoringReplica` with the version's runtime_env
+(``runtime_env.py``) and its replicas and resources from the cluster config (``options.py``).
+One application per version, not per model: Serve redeploys an application as a whole, and a
+new version must not restart the replicas of the versions already serving.
+
+States come from Serve: a watcher reads ``serve.status()`` every half second while versions
+are deployed and reports each change (``status.py``) as a :class:`VersionEvent`. The gateway
+reaches a READY version through its :class:`~.target.RayTarget` (a DeploymentHandle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
+from regserve.backends.batching import BatchSettings
+from regserve.backends.local.logs import read_tail
+from regserve.backends.local.paths import WorkerPaths
+from regserve.backends.ray.cluster import RayCluster, reclaim_signals
+from regserve.backends.ray.logs import read_ray_logs
+from regserve.backends.ray.naming import app_name, deployment_name
+from regserve.backends.ray.options import ReplicaPlan, plan_replicas
+from regserve.backends.ray.runtime_env import runtime_env_for
+from regserve.backends.ray.status import FAILED, LAUNCHING, READY, ServeView, version_state
+from regserve.backends.ray.target import RayTarget
+from regserve.errors import RegServeError
+from regserve.settings import Settings
+from regserve.store import ClusterConfig
+
+__all__ = ["RayBackend"]
+
+_log = logging.getLogger("regserve.ray")
+_WATCH_SECONDS = 0.5
+
+
+@dataclass
+class _Version:
+    spec: VersionSpec
+    app: str
+    state: str = LAUNCHING
+    message: str = ""
+    ever_ready: bool = False
+    replicas: int = -1
+    target: RayTarget | None = None
+    submitting: bool = False
+    submitted: bool = False
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"Version {self.spec.version} of '{self.spec.model_name}'"
+
+
+class RayBackend:
+    """Served versions as Ray Serve deployments (``--backend ray``)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        listener: VersionListener,
+        node_types: Mapping[str, Mapping[str, object]],
+    ) -> None:
+        self._settings = settings
+        self._data_dir = settings.resolved_data_dir()
+        self._listener = listener
+        self._node_types = node_types
+        self._cluster = RayCluster(settings.ray_address, self._data_dir)
+        self._versions: dict[tuple[str, str], _Version] = {}
+        self._clusters: dict[str, ClusterConfig] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        # Building a Serve deployment is not thread-safe (Serve registers and unregisters a
+        # module with cloudpickle, process-wide): one at a time.
+        self._building = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start (or connect to) Ray in the background: the gateway, the registry and the UI
+        answer at once, and versions wait in LAUNCHING until Ray is up."""
+        self._connecting = asyncio.create_task(self._connect(), name="ray connect")
+
+    async def _connect(self) -> None:
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(self._cluster.connect)
+        except Exception:
+            _log.exception("Ray could not be started or reached; versions will be FAILED")
+            raise
+        reclaim_signals()
+        _log.info("Ray and Serve ready in %.1f s", time.monotonic() - started)
+        self._watcher = asyncio.create_task(self._watch(), name="ray serve status")
+
+    async def _ray_ready(self) -> None:
+        """Wait for Ray; RegServeError with Ray's reason when it could not start."""
+        if self._connecting is None:
+            raise RegServeError("The Ray backend was not started.")
+        try:
+            await asyncio.shield(self._connecting)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            where = self._cluster.address or "a local Ray instance on 127.0.0.1"
+            raise RegServeError(
+                f"Ray could not be started or reached ({where}): {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.undeploy(m, v) for m, v in list(self._versions)))
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._connecting is not None:
+            with contextlib.suppress(Exception):
+                await self._connecting  # a thread cannot be cancelled: let it finish
+        await asyncio.to_thread(self._cluster.shutdown)
+
+    async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
+        """Keep the config; a changed one is applied to the running versions at once (Serve
+        updates replica counts and autoscaling in place, and rolls replicas for resources)."""
+        previous = self._clusters.get(model_name)
+        self._clusters[model_name] = config
+        if previous is None or previous == config:
+            return
+        for version in [v for (m, _), v in self._versions.items() if m == model_name]:
+            if version.submitted and version.state != FAILED:
+                await self._submit(version)
+
+    async def stop_cluster(self, model_name: str) -> None:
+        keys = [k for k in self._versions if k[0] == model_name]
+        await asyncio.gather(*(self.undeploy(m, v) for m, v in keys))
+        self._clusters.pop(model_name, None)
+
+    # -- versions ----------------------------------------------------------------------------
+
+    async def deploy(self, spec: VersionSpec) -> None:
+        key = (spec.model_name, spec.version)
+        if key in self._versions:
+            return
+        version = _Version(spec, app_name(spec.model_name, spec.version))
+        self._versions[key] = version
+        self._emit(version, LAUNCHING, "Deploying on Ray Serve.")
+        version.task = asyncio.create_task(self._submit(version), name=f"ray deploy {key}")
+
+    async def undeploy(self, model_name: str, version: str) -> None:
+        entry = self._versions.pop((model_name, version), None)
+        if entry is None:
+            return
+        if entry.task is not None and not entry.task.done():
+            if not entry.submitting:
+                entry.task.cancel()
+            # Serve is being asked already (a thread, which cannot be stopped): let it finish,
+            # so that the application is deleted after it was created, not before.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await entry.task
+        if not (entry.submitting or entry.submitted):
+            return
+        from ray import serve
+
+        # Serve stops the replicas gracefully: in-flight requests finish first.
+        await asyncio.to_thread(serve.delete, entry.app)
+        self._note(entry.spec, f"Ray Serve application {entry.app} deleted.")
+
+    def target(self, model_name: str, version: str) -> RayTarget | None:
+        entry = self._versions.get((model_name, version))
+        return entry.target if entry is not None and entry.state == READY else None
+
+    def describe_cluster(self, model_name: str) -> str:
+        """The cluster's per-replica resources and replica count, for its events."""
+        config = self._clusters.get(model_name) or ClusterConfig("local-default")
+        plan = plan_replicas(config.node_type_id, config.tags, self._node_types)
+        return f"Ray Serve, {plan.describe()}"
+
+    def deployed(self, model_name: str) -> set[str]:
+        return {v for m, v in self._versions if m == model_name}
+
+    def log_file(self, model_name: str, version: str) -> Path:
+        path = WorkerPaths.for_version(self._data_dir, model_name, version).log
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def read_logs(self, model_name: str, version: str) -> str:
+        own = read_tail(self.log_file(model_name, version), max_lines=500)
+        ray_logs = read_ray_logs(
+            self._cluster.logs_dir(),
+            app_name(model_name, version),
+            with_env_build=self._settings.env_manager == "virtualenv",
+        )
+        return f"{own}\n{ray_logs}" if own else ray_logs
+
+    # -- deploying ---------------------------------------------------------------------------
+
+    async def _submit(self, version: _Version) -> None:
+        spec = version.spec
+        config = self._clusters.get(spec.model_name) or ClusterConfig("local-default")
+        plan = plan_replicas(config.node_type_id, config.tags, self._node_types)
+        batching = BatchSettings.from_tags(config.tags)
+        try:
+            await self._ray_ready()
+            runtime_env, notes = runtime_env_for(
+                spec.model_path, self._settings.env_manager, self._cluster.address is not None
+            )
+            for note in notes:
+                self._note(spec, note)
+            self._note(spec, f"deploying as Ray Serve application {version.app}: "
+                             f"{plan.describe()}; runtime_env {runtime_env or 'none'}")  # fmt: skip
+            version.submitting = True
+            handle = await asyncio.to_thread(self._run_app, version, plan, batching, runtime_env)
+        except RegServeError as exc:
+            self._fail(version, exc.message)
+            return
+        except Exception as exc:  # Serve refused the application (bad options, no cluster...)
+            _log.exception("deploying %s on Ray Serve failed", version.app)
+            self._fail(version, f"Ray Serve refused the deployment: {type(exc).__name__}: {exc}")
+            return
+        version.target = RayTarget(
+            handle, version.label, version.app, deployment_name(spec.version)
+        )
+        version.submitted = True
+
+    def _run_app(
+        self,
+        version: _Version,
+        plan: ReplicaPlan,
+        batching: BatchSettings,
+        runtime_env: dict[str, Any],
+    ) -> Any:
+
+        from regserve.worker.replica import ScoringReplica
+
+        with self._building:
+            return self._run_app_locked(version, plan, batching, runtime_env, ScoringReplica)
+
+    def _run_app_locked(
+        self,
+        version: _Version,
+        plan: ReplicaPlan,
+        batching: BatchSettings,
+        runtime_env: dict[str, Any],
+        replica: type,
+    ) -> Any:
+        from ray import serve
+        from ray.serve.api import RunTarget
+
+        spec = version.spec
+        options = plan.deployment_options()
+        if runtime_env:
+            options["ray_actor_options"]["runtime_env"] = runtime_env
+        wrapped: Any = serve.deployment(replica)  # Serve's overloads hide Deployment
+        deployment = wrapped.options(
+            name=deployment_name(spec.version),
+            # The first request to a deployment scaled to zero waits for a replica to load.
+            health_check_period_s=10,
+            graceful_shutdown_timeout_s=self._settings.request_timeout,
+            **options,
+        )
+        application = deployment.bind(
+            str(spec.model_path), spec.model_name, spec.version, batching.mode,
+            batching.max_batch_size, batching.max_batch_wait_ms, "ray.serve",
+        )  # fmt: skip
+        run = RunTarget(application, name=version.app, route_prefix=None)
+        handles = serve.run_many([run], wait_for_applications_running=False)
+        return handles[0]
+
+    # -- watching Serve ----------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        from ray import serve
+
+        while True:
+            await asyncio.sleep(_WATCH_SECONDS)
+            watched = [v for v in self._versions.values() if v.submitted and v.state != FAILED]
+            if not watched:
+                continue
+            try:
+                status = await asyncio.to_thread(serve.status)
+            except Exception as exc:  # the Serve controller restarting: try again next turn
+                _log.warning("could not read Ray Serve's status: %s", exc)
+                continue
+            for version in watched:
+                if self._versions.get(_key(version)) is version:
+                    self._observe(version, _view(status, version))
+
+    def _observe(self, version: _Version, view: ServeView) -> None:
+        state, message = version_state(view, was_ready=version.ever_ready)
+        number = version.spec.version
+        event_type, text = "", ""
+        if state == READY and version.state != READY:
+            if version.ever_ready:
+                event_type = "WORKER_RESTARTED"
+                text = f"Ray Serve is serving version {number} again."
+            else:
+                event_type = "VERSION_READY"
+                text = f"Version {number} is ready on Ray Serve (application {version.app})."
+            version.ever_ready = True
+        elif state == READY and version.replicas != view.running_replicas:
+            event_type = "REPLICAS_SCALED"
+            text = (f"Ray Serve scaled version {number} from {max(version.replicas, 0)} to "
+                    f"{view.running_replicas} replicas.")  # fmt: skip
+        elif state == LAUNCHING and version.state == READY:
+            event_type, text = "WORKER_CRASHED", message
+        elif state == FAILED:
+            event_type, text = "VERSION_FAILED", message
+        version.replicas = view.running_replicas
+        if (state, message) != (version.state, version.message) or event_type:
+            self._emit(version, state, message, event_type, text)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _fail(self, version: _Version, message: str) -> None:
+        self._note(version.spec, message)
+        self._emit(version, FAILED, message, "VERSION_FAILED", message)
+
+    def _emit(
+        self, version: _Version, state: str, message: str, event_type: str = "", text: str = ""
+    ) -> None:
+        version.state, version.message = state, message
+        spec = version.spec
+        self._listener(
+            VersionEvent(spec.model_name, spec.version, state, message, event_type, text)
+        )
+
+    def _note(self, spec: VersionSpec, line: str) -> None:
+        """A line in the version's own log (what regserve asked Ray for, and why)."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with (
+            contextlib.suppress(OSError),
+            self.log_file(spec.model_name, spec.version).open("a") as log,
+        ):
+            log.write(f"{stamp} [regserve] {line}\n")
+
+
+def _key(version: _Version) -> tuple[str, str]:
+    return version.spec.model_name, version.spec.version
+
+
+def _view(status: Any, version: _Version) -> ServeView:
+    """The part of ``serve.status()`` about one version, as plain strings."""
+    app = status.applications.get(version.app)
+    if app is None:
+        return ServeView(None)
+    deployment = app.deployments.get(deployment_name(version.spec.version))
+    if deployment is None:
+        return ServeView(str(app.status.value), app.message or "")
+    replicas = deployment.replica_states or {}
+    return ServeView(
+        str(app.status.value),
+        app.message or "",
+        str(deployment.status.value),
+        deployment.message or "",
+        int(replicas.get("RUNNING", 0)),
+    )

@@ -1,0 +1,132 @@
+"""The Ray instance regserve runs on: one it starts itself, or a cluster it connects to.
+
+Without an address regserve starts a single-node Ray bound to 127.0.0.1 (no dashboard, a
+small object store, its session and logs under ``<data-dir>/ray``) and shuts it down on exit.
+With ``--ray-address`` it connects as a driver and leaves the cluster running on exit. Serve
+is started with no HTTP proxy: the gateway calls deployments through handles. Every method
+blocks; the backend calls them from a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+__all__ = ["RayCluster", "reclaim_signals"]
+
+_log = logging.getLogger("regserve.ray")
+
+NAMESPACE = "regserve"
+_OBJECT_STORE_BYTES = 128 * 1024 * 1024
+# Ray puts Unix sockets under its temp dir (".../session_<date>_<pid>/sockets/plasma_store");
+# past ~107 bytes a socket path cannot be bound, so a long data dir gets a short temp dir.
+_MAX_TEMP_DIR_CHARS = 40
+_START_ATTEMPTS = 3
+
+
+class RayCluster:
+    """Connects to (or starts) Ray and Serve; says where Ray's logs are."""
+
+    def __init__(self, address: str | None, data_dir: Path) -> None:
+        self.address = address
+        self._data_dir = data_dir
+        self.started_here = False
+
+    def temp_dir(self) -> Path:
+        preferred = self._data_dir / "ray"
+        if len(str(preferred)) <= _MAX_TEMP_DIR_CHARS:
+            return preferred
+        digest = hashlib.sha256(str(self._data_dir).encode()).hexdigest()[:10]
+        return Path(tempfile.gettempdir()) / f"regserve-ray-{digest}"
+
+    def connect(self) -> None:
+        import ray
+        from ray import serve
+
+        if self.address:
+            _log.info("connecting to the Ray cluster at %s", self.address)
+            ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
+                     configure_logging=False)  # fmt: skip
+        else:
+            self._start_local()
+        serve.start(proxy_location="Disabled")
+
+    def _start_local(self) -> None:
+        import ray
+
+        temp_dir = self.temp_dir()
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            _log.info("starting a local Ray instance on 127.0.0.1 (session in %s)", temp_dir)
+            try:
+                ray.init(
+                    address="local", namespace=NAMESPACE, include_dashboard=False,
+                    _node_ip_address="127.0.0.1", object_store_memory=_OBJECT_STORE_BYTES,
+                    _temp_dir=str(temp_dir), log_to_driver=False, configure_logging=False,
+                )  # fmt: skip
+            except Exception as exc:
+                # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that.
+                # What the failed start left behind would only compete with the next one.
+                _kill_processes_under(temp_dir)
+                if attempt == _START_ATTEMPTS:
+                    raise
+                _log.warning("Ray did not start (%s); trying again (%d of %d)",
+                             exc, attempt + 1, _START_ATTEMPTS)  # fmt: skip
+                continue
+            self.started_here = True
+            return
+
+    def shutdown(self) -> None:
+        """Disconnect; a Ray instance regserve started is stopped with it."""
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        if self.started_here:
+            _kill_processes_under(self.temp_dir())  # any straggler of our own instance
+
+    def logs_dir(self) -> Path | None:
+        """This node's Ray session log directory (None when not known)."""
+        try:
+            from ray._private import worker
+
+            node = worker._global_node
+            return Path(node.get_logs_dir_path()) if node is not None else None
+        except (ImportError, AttributeError):
+            return None
+
+
+def _kill_processes_under(temp_dir: Path) -> None:
+    """SIGKILL the processes of the Ray instance whose session is in ``temp_dir`` (Ray names
+    its session directory on every process's command line); Linux only, else nothing."""
+    needle = str(temp_dir).encode()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
+def reclaim_signals() -> None:
+    """Give SIGTERM and SIGINT back to the handlers regserve installed (call on the main
+    thread once Ray is connected). Ray's driver sets a C-level handler for SIGTERM that logs
+    a stack and ends the process at once, which would skip the graceful shutdown (drain the
+    gateway, delete the applications, stop Ray). Python still knows its own handlers:
+    setting them again puts them back at the C level."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(signum)
+        if handler is not None:
+            signal.signal(signum, handler)

@@ -1,0 +1,77 @@
+"""ScoringReplica: one model version served inside a Ray Serve replica (``--backend ray``).
+
+It is the same worker as a local one without the socket: the model is loaded the way
+``mlflow models serve`` loads it and requests go through :class:`~.server.WorkerServer`'s
+batcher (parse -> predict -> serialize, :mod:`.protocol`), so the answers (status, content
+type, body) are those of a local worker. Like the rest of the worker package it imports only
+the standard library, mlflow, numpy and pandas: it runs in the version's own environment,
+and it does not import Ray (the backend wraps it in ``serve.deployment``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from regserve.worker import protocol
+from regserve.worker.loading import load_model, mlflow_1_handler
+from regserve.worker.server import WorkerServer, describe
+
+__all__ = ["ScoringReplica"]
+
+_logger = logging.getLogger("regserve.worker")
+
+
+class ScoringReplica:
+    """Loads one version and answers ``(content type, body) -> (status, content type, body)``."""
+
+    def __init__(
+        self,
+        model_path: str,
+        name: str,
+        version: str,
+        batching: str = "auto",
+        max_batch_size: int = 64,
+        max_batch_wait_ms: float = 0.0,
+        logger_name: str = "regserve.worker",
+    ) -> None:
+        # The backend names the logger Serve writes to the replica's log ("ray.serve").
+        logger = logging.getLogger(logger_name)
+        if not _has_handler(logger):
+            logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        logger.info("loading model %s:%s from %s", name, version, model_path)
+        started = time.monotonic()
+        model = load_model(model_path)
+        self._server = WorkerServer(
+            model,
+            name=name,
+            version=version,
+            batching=batching,
+            max_batch_size=max_batch_size,
+            max_batch_wait=max_batch_wait_ms / 1000,
+            handler=mlflow_1_handler(model),
+        )
+        logger.info("model %s:%s loaded in %.2f s", name, version, time.monotonic() - started)
+
+    async def __call__(self, content_type: str | None, body: bytes) -> tuple[int, str, bytes]:
+        try:
+            response = await self._server.submit(content_type, body)
+        except Exception as error:  # protocol.handle answers errors itself; a last resort
+            _logger.exception("request handler failed")
+            response = protocol.error_response(500, "INTERNAL_ERROR", type(error).__name__)
+        return response.status, response.content_type, response.body
+
+    def describe(self) -> dict[str, Any]:
+        """Who answers: pid, name, version, MLflow and Python versions (as a worker's PONG)."""
+        return describe(self._server.name, self._server.version, self._server.state)
+
+    def check_health(self) -> None:
+        """Serve's health check: a replica whose model loaded is healthy."""
+        if self._server.state != "ready":
+            raise RuntimeError(f"replica is {self._server.state}")
+
+
+def _has_handler(logger: logging.Logger) -> bool:
+    return bool(logger.handlers or logging.getLogger().handlers)

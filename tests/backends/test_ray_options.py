@@ -1,0 +1,116 @@
+"""The Ray backend's pure rules: names, deployment options from node types and tags, states."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from regserve.backends.ray.addresses import RayTargets
+from regserve.backends.ray.naming import app_name, app_prefix, deployment_name
+from regserve.backends.ray.options import plan_replicas
+from regserve.backends.ray.runtime_env import runtime_env_for
+from regserve.backends.ray.status import FAILED, LAUNCHING, READY, ServeView, version_state
+from regserve.backends.ray.target import RayTarget
+from regserve.envs.spec import EnvSpecError
+from regserve.nodes import default_node_types
+from tests.support.models import save_iris_model
+
+NODES = default_node_types()
+
+
+def test_names_are_safe_unique_and_grouped_by_model() -> None:
+    name = app_name("fraud model/é v2", "3")
+    assert name.startswith(app_prefix("fraud model/é v2"))
+    assert name.endswith("-v3")
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+    assert app_name("a b", "1") != app_name("a_b", "1")  # same safe text, different models
+    assert deployment_name("12") == "v12"
+
+
+def test_the_default_node_type_reserves_nothing_and_sized_ones_reserve_their_budget() -> None:
+    default = plan_replicas("local-default", (), NODES).deployment_options()
+    assert default == {"ray_actor_options": {"num_cpus": 0.0}, "max_ongoing_requests": 256,
+                       "num_replicas": 1}  # fmt: skip
+    small = plan_replicas("local-small", (("regserve.replicas", "2"),), NODES)
+    options = small.deployment_options()
+    assert options["ray_actor_options"] == {"num_cpus": 1.0, "memory": 2048 * 1024 * 1024}
+    assert options["num_replicas"] == 2
+    assert small.describe() == "2 replicas, 1 CPU, 2048 MB each"
+
+
+def test_autoscaling_tags_including_scale_to_zero() -> None:
+    tags = (("regserve.min_replicas", "0"), ("regserve.max_replicas", "3"),
+            ("regserve.target_ongoing_requests", "8"),
+            ("regserve.downscale_delay_s", "5"))  # fmt: skip
+    options = plan_replicas("local-default", tags, NODES).deployment_options()
+    assert "num_replicas" not in options
+    assert options["autoscaling_config"] == {
+        "min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 8.0,
+        "downscale_delay_s": 5.0, "downscale_to_zero_delay_s": 5.0,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [(("regserve.replicas", "lots"),), (("regserve.replicas", "0"),),
+     (("regserve.num_cpus", "-1"),), (("regserve.max_ongoing_requests", "nan"),)],
+)  # fmt: skip
+def test_tags_that_do_not_parse_are_ignored(tags: tuple[tuple[str, str], ...]) -> None:
+    assert plan_replicas("local-default", tags, NODES) == plan_replicas("local-default", (), NODES)
+
+
+def test_overrides_of_the_node_types_figures() -> None:
+    tags = (("regserve.num_cpus", "0.5"), ("regserve.memory_mb", "300"))
+    actor = plan_replicas("local-large", tags, NODES).deployment_options()["ray_actor_options"]
+    assert actor == {"num_cpus": 0.5, "memory": 300 * 1024 * 1024}
+
+
+@pytest.mark.parametrize(
+    ("view", "state", "words"),
+    [
+        (ServeView(None), LAUNCHING, "Waiting for Ray Serve"),
+        (ServeView("DEPLOYING", "", "UPDATING", "starting 1 replica"), LAUNCHING, "starting 1"),
+        (ServeView("RUNNING", "", "HEALTHY", "", 2), READY, "(2 replicas)"),
+        (ServeView("RUNNING", "", "HEALTHY", "", 0), READY, "scaled to zero"),
+        (ServeView("RUNNING", "", "UPSCALING", "", 1), READY, "(1 replica)"),
+        (ServeView("UNHEALTHY", "", "UNHEALTHY", "health check failed"), LAUNCHING, "health"),
+        (ServeView("DEPLOY_FAILED", "app", "DEPLOY_FAILED", "boom"), FAILED, "version: boom"),
+        (ServeView("DEPLOY_FAILED", "env build failed"), FAILED, "env build failed"),
+    ],
+)  # fmt: skip
+def test_serve_status_maps_to_version_states(view: ServeView, state: str, words: str) -> None:
+    got, message = version_state(view)
+    assert got == state
+    assert words in message
+
+
+def test_runtime_env_per_env_manager(tmp_path: Path) -> None:
+    model = save_iris_model(tmp_path / "model")
+    assert runtime_env_for(model, "local", external_cluster=False) == ({}, [])
+    env, _ = runtime_env_for(model, "local", external_cluster=True)
+    assert [m.__name__ for m in env["py_modules"]] == ["regserve"]
+    env, notes = runtime_env_for(model, "virtualenv", external_cluster=False)
+    packages = env["uv"]["packages"]
+    assert any(p.startswith("scikit-learn") for p in packages)
+    assert any(p.startswith("mlflow") for p in packages)
+    assert "requirements from python_env.yaml" in notes[0]
+    with pytest.raises(EnvSpecError):
+        runtime_env_for(tmp_path, "virtualenv", external_cluster=False)
+
+
+def test_a_version_that_served_keeps_serving_through_an_update() -> None:
+    updating = ServeView("DEPLOYING", "", "UPDATING", "rolling", 1)
+    assert version_state(updating, was_ready=True)[0] == READY
+    assert version_state(updating, was_ready=False)[0] == LAUNCHING
+    assert version_state(ServeView("RUNNING", "", "UNHEALTHY", "", 0), was_ready=True)[0] == (
+        LAUNCHING
+    )
+
+
+def test_ray_addresses_name_the_application_and_deployment() -> None:
+    targets = RayTargets()
+    target = RayTarget(object(), "Version 2 of 'm'", app_name("m", "2"), deployment_name("2"))
+    assert targets.addresses(target) == [f"ray:{app_name('m', '2')}/v2"]
+    assert targets.addresses(object()) == []  # type: ignore[arg-type]
+    assert targets.target("m", "2", ["unix:/tmp/x.sock"]) is None

@@ -1,0 +1,238 @@
+"""The core story with one test body on both backends, and what only the Ray backend does.
+
+One ``regserve up`` per backend for the whole module (Ray takes ~30 s to start on a small
+machine); each test uses its own model. The Ray server starts its own single-node Ray on
+127.0.0.1 (``--backend ray`` without an address). Ray is required in CI
+(``REGSERVE_TEST_REQUIRE_SERVICES``): when it cannot start, the Ray tests fail there and
+skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regserve.backends.ray.cluster import RayCluster
+from tests.conftest import require_service
+from tests.support.models import log_broken_version
+from tests.support.registry import UserRegistry, user_registry
+from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
+ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+READY = "VERSION_STATE_READY"
+FAILED = "VERSION_STATE_FAILED"
+ServerFor = Callable[[str], RegServeProcess]
+
+# What each backend answered to the same bad requests: they must be the same bytes.
+_BAD_ANSWERS: dict[str, list[tuple[int, str, bytes]]] = {}
+
+
+@pytest.fixture(scope="module")
+def server_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFor]:
+    started: dict[str, RegServeProcess] = {}
+
+    def get(backend: str) -> RegServeProcess:
+        if backend not in started:
+            started[backend] = _start(backend, tmp_path_factory)
+        return started[backend]
+
+    yield get
+    for backend, server in started.items():
+        server.close()  # SIGTERM: a graceful stop, Ray's instance included
+        assert server.process is not None
+        assert server.process.returncode == 0, f"regserve --backend {backend} did not exit cleanly"
+        if backend == "ray":
+            session = str(RayCluster(None, server.data_dir.resolve()).temp_dir()).encode()
+            left = [p for p in Path("/proc").glob("[0-9]*") if session in _cmdline(p)]
+            assert not left, f"processes of regserve's Ray instance outlived it: {left}"
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _start(backend: str, tmp_path_factory: pytest.TempPathFactory) -> RegServeProcess:
+    if backend == "ray" and importlib.util.find_spec("ray.serve") is None:
+        require_service("Ray Serve is not installed (pip install 'regserve[ray]')")
+    data_dir = tmp_path_factory.mktemp(f"story-{backend}") / "data"
+    # Ray starts in the background (versions wait for it); a loaded CI machine needs time.
+    return RegServeProcess(data_dir, backend=backend).start(timeout=240)
+
+
+@pytest.fixture
+def registry_of(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], UserRegistry]]:
+    """A user's MLflow client pointed at the given regserve (one per test)."""
+    entered: list[Any] = []
+
+    def get(url: str) -> UserRegistry:
+        context = user_registry(monkeypatch, url, ADMIN_TOKEN)
+        entered.append(context)
+        return context.__enter__()
+
+    yield get
+    for context in reversed(entered):
+        context.__exit__(None, None, None)
+
+
+def _wait_ready(server: RegServeProcess, model: str, version: str) -> None:
+    """READY; on Ray, the first version also waits for Ray itself to start."""
+
+    def settled() -> dict[str, Any] | None:
+        found = server.versions(model).get(version)
+        return found if found and found["state"] in (READY, FAILED) else None
+
+    found = wait_for(settled, 240, f"{model} v{version} to be READY or FAILED")
+    _require_ray(found)
+    assert found["state"] == READY, found["state_message"]
+
+
+def _require_ray(version: dict[str, Any]) -> None:
+    """Ray could not start here: a skip on a developer's machine, a failure in CI."""
+    if "Ray could not be started" in version["state_message"]:
+        require_service(version["state_message"])
+
+
+def _answered_by(server: RegServeProcess, model: str, ref: str) -> str | None:
+    r = server.score(model, ref, {"dataframe_records": [ROW]})
+    if r.status_code != 200:
+        return None
+    assert r.content == b'{"predictions":[0]}'
+    return str(r.headers["x-model-version"])
+
+
+def _bad_requests(server: RegServeProcess, model: str) -> list[tuple[int, str, bytes]]:
+    url = f"/model/{model}/1/invocations"
+    answers = []
+    requests = [("application/json", b"{not json"), ("text/plain", b"x"),
+                ("application/json", b'{"dataframe_records": [{"a": "b"}]}')]  # fmt: skip
+    for content_type, body in requests:
+        r = server.client.post(url, content=body, headers={"Content-Type": content_type})
+        answers.append((r.status_code, r.headers["content-type"], r.content))
+    return answers
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_core_story_on_each_backend(
+    backend: str, server_for: ServerFor, registry_of: Callable[[str], UserRegistry]
+) -> None:
+    server = server_for(backend)
+    registry = registry_of(server.url)
+    model = f"story-{backend}"
+
+    # register v1 (Staging, alias champion) -> enable -> READY; score by every kind of ref
+    assert registry.register(model) == "1"
+    registry.stage(model, "1", "Staging")
+    registry.alias(model, "champion", "1")
+    assert server.enable(model).json() == {}
+    _wait_ready(server, model, "1")
+    for ref in ["1", "Staging", "champion", "@champion", "latest"]:
+        assert _answered_by(server, model, ref) == "1", ref
+    r = server.score(model, "Production", {"dataframe_records": [ROW]})
+    assert (r.status_code, r.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+
+    # the same bad requests get the same answers, byte for byte, on both backends
+    answers = _BAD_ANSWERS[backend] = _bad_requests(server, model)
+    assert [status for status, _, _ in answers] == [400, 415, 400]
+    if len(_BAD_ANSWERS) == 2:
+        assert _BAD_ANSWERS["local"] == _BAD_ANSWERS["ray"]
+
+    # v2 is served without any call; promote it, move the alias
+    assert registry.register(model, c=0.5) == "2"
+    server.wait_version_state(model, "2", READY, timeout=180)
+    assert _answered_by(server, model, "latest") == "2"
+    registry.stage(model, "2", "Production")
+    wait_for(lambda: _answered_by(server, model, "Production") == "2", 30, "Production -> v2")
+    registry.alias(model, "champion", "2")
+    wait_for(lambda: _answered_by(server, model, "champion") == "2", 30, "champion -> v2")
+
+    # archive v1: its URL answers 404 with the reason; v2 keeps serving
+    registry.stage(model, "1", "Archived")
+    wait_for(lambda: server.score(model, "1", {"dataframe_records": [ROW]}).status_code == 404,
+             60, "v1 URL to give 404")  # fmt: skip
+    r = server.score(model, "1", {"dataframe_records": [ROW]})
+    assert "archived" in r.json()["message"]
+    assert "1" not in server.versions(model)
+    assert _answered_by(server, model, "Production") == "2"
+
+    # logs and events come from the backend
+    which = {"registered_model_name": model, "endpoint_version_name": "2"}
+    logs = server.api("GET", "get-version-logs", params=which)
+    assert f"loading model {model}:2" in logs.json()["logs"]
+    expected = {"CLUSTER_STARTED", "VERSION_DEPLOYING", "VERSION_READY", "VERSION_REMOVED"}
+    # VERSION_REMOVED is recorded once the backend has stopped v1 (after its URL went away)
+    wait_for(lambda: expected <= {e["event_type"] for e in server.events(model)}, 60, "events")
+
+    # disable: the scoring URLs answer 404 and the endpoint is gone
+    assert server.disable(model).json() == {}
+    r = server.score(model, "2", {"dataframe_records": [ROW]})
+    assert (r.status_code, r.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    status = server.api("GET", "get-status", params={"registered_model_name": model})
+    assert status.status_code == 400
+    assert "CLUSTER_TERMINATED" in {e["event_type"] for e in server.events(model)}
+
+
+@pytest.mark.ray
+def test_ray_scales_to_zero_and_the_first_request_waits(
+    server_for: ServerFor, registry_of: Callable[[str], UserRegistry]
+) -> None:
+    server = server_for("ray")
+    registry = registry_of(server.url)
+    model = "zero-ray"
+    registry.register(model)
+    server.enable(model)
+    _wait_ready(server, model, "1")
+    tags = [{"key": "regserve.min_replicas", "value": "0"},
+            {"key": "regserve.max_replicas", "value": "1"},
+            {"key": "regserve.downscale_delay_s", "value": "1"}]  # fmt: skip
+    config = {"node_type_id": "local-default", "tags": tags}
+    body = {"registered_model_name": model, "desired_cluster_config": config}
+    r = server.api("PUT", "update-cluster-config", json=body)
+    assert r.status_code == 200, r.text
+
+    def scaled_to_zero() -> bool:
+        version = server.versions(model).get("1", {})
+        return "scaled to zero" in version.get("state_message", "")
+
+    wait_for(scaled_to_zero, 120, "version 1 to scale to zero", interval=1)
+    assert server.versions(model)["1"]["state"] == READY
+    # no replica runs: the request waits for one instead of failing
+    assert _answered_by(server, model, "1") == "1"
+    messages = [e["message"] for e in server.events(model) if e["event_type"] == "REPLICAS_SCALED"]
+    assert any("to 0 replicas" in m for m in messages), messages
+    wait_for(lambda: any("from 0 to 1" in e["message"] for e in server.events(model)),
+             30, "the scale-up event")  # fmt: skip
+    server.disable(model)
+
+
+@pytest.mark.ray
+def test_ray_deployment_that_cannot_load_fails_with_its_reason(
+    server_for: ServerFor, registry_of: Callable[[str], UserRegistry]
+) -> None:
+    server = server_for("ray")
+    registry = registry_of(server.url)
+    model = "broken-ray"
+    assert log_broken_version(model) == "1"
+    assert registry.register(model) == "2"  # both deploy at once when serving is enabled
+    server.enable(model)
+    version = server.wait_version_state(model, "1", FAILED, timeout=240)
+    _require_ray(version)
+    assert "deliberately broken model" in version["state_message"]
+    r = server.score(model, "1", {"dataframe_records": [ROW]})
+    assert (r.status_code, r.json()["error_code"]) == (503, "TEMPORARILY_UNAVAILABLE")
+    assert "deliberately broken model" in r.json()["message"]
+    assert "VERSION_FAILED" in {e["event_type"] for e in server.events(model)}
+    # the other version is not affected
+    _wait_ready(server, model, "2")
+    assert _answered_by(server, model, "latest") == "2"
+    assert server.status(model)["state"] == "ENDPOINT_STATE_READY"
+    server.disable(model)
