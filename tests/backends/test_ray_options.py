@@ -13,10 +13,10 @@ from regserve.backends.ray.runtime_env import runtime_env_for
 from regserve.backends.ray.status import FAILED, LAUNCHING, READY, ServeView, version_state
 from regserve.backends.ray.target import RayTarget
 from regserve.envs.spec import EnvSpecError
-from regserve.nodes import default_node_types
+from regserve.nodes import NodeTypes
 from tests.support.models import save_iris_model
 
-NODES = default_node_types()
+NODES = NodeTypes.defaults().api()
 
 
 def test_names_are_safe_unique_and_grouped_by_model() -> None:
