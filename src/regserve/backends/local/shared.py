@@ -33,7 +33,8 @@ from regserve.backends.batching import BatchSettings
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths
-from regserve.backends.local.process import describe_exit, spawn_worker, terminate
+from regserve.backends.local.process import ProcessHandle, describe_exit, spawn_worker, terminate
+from regserve.backends.local.records import WorkerRecord
 from regserve.errors import RegServeError, TimeoutError_
 from regserve.settings import Settings
 from regserve.worker import wire
@@ -88,7 +89,7 @@ class SharedWorker:
         self._listener = listener
         self._members: dict[str, _Member] = {}
         self._control = WorkerClient(str(paths.socket), f"The shared worker of '{self._model}'")
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: ProcessHandle | None = None
         self._up = False
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -129,9 +130,12 @@ class SharedWorker:
                         await self._control.control(wire.UNLOAD, version.encode(), _UNLOAD_WAIT)
         member.client.close()  # its in-flight requests have been answered
 
-    async def close(self) -> None:
+    async def close(self, keep_worker: bool = False) -> None:
+        """Stop the process; with ``keep_worker`` leave it running (with its record) for the
+        next regserve process (which does not adopt shared workers yet: it stops them)."""
         self._stopping.set()
-        await terminate(self._process)
+        if not keep_worker:
+            await terminate(self._process)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -139,8 +143,9 @@ class SharedWorker:
         self._control.close()
         for member in self._members.values():
             member.client.close()
-        for path in (self.paths.socket, self.paths.pidfile):
-            path.unlink(missing_ok=True)
+        if not keep_worker:
+            for path in (self.paths.socket, self.paths.pidfile):
+                path.unlink(missing_ok=True)
 
     @property
     def empty(self) -> bool:
@@ -233,20 +238,22 @@ class SharedWorker:
         for member in self._live():
             self._emit(member, FAILED, message, "VERSION_FAILED", message)
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
+    async def _spawn(self) -> ProcessHandle:
         for member in self._live():
             self._emit(member, LAUNCHING, "Starting the shared worker.")
         python = self._python or sys.executable
         args = ["--shared", "--name", self._model]
         self.paths.log.parent.mkdir(parents=True, exist_ok=True)
+        record = WorkerRecord(0, 0, "", self._model, "", shared=True)
         process = await spawn_worker(
-            python, args, self.paths, self._pythonpath, self._settings.log_max_bytes
-        )
+            python, args, self.paths, self._pythonpath, self._settings.log_max_bytes,
+            record, self._settings.orphan_timeout,
+        )  # fmt: skip
         self._process = process
         _log.info("started shared worker pid %s for '%s'", process.pid, self._model)
         return process
 
-    async def _wait_ready(self, process: asyncio.subprocess.Process) -> bool:
+    async def _wait_ready(self, process: ProcessHandle) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.worker_start_timeout
         while process.returncode is None and not self._stopping.is_set():

@@ -5,6 +5,10 @@ A worker that exits unexpectedly is restarted with exponential backoff; one that
 log in the state message. With worker sharing on for a model (``REGSERVE_SHARE_WORKERS`` or
 its ``regserve.share_workers`` tag), its versions that share an environment run in one
 :class:`~regserve.backends.local.shared.SharedWorker` instead.
+
+Workers outlive this process: ``start`` finds the ones a previous process left
+(:mod:`.adoption`), ``adopt`` serves a version from one of them (no new process), and
+``close(keep_workers=True)`` leaves them running for the next process.
 """
 
 from __future__ import annotations
@@ -16,17 +20,20 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
+from regserve.backends.base import Adopted, VersionEvent, VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
+from regserve.backends.local.adoption import Leftovers
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
 from regserve.backends.local.process import (
+    ProcessHandle,
+    WorkerProcess,
     describe_exit,
-    reap_stale_workers,
     spawn_worker,
     terminate,
 )
+from regserve.backends.local.records import WorkerRecord
 from regserve.backends.local.shared import SharedWorker
 from regserve.backends.sharing import share_workers
 from regserve.errors import RegServeError
@@ -51,7 +58,7 @@ class _Slot:
         self.client = WorkerClient(
             str(paths.socket), f"Version {spec.version} of '{spec.model_name}'"
         )
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: ProcessHandle | None = None
         self.state = LAUNCHING
         self.stopping = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -72,16 +79,77 @@ class LocalBackend:
         self._shared: dict[tuple[str, str], SharedWorker] = {}
         """(model, version) -> the shared worker it runs in."""
         self._clusters: dict[str, ClusterConfig] = {}
+        self._leftovers = Leftovers()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         run_dir = run_dir_for(self._data_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(reap_stale_workers, run_dir)
+        await self._leftovers.find(run_dir)
 
-    async def close(self) -> None:
-        await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
+    async def close(self, keep_workers: bool = False) -> None:
+        if not keep_workers:
+            await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
+            await self._leftovers.release()
+            return
+        # Leave every worker running with its record; closing our connections starts their
+        # orphan watch, which the next process's connections stop.
+        for slot in self._slots.values():
+            slot.stopping.set()
+            if slot.task is not None:
+                slot.task.cancel()
+            slot.client.close()
+        for group in {id(g): g for g in self._shared.values()}.values():
+            await group.close(keep_worker=True)
+        self._slots.clear()
+        self._shared.clear()
+
+    async def adopt(self, model_name: str, version: str, model_path: Path) -> Adopted | None:
+        paths = WorkerPaths.for_version(self._data_dir, model_name, version)
+        leftover = self._leftovers.claim(str(paths.socket))
+        if leftover is None:
+            return None
+        record = leftover.record
+        why = self._mismatch(record, model_name, version, model_path)
+        if why:
+            await self._leftovers.discard(leftover, why)
+            return None
+        python = Path(record.python)
+        spec = VersionSpec(
+            model_name, version, model_path,
+            python if record.env_key else None,
+            Path(record.pythonpath) if record.pythonpath else None,
+            record.env_key,
+        )  # fmt: skip
+        slot = _Slot(spec, paths)
+        slot.client.close()
+        slot.client = leftover.client  # already connected: the worker's supervisor from now
+        slot.process = WorkerProcess(record)
+        slot.state = READY
+        self._slots[(model_name, version)] = slot
+        slot.task = asyncio.create_task(self._supervise(slot), name=f"supervise {paths.socket}")
+        _log.info("adopted worker pid %s for %s", record.pid, slot.label)
+        return Adopted(record.pid, record.env_key)
+
+    def _mismatch(self, record: WorkerRecord, model_name: str, version: str, path: Path) -> str:
+        """Why a leftover worker cannot serve this version now ("" when it can)."""
+        cluster = self._clusters.get(model_name)
+        if record.shared or share_workers(
+            cluster.tags if cluster else (), self._settings.share_workers
+        ):
+            return "worker sharing is on for the model, or was when it started"
+        if (record.model_name, record.version) != (model_name, version):
+            return f"it serves version {record.version} of '{record.model_name}'"
+        if record.model_path != str(path):
+            return f"it runs the model in {record.model_path}, not {path}"
+        local = self._settings.env_manager == "local"
+        if local != (record.env_key is None) or (local and record.python != sys.executable):
+            return f"it runs in another environment ({record.env_key or record.python})"
+        return ""
+
+    async def release_leftovers(self) -> None:
+        await self._leftovers.release()
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         self._clusters[model_name] = config
@@ -194,39 +262,15 @@ class LocalBackend:
 
     async def _supervise(self, slot: _Slot) -> None:
         failures = 0
-        restarted = False
+        adopted = slot.process  # serving already: watch it, restart it like any other
+        restarted = adopted is not None
         while not slot.stopping.is_set():
-            attempt = f" (attempt {failures + 1})" if failures else ""
-            self._emit(slot, LAUNCHING, f"Loading the model{attempt}.")
-            try:
-                process = await self._spawn(slot)
-            except (OSError, RegServeError) as exc:
-                self._emit(
-                    slot,
-                    FAILED,
-                    f"Could not start the worker: {exc}",
-                    "VERSION_FAILED",
-                    f"Could not start the worker: {exc}",
-                )
+            process = adopted or await self._launch(slot, failures, restarted)
+            adopted = None
+            if process is None:
                 return
-            if await self._wait_ready(slot, process):
+            if slot.state == READY:
                 failures = 0
-                if restarted:
-                    self._emit(
-                        slot,
-                        READY,
-                        "Serving.",
-                        "WORKER_RESTARTED",
-                        f"Worker restarted (pid {process.pid}) and is serving again.",
-                    )
-                else:
-                    self._emit(
-                        slot,
-                        READY,
-                        "Serving.",
-                        "VERSION_READY",
-                        f"Version {slot.spec.version} is ready (worker pid {process.pid}).",
-                    )
             code = await process.wait()
             if slot.stopping.is_set():
                 return
@@ -248,23 +292,46 @@ class LocalBackend:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(slot.stopping.wait(), delay)
 
-    async def _spawn(self, slot: _Slot) -> asyncio.subprocess.Process:
+    async def _launch(self, slot: _Slot, failures: int, restarted: bool) -> ProcessHandle | None:
+        """Start the worker and wait until it answers; None when it could not be started."""
+        attempt = f" (attempt {failures + 1})" if failures else ""
+        self._emit(slot, LAUNCHING, f"Loading the model{attempt}.")
+        try:
+            process = await self._spawn(slot)
+        except (OSError, RegServeError) as exc:
+            message = f"Could not start the worker: {exc}"
+            self._emit(slot, FAILED, message, "VERSION_FAILED", message)
+            return None
+        if await self._wait_ready(slot, process):
+            if restarted:
+                text = f"Worker restarted (pid {process.pid}) and is serving again."
+                self._emit(slot, READY, "Serving.", "WORKER_RESTARTED", text)
+            else:
+                text = f"Version {slot.spec.version} is ready (worker pid {process.pid})."
+                self._emit(slot, READY, "Serving.", "VERSION_READY", text)
+        return process
+
+    async def _spawn(self, slot: _Slot) -> ProcessHandle:
         spec = slot.spec
         batching = self._batching(spec.model_name)
         args = ["--model-path", str(spec.model_path), "--name", spec.model_name,
                 "--version", spec.version, *batching.worker_args()]  # fmt: skip
+        record = WorkerRecord(0, 0, "", spec.model_name, "", env_key=spec.env_key,
+                              version=spec.version, model_path=str(spec.model_path))  # fmt: skip
         process = await spawn_worker(
             str(spec.python or sys.executable),
             args,
             slot.paths,
             spec.worker_path if spec.python is not None else None,
             self._settings.log_max_bytes,
+            record,
+            self._settings.orphan_timeout,
         )
         slot.process = process
         _log.info("started worker pid %s for %s", process.pid, slot.label)
         return process
 
-    async def _wait_ready(self, slot: _Slot, process: asyncio.subprocess.Process) -> bool:
+    async def _wait_ready(self, slot: _Slot, process: ProcessHandle) -> bool:
         """Poll the worker until it answers a ping; False when it exits or takes too long."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.worker_start_timeout
