@@ -79,6 +79,10 @@ class Services:
     webhooks: WebhookVerifier | None = None
     reader: RegistryReader | None = None
     """The registry, for the UI's views of models and input examples."""
+    boot_id: str = ""
+    """Names this start of the process (a restart in place keeps the pid, not this)."""
+    started_at: int = 0
+    """When this process (image) started, in epoch milliseconds."""
 
 
 class Gateway:
@@ -152,8 +156,10 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
     api.mount("/ui/static", static_files(), name="ui-static")
 
     @api.get("/health", summary="Liveness (no authentication)")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, str | int]:
+        if services is None:
+            return {"status": "ok"}
+        return {"status": "ok", "boot_id": services.boot_id, "started_at": services.started_at}
 
     worker_stats = WorkerStats(services.router, services.recorder.registry) if services else None
 

@@ -52,6 +52,10 @@ class Nothing(_Strict):
 
 class HealthAnswer(_Strict):
     status: str = Field(..., examples=["ok"])
+    boot_id: str | None = Field(
+        None, description="Changes at every start, restarts in place included."
+    )
+    started_at: int | None = Field(None, description="When this start happened (epoch ms).")
 
 
 class ConfigTag(_Strict):
