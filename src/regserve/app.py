@@ -201,7 +201,7 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
     config = uvicorn.Config(
         gate, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=15,
     )  # fmt: skip
-    server = _Server(config, gate)
+    server = _Server(config, gate, sock)
     loop = asyncio.get_running_loop()
     modes = {signal.SIGINT: ExitMode.STOP, signal.SIGTERM: ExitMode.KEEP_WORKERS,
              signal.SIGHUP: ExitMode.RESTART}  # fmt: skip
@@ -248,9 +248,10 @@ class _Server(uvicorn.Server):
     would kill this process before the workers are stopped; ``serve`` installs ours), plus a
     drain that moves keep-alive clients off gently (see :class:`DrainGate`)."""
 
-    def __init__(self, config: uvicorn.Config, gate: DrainGate) -> None:
+    def __init__(self, config: uvicorn.Config, gate: DrainGate, sock: socket.socket) -> None:
         super().__init__(config)
         self.gate = gate
+        self.listen_socket = sock
         self.mode = ExitMode.STOP
 
     @contextlib.contextmanager
@@ -266,7 +267,11 @@ class _Server(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for listener in self.servers:
-            listener.close()  # new connections now wait in the backlog (the socket stays open)
+            listener.close()
+        # Restarting, the socket stays open: new connections wait in the backlog for the new
+        # image. Otherwise nobody comes after us: refuse them.
+        if self.mode is not ExitMode.RESTART:
+            self.listen_socket.close()
         self.gate.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _IDLE_GRACE
