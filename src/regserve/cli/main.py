@@ -77,10 +77,11 @@ def restart(
 
     from regserve.restart import read_pidfile
 
-    settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))
-    pid = read_pidfile(settings.resolved_data_dir())
+    values: dict[str, Any] = {"data_dir": data_dir} if data_dir is not None else {}
+    where = Settings(**values).resolved_data_dir()
+    pid = read_pidfile(where)
     if pid is None:
-        typer.echo(f"No regserve is running on {settings.resolved_data_dir()}.", err=True)
+        typer.echo(f"No regserve is running on {where}.", err=True)
         raise typer.Exit(1)
     os.kill(pid, signal.SIGHUP)
     typer.echo(f"Asked regserve (pid {pid}) to restart; its workers keep serving.")
