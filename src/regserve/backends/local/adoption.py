@@ -18,7 +18,7 @@ from pathlib import Path
 
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.process import find_leftovers, stop_pid
-from regserve.backends.local.records import WorkerRecord, remove_record
+from regserve.backends.local.records import WorkerRecord, read_record, remove_record
 from regserve.errors import RegServeError
 
 __all__ = ["Leftover", "Leftovers"]
@@ -90,5 +90,8 @@ async def _stop(path: Path, record: WorkerRecord) -> None:
 
 def _stop_now(path: Path, record: WorkerRecord) -> None:
     stop_pid(record)
-    remove_record(path)
-    Path(record.socket).unlink(missing_ok=True)
+    # A new worker may have taken the same socket and record path meanwhile: leave its own.
+    current = read_record(path)
+    if current is None or current.pid == record.pid:
+        remove_record(path)
+        Path(record.socket).unlink(missing_ok=True)

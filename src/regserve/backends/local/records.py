@@ -25,6 +25,7 @@ __all__ = [
     "WorkerRecord",
     "is_running",
     "process_start_time",
+    "read_record",
     "read_records",
     "remove_record",
     "write_record",
@@ -118,6 +119,11 @@ def read_records(run_dir: Path) -> list[tuple[Path, WorkerRecord | None]]:
         with contextlib.suppress(OSError):
             tmp.unlink()
     return found
+
+
+def read_record(path: Path) -> WorkerRecord | None:
+    """The record at ``path`` (None when there is none or it cannot be read)."""
+    return _parse(path) if path.exists() else None
 
 
 def _parse(path: Path) -> WorkerRecord | None:
