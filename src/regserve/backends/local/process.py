@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,7 @@ from regserve.backends.local.records import (
     remove_record,
     write_record,
 )
+from regserve.errors import RegServeError
 
 __all__ = [
     "UNKNOWN_EXIT",
@@ -38,10 +40,12 @@ __all__ = [
     "spawn_worker",
     "stop_pid",
     "terminate",
+    "wait_exit",
 ]
 
 _log = logging.getLogger("regserve.supervisor")
 _STOP_GRACE = 15.0
+_KEEPALIVE_MAX = 30.0
 UNKNOWN_EXIT = 1000
 """The exit code of an adopted worker that is not our child: its status is not ours to read."""
 
@@ -118,6 +122,25 @@ def _start(argv: list[str], env: dict[str, str], log_path: Path) -> int:
                    (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
                    (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]  # fmt: skip
         return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+
+
+async def wait_exit(
+    process: ProcessHandle, keepalive: Callable[[], Awaitable[object]], orphan_timeout: float
+) -> int:
+    """Wait for the worker to exit; meanwhile ``keepalive`` (a PING on the supervisor's
+    connection) every quarter of the orphan timeout, so that a connection lost for any reason
+    is made again before the worker takes itself for an orphan."""
+    interval = min(orphan_timeout / 4, _KEEPALIVE_MAX) if orphan_timeout > 0 else _KEEPALIVE_MAX
+    exited = asyncio.ensure_future(process.wait())
+    try:
+        while True:
+            done, _ = await asyncio.wait({exited}, timeout=interval)
+            if done:
+                return exited.result()
+            with contextlib.suppress(RegServeError, OSError, ValueError):
+                await keepalive()
+    finally:
+        exited.cancel()
 
 
 async def terminate(process: ProcessHandle | None) -> None:

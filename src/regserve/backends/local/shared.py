@@ -33,7 +33,13 @@ from regserve.backends.batching import BatchSettings
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths
-from regserve.backends.local.process import ProcessHandle, describe_exit, spawn_worker, terminate
+from regserve.backends.local.process import (
+    ProcessHandle,
+    describe_exit,
+    spawn_worker,
+    terminate,
+    wait_exit,
+)
 from regserve.backends.local.records import WorkerRecord
 from regserve.errors import RegServeError, TimeoutError_
 from regserve.settings import Settings
@@ -197,7 +203,7 @@ class SharedWorker:
                 self._up = True
                 for member in self._live():
                     await self._load(member)
-            code = await process.wait()
+            code = await wait_exit(process, self._control.ping, self._settings.orphan_timeout)
             self._up = False
             if self._stopping.is_set():
                 return

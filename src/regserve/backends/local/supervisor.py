@@ -32,6 +32,7 @@ from regserve.backends.local.process import (
     describe_exit,
     spawn_worker,
     terminate,
+    wait_exit,
 )
 from regserve.backends.local.records import WorkerRecord
 from regserve.backends.local.shared import SharedWorker
@@ -271,7 +272,7 @@ class LocalBackend:
                 return
             if slot.state == READY:
                 failures = 0
-            code = await process.wait()
+            code = await wait_exit(process, slot.client.ping, self._settings.orphan_timeout)
             if slot.stopping.is_set():
                 return
             failures += 1
