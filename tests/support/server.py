@@ -53,7 +53,7 @@ class RegServeProcess:
             # per-version environments (tests/e2e/test_environments.py) ask for virtualenv.
             "REGSERVE_ENV_MANAGER": "local",
             # Workers a test leaves behind (SIGTERM keeps them for adoption) do not linger.
-            "REGSERVE_ORPHAN_TIMEOUT": "60",
+            "REGSERVE_ORPHAN_TIMEOUT": "120",
             **{f"REGSERVE_{k.upper()}": v for k, v in settings.items()},
         }
         self.env.pop("MLFLOW_TRACKING_URI", None)
