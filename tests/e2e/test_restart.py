@@ -8,6 +8,7 @@ must not be adopted. The orphan timeout has a regserve of its own.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -145,6 +146,14 @@ def test_kill_9_then_up_adopts_the_running_worker(served: RegServeProcess) -> No
     assert after.count("WORKER_ADOPTED") == types.count("WORKER_ADOPTED") + 1
     assert after.count("VERSION_READY") == types.count("VERSION_READY")
     assert served.score(MODEL, "1", {"dataframe_records": [ROW]}).json() == {"predictions": [0]}
+
+    # an adopted worker is not this process's child: its crash is still seen and restarted
+    os.kill(worker, signal.SIGKILL)
+    wait_for(lambda: "WORKER_RESTARTED" in _types(served), 120, "the adopted worker's restart")
+    crashed = [e for e in served.events(MODEL) if e["event_type"] == "WORKER_CRASHED"]
+    assert f"Worker pid {worker} exited" in crashed[-1]["message"]
+    version = served.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    assert version["worker_pid"] != worker
 
 
 def _record(run_dir: Path, version: str) -> tuple[Path, dict[str, Any]]:
