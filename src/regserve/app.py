@@ -210,6 +210,7 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
     # uvicorn closes the socket it serves on: give it a duplicate, keep ours for a restart.
     serving = asyncio.create_task(server.serve(sockets=[sock.dup()]), name="uvicorn")
     data_dir = settings.resolved_data_dir()
+    demo: asyncio.Task[None] | None = None
     try:
         while not server.started:
             if serving.done():
@@ -222,15 +223,23 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
         # process: kept out of the collector, a full collection no longer stalls the gateway.
         gc.freeze()
         if settings.demo:
-            try:
-                await app.install_demo(base_url)
-                announce(f"Demo model '{DEMO_MODEL}' registered and served.")
-            except RegServeError as exc:
-                announce(f"Could not install the demo model: {exc.message}")
+            # Beside serving, not before it: a signal during the install must not wait for it
+            # (its requests to this very server would wait in the backlog of a restart).
+            demo = asyncio.create_task(_install_demo(app, base_url, announce), name="demo")
         await serving
     finally:
+        if demo is not None:
+            demo.cancel()
         await app.shutdown(keep_workers=server.mode is not ExitMode.STOP)
     _finish(server.mode, sock, data_dir)
+
+
+async def _install_demo(app: RegServe, base_url: str, announce: Callable[[str], None]) -> None:
+    try:
+        await app.install_demo(base_url)
+        announce(f"Demo model '{DEMO_MODEL}' registered and served.")
+    except RegServeError as exc:
+        announce(f"Could not install the demo model: {exc.message}")
 
 
 def _finish(mode: ExitMode, sock: socket.socket, data_dir: Any) -> None:
