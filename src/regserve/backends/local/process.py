@@ -244,6 +244,15 @@ class WorkerProcess:
         return self._record.pid
 
     @property
+    def record(self) -> WorkerRecord:
+        return self._record
+
+    def update_record(self, path: Path, **changes: object) -> None:
+        """Rewrite the worker's record with ``changes`` (a shared worker's loaded versions)."""
+        self._record = dataclasses.replace(self._record, **changes)  # type: ignore[arg-type]
+        write_record(path, self._record)
+
+    @property
     def returncode(self) -> int | None:
         return self._returncode
 

@@ -35,6 +35,7 @@ from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths
 from regserve.backends.local.process import (
     ProcessHandle,
+    WorkerProcess,
     describe_exit,
     spawn_worker,
     terminate,
@@ -95,7 +96,7 @@ class SharedWorker:
         self._listener = listener
         self._members: dict[str, _Member] = {}
         self._control = WorkerClient(str(paths.socket), f"The shared worker of '{self._model}'")
-        self._process: ProcessHandle | None = None
+        self._process: WorkerProcess | None = None
         self._up = False
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -134,6 +135,7 @@ class SharedWorker:
                 if self._alive():
                     with contextlib.suppress(RegServeError, OSError):
                         await self._control.control(wire.UNLOAD, version.encode(), _UNLOAD_WAIT)
+                    self._record_versions()
         member.client.close()  # its in-flight requests have been answered
 
     async def close(self, keep_worker: bool = False) -> None:
@@ -240,11 +242,19 @@ class SharedWorker:
             self._emit(member, FAILED, message, "VERSION_FAILED", message)
         return member.load_deaths
 
+    def _record_versions(self) -> None:
+        """Keep the record's list of loaded versions (version -> model path) true."""
+        if self._alive() and self._process is not None:
+            loaded = {m.version: str(m.spec.model_path) for m in self._members.values()
+                      if m.loaded_in == self._process.pid}  # fmt: skip
+            with contextlib.suppress(OSError):
+                self._process.update_record(self.paths.pidfile, versions=loaded)
+
     def _fail_all(self, message: str) -> None:
         for member in self._live():
             self._emit(member, FAILED, message, "VERSION_FAILED", message)
 
-    async def _spawn(self) -> ProcessHandle:
+    async def _spawn(self) -> WorkerProcess:
         for member in self._live():
             self._emit(member, LAUNCHING, "Starting the shared worker.")
         python = self._python or sys.executable
@@ -294,6 +304,7 @@ class SharedWorker:
         except (RegServeError, OSError, ValueError):
             return
         member.loaded_in = pid
+        self._record_versions()
         if member.served:
             text = f"Shared worker restarted (pid {pid}); version {member.version} serves again."
             self._emit(member, READY, "Serving.", "WORKER_RESTARTED", text)
