@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-smoke bench-memory lock clean fuzz durability soak
+.PHONY: run restart test lint typecheck pytest bench bench-smoke bench-memory lock clean fuzz durability soak
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 run: $(STAMP)
 	$(BIN)/regserve up --demo
+
+# Restart `make run`'s regserve in place (SIGHUP): no request dropped, workers adopted.
+restart: $(STAMP)
+	$(BIN)/regserve restart
 
 test: $(STAMP) lint typecheck pytest
 

@@ -8,7 +8,10 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -33,6 +36,14 @@ from regserve.leader import leader_lock_for
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.nodes import NodeTypes, load_node_types
 from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
+from regserve.restart import (
+    DrainGate,
+    ExitMode,
+    listening_socket,
+    reexec,
+    remove_pidfile,
+    write_pidfile,
+)
 from regserve.settings import Settings
 from regserve.store import StateStore
 
@@ -40,6 +51,11 @@ __all__ = ["RegServe", "serve"]
 
 _log = logging.getLogger("regserve")
 _METRICS_FLUSH_SECONDS = 15.0
+_FIRST_PASS_WAIT = 30.0
+"""How long start-up waits for the first pass (which adopts running workers) before serving."""
+_IDLE_GRACE = 1.0
+"""How long a stop lets keep-alive clients send one more request (answered with
+``Connection: close``) before their idle connections are closed."""
 DEMO_MODEL = "iris-classifier"
 
 
@@ -83,6 +99,8 @@ class RegServe:
             self.access, self.manager, self.control_metrics,
             WebhookVerifier(self.webhook_secret, settings.webhook_tolerance),
             reader, self.node,
+            boot_id=uuid.uuid4().hex,
+            started_at=int(time.time() * 1000),
         )  # fmt: skip
         lookups = RegistryLookups(self._stage_of, self._sources_naming)
         self.gateway = Gateway(services, registry_app, lookups)
@@ -95,16 +113,31 @@ class RegServe:
         for coro, name in self.node.loops():
             self._spawn(coro, name)
         self._spawn(self._flush_metrics(), "metrics flush")
+        if self.node.leading:
+            # The first pass adopts the workers a previous process left: serve once it is done,
+            # so their versions answer at once (bounded: a slow registry must not hold the
+            # gateway).
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.controller.first_pass.wait(), _FIRST_PASS_WAIT)
 
     async def _prepare_to_lead(self) -> None:
-        """Elected: take the backend over (stop workers a dead leader left) and sync."""
+        """Elected: take the backend over (find the workers a previous leader left, to adopt
+        them) and sync."""
+        self.controller.first_pass.clear()
         await self.backend.start()
         await self.controller.forget_previous_run()
         await self._register_webhook()
+        self._spawn(self._release_leftovers(), "release leftover workers")
 
-    async def shutdown(self) -> None:
+    async def _release_leftovers(self) -> None:
+        """Once the controller's first pass has adopted what it wants of the workers a
+        previous process left, stop the rest."""
+        await self.controller.first_pass.wait()
+        await self.backend.release_leftovers()
+
+    async def shutdown(self, keep_workers: bool = False) -> None:
         await self.node.stop()  # the controller stops while this process still holds the lock
-        await self.controller.shutdown()
+        await self.controller.shutdown(keep_workers)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -198,50 +231,108 @@ def _loopback_url(settings: Settings) -> str:
 
 
 async def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
-    """Run regserve until SIGINT or SIGTERM."""
+    """Run regserve until a signal: SIGINT stops everything, SIGTERM leaves the workers for the
+    next process, SIGHUP restarts in place (see :mod:`regserve.restart`)."""
+    try:  # first: from now on, connections wait in the backlog until regserve answers
+        sock = listening_socket(settings)
+    except OSError as exc:
+        raise SystemExit(
+            f"regserve cannot listen on {settings.host}:{settings.port}: {exc}"
+        ) from None
     app = RegServe(settings)
     base_url = f"http://{settings.host}:{settings.port}"
     await app.startup()
+    gate = DrainGate(app.gateway)
     config = uvicorn.Config(
-        app.gateway, host=settings.host, port=settings.port, lifespan="off",
-        log_level="warning", access_log=False, timeout_graceful_shutdown=15,
+        gate, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=15,
     )  # fmt: skip
-    server = _Server(config)
+    server = _Server(config, gate, sock)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.request_exit)
-    serving = asyncio.create_task(server.serve(), name="uvicorn")
+    modes = {signal.SIGINT: ExitMode.STOP, signal.SIGTERM: ExitMode.KEEP_WORKERS,
+             signal.SIGHUP: ExitMode.RESTART}  # fmt: skip
+    for sig, mode in modes.items():
+        loop.add_signal_handler(sig, server.request_exit, mode)
+    # uvicorn closes the socket it serves on: give it a duplicate, keep ours for a restart.
+    serving = asyncio.create_task(server.serve(sockets=[sock.dup()]), name="uvicorn")
+    data_dir = settings.resolved_data_dir()
+    demo: asyncio.Task[None] | None = None
     try:
         while not server.started:
             if serving.done():
-                await serving  # raises the bind error
+                await serving
                 return
             await asyncio.sleep(0.05)
+        write_pidfile(data_dir)
         _announce(app, settings, base_url, announce)
         # Everything built so far (MLflow's server, FastAPI, SQLAlchemy) lives as long as the
         # process: kept out of the collector, a full collection no longer stalls the gateway.
         gc.freeze()
         if settings.demo:
-            try:
-                await app.install_demo(base_url)
-                announce(f"Demo model '{DEMO_MODEL}' registered and served.")
-            except RegServeError as exc:
-                announce(f"Could not install the demo model: {exc.message}")
+            # Beside serving, not before it: a signal during the install must not wait for it
+            # (its requests to this very server would wait in the backlog of a restart).
+            demo = asyncio.create_task(_install_demo(app, base_url, announce), name="demo")
         await serving
     finally:
-        await app.shutdown()
+        if demo is not None:
+            demo.cancel()
+        await app.shutdown(keep_workers=server.mode is not ExitMode.STOP)
+    _finish(server.mode, sock, data_dir)
+
+
+async def _install_demo(app: RegServe, base_url: str, announce: Callable[[str], None]) -> None:
+    try:
+        await app.install_demo(base_url)
+        announce(f"Demo model '{DEMO_MODEL}' registered and served.")
+    except RegServeError as exc:
+        announce(f"Could not install the demo model: {exc.message}")
+
+
+def _finish(mode: ExitMode, sock: socket.socket, data_dir: Any) -> None:
+    if mode is ExitMode.RESTART:
+        _log.warning("restarting in place (pid %s); the workers keep serving", os.getpid())
+        reexec(sock)  # does not return
+    remove_pidfile(data_dir)
+    sock.close()
+    if mode is ExitMode.KEEP_WORKERS:
+        _log.info("stopped; the workers keep running for the next start to adopt")
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, minus its signal handling: it re-raises SIGTERM once it has stopped, which
-    would kill this process before the workers are stopped. ``serve`` installs ours."""
+    """uvicorn, minus its signal handling (it re-raises SIGTERM once it has stopped, which
+    would kill this process before the workers are stopped; ``serve`` installs ours), plus a
+    drain that moves keep-alive clients off gently (see :class:`DrainGate`)."""
+
+    def __init__(self, config: uvicorn.Config, gate: DrainGate, sock: socket.socket) -> None:
+        super().__init__(config)
+        self.gate = gate
+        self.listen_socket = sock
+        self.mode = ExitMode.STOP
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
-    def request_exit(self) -> None:
+    def request_exit(self, mode: ExitMode = ExitMode.STOP) -> None:
+        if not self.should_exit:
+            self.mode = mode
+        elif mode is ExitMode.STOP:
+            self.mode = mode  # Ctrl-C during a drain: stop the workers too
         self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listener in self.servers:
+            listener.close()
+        # Restarting, the socket stays open: new connections wait in the backlog for the new
+        # image. Otherwise nobody comes after us: refuse them.
+        if self.mode is not ExitMode.RESTART:
+            self.listen_socket.close()
+        self.gate.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _IDLE_GRACE
+        # uvicorn's connections signal nothing when they close: poll, as uvicorn does.
+        while self.server_state.connections and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await super().shutdown(sockets)
 
 
 def _announce(

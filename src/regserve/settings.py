@@ -90,6 +90,26 @@ class Settings(BaseSettings):
     )
     restart_backoff_base: float = Field(1.0, description="First restart delay; doubles each time.")
     restart_backoff_max: float = Field(30.0, description="Longest delay between restarts.")
+    orphan_timeout: float = Field(
+        120.0,
+        description="Seconds a worker whose regserve process is gone waits to be adopted by the "
+        "next one before it stops by itself (0: never).",
+    )
+    listen_fd: int | None = Field(
+        None,
+        description="An inherited listening socket to serve on instead of binding host:port "
+        "(set by regserve itself when it re-executes for a restart).",
+    )
+    systemd_listen_fds: int | None = Field(
+        None,
+        validation_alias="LISTEN_FDS",
+        description="systemd socket activation: how many sockets were passed (from fd 3).",
+    )
+    systemd_listen_pid: int | None = Field(
+        None,
+        validation_alias="LISTEN_PID",
+        description="systemd socket activation: the process the sockets were passed to.",
+    )
     log_max_bytes: int = Field(
         5 * 1024 * 1024, description="Size at which a version's log file is rotated."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,15 +77,29 @@ def test_two_scikit_learn_releases_side_by_side(env: tuple[RegServeProcess, User
     ]
     assert any("'defaults' channel" in w and "license" in w for w in warnings), warnings
 
-    # the cache survives a restart: every version comes back without a build
+    # a restart rebuilds, reuses and starts nothing: every worker is adopted as it runs
     before = {e["timestamp"] for e in server.events(name)}
+    pids = {v: server.versions(name)[v]["worker_pid"] for v in (old, new, same, warned)}
     server.stop()
+    server.start()
+    for version in pids:
+        state = server.wait_version_state(name, version, "VERSION_STATE_READY", timeout=300)
+        assert state["worker_pid"] == pids[version]
+    after = [e["event_type"] for e in server.events(name) if e["timestamp"] not in before]
+    assert "ENV_BUILT" not in after
+    assert "ENV_REUSED" not in after
+    assert "VERSION_READY" not in after
+    assert after.count("WORKER_ADOPTED") == len(pids)
+
+    # stopped for good (SIGINT), started again: the cache serves every version without a build
+    before = {e["timestamp"] for e in server.events(name)}
+    server.stop(signal.SIGINT)
     server.start()
     for version in (old, new, same):
         server.wait_version_state(name, version, "VERSION_STATE_READY", timeout=300)
-    after = [e for e in server.events(name) if e["timestamp"] not in before]
-    assert "ENV_BUILT" not in [e["event_type"] for e in after]
-    assert [e["event_type"] for e in after].count("ENV_REUSED") >= 3
+    after = [e["event_type"] for e in server.events(name) if e["timestamp"] not in before]
+    assert "ENV_BUILT" not in after
+    assert after.count("ENV_REUSED") >= 3
 
 
 def _check_environment_metrics(server: RegServeProcess, name: str) -> None:

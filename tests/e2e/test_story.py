@@ -100,20 +100,23 @@ def test_the_whole_story(regserve: RegServeProcess, registry: UserRegistry) -> N
     assert status.status_code == 400
     assert status.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
-    # enable again, then restart regserve: it serves again without any call
+    # enable again, then restart regserve: it serves again without any call, from the same
+    # worker (adopted: SIGTERM leaves the workers for the next start)
     regserve.enable(MODEL)
-    regserve.wait_version_state(MODEL, "2", "VERSION_STATE_READY")
+    worker = regserve.wait_version_state(MODEL, "2", "VERSION_STATE_READY")["worker_pid"]
     regserve.stop()
     regserve.start()
     wait_for(lambda: _answered_by(regserve, "Production") == "2", 120, "serving after restart")
+    assert regserve.versions(MODEL)["2"]["worker_pid"] == worker
     types = [e["event_type"] for e in regserve.events(MODEL)]
     for expected in ["SERVING_ENABLED", "CLUSTER_STARTED", "VERSION_DEPLOYING", "VERSION_READY",
-                     "VERSION_REMOVED", "SERVING_DISABLED", "CLUSTER_TERMINATED"]:  # fmt: skip
+                     "VERSION_REMOVED", "SERVING_DISABLED", "CLUSTER_TERMINATED",
+                     "WORKER_ADOPTED"]:  # fmt: skip
         assert expected in types, expected
 
-    # stopping regserve stops its workers
+    # stopping regserve for good (SIGINT, Ctrl-C) stops its workers
     pid = regserve.versions(MODEL)["2"]["worker_pid"]
-    regserve.stop()
+    regserve.stop(signal.SIGINT)
     assert regserve.process is not None
     assert regserve.process.returncode == 0
     assert not _alive(pid)

@@ -52,6 +52,8 @@ class RegServeProcess:
             # The serving core's tests run workers in regserve's interpreter; the tests of
             # per-version environments (tests/e2e/test_environments.py) ask for virtualenv.
             "REGSERVE_ENV_MANAGER": "local",
+            # Workers a test leaves behind (SIGTERM keeps them for adoption) do not linger.
+            "REGSERVE_ORPHAN_TIMEOUT": "120",
             **{f"REGSERVE_{k.upper()}": v for k, v in settings.items()},
         }
         self.env.pop("MLFLOW_TRACKING_URI", None)
@@ -78,6 +80,8 @@ class RegServeProcess:
             return False
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM (the default) leaves the workers for the next start to adopt; SIGINT stops
+        them too; SIGKILL is a crash."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(sig)
@@ -88,8 +92,11 @@ class RegServeProcess:
             self.process.wait()
 
     def close(self) -> None:
-        self.stop()
+        self.stop(signal.SIGINT)  # for good: the workers too
         self.client.close()
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/health", timeout=30).json())
 
     # -- the control API -----------------------------------------------------------------------
 

@@ -11,7 +11,14 @@ from regserve.errors import RegServeError
 from regserve.router import Target
 from regserve.store import ClusterConfig
 
-__all__ = ["Backend", "ClusterUpdateError", "VersionEvent", "VersionListener", "VersionSpec"]
+__all__ = [
+    "Adopted",
+    "Backend",
+    "ClusterUpdateError",
+    "VersionEvent",
+    "VersionListener",
+    "VersionSpec",
+]
 
 
 class ClusterUpdateError(RegServeError):
@@ -31,6 +38,16 @@ class VersionSpec:
     """The interpreter to run the worker with; None means regserve's own (env-manager local)."""
     worker_path: Path | None = None
     """Put on PYTHONPATH when ``python`` is set: where the worker package is for that env."""
+    env_key: str | None = None
+    """The environment ``python`` belongs to (``--env-manager virtualenv``), for the records."""
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A worker a previous regserve process started, now serving for this one."""
+
+    pid: int
+    env_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,10 +74,18 @@ class Backend(Protocol):
     """Runs the versions of served models. All methods are called from the event loop."""
 
     async def start(self) -> None:
-        """Prepare the backend (clean up what a previous process left)."""
+        """Prepare the backend: find the workers a previous process left (to adopt them)."""
 
-    async def close(self) -> None:
-        """Stop every worker."""
+    async def close(self, keep_workers: bool = False) -> None:
+        """Stop every worker; with ``keep_workers``, leave them running for the next
+        process to adopt (they stop by themselves if none comes)."""
+
+    async def adopt(self, model_name: str, version: str, model_path: Path) -> Adopted | None:
+        """Serve the version from a worker a previous process left, if one runs ``model_path``
+        and answers: it is READY at once, without a new process. None: deploy it as usual."""
+
+    async def release_leftovers(self) -> None:
+        """Stop the workers a previous process left that nobody adopted."""
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         """Create the model's serving cluster (kept while serving is enabled), or move a

@@ -81,6 +81,8 @@ class Controller:
         self._served: dict[str, _Served] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
+        self.first_pass = asyncio.Event()
+        """Set once the first pass is done (the workers a previous process left are adopted)."""
         self._models_dir = settings.resolved_data_dir() / "models"
 
     @property
@@ -98,6 +100,7 @@ class Controller:
                     await self.reconcile_all()
                 except Exception:  # the loop must survive anything a pass raises
                     _log.exception("reconcile pass failed")
+                self.first_pass.set()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
                 self._wake.clear()
@@ -105,9 +108,10 @@ class Controller:
             events.cancel()
 
     async def forget_previous_run(self) -> None:
-        """Before serving: the version states a previous process stored no longer hold."""
+        """Before serving: the version states a previous process stored no longer hold (the
+        first pass adopts the workers still running, and redeploys the others)."""
         await asyncio.to_thread(
-            self._store.reset_versions, "regserve restarted; redeploying this version."
+            self._store.reset_versions, "regserve restarted; adopting or redeploying this version."
         )
 
     def trigger(self) -> None:
@@ -121,12 +125,13 @@ class Controller:
         if self._metrics is not None:
             self._metrics.synced(not any(s.registry_down for s in self._served.values()))
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, keep_workers: bool = False) -> None:
+        """Stop; ``keep_workers`` leaves the workers running for the next process to adopt."""
         for served in self._served.values():
             for task in served.downloads.values():
                 task.cancel()
             await _cancel(served.update)
-        await self._backend.close()
+        await self._backend.close(keep_workers)
 
     # -- the control API ---------------------------------------------------------------------
 
@@ -274,7 +279,26 @@ class Controller:
         for version in sorted(running - desired, key=int):
             await self._remove(name, served, version)
         for version in sorted(desired - running, key=int):
-            self._begin_deploy(name, served, version)
+            if not await self._adopt(name, served, version):
+                self._begin_deploy(name, served, version)
+
+    async def _adopt(self, name: str, served: _Served, version: str) -> bool:
+        """Serve ``version`` from a worker a previous regserve process left running, if one
+        runs its model: READY at once, nothing downloaded, built or started."""
+        dest = self._models_dir / quote(name, safe="") / version
+        adopted = await self._backend.adopt(name, version, dest)
+        if adopted is None:
+            return False
+        if self._envs is not None and adopted.env_key is not None:
+            self._envs.acquire(adopted.env_key, (name, version))
+        pid = adopted.pid
+        message = f"Serving (worker pid {pid}, adopted after a regserve restart)."
+        await self._set_version(name, served, version, st.VERSION_READY, message, worker_pid=pid)
+        text = (
+            f"Worker pid {pid} of version {version} adopted: it kept running through the restart."
+        )
+        await self._event(name, "WORKER_ADOPTED", text, version)
+        return True
 
     def _begin_deploy(self, name: str, served: _Served, version: str) -> None:
         served.versions[version] = (st.VERSION_PENDING, "Downloading the model's artifacts.")
@@ -327,7 +351,7 @@ class Controller:
             self._store.put_version, name, version, st.VERSION_PENDING,
             "Environment ready; starting the worker.", environment=built.key,
         )  # fmt: skip
-        return VersionSpec(name, version, path, built.python, self._envs.worker_path)
+        return VersionSpec(name, version, path, built.python, self._envs.worker_path, built.key)
 
     async def _fail(self, name: str, served: _Served, version: str, message: str) -> None:
         if version not in served.versions:

@@ -82,6 +82,10 @@ class Services:
     """The registry, for the UI's views of models and input examples."""
     node: GatewayNode | None = None
     """This gateway among the others on its database (leader or follower), for /health."""
+    boot_id: str = ""
+    """Names this start of the process (a restart in place keeps the pid, not this)."""
+    started_at: int = 0
+    """When this process (image) started, in epoch milliseconds."""
 
 
 class Gateway:
@@ -155,16 +159,16 @@ def build_api(services: Services | None, registry_app: ASGIApp | None) -> FastAP
     api.mount("/ui/static", static_files(), name="ui-static")
 
     @api.get("/health", summary="Liveness (no authentication)")
-    async def health() -> dict[str, str | None]:
-        node = services.node if services else None
-        if node is None:
+    async def health() -> dict[str, str | int | None]:
+        if services is None:
             return {"status": "ok"}
-        return {
-            "status": "ok",
-            "role": node.role,
-            "gateway": node.gateway_id,
-            "leader": node.leader,
-        }
+        answer: dict[str, str | int | None] = {
+            "status": "ok", "boot_id": services.boot_id, "started_at": services.started_at,
+        }  # fmt: skip
+        node = services.node
+        if node is not None:
+            answer.update(role=node.role, gateway=node.gateway_id, leader=node.leader)
+        return answer
 
     worker_stats = WorkerStats(services.router, services.recorder.registry) if services else None
 

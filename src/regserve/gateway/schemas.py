@@ -70,6 +70,10 @@ class HealthAnswer(_Strict):
     )
     gateway: str | None = Field(None, description="This gateway: host:port/pid.")
     leader: str | None = Field(None, description="The leading gateway, when known.")
+    boot_id: str | None = Field(
+        None, description="Changes at every start, restarts in place included."
+    )
+    started_at: int | None = Field(None, description="When this start happened (epoch ms).")
 
 
 class ConfigTag(_Strict):

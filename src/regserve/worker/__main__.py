@@ -1,12 +1,14 @@
 """``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]
-[--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS]``, or
-``python -m regserve.worker --socket PATH --shared [--name N]``.
+[--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS] [--orphan-timeout S]``, or
+``python -m regserve.worker --socket PATH --shared [--name N] [--orphan-timeout S]``.
 
 Loads the model, then listens on the Unix socket, and serves until SIGTERM or SIGINT. Its output
 is the version's log: what it loads, how long that took, where it listens, and errors with
-tracebacks (never request bodies). With ``--shared`` it listens at once with no model and
-loads the versions it is told to (:mod:`.shared`); its output is the shared worker's log, each
-line about one model naming its version.
+tracebacks (never request bodies). With ``--orphan-timeout S`` it stops by itself once no
+connection has been open for S seconds: its supervisor is gone and nobody adopted it. With
+``--shared`` it listens at once with no model and loads the versions it is told to
+(:mod:`.shared`); its output is the shared worker's log, each line about one model naming its
+version.
 
 Exit codes: 0 stopped cleanly; 2 bad arguments; 3 the model failed to load; 4 the socket could
 not be bound; 1 anything else.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from regserve.worker.batcher import BATCHING_MODES
 from regserve.worker.loading import load_model, mlflow_1_handler
+from regserve.worker.orphan import watch_orphan
 from regserve.worker.server import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_MAX_BATCH_SIZE,
@@ -75,17 +78,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_MAX_BATCH_WAIT * 1000,
         help="how long an idle worker holds a request back for others to join it",
     )
+    parser.add_argument(
+        "--orphan-timeout",
+        type=float,
+        default=0.0,
+        help="stop once no supervisor has been connected for this many seconds (0: never)",
+    )
     args = parser.parse_args(argv)
     if not args.shared and args.model_path is None:
         parser.error("--model-path is required (unless --shared)")
     return args
 
 
-async def run(server: WorkerServer | SharedServer, socket_path: Path) -> None:
+async def run(
+    server: WorkerServer | SharedServer, socket_path: Path, orphan_timeout: float = 0.0
+) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.stop)
-    await server.serve(socket_path)
+    watch = asyncio.create_task(watch_orphan(orphan_timeout, server.connections, server.stop))
+    try:
+        await server.serve(socket_path)
+    finally:
+        watch.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.shared:
         shared = SharedServer(args.name, threads=args.threads, grace_seconds=args.grace_seconds)
-        return _serve(shared, args.socket)
+        return _serve(shared, args.socket, args.orphan_timeout)
     _logger.info("loading model %s:%s from %s", args.name, args.version, args.model_path)
     started = time.monotonic()
     try:
@@ -123,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     # worker; a full collection walking them stalls every request for ~100 ms. Freeze them.
     gc.collect()
     gc.freeze()
-    return _serve(server, args.socket)
+    return _serve(server, args.socket, args.orphan_timeout)
 
 
-def _serve(server: WorkerServer | SharedServer, socket_path: Path) -> int:
+def _serve(server: WorkerServer | SharedServer, socket_path: Path, orphan_timeout: float) -> int:
     try:
-        asyncio.run(run(server, socket_path))
+        asyncio.run(run(server, socket_path, orphan_timeout))
     except OSError:
         traceback.print_exc()
         _logger.error("cannot listen on %s", socket_path)

@@ -127,6 +127,11 @@ class WorkerServer:
         finally:
             await self._shutdown(server, socket_path)
 
+    @property
+    def connections(self) -> set[asyncio.Transport]:
+        """The open connections (the orphan watch counts them)."""
+        return self._connections
+
     def stop(self) -> None:
         """Begin a graceful stop: no new connections, in-flight requests finish (bounded)."""
         self.state = "stopping"

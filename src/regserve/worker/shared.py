@@ -66,6 +66,11 @@ class SharedServer:
             _remove(socket_path)
             _logger.info("stopped")
 
+    @property
+    def connections(self) -> set[asyncio.Transport]:
+        """The open connections (the orphan watch counts them)."""
+        return self._connections
+
     def stop(self) -> None:
         self.state = "stopping"
         if self._stopping is not None:

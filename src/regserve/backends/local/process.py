@@ -1,23 +1,69 @@
-"""Starting, stopping and reaping local worker processes (one-version and shared alike)."""
+"""Starting, stopping and reaping local worker processes (one-version and shared alike).
+
+A worker runs in its own session (a terminal's Ctrl-C and regserve's death do not reach it) and
+outlives regserve: its record (:mod:`.records`) lets the next regserve process adopt it, and it
+exits by itself once no supervisor has been connected for ``--orphan-timeout`` seconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from regserve.backends.local.logs import rotate_if_large
 from regserve.backends.local.paths import WorkerPaths
+from regserve.backends.local.records import (
+    WorkerRecord,
+    is_running,
+    process_start_time,
+    read_records,
+    remove_record,
+    write_record,
+)
+from regserve.errors import RegServeError
 
-__all__ = ["describe_exit", "reap_stale_workers", "spawn_worker", "terminate"]
+__all__ = [
+    "UNKNOWN_EXIT",
+    "ProcessHandle",
+    "WorkerProcess",
+    "describe_exit",
+    "find_leftovers",
+    "spawn_worker",
+    "stop_pid",
+    "terminate",
+    "wait_exit",
+]
 
 _log = logging.getLogger("regserve.supervisor")
 _STOP_GRACE = 15.0
+_KEEPALIVE_MAX = 30.0
+UNKNOWN_EXIT = 1000
+"""The exit code of an adopted worker that is not our child: its status is not ours to read."""
+
+
+class ProcessHandle(Protocol):
+    """A worker process: one this process spawned, or one it adopted."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
 
 
 def describe_exit(code: int | None) -> str:
@@ -31,6 +77,8 @@ def describe_exit(code: int | None) -> str:
         return f"was killed by {name}"
     if code == 3:
         return "exited with code 3 (the model could not be loaded)"
+    if code == UNKNOWN_EXIT:
+        return "exited (adopted from a previous regserve process: its exit status is unknown)"
     return f"exited with code {code}"
 
 
@@ -40,29 +88,66 @@ async def spawn_worker(
     paths: WorkerPaths,
     pythonpath: Path | None,
     log_max_bytes: int,
+    record: WorkerRecord,
+    orphan_timeout: float,
     place: Callable[[int], None] | None = None,
-) -> asyncio.subprocess.Process:
+) -> WorkerProcess:
     """``python -m regserve.worker --socket <paths.socket> *args``, output appended to the log,
-    in its own session (a terminal's Ctrl-C does not reach it), with a pid file for reaping;
-    ``place`` puts it under its cluster's limits right away (limits.ResourceLimits.place)."""
+    in its own session (a terminal's Ctrl-C does not reach it), recorded for adoption in
+    ``paths.pidfile`` (``record`` completed with the pid and its start time); ``place`` puts it
+    under its cluster's limits right away (limits.ResourceLimits.place)."""
     rotate_if_large(paths.log, log_max_bytes)
     paths.socket.unlink(missing_ok=True)
     env = _worker_environment()
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)  # the worker only, not regserve's deps
-    with paths.log.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            python, "-m", "regserve.worker", "--socket", str(paths.socket), *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-            env=env, start_new_session=True,
-        )  # fmt: skip
+    argv = [python, "-m", "regserve.worker", "--socket", str(paths.socket),
+            "--orphan-timeout", f"{orphan_timeout:g}", *args]  # fmt: skip
+    pid = _start(argv, env, paths.log)
     if place is not None:  # node type limits (backends/local/limits)
-        place(process.pid)
-    paths.pidfile.write_text(json.dumps({"pid": process.pid, "socket": str(paths.socket)}))
-    return process
+        place(pid)
+    started = process_start_time(pid) or 0
+    record = dataclasses.replace(
+        record, pid=pid, start_time=started, socket=str(paths.socket),
+        python=python, pythonpath=str(pythonpath) if pythonpath else None, created_at=time.time(),
+    )  # fmt: skip
+    write_record(paths.pidfile, record)
+    return WorkerProcess(record)
 
 
-async def terminate(process: asyncio.subprocess.Process | None) -> None:
+def _start(argv: list[str], env: dict[str, str], log_path: Path) -> int:
+    """posix_spawn ``argv`` in a new session, stdin from /dev/null, output to ``log_path``.
+
+    Not asyncio's subprocesses: their transports kill the child when they are closed or
+    collected, and a worker must outlive this process (to be adopted by the next one).
+    """
+    with log_path.open("ab") as log, open(os.devnull, "rb") as null:
+        actions = [(os.POSIX_SPAWN_DUP2, null.fileno(), 0),
+                   (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                   (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]  # fmt: skip
+        return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+
+
+async def wait_exit(
+    process: ProcessHandle, keepalive: Callable[[], Awaitable[object]], orphan_timeout: float
+) -> int:
+    """Wait for the worker to exit; meanwhile ``keepalive`` (a PING on the supervisor's
+    connection) every quarter of the orphan timeout, so that a connection lost for any reason
+    is made again before the worker takes itself for an orphan."""
+    interval = min(orphan_timeout / 4, _KEEPALIVE_MAX) if orphan_timeout > 0 else _KEEPALIVE_MAX
+    exited = asyncio.ensure_future(process.wait())
+    try:
+        while True:
+            done, _ = await asyncio.wait({exited}, timeout=interval)
+            if done:
+                return exited.result()
+            with contextlib.suppress(RegServeError, OSError, ValueError):
+                await keepalive()
+    finally:
+        exited.cancel()
+
+
+async def terminate(process: ProcessHandle | None) -> None:
     """SIGTERM (the worker finishes its in-flight requests), SIGKILL after a grace period."""
     if process is None or process.returncode is not None:
         return
@@ -87,18 +172,129 @@ def _worker_environment() -> dict[str, str]:
     return env
 
 
-def reap_stale_workers(run_dir: Path) -> None:
-    """Stop workers a previous regserve process left behind (after a crash or kill -9)."""
-    for pidfile in run_dir.glob("*.pid"):
-        try:
-            info = json.loads(pidfile.read_text())
-            pid = int(info["pid"])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError, KeyError):
-            pidfile.unlink(missing_ok=True)
-            continue
-        if b"regserve.worker" in cmdline and info["socket"].encode() in cmdline:
+def find_leftovers(run_dir: Path) -> list[tuple[Path, WorkerRecord]]:
+    """The workers a previous regserve process left running, by their records.
+
+    Records of processes that are gone (or whose pid now belongs to another process) are
+    removed; workers recorded in an older, unreadable format are stopped (SIGKILL).
+    """
+    alive: list[tuple[Path, WorkerRecord]] = []
+    for path, record in read_records(run_dir):
+        if record is None:
+            _reap_legacy(path)
+        elif is_running(record):
+            alive.append((path, record))
+        else:
+            _log.info("the %s is gone; dropping its record", record.describe())
+            remove_record(path)
+    return alive
+
+
+def stop_pid(record: WorkerRecord) -> None:
+    """SIGKILL a recorded worker if it is still that process (not a reused pid)."""
+    if is_running(record):
+        _log.info("stopping the %s left by a previous run", record.describe())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGKILL)
+        _reap_child(record.pid)
+
+
+def _reap_legacy(pidfile: Path) -> None:
+    """A pid file of an older regserve: stop its worker as regserve used to."""
+    try:
+        info = json.loads(pidfile.read_text())
+        pid = int(info["pid"])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"regserve.worker" in cmdline and str(info["socket"]).encode() in cmdline:
             _log.info("stopping worker pid %s left by a previous run", pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        pidfile.unlink(missing_ok=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    pidfile.unlink(missing_ok=True)
+
+
+def _reap_child(pid: int) -> int | None:
+    """Collect ``pid``'s exit status if it is our child (it is, after a re-exec); else None."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+class WorkerProcess:
+    """A worker process, started by this regserve process or adopted from a previous one,
+    watched through a pidfd (Linux >= 5.3; else by polling /proc). Quacks like
+    :class:`asyncio.subprocess.Process`: ``pid``, ``returncode``, ``wait``, ``terminate``,
+    ``kill``. Its exit code is known when it is our child, else it is ``UNKNOWN_EXIT``."""
+
+    _POLL = 0.2
+
+    def __init__(self, record: WorkerRecord) -> None:
+        self._record = record
+        self._returncode: int | None = None
+        self._pidfd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self._pidfd = os.pidfd_open(record.pid)
+        self._exited = asyncio.Event()
+        if self._pidfd is not None:
+            asyncio.get_running_loop().add_reader(self._pidfd, self._on_exit)
+        else:
+            asyncio.get_running_loop().create_task(self._poll())
+
+    @property
+    def pid(self) -> int:
+        return self._record.pid
+
+    @property
+    def record(self) -> WorkerRecord:
+        return self._record
+
+    def update_record(self, path: Path, **changes: object) -> None:
+        """Rewrite the worker's record with ``changes`` (a shared worker's loaded versions)."""
+        self._record = dataclasses.replace(self._record, **changes)  # type: ignore[arg-type]
+        write_record(path, self._record)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        assert self._returncode is not None
+        return self._returncode
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        if self._returncode is not None:
+            return
+        if self._pidfd is not None:  # no pid-reuse race: the pidfd names this very process
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, sig)
+        elif is_running(self._record):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def _on_exit(self) -> None:
+        assert self._pidfd is not None
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._finish()
+
+    async def _poll(self) -> None:
+        while is_running(self._record):  # no event to wait for without a pidfd  # noqa: ASYNC110
+            await asyncio.sleep(self._POLL)
+        self._finish()
+
+    def _finish(self) -> None:
+        code = _reap_child(self.pid)
+        self._returncode = UNKNOWN_EXIT if code is None else code
+        self._exited.set()

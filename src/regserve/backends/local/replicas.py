@@ -29,7 +29,14 @@ from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import note, read_tail
 from regserve.backends.local.paths import WorkerPaths
-from regserve.backends.local.process import describe_exit, spawn_worker, terminate
+from regserve.backends.local.process import (
+    ProcessHandle,
+    describe_exit,
+    spawn_worker,
+    terminate,
+    wait_exit,
+)
+from regserve.backends.local.records import WorkerRecord
 from regserve.errors import RegServeError, UnavailableError
 from regserve.settings import Settings
 from regserve.worker import wire
@@ -52,7 +59,8 @@ class _Replica:
         self.client = WorkerClient(
             str(paths.socket), f"Version {spec.version} of '{spec.model_name}'"
         )
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: ProcessHandle | None = None
+        """The worker: spawned here, or adopted from a previous regserve process."""
         self.state = LAUNCHING
         self.message = "Starting."
         self.inflight = 0
@@ -113,6 +121,23 @@ class ReplicaSet:
                 self._supervise(replica),
                 name=f"supervise {self.spec.model_name} v{self.spec.version} r{replica.index}",
             )
+
+    def adopt(self, replica_index: int, process: ProcessHandle, client: WorkerClient) -> None:
+        """Serve replica ``replica_index`` from a running worker a previous process left
+        (``client`` is already connected to it); call before :meth:`start`."""
+        replica = self.replicas[replica_index - 1]
+        replica.client.close()
+        replica.client = client
+        replica.process = process
+
+    def abandon(self) -> None:
+        """Stop supervising and let go of the connections, leaving the workers running (with
+        their records) for the next regserve process to adopt."""
+        for replica in self.replicas:
+            replica.stopping.set()
+            if replica.task is not None:
+                replica.task.cancel()
+            replica.client.close()
 
     async def stop(self) -> None:
         """SIGTERM every replica (each finishes its in-flight requests) and forget them."""
@@ -262,18 +287,25 @@ class ReplicaSet:
 
     async def _supervise(self, replica: _Replica) -> None:
         failures = 0
+        adopted = replica.process  # serving already: watch it, restart it like any other
+        if adopted is not None:
+            replica.crashed = True  # its next start is a restart
+            self._set(replica, READY, "Serving.")
         while not replica.stopping.is_set():
-            attempt = f" (attempt {failures + 1})" if failures else ""
-            self._set(replica, LAUNCHING, f"Loading the model{attempt}.")
-            try:
-                process = await self._spawn(replica)
-            except (OSError, RegServeError) as exc:
-                self._fail(replica, f"Could not start the worker: {exc}")
-                return
-            if await self._wait_ready(replica, process):
-                self._announce_ready(replica, process.pid)
-                failures = 0
-            code = await process.wait()
+            if adopted is not None:
+                process, adopted = adopted, None
+            else:
+                attempt = f" (attempt {failures + 1})" if failures else ""
+                self._set(replica, LAUNCHING, f"Loading the model{attempt}.")
+                try:
+                    process = await self._spawn(replica)
+                except (OSError, RegServeError) as exc:
+                    self._fail(replica, f"Could not start the worker: {exc}")
+                    return
+                if await self._wait_ready(replica, process):
+                    self._announce_ready(replica, process.pid)
+                    failures = 0
+            code = await wait_exit(process, replica.client.ping, self._settings.orphan_timeout)
             if replica.stopping.is_set():
                 return
             failures += 1
@@ -316,16 +348,21 @@ class ReplicaSet:
         kind = "REPLICA_FAILED" if others_serve else "VERSION_FAILED"
         self._set(replica, FAILED, message, kind, message)
 
-    async def _spawn(self, replica: _Replica) -> asyncio.subprocess.Process:
+    async def _spawn(self, replica: _Replica) -> ProcessHandle:
         spec = self.spec
         args = ["--model-path", str(spec.model_path), "--name", spec.model_name,
                 "--version", spec.version, *self._worker_args()]  # fmt: skip
+        record = WorkerRecord(0, 0, "", spec.model_name, "", env_key=spec.env_key,
+                              version=spec.version, model_path=str(spec.model_path),
+                              replica=replica.index, generation=self.generation)  # fmt: skip
         process = await spawn_worker(
             str(spec.python or sys.executable),
             args,
             replica.paths,
             spec.worker_path if spec.python is not None else None,
             self._settings.log_max_bytes,
+            record,
+            self._settings.orphan_timeout,
             partial(self._limits.place, spec.model_name) if self._limits is not None else None,
         )
         replica.process = process
@@ -336,7 +373,7 @@ class ReplicaSet:
                  f"as pid {process.pid} (cluster generation {self.generation})")  # fmt: skip
         return process
 
-    async def _wait_ready(self, replica: _Replica, process: asyncio.subprocess.Process) -> bool:
+    async def _wait_ready(self, replica: _Replica, process: ProcessHandle) -> bool:
         """Poll the worker until it answers a ping; False when it exits or takes too long."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.worker_start_timeout

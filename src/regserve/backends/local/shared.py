@@ -34,7 +34,15 @@ from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import note, read_tail
 from regserve.backends.local.paths import WorkerPaths
-from regserve.backends.local.process import describe_exit, spawn_worker, terminate
+from regserve.backends.local.process import (
+    ProcessHandle,
+    WorkerProcess,
+    describe_exit,
+    spawn_worker,
+    terminate,
+    wait_exit,
+)
+from regserve.backends.local.records import WorkerRecord
 from regserve.errors import RegServeError, TimeoutError_
 from regserve.settings import Settings
 from regserve.worker import wire
@@ -91,7 +99,7 @@ class SharedWorker:
         self._listener = listener
         self._members: dict[str, _Member] = {}
         self._control = WorkerClient(str(paths.socket), f"The shared worker of '{self._model}'")
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: WorkerProcess | None = None
         self._up = False
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -130,11 +138,15 @@ class SharedWorker:
                 if self._alive():
                     with contextlib.suppress(RegServeError, OSError):
                         await self._control.control(wire.UNLOAD, version.encode(), _UNLOAD_WAIT)
+                    self._record_versions()
         member.client.close()  # its in-flight requests have been answered
 
-    async def close(self) -> None:
+    async def close(self, keep_worker: bool = False) -> None:
+        """Stop the process; with ``keep_worker`` leave it running (with its record) for the
+        next regserve process (which does not adopt shared workers yet: it stops them)."""
         self._stopping.set()
-        await terminate(self._process)
+        if not keep_worker:
+            await terminate(self._process)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -142,8 +154,9 @@ class SharedWorker:
         self._control.close()
         for member in self._members.values():
             member.client.close()
-        for path in (self.paths.socket, self.paths.pidfile):
-            path.unlink(missing_ok=True)
+        if not keep_worker:
+            for path in (self.paths.socket, self.paths.pidfile):
+                path.unlink(missing_ok=True)
 
     @property
     def empty(self) -> bool:
@@ -195,7 +208,7 @@ class SharedWorker:
                 self._up = True
                 for member in self._live():
                     await self._load(member)
-            code = await process.wait()
+            code = await wait_exit(process, self._control.ping, self._settings.orphan_timeout)
             self._up = False
             if self._stopping.is_set():
                 return
@@ -238,25 +251,35 @@ class SharedWorker:
             self._emit(member, FAILED, message, "VERSION_FAILED", message)
         return member.load_deaths
 
+    def _record_versions(self) -> None:
+        """Keep the record's list of loaded versions (version -> model path) true."""
+        if self._alive() and self._process is not None:
+            loaded = {m.version: str(m.spec.model_path) for m in self._members.values()
+                      if m.loaded_in == self._process.pid}  # fmt: skip
+            with contextlib.suppress(OSError):
+                self._process.update_record(self.paths.pidfile, versions=loaded)
+
     def _fail_all(self, message: str) -> None:
         for member in self._live():
             self._emit(member, FAILED, message, "VERSION_FAILED", message)
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
+    async def _spawn(self) -> WorkerProcess:
         for member in self._live():
             self._emit(member, LAUNCHING, "Starting the shared worker.")
         python = self._python or sys.executable
         args = ["--shared", "--name", self._model]
         self.paths.log.parent.mkdir(parents=True, exist_ok=True)
         place = partial(self._limits.place, self._model) if self._limits else None
+        record = WorkerRecord(0, 0, "", self._model, "", shared=True)
         process = await spawn_worker(
-            python, args, self.paths, self._pythonpath, self._settings.log_max_bytes, place
-        )
+            python, args, self.paths, self._pythonpath, self._settings.log_max_bytes,
+            record, self._settings.orphan_timeout, place,
+        )  # fmt: skip
         self._process = process
         _log.info("started shared worker pid %s for '%s'", process.pid, self._model)
         return process
 
-    async def _wait_ready(self, process: asyncio.subprocess.Process) -> bool:
+    async def _wait_ready(self, process: ProcessHandle) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.worker_start_timeout
         while process.returncode is None and not self._stopping.is_set():
@@ -291,6 +314,7 @@ class SharedWorker:
         except (RegServeError, OSError, ValueError):
             return
         member.loaded_in = pid
+        self._record_versions()
         if member.served:
             text = f"Shared worker restarted (pid {pid}); version {member.version} serves again."
             self._emit(member, READY, "Serving.", "WORKER_RESTARTED", text)

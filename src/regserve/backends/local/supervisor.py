@@ -10,22 +10,29 @@ versions that share an environment run in one
 :class:`~regserve.backends.local.shared.SharedWorker` instead (one process, no replicas).
 A cluster config change that needs new workers is applied blue-green
 (:mod:`regserve.backends.local.bluegreen`).
+
+Workers outlive this process: ``start`` finds the ones a previous process left
+(:mod:`.adoption`), ``adopt`` serves a version from them (no new process), and
+``close(keep_workers=True)`` leaves them running for the next process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from functools import partial
 from pathlib import Path
 
-from regserve.backends.base import VersionListener, VersionSpec
+from regserve.backends.base import Adopted, VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
 from regserve.backends.local import bluegreen
+from regserve.backends.local.adoption import Leftovers
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
-from regserve.backends.local.process import reap_stale_workers
+from regserve.backends.local.process import WorkerProcess
+from regserve.backends.local.records import WorkerRecord
 from regserve.backends.local.replicas import ReplicaSet
 from regserve.backends.local.shared import SharedWorker
 from regserve.backends.replicas import needs_new_workers, replicas_for
@@ -61,18 +68,91 @@ class LocalBackend:
         self._staged: dict[str, dict[str, ReplicaSet]] = {}
         """model -> version -> the replicas a cluster update is starting beside the running."""
         self._updating: dict[str, asyncio.Lock] = {}
+        self._leftovers = Leftovers()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         run_dir = run_dir_for(self._data_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(reap_stale_workers, run_dir)
+        await self._leftovers.find(run_dir)
         await asyncio.to_thread(self._limits.start)  # limits: pick the mechanism, clean up
 
-    async def close(self) -> None:
-        await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
-        self._limits.close()  # limits: remove every cluster's cgroup
+    async def close(self, keep_workers: bool = False) -> None:
+        if not keep_workers:
+            await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
+            await self._leftovers.release()
+            self._limits.close()  # limits: remove every cluster's cgroup
+            return
+        # Leave every worker running with its record (and in its cgroup); closing our
+        # connections starts their orphan watch, which the next process's connections stop.
+        for replicas in [*self._sets.values(), *(
+                s for staged in self._staged.values() for s in staged.values())]:  # fmt: skip
+            replicas.abandon()
+        for group in {id(g): g for g in self._shared.values()}.values():
+            await group.close(keep_worker=True)
+        self._sets.clear()
+        self._staged.clear()
+        self._shared.clear()
+
+    async def adopt(self, model_name: str, version: str, model_path: Path) -> Adopted | None:
+        """Serve the version from the replicas a previous process left, when all of them are
+        there and run this model in this environment; else stop them (deploy as usual)."""
+        leftovers = self._leftovers.claim_version(model_name, version)
+        if not leftovers:
+            return None
+        cluster = self._clusters.get(model_name)
+        count = replicas_for(cluster, self._settings, self._node_types)
+        generations = {leftover.record.generation or 0 for leftover in leftovers}
+        indexes = [leftover.record.replica or 1 for leftover in leftovers]
+        why = next(
+            (w for w in (self._mismatch(lo.record, model_name, version, model_path)
+                         for lo in leftovers) if w),
+            "",
+        )  # fmt: skip
+        if not why and len(generations) > 1:
+            why = "its replicas belong to different cluster generations"
+        if not why and indexes != list(range(1, count + 1)):
+            why = f"{len(indexes)} of its replicas run; the cluster wants {count}"
+        if why:
+            for leftover in leftovers:
+                await self._leftovers.discard(leftover, why)
+            return None
+        generation = generations.pop()
+        self._generations[model_name] = max(self._generations.get(model_name, 0), generation)
+        first = leftovers[0].record
+        spec = VersionSpec(
+            model_name, version, model_path,
+            Path(first.python) if first.env_key else None,
+            Path(first.pythonpath) if first.pythonpath else None,
+            first.env_key,
+        )  # fmt: skip
+        replicas = self.new_set(spec, cluster, generation, self._listener)
+        for leftover, index in zip(leftovers, indexes, strict=True):
+            replicas.adopt(index, WorkerProcess(leftover.record), leftover.client)
+            self._limits.place(model_name, leftover.record.pid)  # the cluster's current limits
+        self._sets[(model_name, version)] = replicas
+        replicas.start()
+        _log.info("adopted %s worker(s) %s for %s", len(leftovers),
+                  [lo.record.pid for lo in leftovers], replicas.label)  # fmt: skip
+        return Adopted(first.pid, first.env_key)
+
+    def _mismatch(self, record: WorkerRecord, model_name: str, version: str, path: Path) -> str:
+        """Why a leftover worker cannot serve this version now ("" when it can)."""
+        cluster = self._clusters.get(model_name)
+        if record.shared or share_workers(
+            cluster.tags if cluster else (), self._settings.share_workers
+        ):
+            return "worker sharing is on for the model, or was when it started"
+        if record.model_path != str(path):
+            return f"it runs the model in {record.model_path}, not {path}"
+        local = self._settings.env_manager == "local"
+        if local != (record.env_key is None) or (local and record.python != sys.executable):
+            return f"it runs in another environment ({record.env_key or record.python})"
+        return ""
+
+    async def release_leftovers(self) -> None:
+        await self._leftovers.release()
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         """Create the cluster, or move a running one to ``config`` blue-green (see

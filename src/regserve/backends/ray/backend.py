@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
+from regserve.backends.base import Adopted, VersionEvent, VersionListener, VersionSpec
 from regserve.backends.batching import BatchSettings
 from regserve.backends.local.logs import read_tail
 from regserve.backends.local.paths import WorkerPaths
@@ -116,7 +116,16 @@ class RayBackend:
                 f"Ray could not be started or reached ({where}): {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def close(self) -> None:
+    async def adopt(self, model_name: str, version: str, model_path: Path) -> Adopted | None:
+        """Serve applications are not adopted across a restart: each version is redeployed."""
+        return None
+
+    async def release_leftovers(self) -> None:
+        """Nothing is left over to release (see :meth:`adopt`)."""
+
+    async def close(self, keep_workers: bool = False) -> None:
+        """Delete every application regserve made (``keep_workers`` is not honoured: the
+        Ray backend does not adopt applications, so none is left for the next process)."""
         await asyncio.gather(*(self.undeploy(m, v) for m, v in list(self._versions)))
         if self._watcher is not None:
             self._watcher.cancel()

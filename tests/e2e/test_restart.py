@@ -1,0 +1,235 @@
+"""Workers outlive the main process and are adopted; a restart in place drops no request.
+
+One regserve (``--env-manager local``) serves one iris version through the module's tests, in
+order: a SIGHUP restart under load, a ``kill -9`` and a new ``regserve up``, then records that
+must not be adopted. The orphan timeout has a regserve of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from regserve.backends.local.paths import run_dir_for
+from tests.support.models import log_iris_version
+from tests.support.registry import user_registry
+from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "restart-iris"
+ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+CLIENTS = 6
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegServeProcess]:
+    server = RegServeProcess(tmp_path_factory.mktemp("restart") / "data").start()
+    with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN):
+        log_iris_version(MODEL)
+    assert server.enable(MODEL).status_code == 200
+    server.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    yield server
+    server.close()
+
+
+def _running(pid: int) -> bool:
+    """A live process (not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def _boot_id(server: RegServeProcess) -> str | None:
+    try:
+        return str(server.health()["boot_id"])
+    except httpx.HTTPError:  # a slow start-up: the request waits in the backlog
+        return None
+
+
+def _types(server: RegServeProcess) -> list[str]:
+    return [e["event_type"] for e in server.events(MODEL)]
+
+
+@dataclass
+class _Load:
+    """Clients scoring continuously over kept-alive connections; every outcome counted."""
+
+    url: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    answered: list[tuple[float, float]] = field(default_factory=list)
+    """(finished at, seconds) of each 200."""
+    failures: list[str] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> _Load:
+        self.threads = [threading.Thread(target=self._run) for _ in range(CLIENTS)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        with httpx.Client(base_url=self.url, headers=headers, timeout=180) as client:
+            while not self.stop.is_set():
+                began = time.monotonic()
+                try:
+                    r = client.post(
+                        f"/model/{MODEL}/1/invocations", json={"dataframe_records": [ROW]}
+                    )
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if r.status_code == 200 and r.json() == {"predictions": [0]}:
+                    self.answered.append((time.monotonic(), time.monotonic() - began))
+                else:
+                    self.failures.append(f"{r.status_code}: {r.text[:200]}")
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+
+def test_sighup_restart_under_load_drops_no_request(served: RegServeProcess) -> None:
+    before = served.health()
+    worker = served.versions(MODEL)["1"]["worker_pid"]
+    ready_events = _types(served).count("VERSION_READY")
+    load = _Load(served.url).start()
+    try:
+        wait_for(lambda: len(load.answered) >= 50, 60, "traffic before the restart")
+        cmd = [sys.executable, "-m", "regserve.cli", "restart", "--data-dir", str(served.data_dir)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        restarted_at = time.monotonic()
+        wait_for(lambda: _boot_id(served) not in (None, before["boot_id"]), 180, "the new image")
+        wait_for(lambda: any(t > restarted_at + 1 for t, _ in load.answered), 60, "traffic after")
+    finally:
+        load.finish()
+    assert load.failures == []
+    slowest = max(seconds for _, seconds in load.answered)
+    print(f"\n{len(load.answered)} requests, 0 failed; slowest {slowest:.2f} s during the restart")
+    assert served.process is not None
+    assert served.process.poll() is None
+    version = served.versions(MODEL)["1"]
+    assert (version["state"], version["worker_pid"]) == ("VERSION_STATE_READY", worker)
+    assert "adopted" in version["state_message"]
+    adopted = [e for e in served.events(MODEL) if e["event_type"] == "WORKER_ADOPTED"]
+    assert adopted
+    assert f"pid {worker}" in adopted[-1]["message"]
+    assert _types(served).count("VERSION_READY") == ready_events  # no new worker started
+
+
+def test_kill_9_then_up_adopts_the_running_worker(served: RegServeProcess) -> None:
+    worker = served.versions(MODEL)["1"]["worker_pid"]
+    types = _types(served)
+    served.stop(signal.SIGKILL)
+    assert _running(worker)  # workers outlive the main process
+    served.start()
+    version = served.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    assert version["worker_pid"] == worker
+    after = _types(served)
+    assert after.count("WORKER_ADOPTED") == types.count("WORKER_ADOPTED") + 1
+    assert after.count("VERSION_READY") == types.count("VERSION_READY")
+    assert served.score(MODEL, "1", {"dataframe_records": [ROW]}).json() == {"predictions": [0]}
+
+    # an adopted worker is not this process's child: its crash is still seen and restarted
+    os.kill(worker, signal.SIGKILL)
+    wait_for(lambda: "WORKER_RESTARTED" in _types(served), 120, "the adopted worker's restart")
+    crashed = [e for e in served.events(MODEL) if e["event_type"] == "WORKER_CRASHED"]
+    assert f"Worker pid {worker} exited" in crashed[-1]["message"]
+    version = served.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    assert version["worker_pid"] != worker
+
+
+def _record(run_dir: Path, version: str) -> tuple[Path, dict[str, Any]]:
+    for path in run_dir.glob("*.pid"):
+        data = json.loads(path.read_text())
+        if data.get("version") == version:
+            return path, data
+    raise AssertionError(f"no record of version {version} in {run_dir}")
+
+
+def _start_time(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
+
+
+def test_records_of_dead_foreign_wrong_or_unwanted_workers_are_not_adopted(
+    served: RegServeProcess,
+) -> None:
+    run_dir = run_dir_for(served.data_dir.resolve())
+    worker = served.versions(MODEL)["1"]["worker_pid"]
+    ready_events = _types(served).count("VERSION_READY")
+    served.stop()  # SIGTERM: the worker stays for the next start
+    assert _running(worker)
+
+    # v1's worker now runs "another model" as far as its record says
+    path, own = _record(run_dir, "1")
+    path.write_text(json.dumps({**own, "model_path": "/elsewhere/model"}))
+    # a record whose pid is now another program, one of a process that is gone, and a live
+    # worker of a version nobody serves
+    foreign = subprocess.Popen(["sleep", "300"])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale_socket = run_dir / "stale.sock"
+    model_dir = served.data_dir / "models" / MODEL / "1"
+    stale = subprocess.Popen(
+        [sys.executable, "-m", "regserve.worker", "--socket", str(stale_socket),
+         "--model-path", str(model_dir), "--name", MODEL, "--version", "7"],
+        start_new_session=True,
+    )  # fmt: skip
+    wait_for(stale_socket.exists, 120, "the stale worker to listen")
+    fake = [
+        ("foreign", foreign.pid, _start_time(foreign.pid), "1"),
+        ("gone", gone.pid, 1, "1"),
+        ("stale", stale.pid, _start_time(stale.pid), "7"),
+    ]
+    for name, pid, started, version in fake:
+        record = {**own, "pid": pid, "start_time": started, "version": version,
+                  "socket": str(run_dir / f"{name}.sock")}  # fmt: skip
+        (run_dir / f"{name}.pid").write_text(json.dumps(record))
+    try:
+        served.start()
+        version = served.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+        assert version["worker_pid"] != worker  # redeployed, not adopted
+        wait_for(lambda: not _running(worker), 30, "the mismatched worker to be stopped")
+        assert _types(served).count("VERSION_READY") == ready_events + 1
+        wait_for(lambda: stale.poll() is not None, 30, "the unwanted worker to be stopped")
+        assert foreign.poll() is None  # not ours: left alone
+        for name in ("foreign", "gone", "stale"):
+            assert not (run_dir / f"{name}.pid").exists(), name
+    finally:
+        for process in (foreign, stale):
+            process.kill()
+            process.wait()
+
+
+def test_orphaned_workers_stop_by_themselves(tmp_path: Path) -> None:
+    server = RegServeProcess(tmp_path / "data", orphan_timeout="3").start()
+    try:
+        with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN):
+            log_iris_version("orphan-iris")
+        assert server.enable("orphan-iris").status_code == 200
+        worker = server.wait_version_state("orphan-iris", "1", "VERSION_STATE_READY")["worker_pid"]
+        server.stop(signal.SIGKILL)  # regserve is gone for good
+        assert _running(worker)
+        wait_for(lambda: not _running(worker), 60, "the orphaned worker to stop")
+        log = (server.data_dir / "logs" / "orphan-iris" / "1.log").read_text()
+        assert "no supervisor for 3 s: stopping (orphaned)" in log
+    finally:
+        server.close()
