@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from regserve.backends.local.records import (
@@ -44,7 +45,10 @@ def test_a_record_holds_only_for_the_process_it_names(tmp_path: Path) -> None:
     try:
         started = process_start_time(process.pid)
         assert started is not None
-        assert is_running(_record(process.pid, started, socket))
+        deadline = time.monotonic() + 10  # until the child has exec'd (its command line is ours)
+        while not is_running(_record(process.pid, started, socket)):
+            assert time.monotonic() < deadline, "the record never matched the running process"
+            time.sleep(0.02)
         assert not is_running(_record(process.pid, started + 1, socket))  # a reused pid
         assert not is_running(_record(process.pid, started, str(tmp_path / "other.sock")))
         assert not is_running(_record(os.getpid(), process_start_time(os.getpid()) or 0, socket))
