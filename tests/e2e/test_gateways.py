@@ -194,6 +194,7 @@ def test_the_leader_killed_the_follower_takes_over_and_serves_a_new_version(
     _ensure_served(pair, registry)
     leader, follower = _leader_and_follower(pair)
     assert leader.process is not None
+    workers = {v: info["worker_pid"] for v, info in leader.versions(MODEL).items()}
     leader.process.send_signal(signal.SIGKILL)
     leader.process.wait()
     killed = time.monotonic()
@@ -209,6 +210,9 @@ def test_the_leader_killed_the_follower_takes_over_and_serves_a_new_version(
     assert _scores(follower, version) == version
     assert _scores(follower, "latest") == version
     assert wait_for(lambda: _served_by(follower, "champion", "2"), 60, "champion again")
+    # The dead leader's workers outlived it and were adopted: the same processes serve.
+    now = follower.versions(MODEL)
+    assert {v: now[v]["worker_pid"] for v in workers} == workers
     events = follower.client.get("/api/2.0/regserve/audit-events").json()["events"]
     assert [e["event_type"] for e in events if e["event_type"].startswith("LEADER")][-1] == (
         "LEADER_ELECTED"

@@ -129,6 +129,11 @@ class ReplicaSet:
         replica.client.close()
         replica.client = client
         replica.process = process
+        replica.crashed = True  # its next start is a restart
+        # READY at once, quietly: the controller records the adoption (WORKER_ADOPTED).
+        replica.state, replica.message = READY, "Serving."
+        self._ready = tuple(r for r in self.replicas if r.state == READY)
+        self.state, _ = self.summary()
 
     def abandon(self) -> None:
         """Stop supervising and let go of the connections, leaving the workers running (with
@@ -287,10 +292,7 @@ class ReplicaSet:
 
     async def _supervise(self, replica: _Replica) -> None:
         failures = 0
-        adopted = replica.process  # serving already: watch it, restart it like any other
-        if adopted is not None:
-            replica.crashed = True  # its next start is a restart
-            self._set(replica, READY, "Serving.")
+        adopted = replica.process  # adopted (see adopt): watch it, restart it like any other
         while not replica.stopping.is_set():
             if adopted is not None:
                 process, adopted = adopted, None
