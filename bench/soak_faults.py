@@ -33,12 +33,13 @@ from bench.soak_load import Timeline
 __all__ = ["API", "Cluster", "Kill", "Restart", "restart_mode"]
 
 API = "/api/2.0/preview/mlflow/endpoints"
-_HUP_FIELDS = ("zero_downtime_restart", "adopts_workers", "restart_adopts_workers")
+_HUP_FIELDS = ("boot_id",)
+"""A /health that names its boot (regserve with worker adoption) restarts in place on SIGHUP."""
 
 
 def restart_mode(health: dict[str, Any]) -> str:
-    """``hup`` when ``/health`` says a SIGHUP restarts regserve keeping its workers, else
-    ``term``. (Until the adoption work is merged regserve says nothing of the sort.)"""
+    """``hup`` when ``/health`` says a SIGHUP restarts regserve keeping its workers (it names
+    its boot), else ``term`` (an older regserve: stop it and start it again)."""
     return "hup" if any(health.get(name) for name in _HUP_FIELDS) else "term"
 
 
