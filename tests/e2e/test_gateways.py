@@ -17,16 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
-from tests.conftest import require_service
 from tests.support.models import iris_frame
+from tests.support.postgres import fresh_database
 from tests.support.registry import UserRegistry, user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SCIM = "/api/2.0/preview/scim/v2"
 PERMS = "/api/2.0/permissions/registered-models"
 MODEL = "gw-iris"
@@ -42,17 +40,7 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
-    name = f"regserve_gw_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # any connection failure means the service is missing here
-        require_service(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from fresh_database("regserve_gw")
 
 
 @pytest.fixture(scope="module")

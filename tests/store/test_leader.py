@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,10 +19,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from regserve.leader import FileLeaderLock, LeaderElector, PostgresLeaderLock, leader_lock_for
-from tests.conftest import require_service
+from tests.support.postgres import fresh_database
 from tests.support.server import wait_for
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 _HOLDER = """
 import sys, time
@@ -39,17 +36,7 @@ time.sleep(600)
 
 @pytest.fixture
 def pg_uri() -> Iterator[str]:
-    name = f"regserve_leader_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # any connection failure means the service is missing here
-        require_service(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from fresh_database("regserve_leader")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from regserve.errors import AlreadyExistsError
 from regserve.store import ClusterConfig, GrantRecord, StateStore, TokenRecord
-from tests.conftest import require_service
-
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-
-def _postgres_uri() -> Iterator[str]:
-    name = f"regserve_test_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # any connection failure means the service is missing here
-        require_service(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+from tests.support.postgres import fresh_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -35,7 +17,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
     if request.param == "sqlite":
         uris: Iterator[str] = iter([f"sqlite:///{tmp_path / 'state.db'}"])
     else:
-        uris = _postgres_uri()
+        uris = fresh_database("regserve_test")
     uri = next(uris)
     s = StateStore(uri)
     s.migrate()

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from regserve.backends.tags import bounded_number
+
 __all__ = ["BATCHING_TAG", "MAX_BATCH_SIZE_TAG", "MAX_BATCH_WAIT_TAG", "BatchSettings"]
 
 BATCHING_TAG = "regserve.batching"
@@ -58,14 +60,4 @@ class BatchSettings:
 
 
 def _number(values: dict[str, str], tag: str, default: float) -> float:
-    if tag not in values:
-        return default
-    low, high = _LIMITS[tag]
-    try:
-        number = float(values[tag])
-    except ValueError:
-        number = float("nan")
-    if not low <= number <= high:  # also false for NaN
-        _log.warning("ignoring %s=%r: expected a number from %g to %g", tag, values[tag], low, high)
-        return default
-    return number
+    return bounded_number(values, tag, default, _LIMITS, _log)

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from regserve.backends.tags import bounded_number
+
 __all__ = ["ReplicaPlan", "plan_replicas"]
 
 _log = logging.getLogger("regserve.ray")
@@ -128,14 +130,4 @@ def _node_resources(
 
 
 def _number(values: Mapping[str, str], tag: str, default: float) -> float:
-    if tag not in values:
-        return default
-    low, high = _LIMITS[tag]
-    try:
-        number = float(values[tag])
-    except ValueError:
-        number = float("nan")
-    if not low <= number <= high:  # also false for NaN
-        _log.warning("ignoring %s=%r: expected a number from %g to %g", tag, values[tag], low, high)
-        return default
-    return number
+    return bounded_number(values, tag, default, _LIMITS, _log)
