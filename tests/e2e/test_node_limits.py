@@ -38,7 +38,7 @@ def server(tmp_path: Path) -> Iterator[RegServeProcess]:
     types = tmp_path / "node-types.yaml"
     types.write_text(
         "node_types:\n"
-        "  - {id: tiny, cores: 0.5, memory: 500MiB, replicas: 2}\n"
+        "  - {id: tiny, cores: 0.5, memory: 500MiB, replicas: 1}\n"
         "  - {id: roomy, cores: 2, memory: 4GiB}\n"
     )
     # A 3 s first restart delay: long enough to read the state message of a killed worker.
