@@ -50,7 +50,12 @@ MODEL = "soak-iris"
 ROW = [5.1, 3.5, 1.4, 0.2]
 BODY = json.dumps({"dataframe_records": [dict(zip(COLUMNS, ROW, strict=True))]}).encode()
 REPLICAS = {"regserve.replicas": "2"}
-SETTINGS = {"REGSERVE_ENV_MANAGER": "local"}
+SETTINGS = {
+    "REGSERVE_ENV_MANAGER": "local",
+    # Passed through: e.g. REGSERVE_UNAVAILABLE_WAIT=5 make soak (hold requests while every
+    # replica of a version restarts, instead of answering 503 at once).
+    **{k: v for k, v in os.environ.items() if k == "REGSERVE_UNAVAILABLE_WAIT"},
+}
 
 
 def set_up(workdir: Path) -> Cluster:

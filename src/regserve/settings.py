@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, description="Largest scoring request body accepted (413 above)."
     )
     request_timeout: float = Field(60.0, description="Seconds a scoring request may take (504).")
+    unavailable_wait: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="Seconds a scoring request waits for a version that is starting or "
+        "restarting (every replica down) before it answers 503; 0 answers 503 at once.",
+    )
     worker_start_timeout: float = Field(
         300.0, description="Seconds a worker may take to load its model before it counts as failed."
     )

@@ -185,3 +185,27 @@ def test_failed_update_keeps_the_old_cluster_serving(
         }]}).status_code == 200  # fmt: skip
     finally:
         server.close()
+
+
+def test_with_unavailable_wait_a_request_waits_out_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REGSERVE_UNAVAILABLE_WAIT: with its only worker killed, a version's requests wait for
+    the restart and get 200, where without the wait they get 503."""
+    server = _serve(tmp_path, monkeypatch, unavailable_wait="30", restart_backoff_base="1")
+    try:
+        row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+        assert server.score(MODEL, "1", {"dataframe_records": [row]}).status_code == 200
+        pid = _pid(server, 1)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), 10, "the worker to die")
+        started = time.monotonic()
+        r = server.score(MODEL, "1", {"dataframe_records": [row]}, timeout=60)
+        waited = time.monotonic() - started
+        assert r.status_code == 200, r.text
+        assert r.headers["x-model-version"] == "1"
+        assert _pid(server, 1) != pid  # answered by the restarted worker
+        assert waited > 0.5  # it did wait: the restart's backoff alone is 1 s
+        assert [e["message"] for e in _events(server, "WORKER_CRASHED")]
+    finally:
+        server.close()

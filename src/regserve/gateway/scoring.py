@@ -6,6 +6,7 @@ resolved version, and the worker's answer is sent back as it is.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from regserve.auth.levels import PermissionLevel
 from regserve.auth.service import AccessService
-from regserve.errors import BadRequestError, PayloadTooLargeError, RegServeError
+from regserve.errors import BadRequestError, PayloadTooLargeError, RegServeError, UnavailableError
 from regserve.gateway.bodies import read_body
 from regserve.gateway.context import scope_identity
 from regserve.gateway.errors import error_body, error_headers, status_for
@@ -44,6 +45,7 @@ class ScoringHandler:
     ) -> None:
         self._limit = settings.max_payload_bytes
         self._timeout = settings.request_timeout
+        self._wait = settings.unavailable_wait
         self._router = router
         self._recorder = recorder
         self._access = access
@@ -73,10 +75,21 @@ class ScoringHandler:
             # Resolved after the body is read: from here to the target taking the request
             # nothing awaits, so a version whose routes were withdrawn (archived, replaced by
             # a cluster update) has counted every request that will reach it before it drains.
-            served = self._router.resolve(name, ref)
-            version = served.version
-            assert served.target is not None
-            reply: Any = await served.target.request(content_type, body, self._timeout)
+            deadline = 0.0
+            while True:
+                try:
+                    served = self._router.resolve(name, ref)
+                    version = served.version
+                    assert served.target is not None
+                    reply: Any = await served.target.request(content_type, body, self._timeout)
+                    break
+                except UnavailableError as error:
+                    deadline = deadline or time.monotonic() + self._wait
+                    # A FAILED version (Retry-After 30) is not waited for; nothing was sent to
+                    # the caller yet, so the request may be resolved and sent again.
+                    if error.retry_after > _WAITABLE or time.monotonic() >= deadline:
+                        raise
+                    await asyncio.sleep(_WAIT_STEP)
             status = reply.status
             await _respond(send, status, reply.body, [
                 (b"content-type", reply.content_type.encode("latin-1")),
@@ -94,6 +107,11 @@ class ScoringHandler:
             f"Request body of {size} bytes or more exceeds the limit of {self._limit} bytes "
             f"({self._limit / 1048576:g} MiB). Split the input into smaller requests."
         )
+
+
+_WAITABLE = 2
+"""Retry-After of the refusals worth waiting out (not ready yet, no replica up)."""
+_WAIT_STEP = 0.05
 
 
 class _MethodNotAllowed(RegServeError):
