@@ -18,7 +18,7 @@ from mlflow.exceptions import MlflowException
 
 from tests.support.models import iris_frame
 from tests.support.registry import user_registry
-from tests.support.server import ADMIN_TOKEN, RegServeProcess
+from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -65,8 +65,12 @@ def test_python_api_lifecycle(world: tuple[RegServeProcess, Any]) -> None:
     assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
     client.update_deployment(MODEL, config={"tag.regserve.batching": "off"})
-    tags = client.get_deployment(MODEL)["actual_cluster_config"]["tags"]  # applied at once
-    assert tags == [{"key": "regserve.batching", "value": "off"}]
+    # A regserve.* tag needs new workers: the update runs blue-green in the background.
+    wanted = [{"key": "regserve.batching", "value": "off"}]
+    wait_for(
+        lambda: client.get_deployment(MODEL)["actual_cluster_config"]["tags"] == wanted,
+        120, "the blue-green update to apply the tag",
+    )  # fmt: skip
 
     client.delete_deployment(MODEL)
     with pytest.raises(MlflowException) as gone:
