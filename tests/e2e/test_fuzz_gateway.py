@@ -20,8 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.fuzz import FUZZ
-from tests.support.registry import user_registry
-from tests.support.server import ADMIN_TOKEN, RegServeProcess
+from tests.support.registry import one_version_served
+from tests.support.server import RegServeProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -32,13 +32,7 @@ ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_widt
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegServeProcess]:
-    server = RegServeProcess(tmp_path_factory.mktemp("fuzz") / "data").start()
-    with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN) as reg:
-        reg.register(MODEL)
-    assert server.enable(MODEL).status_code == 200
-    server.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
-    yield server
-    server.close()
+    yield from one_version_served(tmp_path_factory.mktemp("fuzz") / "data", MODEL)
 
 
 scalars = st.one_of(

@@ -42,7 +42,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from regserve.gateway.openapi import SCORING_PATH
-from tests.support.registry import user_registry
+from tests.support.fuzz import FUZZ
+from tests.support.registry import one_version_served
 from tests.support.server import ADMIN_TOKEN, RegServeProcess
 
 MODEL = "schemathesis-model"
@@ -57,24 +58,14 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    derandomize=os.environ.get("REGSERVE_FUZZ_RANDOM") != "1",
-    suppress_health_check=list(HealthCheck),
-)
+# The fuzz tests' settings (tests/support/fuzz.py), with this module's example count; every
+# health check off: a strategy per operation is built from the live spec.
+SETTINGS = settings(FUZZ, max_examples=EXAMPLES, suppress_health_check=list(HealthCheck))
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegServeProcess]:
-    server = RegServeProcess(tmp_path_factory.mktemp("schemathesis") / "data").start()
-    with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN) as reg:
-        reg.register(MODEL)
-    assert server.enable(MODEL).status_code == 200
-    server.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
-    yield server
-    server.close()
+    yield from one_version_served(tmp_path_factory.mktemp("schemathesis") / "data", MODEL)
 
 
 @pytest.fixture(scope="module")

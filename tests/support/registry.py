@@ -5,12 +5,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from tests.support.models import log_iris_version
+from tests.support.server import ADMIN_TOKEN, RegServeProcess
 
 
 class UserRegistry:
@@ -47,3 +49,15 @@ def user_registry(monkeypatch: pytest.MonkeyPatch, url: str, token: str) -> Iter
     finally:
         mlflow.set_tracking_uri(previous)
         mlflow.set_registry_uri("")  # back to "follow the tracking URI"
+
+
+def one_version_served(data_dir: Path, model: str) -> Iterator[RegServeProcess]:
+    """A ``regserve up`` serving version 1 of ``model`` (READY), stopped afterwards: the module
+    fixture of the tests that throw requests at one served version (``yield from``)."""
+    server = RegServeProcess(data_dir).start()
+    with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN) as reg:
+        reg.register(model)
+    assert server.enable(model).status_code == 200
+    server.wait_version_state(model, "1", "VERSION_STATE_READY")
+    yield server
+    server.close()
