@@ -1,7 +1,8 @@
 """The soak's faults, each done to a real ``regserve up`` the way an operator or a crash would.
 
-- :meth:`Cluster.kill_worker`: ``kill -9`` of a random worker process of the model, and how
-  long until its version is back to its number of workers, READY and answering.
+- :meth:`Cluster.kill_worker`: ``kill -9`` of a random serving worker process of the model (a
+  replica; not a template, which serves nothing), and how long until the version says every
+  one of its replicas is ready again and a replica other than the killed one answers.
 - :meth:`Cluster.move_refs`: the Production stage and the ``champion`` alias move to the other
   version (through MLflow's client, as a user would).
 - :meth:`Cluster.reconfigure`: ``update-cluster-config`` with another node type and tag.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -26,9 +28,10 @@ from typing import Any
 
 import httpx
 
-from bench.procs import cmdline, descendants
 from bench.servers import TOKEN, Server, start_regserve, wait_until
 from bench.soak_load import Timeline
+from regserve.backends.local.paths import run_dir_for
+from regserve.backends.local.records import is_running, read_records
 
 __all__ = ["API", "Cluster", "Kill", "Restart", "restart_mode"]
 
@@ -87,15 +90,17 @@ class Cluster:
     # -- what runs ------------------------------------------------------------------------------
 
     def workers(self) -> dict[int, str]:
-        """Worker pid -> the version it serves (from its command line)."""
-        found: dict[int, str] = {}
-        for pid in descendants(self.server.process.pid):
-            args = cmdline(pid).split()
-            if "regserve.worker" in args and "--version" in args:
-                found[pid] = args[args.index("--version") + 1]
-        return found
+        """Serving worker pid -> the version it serves, from the worker records regserve keeps
+        (a replica forked from a template has the template's command line, and outlives it)."""
+        run_dir = run_dir_for(self.data_dir.resolve())
+        return {
+            record.pid: record.version
+            for _, record in read_records(run_dir)
+            if record is not None and record.version is not None and is_running(record)
+        }
 
-    def ready_versions(self) -> set[str]:
+    def ready_versions(self, every_replica: bool = False) -> set[str]:
+        """The READY versions; with ``every_replica``, only those whose every replica is."""
         try:
             with self.http() as http:
                 r = http.get(f"{API}/list-versions", params={"registered_model_name": self.model})
@@ -103,38 +108,46 @@ class Cluster:
             return set()
         if r.status_code != 200:
             return set()
-        versions = r.json()["endpoint_versions"]
-        return {v["endpoint_version_name"] for v in versions if v["state"].endswith("READY")}
+        return {
+            v["endpoint_version_name"]
+            for v in r.json()["endpoint_versions"]
+            if v["state"].endswith("READY")
+            and (not every_replica or _every_replica_ready(v.get("state_message") or ""))
+        }
 
     def wait_ready(self, timeout: float = 300) -> None:
-        wait_until(lambda: self.ready_versions() >= set(self.versions), timeout, "versions READY")
+        every = set(self.versions)
+        wait_until(lambda: self.ready_versions(True) >= every, timeout, "every replica READY")
 
     # -- faults ---------------------------------------------------------------------------------
 
     def kill_worker(self, rng: random.Random) -> Kill | None:
-        """``kill -9`` a random worker of a READY version; None when there is none to kill."""
-        ready = self.ready_versions()
+        """``kill -9`` a random worker of a version whose replicas are all READY; None when
+        there is none to kill."""
+        ready = self.ready_versions(every_replica=True)
         workers = {pid: v for pid, v in self.workers().items() if v in ready}
         if not workers or self.restarting:
             return None
         pid = rng.choice(sorted(workers))
-        before = sum(1 for v in workers.values() if v == workers[pid])
         kill = Kill(workers[pid], pid, time.monotonic())
         os.kill(pid, signal.SIGKILL)
-        self._wait_back(kill, before)
+        self._wait_back(kill)
         return kill
 
-    def _wait_back(self, kill: Kill, count: int, limit: float = 60) -> None:
+    def _wait_back(self, kill: Kill, limit: float = 60) -> None:
         restarts = len(self.restarts)
         while time.monotonic() - kill.at < limit:
             if len(self.restarts) != restarts or self.restarting:
                 kill.overlapped_restart = True
                 return
-            live = [p for p, v in self.workers().items() if v == kill.version and p != kill.pid]
-            if len(live) >= count and kill.version in self.ready_versions() and self._answers(kill):
+            back = kill.pid not in self.workers() and self._all_ready(kill.version)
+            if back and self._answers(kill):
                 kill.back_after_s = round(time.monotonic() - kill.at, 2)
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
+
+    def _all_ready(self, version: str) -> bool:
+        return version in self.ready_versions(every_replica=True)
 
     def _answers(self, kill: Kill) -> bool:
         path = f"/model/{self.model}/{kill.version}/invocations"
@@ -207,3 +220,13 @@ class Cluster:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+_REPLICAS_READY = re.compile(r"^(\d+) of (\d+) replicas ready")
+
+
+def _every_replica_ready(state_message: str) -> bool:
+    """A READY version's state message counts its ready replicas ("1 of 2 replicas ready;
+    replica 2: ...") unless it has one, or all of them are."""
+    counted = _REPLICAS_READY.match(state_message)
+    return counted is None or counted.group(1) == counted.group(2)

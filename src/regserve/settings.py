@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         description="Run the versions of one served model that share an environment in one "
         "worker process (per model: cluster tag regserve.share_workers=true|false).",
     )
+    fork_replicas: bool = Field(
+        True,
+        description="Fork a version's replicas from a template process that loaded the model "
+        "once: a replica starts, and a crashed one restarts, in milliseconds. Turn off for "
+        "models whose libraries do not survive a fork (per model: tag regserve.fork_replicas).",
+    )
     replicas: int = Field(
         1,
         ge=1,

@@ -50,8 +50,31 @@ def _pidfile(server: RegServeProcess, replica: int, generation: int = 0) -> Path
     return WorkerPaths.for_version(data_dir, MODEL, "1", replica, generation).pidfile
 
 
+def _record(server: RegServeProcess, replica: int, generation: int = 0) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(_pidfile(server, replica, generation).read_text())
+    return record
+
+
 def _pid(server: RegServeProcess, replica: int, generation: int = 0) -> int:
-    return int(json.loads(_pidfile(server, replica, generation).read_text())["pid"])
+    return int(_record(server, replica, generation)["pid"])
+
+
+def _template_pids(server: RegServeProcess) -> list[int]:
+    """The running template workers of this server: they have no record, and are found by
+    their command line, which names their control socket in its run dir (the replicas forked
+    from them have that command line too, and a record)."""
+    run_dir = str(run_dir_for(server.data_dir.resolve())).encode()
+    replicas = _worker_pids(server)
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        pid = int(proc.name) if proc.name.isdigit() else 0
+        if b"--template" in cmdline and run_dir in cmdline and pid not in replicas:
+            found.append(pid)
+    return found
 
 
 def _worker_pids(server: RegServeProcess) -> set[int]:
@@ -113,6 +136,37 @@ def test_killed_replica_costs_no_request_and_comes_back(two_replicas: RegServePr
     assert version["state_message"].startswith("2 of 2 replicas ready")
 
 
+def test_a_lost_template_costs_nothing_and_comes_back(two_replicas: RegServeProcess) -> None:
+    """The template the replicas are forked from is killed: they serve on; it is started
+    again; a replica killed after that is forked from the new one."""
+    server = two_replicas
+    wait_for(lambda: "2 of 2 replicas ready" in _state_message(server), 60, "both replicas")
+    control = WorkerPaths.for_template(server.data_dir.resolve(), MODEL, "1").socket
+    assert _record(server, 1)["forked_from"] == _record(server, 2)["forked_from"] == str(control)
+    [template] = _template_pids(server)
+    with _load(server, ["1", "latest"]) as load:
+        wait_for(lambda: load.count() >= 50, 30, "load to be running")
+        os.kill(template, signal.SIGKILL)
+        wait_for(lambda: _template_pids(server) not in ([], [template]), 60, "a new template")
+        victim = _pid(server, 1)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: _events(server, "WORKER_RESTARTED"), 120, "replica 1 to serve again")
+        sent = load.count()
+        wait_for(lambda: load.count() >= sent + 50, 30, "more load after the restart")
+    assert load.failures() == [], load.failures()[:5]
+    assert _pid(server, 1) != victim
+    assert _record(server, 1)["forked_from"] == str(control)
+    # The victim was forked by the template that was killed: its exit status died with it.
+    crashed = [e["message"] for e in _events(server, "WORKER_CRASHED")]
+    assert len(crashed) == 1 and crashed[0].startswith(f"Replica 1: Worker pid {victim} "), crashed
+    log = _log_text(server)
+    assert f"template worker pid {template} exited; starting it again" in log
+
+
+def _log_text(server: RegServeProcess) -> str:
+    return WorkerPaths.for_version(server.data_dir.resolve(), MODEL, "1").log.read_text()
+
+
 def test_reconfigure_under_load_moves_to_new_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -126,6 +180,7 @@ def test_reconfigure_under_load_moves_to_new_workers(
 
         old = _worker_pids(server)
         assert len(old) == 1
+        assert _record(server, 1)["forked_from"]  # forked from a template, by default
         # A label changes nothing that runs: no worker restarts.
         assert _update(server, "local-default", team="fraud").status_code == 200
         wait_for(lambda: _events(server, "CLUSTER_CONFIG_APPLIED"), 30, "the label to apply")
@@ -133,7 +188,12 @@ def test_reconfigure_under_load_moves_to_new_workers(
 
         with _load(server, ["1", "latest"], clients=3) as load:
             wait_for(lambda: load.count() >= 50, 30, "load to be running")
-            r = _update(server, "local-small", team="fraud", **{"regserve.replicas": "2"})
+            r = _update(
+                server,
+                "local-small",
+                team="fraud",
+                **{"regserve.replicas": "2", "regserve.fork_replicas": "false"},
+            )
             assert r.status_code == 200, r.text
             wait_for(lambda: _events(server, "CLUSTER_UPDATED"), 120, "the new cluster")
             sent = load.count()
@@ -145,6 +205,9 @@ def test_reconfigure_under_load_moves_to_new_workers(
         assert len(new) == 2
         assert not new & old
         assert not any(_alive(pid) for pid in old)
+        # regserve.fork_replicas=false: each replica is a process of its own, no template.
+        assert [_record(server, i, generation=1)["forked_from"] for i in (1, 2)] == [None, None]
+        assert _template_pids(server) == []
         kinds = [e["event_type"] for e in server.events(MODEL)]  # oldest first
         tail = kinds[kinds.index("CLUSTER_UPDATING") :]
         assert [k for k in tail if k.startswith("CLUSTER_") or k == "VERSION_UPDATED"] == [
@@ -191,8 +254,9 @@ def test_with_unavailable_wait_a_request_waits_out_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """REGSERVE_UNAVAILABLE_WAIT: with its only worker killed, a version's requests wait for
-    the restart and get 200, where without the wait they get 503."""
-    server = _serve(tmp_path, monkeypatch, unavailable_wait="30", restart_backoff_base="1")
+    the restart and get 200, where without the wait they get 503. The worker is not forked from
+    a template (that restart takes milliseconds): a fresh one takes seconds to load."""
+    server = _serve(tmp_path, monkeypatch, unavailable_wait="30", fork_replicas="false")
     try:
         row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
         assert server.score(MODEL, "1", {"dataframe_records": [row]}).status_code == 200
@@ -205,7 +269,7 @@ def test_with_unavailable_wait_a_request_waits_out_a_restart(
         assert r.status_code == 200, r.text
         assert r.headers["x-model-version"] == "1"
         assert _pid(server, 1) != pid  # answered by the restarted worker
-        assert waited > 0.5  # it did wait: the restart's backoff alone is 1 s
+        assert waited > 0.5  # it did wait: a fresh worker imports MLflow for seconds
         assert [e["message"] for e in _events(server, "WORKER_CRASHED")]
     finally:
         server.close()

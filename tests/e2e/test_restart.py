@@ -201,7 +201,7 @@ def test_records_of_dead_foreign_wrong_or_unwanted_workers_are_not_adopted(
     ]
     for name, pid, started, version in fake:
         record = {**own, "pid": pid, "start_time": started, "version": version,
-                  "socket": str(run_dir / f"{name}.sock")}  # fmt: skip
+                  "socket": str(run_dir / f"{name}.sock"), "forked_from": None}  # fmt: skip
         (run_dir / f"{name}.pid").write_text(json.dumps(record))
     try:
         served.start()

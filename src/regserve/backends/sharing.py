@@ -1,10 +1,16 @@
-"""Whether a model's versions share worker processes: ``REGSERVE_SHARE_WORKERS``, overridden per
-model by the cluster config tag ``regserve.share_workers`` (``true`` or ``false``).
+"""Two per-model switches of how worker processes are made, each a setting that a cluster config
+tag (``true`` or ``false``) overrides for one model.
 
-When on, the versions of one served model whose environment is the same run in one worker
-process (each model loaded once, with its own batcher). Models never share a process: a
-serving cluster is a resource boundary. The tag takes effect for versions deployed after the
+Sharing (``REGSERVE_SHARE_WORKERS``, tag ``regserve.share_workers``): when on, the versions
+of one served model whose environment is the same run in one worker process (each model
+loaded once, with its own batcher). Models never share a process: a serving cluster is a
+resource boundary. The tag takes effect for versions deployed after the
 change; versions already running stay where they are until they restart with regserve.
+
+Forked replicas (``REGSERVE_FORK_REPLICAS``, on by default; tag ``regserve.fork_replicas``): a
+version's replicas are forked from a template worker that loaded the model once
+(:mod:`regserve.worker.template`), so a replica starts, and a crashed one restarts, in
+milliseconds. Off: every replica is a fresh process that imports MLflow and loads the model.
 """
 
 from __future__ import annotations
@@ -12,24 +18,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-__all__ = ["SHARE_WORKERS_TAG", "share_workers"]
+from regserve.backends.tags import flag
+
+__all__ = ["FORK_REPLICAS_TAG", "SHARE_WORKERS_TAG", "fork_replicas", "share_workers"]
 
 SHARE_WORKERS_TAG = "regserve.share_workers"
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
+FORK_REPLICAS_TAG = "regserve.fork_replicas"
 
 _log = logging.getLogger("regserve.supervisor")
 
 
 def share_workers(tags: Iterable[tuple[str, str]], default: bool) -> bool:
     """The tag's value when it parses, else ``default`` (a bad value is logged and ignored)."""
-    value = dict(tags).get(SHARE_WORKERS_TAG)
-    if value is None:
-        return default
-    normalized = value.strip().lower()
-    if normalized in _TRUE:
-        return True
-    if normalized in _FALSE:
-        return False
-    _log.warning("ignoring %s=%r: expected true or false", SHARE_WORKERS_TAG, value)
-    return default
+    return flag(tags, SHARE_WORKERS_TAG, default, _log)
+
+
+def fork_replicas(tags: Iterable[tuple[str, str]], default: bool) -> bool:
+    """Whether a version's replicas are forked from a template worker that loaded the model
+    (``REGSERVE_FORK_REPLICAS``, per model the tag ``regserve.fork_replicas``)."""
+    return flag(tags, FORK_REPLICAS_TAG, default, _log)

@@ -1,6 +1,7 @@
 """``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]
 [--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS] [--orphan-timeout S]``, or
-``python -m regserve.worker --socket PATH --shared [--name N] [--orphan-timeout S]``.
+``python -m regserve.worker --socket PATH --shared [--name N] [--orphan-timeout S]``, or
+``python -m regserve.worker --template --socket CONTROL --model-path DIR [...]``.
 
 Loads the model, then listens on the Unix socket, and serves until SIGTERM or SIGINT. Its output
 is the version's log: what it loads, how long that took, where it listens, and errors with
@@ -8,7 +9,8 @@ tracebacks (never request bodies). With ``--orphan-timeout S`` it stops by itsel
 connection has been open for S seconds: its supervisor is gone and nobody adopted it. With
 ``--shared`` it listens at once with no model and loads the versions it is told to
 (:mod:`.shared`); its output is the shared worker's log, each line about one model naming its
-version.
+version. With ``--template`` it loads the model and then, instead of serving, forks the
+version's replicas on request (:mod:`.template`): each one serves within milliseconds.
 
 Exit codes: 0 stopped cleanly; 2 bad arguments; 3 the model failed to load; 4 the socket could
 not be bound; 1 anything else.
@@ -24,6 +26,8 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from regserve.worker.batcher import BATCHING_MODES
@@ -37,6 +41,7 @@ from regserve.worker.server import (
     WorkerServer,
 )
 from regserve.worker.shared import SharedServer
+from regserve.worker.template import serve_template
 
 EXIT_OK = 0
 EXIT_MODEL_LOAD_FAILED = 3
@@ -51,6 +56,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-path", help="local directory of the MLflow model")
     parser.add_argument(
         "--shared", action="store_true", help="host the versions loaded by LOAD frames"
+    )
+    parser.add_argument(
+        "--template",
+        action="store_true",
+        help="load the model, then fork replicas on request on the --socket (control socket)",
     )
     parser.add_argument("--name", help="registered model name (reported in PONG)")
     parser.add_argument("--version", help="model version (reported in PONG)")
@@ -118,27 +128,48 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         model = load_model(args.model_path)
-        server = WorkerServer(
-            model,
-            name=args.name,
-            version=args.version,
-            threads=args.threads,
-            grace_seconds=args.grace_seconds,
-            batching=args.batching,
-            max_batch_size=args.max_batch_size,
-            max_batch_wait=args.max_batch_wait_ms / 1000,
-            handler=mlflow_1_handler(model),
-        )
+        make_server = partial(_worker_server, model, args)
+        make_server()  # the settings are checked here, not in each forked replica
     except Exception:
         traceback.print_exc()
         _logger.error("model failed to load from %s", args.model_path)
         return EXIT_MODEL_LOAD_FAILED
     _logger.info("model loaded in %.2f s", time.monotonic() - started)
     # MLflow, pandas and the model are a few hundred thousand objects that live as long as the
-    # worker; a full collection walking them stalls every request for ~100 ms. Freeze them.
+    # worker; a full collection walking them stalls every request for ~100 ms. Freeze them
+    # (in a template this also keeps the collector from copying the pages its replicas share).
     gc.collect()
     gc.freeze()
-    return _serve(server, args.socket, args.orphan_timeout)
+    if args.template:
+        return _serve_template(args.socket, partial(_serve_new, make_server), args.orphan_timeout)
+    return _serve(make_server(), args.socket, args.orphan_timeout)
+
+
+def _worker_server(model: object, args: argparse.Namespace) -> WorkerServer:
+    return WorkerServer(
+        model,
+        name=args.name,
+        version=args.version,
+        threads=args.threads,
+        grace_seconds=args.grace_seconds,
+        batching=args.batching,
+        max_batch_size=args.max_batch_size,
+        max_batch_wait=args.max_batch_wait_ms / 1000,
+        handler=mlflow_1_handler(model),
+    )
+
+
+def _serve_new(make_server: Callable[[], WorkerServer], socket_path: Path, orphan: float) -> int:
+    return _serve(make_server(), socket_path, orphan)
+
+
+def _serve_template(control: Path, serve: Callable[[Path, float], int], orphan: float) -> int:
+    try:
+        return serve_template(control, serve, orphan)
+    except OSError:
+        traceback.print_exc()
+        _logger.error("cannot listen on %s", control)
+        return EXIT_SOCKET_FAILED
 
 
 def _serve(server: WorkerServer | SharedServer, socket_path: Path, orphan_timeout: float) -> int:

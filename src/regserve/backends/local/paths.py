@@ -36,6 +36,17 @@ class WorkerPaths:
         return cls(run_dir / f"{digest}.sock", run_dir / f"{digest}.pid", log)
 
     @classmethod
+    def for_template(
+        cls, data_dir: Path, model_name: str, version: str, generation: int = 0
+    ) -> WorkerPaths:
+        """A version's template worker's (one per cluster generation): its control socket, and
+        the version's log. It has no record: it is never adopted."""
+        digest = hashlib.sha1(f"{model_name}\0{version}\0template\0{generation}".encode())
+        paths = cls.for_version(data_dir, model_name, version)
+        name = f"{digest.hexdigest()[:12]}.tpl"
+        return cls(paths.socket.with_name(f"{name}.sock"), paths.pidfile.with_name(name), paths.log)
+
+    @classmethod
     def for_shared(cls, data_dir: Path, model_name: str, environment: str) -> WorkerPaths:
         """A shared worker's: one per (model, environment); its log sits beside the versions'."""
         env_digest = hashlib.sha1(environment.encode()).hexdigest()[:10]

@@ -37,6 +37,7 @@ __all__ = [
     "WorkerProcess",
     "describe_exit",
     "find_leftovers",
+    "forked_worker",
     "spawn_worker",
     "stop_pid",
     "terminate",
@@ -78,7 +79,7 @@ def describe_exit(code: int | None) -> str:
     if code == 3:
         return "exited with code 3 (the model could not be loaded)"
     if code == UNKNOWN_EXIT:
-        return "exited (adopted from a previous regserve process: its exit status is unknown)"
+        return "exited (its exit status is unknown: the worker was not started by this process)"
     return f"exited with code {code}"
 
 
@@ -88,14 +89,15 @@ async def spawn_worker(
     paths: WorkerPaths,
     pythonpath: Path | None,
     log_max_bytes: int,
-    record: WorkerRecord,
+    record: WorkerRecord | None,
     orphan_timeout: float,
     place: Callable[[int], None] | None = None,
 ) -> WorkerProcess:
     """``python -m regserve.worker --socket <paths.socket> *args``, output appended to the log,
     in its own session (a terminal's Ctrl-C does not reach it), recorded for adoption in
-    ``paths.pidfile`` (``record`` completed with the pid and its start time); ``place`` puts it
-    under its cluster's limits right away (limits.ResourceLimits.place)."""
+    ``paths.pidfile`` (``record`` completed with the pid and its start time; None: a process
+    that is not adopted, a template); ``place`` puts it under its cluster's limits right away
+    (limits.ResourceLimits.place)."""
     rotate_if_large(paths.log, log_max_bytes)
     paths.socket.unlink(missing_ok=True)
     env = _worker_environment()
@@ -106,13 +108,34 @@ async def spawn_worker(
     pid = _start(argv, env, paths.log)
     if place is not None:  # node type limits (backends/local/limits)
         place(pid)
-    started = process_start_time(pid) or 0
-    record = dataclasses.replace(
-        record, pid=pid, start_time=started, socket=str(paths.socket),
-        python=python, pythonpath=str(pythonpath) if pythonpath else None, created_at=time.time(),
+    completed = dataclasses.replace(
+        record or WorkerRecord(0, 0, "", "", ""), pid=pid, start_time=process_start_time(pid) or 0,
+        socket=str(paths.socket), python=python,
+        pythonpath=str(pythonpath) if pythonpath else None, created_at=time.time(),
     )  # fmt: skip
-    write_record(paths.pidfile, record)
-    return WorkerProcess(record)
+    if record is not None:
+        write_record(paths.pidfile, completed)
+    return WorkerProcess(completed)
+
+
+def forked_worker(
+    pid: int,
+    paths: WorkerPaths,
+    template: WorkerRecord,
+    record: WorkerRecord,
+    place: Callable[[int], None] | None = None,
+) -> WorkerProcess:
+    """A replica a template worker forked (:mod:`regserve.worker.template`), recorded for
+    adoption like a spawned worker: it runs the template's interpreter and command line."""
+    if place is not None:
+        place(pid)
+    completed = dataclasses.replace(
+        record, pid=pid, start_time=process_start_time(pid) or 0, socket=str(paths.socket),
+        python=template.python, pythonpath=template.pythonpath, created_at=time.time(),
+        forked_from=template.socket,
+    )  # fmt: skip
+    write_record(paths.pidfile, completed)
+    return WorkerProcess(completed)
 
 
 def _start(argv: list[str], env: dict[str, str], log_path: Path) -> int:

@@ -7,7 +7,8 @@ socket path (one file per worker, named after the socket), never by (model, vers
 version may run in several workers (replicas, generations) and a shared worker runs several
 versions. A record is trusted only when its process is still the one that was started: the
 same pid *and* the same kernel start time (``/proc/<pid>/stat``), which guards against pid
-reuse, and a command line naming its socket.
+reuse, and a command line naming its socket (or, for a replica forked from a template, the
+template's control socket).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class WorkerRecord:
     """A shared worker's loaded versions: version -> model path."""
     replica: int | None = None
     generation: int | None = None
+    forked_from: str | None = None
+    """The control socket of the template it was forked from (its command line is the
+    template's, naming that socket); None for a worker started as its own process."""
     created_at: float = 0.0
     format: int = _RECORD_FORMAT
 
@@ -94,7 +98,8 @@ def is_running(record: WorkerRecord) -> bool:
         cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"regserve.worker" in cmdline and record.socket.encode() in cmdline
+    named = record.forked_from or record.socket
+    return b"regserve.worker" in cmdline and named.encode() in cmdline
 
 
 def write_record(path: Path, record: WorkerRecord) -> None:

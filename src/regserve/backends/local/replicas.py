@@ -30,13 +30,17 @@ from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import note, read_tail
 from regserve.backends.local.paths import WorkerPaths
 from regserve.backends.local.process import (
+    UNKNOWN_EXIT,
     ProcessHandle,
+    WorkerProcess,
     describe_exit,
+    forked_worker,
     spawn_worker,
     terminate,
     wait_exit,
 )
 from regserve.backends.local.records import WorkerRecord
+from regserve.backends.local.template import Template
 from regserve.errors import RegServeError, UnavailableError
 from regserve.settings import Settings
 from regserve.worker import wire
@@ -66,6 +70,8 @@ class _Replica:
         self.inflight = 0
         self.crashed = False
         """Crashed at least once: its next READY is a restart."""
+        self.forked = False
+        """Its process was forked from the set's template (which knows its exit status)."""
         self.stopping = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -87,6 +93,7 @@ class ReplicaSet:
         worker_args: Callable[[], list[str]],
         listener: VersionListener,
         limits: ResourceLimits | None = None,
+        fork: bool = False,
     ) -> None:
         self._settings = settings
         self._limits = limits
@@ -109,12 +116,21 @@ class ReplicaSet:
         """Set when the last request in flight is answered, once someone waits for that."""
         self.successor: ReplicaSet | None = None
         self.state = LAUNCHING
+        self._template = (
+            Template(WorkerPaths.for_template(data_dir, spec.model_name, spec.version, generation),
+                     self.label, self._launch_template, settings.worker_start_timeout)
+            if fork else None
+        )  # fmt: skip
+        """Forks the replicas from one loaded model (worker/template.py); None: fresh ones."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
         log = self.replicas[0].paths.log
         log.parent.mkdir(parents=True, exist_ok=True)
+        adopted = any(replica.process is not None for replica in self.replicas)
+        if adopted and self._template is not None:
+            self._template.warm()  # a crash of an adopted replica is a fork away too
         for replica in self.replicas:
             replica.paths.socket.parent.mkdir(parents=True, exist_ok=True)
             replica.task = asyncio.create_task(
@@ -143,12 +159,16 @@ class ReplicaSet:
             if replica.task is not None:
                 replica.task.cancel()
             replica.client.close()
+        if self._template is not None:
+            self._template.abandon()
 
     async def stop(self) -> None:
         """SIGTERM every replica (each finishes its in-flight requests) and forget them."""
         for replica in self.replicas:
             replica.stopping.set()
         await asyncio.gather(*(terminate(r.process) for r in self.replicas))
+        if self._template is not None:
+            await self._template.stop()
         for replica in self.replicas:
             if replica.task is not None:
                 replica.task.cancel()
@@ -310,6 +330,8 @@ class ReplicaSet:
             code = await wait_exit(process, replica.client.ping, self._settings.orphan_timeout)
             if replica.stopping.is_set():
                 return
+            if code == UNKNOWN_EXIT and replica.forked and self._template is not None:
+                code = await self._template.exit_code(process.pid) or code
             failures += 1
             tail = read_tail(replica.paths.log, max_lines=15)  # was it killed for memory?
             oom = (self._limits.explain_exit(self.spec.model_name, process.pid, code, tail)
@@ -352,28 +374,61 @@ class ReplicaSet:
 
     async def _spawn(self, replica: _Replica) -> ProcessHandle:
         spec = self.spec
-        args = ["--model-path", str(spec.model_path), "--name", spec.model_name,
-                "--version", spec.version, *self._worker_args()]  # fmt: skip
         record = WorkerRecord(0, 0, "", spec.model_name, "", env_key=spec.env_key,
                               version=spec.version, model_path=str(spec.model_path),
                               replica=replica.index, generation=self.generation)  # fmt: skip
-        process = await spawn_worker(
+        process = await self._fork(replica, record)
+        replica.forked = process is not None
+        if process is None:
+            process = await self._start_worker(replica.paths, record)
+        replica.process = process
+        how = "forked from the template" if replica.forked else "started"
+        _log.info("%s worker pid %s for replica %s of %s (generation %s)",
+                  how, process.pid, replica.index, self.label, self.generation)  # fmt: skip
+        if len(self.replicas) > 1 or self.generation:
+            note(replica.paths.log, f"replica {replica.index} of {len(self.replicas)} {how} "
+                 f"as pid {process.pid} (cluster generation {self.generation})")  # fmt: skip
+        return process
+
+    async def _fork(self, replica: _Replica, record: WorkerRecord) -> WorkerProcess | None:
+        """The replica forked from the set's template, or None (start a fresh worker)."""
+        template = self._template
+        if template is None:
+            return None
+        orphan_timeout = self._settings.orphan_timeout
+        pid = await template.fork(replica.paths.socket, replica.paths.log, orphan_timeout)
+        running = template.process
+        if pid is None or running is None:
+            return None
+        return forked_worker(pid, replica.paths, running.record, record, self._place())
+
+    async def _start_worker(self, paths: WorkerPaths, record: WorkerRecord | None,
+                            extra: tuple[str, ...] = ()) -> WorkerProcess:  # fmt: skip
+        """``python -m regserve.worker`` for this version (``--template`` in ``extra``)."""
+        spec = self.spec
+        args = ["--model-path", str(spec.model_path), "--name", spec.model_name,
+                "--version", spec.version, *self._worker_args(), *extra]  # fmt: skip
+        return await spawn_worker(
             str(spec.python or sys.executable),
             args,
-            replica.paths,
+            paths,
             spec.worker_path if spec.python is not None else None,
             self._settings.log_max_bytes,
             record,
             self._settings.orphan_timeout,
-            partial(self._limits.place, spec.model_name) if self._limits is not None else None,
+            self._place(),
         )
-        replica.process = process
-        _log.info("started worker pid %s for replica %s of %s (generation %s)",
-                  process.pid, replica.index, self.label, self.generation)  # fmt: skip
-        if len(self.replicas) > 1 or self.generation:
-            note(replica.paths.log, f"replica {replica.index} of {len(self.replicas)} started "
-                 f"as pid {process.pid} (cluster generation {self.generation})")  # fmt: skip
+
+    async def _launch_template(self, paths: WorkerPaths) -> WorkerProcess:
+        process = await self._start_worker(paths, None, ("--template",))
+        note(paths.log, f"template worker started as pid {process.pid} "
+             f"(cluster generation {self.generation}): replicas are forked from it")  # fmt: skip
         return process
+
+    def _place(self) -> Callable[[int], None] | None:
+        if self._limits is None:
+            return None
+        return partial(self._limits.place, self.spec.model_name)
 
     async def _wait_ready(self, replica: _Replica, process: ProcessHandle) -> bool:
         """Poll the worker until it answers a ping; False when it exits or takes too long."""

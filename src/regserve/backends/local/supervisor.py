@@ -36,7 +36,7 @@ from regserve.backends.local.records import WorkerRecord
 from regserve.backends.local.replicas import ReplicaSet
 from regserve.backends.local.shared import SharedWorker
 from regserve.backends.replicas import needs_new_workers, replicas_for
-from regserve.backends.sharing import share_workers
+from regserve.backends.sharing import fork_replicas, share_workers
 from regserve.nodes import NodeTypes
 from regserve.router import Target
 from regserve.settings import Settings
@@ -96,15 +96,15 @@ class LocalBackend:
         self._shared.clear()
 
     async def adopt(self, model_name: str, version: str, model_path: Path) -> Adopted | None:
-        """Serve the version from the replicas a previous process left, when all of them are
-        there and run this model in this environment; else stop them (deploy as usual)."""
+        """Serve the version from the replicas a previous process left, when they run this
+        model in this environment, in one cluster generation (else stop them: deploy as usual).
+        A replica that is not there (it was restarting) is started beside the adopted ones."""
         leftovers = self._leftovers.claim_version(model_name, version)
         if not leftovers:
             return None
         cluster = self._clusters.get(model_name)
         count = replicas_for(cluster, self._settings, self._node_types)
         generations = {leftover.record.generation or 0 for leftover in leftovers}
-        indexes = [leftover.record.replica or 1 for leftover in leftovers]
         why = next(
             (w for w in (self._mismatch(lo.record, model_name, version, model_path)
                          for lo in leftovers) if w),
@@ -112,15 +112,16 @@ class LocalBackend:
         )  # fmt: skip
         if not why and len(generations) > 1:
             why = "its replicas belong to different cluster generations"
-        if not why and indexes != list(range(1, count + 1)):
-            why = f"{len(indexes)} of its replicas run; the cluster wants {count}"
-        if why:
-            for leftover in leftovers:
+        kept = [lo for lo in leftovers if 1 <= (lo.record.replica or 1) <= count] if not why else []
+        for leftover in leftovers:
+            if leftover not in kept:
+                why = why or f"the cluster wants {count} replicas"
                 await self._leftovers.discard(leftover, why)
+        if not kept:
             return None
         generation = generations.pop()
         self._generations[model_name] = max(self._generations.get(model_name, 0), generation)
-        first = leftovers[0].record
+        first = kept[0].record
         spec = VersionSpec(
             model_name, version, model_path,
             Path(first.python) if first.env_key else None,
@@ -128,13 +129,14 @@ class LocalBackend:
             first.env_key,
         )  # fmt: skip
         replicas = self.new_set(spec, cluster, generation, self._listener)
-        for leftover, index in zip(leftovers, indexes, strict=True):
-            replicas.adopt(index, WorkerProcess(leftover.record), leftover.client)
+        for leftover in kept:
+            replicas.adopt(leftover.record.replica or 1, WorkerProcess(leftover.record),
+                           leftover.client)  # fmt: skip
             self._limits.place(model_name, leftover.record.pid)  # the cluster's current limits
         self._sets[(model_name, version)] = replicas
         replicas.start()
-        _log.info("adopted %s worker(s) %s for %s", len(leftovers),
-                  [lo.record.pid for lo in leftovers], replicas.label)  # fmt: skip
+        _log.info("adopted %s of %s worker(s) %s for %s", len(kept), count,
+                  [lo.record.pid for lo in kept], replicas.label)  # fmt: skip
         return Adopted(first.pid, first.env_key)
 
     def _mismatch(self, record: WorkerRecord, model_name: str, version: str, path: Path) -> str:
@@ -240,10 +242,13 @@ class LocalBackend:
     ) -> ReplicaSet:
         """The replicas of ``spec`` under ``cluster`` (not started)."""
         count = replicas_for(cluster, self._settings, self._node_types)
-        batching = BatchSettings.from_tags(cluster.tags if cluster else ())
+        tags = cluster.tags if cluster else ()
+        batching = BatchSettings.from_tags(tags)
+        fork = fork_replicas(tags, self._settings.fork_replicas)
         return ReplicaSet(
-            self._settings, spec, count, generation, batching.worker_args, listener, self._limits
-        )
+            self._settings, spec, count, generation, batching.worker_args, listener,
+            self._limits, fork,
+        )  # fmt: skip
 
     def _batching(self, model_name: str) -> BatchSettings:
         cluster = self._clusters.get(model_name)

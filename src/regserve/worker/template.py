@@ -1,0 +1,207 @@
+"""The template worker: loads a version's model once, then forks the version's replicas from it.
+
+``python -m regserve.worker --template --socket CONTROL --model-path DIR [worker options]``
+
+A fresh worker spends seconds importing MLflow and loading the model (7 s for a small sklearn
+model on a 2-core machine). A replica forked from the template has all of that in memory already
+(shared copy-on-write with the template, the long-lived objects frozen out of the collector's
+reach) and serves within milliseconds: this is what makes a crashed replica come back at once.
+
+The template never serves a request and runs no event loop or thread of its own. Its supervisor
+sends one JSON line on the control socket and reads one back:
+
+- ``{"op": "fork", "socket": PATH, "log": PATH, "orphan_timeout": S}`` -> ``{"pid": N}``: a
+  replica serving on ``socket`` (its own session; its output appended to ``log``). It is not
+  tied to the template: it outlives it, and regserve's next process adopts it like any worker.
+- ``{"op": "exit", "pid": N}`` -> ``{"code": C}``: how a forked replica ended (as
+  :func:`os.waitstatus_to_exitcode`, e.g. -9 for SIGKILL), or ``null`` when it is unknown.
+
+It stops on SIGTERM or SIGINT, or once no supervisor has been connected for ``orphan_timeout``
+seconds. Standard library only (it runs in the model's environment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["serve_template"]
+
+_logger = logging.getLogger("regserve.worker")
+_TICK = 0.5
+_KEPT_EXIT_CODES = 256
+
+Serve = Callable[[Path, float], int]
+"""Serve the loaded model on a socket until stopped (in the forked replica): the exit code."""
+
+
+class _Template:
+    def __init__(self, control: Path, serve: Serve, orphan_timeout: float) -> None:
+        self._control = control
+        self._serve = serve
+        self._orphan_timeout = orphan_timeout
+        self._selector = selectors.DefaultSelector()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._buffers: dict[socket.socket, bytes] = {}
+        self._exit_codes: dict[int, int] = {}
+        self._stopping = False
+
+    def run(self) -> int:
+        self._control.unlink(missing_ok=True)
+        self._listener.bind(str(self._control))
+        self._listener.listen(8)
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stop)
+        _logger.info("template ready on %s: replicas are forked from this process", self._control)
+        try:
+            self._loop()
+        finally:
+            self._close()
+            self._control.unlink(missing_ok=True)
+        return 0
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self._stopping = True
+
+    def _loop(self) -> None:
+        alone_since: float | None = None
+        while not self._stopping:
+            for key, _ in self._selector.select(_TICK):
+                if key.fileobj is self._listener:
+                    self._accept()
+                else:
+                    self._receive(key.fileobj)  # type: ignore[arg-type]
+            self._reap()
+            if self._buffers or self._orphan_timeout <= 0:
+                alone_since = None
+            elif alone_since is None:
+                alone_since = time.monotonic()
+            elif time.monotonic() - alone_since >= self._orphan_timeout:
+                _logger.warning("template: no supervisor for %g s, stopping", self._orphan_timeout)
+                return
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = self._listener.accept()
+            self._buffers[connection] = b""
+            self._selector.register(connection, selectors.EVENT_READ)
+
+    def _receive(self, connection: socket.socket) -> None:
+        try:
+            data = connection.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(connection)
+            return
+        buffer = self._buffers[connection] + data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            answer = self._answer(line)
+            if answer is None:  # the forked replica returned here: it must never go on
+                return
+            try:
+                connection.sendall(json.dumps(answer).encode() + b"\n")
+            except OSError:
+                self._drop(connection)
+                return
+        self._buffers[connection] = buffer
+
+    def _drop(self, connection: socket.socket) -> None:
+        self._selector.unregister(connection)
+        self._buffers.pop(connection, None)
+        connection.close()
+
+    def _answer(self, line: bytes) -> dict[str, Any] | None:
+        try:
+            request = json.loads(line)
+            op = request["op"]
+            if op == "fork":
+                return self._fork(
+                    Path(request["socket"]), Path(request["log"]), float(request["orphan_timeout"])
+                )
+            if op == "exit":
+                return {"code": self._exit_code(int(request["pid"]))}
+            return {"error": f"unknown op {op!r}"}
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"error": f"bad request: {exc!r}"}
+        except OSError as exc:
+            return {"error": f"could not fork: {exc}"}
+
+    def _fork(self, socket_path: Path, log: Path, orphan_timeout: float) -> dict[str, Any]:
+        socket_path.unlink(missing_ok=True)
+        log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            self._become_replica(log_fd, socket_path, orphan_timeout)
+        os.close(log_fd)
+        _logger.info("template: forked replica pid %s for %s", pid, socket_path)
+        return {"pid": pid}
+
+    def _become_replica(self, log_fd: int, socket_path: Path, orphan_timeout: float) -> None:
+        """In the forked child: let go of the template's sockets and signals, then serve."""
+        code = 1
+        try:
+            self._close()
+            os.setsid()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+            _logger.info("forked from template pid %s", os.getppid())
+            code = self._serve(socket_path, orphan_timeout)
+        except BaseException:  # nothing may return into the template's loop
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._keep(pid, status)
+
+    def _keep(self, pid: int, status: int) -> None:
+        if len(self._exit_codes) >= _KEPT_EXIT_CODES:
+            self._exit_codes.pop(next(iter(self._exit_codes)))
+        self._exit_codes[pid] = os.waitstatus_to_exitcode(status)
+
+    def _exit_code(self, pid: int) -> int | None:
+        with contextlib.suppress(ChildProcessError):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                self._keep(done, status)
+        return self._exit_codes.get(pid)
+
+    def _close(self) -> None:
+        for connection in list(self._buffers):
+            connection.close()
+        self._buffers.clear()
+        self._listener.close()
+        self._selector.close()
+
+
+def serve_template(control: Path, serve: Serve, orphan_timeout: float) -> int:
+    """Answer fork requests on ``control`` until stopped; each replica runs ``serve``."""
+    return _Template(control, serve, orphan_timeout).run()
