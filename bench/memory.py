@@ -3,8 +3,9 @@
 For each of ``REGSERVE_SHARE_WORKERS=false`` and ``true`` it starts ``regserve up``
 (``--env-manager local``), registers one small scikit-learn model, serves 1, 5 and 20 versions
 of it (more versions are registered from the first one's logged artifacts, so nothing is
-trained or uploaded again) and reads the RSS of the main process and of every worker process
-from ``/proc``. For reference it also measures one ``mlflow models serve`` of the same model.
+trained or uploaded again) and reads the RSS and PSS of the main process and of every worker
+process (replicas and the templates they are forked from) from ``/proc``. For reference it
+also measures one ``mlflow models serve`` of the same model.
 Prints a table and writes ``bench/results/memory.json``.
 
 Run: ``.venv/bin/python -m bench.memory [--versions 1,5,20] [--out DIR]``.
@@ -89,19 +90,21 @@ def measure(counts: list[int], workdir: Path) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     lines = [
-        "| versions | sharing | worker processes | main MiB | workers MiB | total MiB |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| versions | sharing | worker processes | main MiB | workers MiB | total MiB "
+        "| total PSS MiB |",
+        "|---:|---|---:|---:|---:|---:|---:|",
     ]
     for name, label in (("one_per_version", "off"), ("shared", "on")):
         for row in result[name]:
             lines.append(
                 f"| {row['versions']} | {label} | {row['workers']} | {row['main_mb']:.0f} | "
-                f"{row['workers_mb']:.0f} | {row['total_mb']:.0f} |"
+                f"{row['workers_mb']:.0f} | {row['total_mb']:.0f} | "
+                f"{row.get('total_pss_mb', 0):.0f} |"
             )
     ml = result["mlflow_one_version"]
     lines.append(
         f"| 1 | `mlflow models serve` | 1 | launcher {ml['launcher_mb']:.0f} | "
-        f"{ml['serving_mb']:.0f} | {ml['total_mb']:.0f} |"
+        f"{ml['serving_mb']:.0f} | {ml['total_mb']:.0f} | |"
     )
     return "\n".join(lines)
 

@@ -1,10 +1,14 @@
-"""Processes the bench starts: a process tree's members and their resident memory (from /proc)."""
+"""Processes the bench starts: a process tree's members and their memory (from /proc).
+
+RSS counts a page shared by several processes in each of them; PSS divides it among them, so
+the PSS of a process tree adds up to what it really holds (replicas forked from a template
+share most of their pages with it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["children", "cmdline", "descendants", "rss_mb"]
+__all__ = ["children", "cmdline", "descendants", "pss_mb", "rss_mb"]
 
 
 def children(pid: int) -> list[int]:
@@ -39,6 +43,17 @@ def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size in MiB (0 when the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from bench import report
+from bench.procs import pss_mb
 from bench.ray_phase import ray_rows, ray_table, update_ray_docs
 from bench.servers import (
     COLUMNS,
@@ -165,12 +166,15 @@ def _regserve_memory(server: Server) -> dict[str, Any]:
     rss = server.rss()
     main = rss[server.process.pid][1]
     workers = [mb for pid, (cmd, mb) in rss.items() if "regserve.worker" in cmd]
+    pss = [pss_mb(pid) for pid, (cmd, _) in rss.items() if "regserve.worker" in cmd]
     return {
         "main_mb": round(main, 1),
         "workers": len(workers),
         "workers_mb": round(sum(workers), 1),
         "per_worker_mb": round(sum(workers) / len(workers), 1) if workers else 0.0,
         "total_mb": round(main + sum(workers), 1),
+        "workers_pss_mb": round(sum(pss), 1),
+        "total_pss_mb": round(pss_mb(server.process.pid) + sum(pss), 1),
     }
 
 

@@ -116,6 +116,8 @@ class ReplicaSet:
         """Set when the last request in flight is answered, once someone waits for that."""
         self.successor: ReplicaSet | None = None
         self.state = LAUNCHING
+        self._abandoned = False
+        """Let go of for the next process to adopt: its workers must keep running."""
         self._template = (
             Template(WorkerPaths.for_template(data_dir, spec.model_name, spec.version, generation),
                      self.label, self._launch_template, settings.worker_start_timeout)
@@ -154,6 +156,7 @@ class ReplicaSet:
     def abandon(self) -> None:
         """Stop supervising and let go of the connections, leaving the workers running (with
         their records) for the next regserve process to adopt."""
+        self._abandoned = True
         for replica in self.replicas:
             replica.stopping.set()
             if replica.task is not None:
@@ -171,9 +174,7 @@ class ReplicaSet:
             await self._template.stop()
         for replica in self.replicas:
             if replica.task is not None:
-                replica.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await replica.task
+                await _cancelled(replica.task)
             replica.client.close()
             for path in (replica.paths.socket, replica.paths.pidfile):
                 path.unlink(missing_ok=True)
@@ -324,7 +325,12 @@ class ReplicaSet:
                 except (OSError, RegServeError) as exc:
                     self._fail(replica, f"Could not start the worker: {exc}")
                     return
-                if await self._wait_ready(replica, process):
+                ready = await self._wait_ready(replica, process)
+                if replica.stopping.is_set():  # stopped while it started: nobody else stops it
+                    if not self._abandoned:
+                        await terminate(process)
+                    return
+                if ready:
                     self._announce_ready(replica, process.pid)
                     failures = 0
             code = await wait_exit(process, replica.client.ping, self._settings.orphan_timeout)
@@ -447,3 +453,13 @@ class ReplicaSet:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(process.wait()), 0.05)
         return False
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for its end; a cancellation that ``asyncio.wait_for`` swallowed
+    (Python 3.11, when its inner future completes at the same moment) is repeated."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    with contextlib.suppress(asyncio.CancelledError):
+        task.result()

@@ -130,6 +130,8 @@ class Template:
         return self._give_up(f"it exited or was not ready within {self._start_timeout:g} s")
 
     def _give_up(self, why: str) -> bool:
+        if self._closed:  # stopped while it started: nothing to report
+            return False
         self._broken = True
         text = f"the template worker is off for this cluster ({why}); replicas start afresh"
         _log.warning("%s: %s", self._label, text)
