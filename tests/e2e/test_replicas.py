@@ -158,7 +158,8 @@ def test_a_lost_template_costs_nothing_and_comes_back(two_replicas: RegServeProc
     assert _record(server, 1)["forked_from"] == str(control)
     # The victim was forked by the template that was killed: its exit status died with it.
     crashed = [e["message"] for e in _events(server, "WORKER_CRASHED")]
-    assert len(crashed) == 1 and crashed[0].startswith(f"Replica 1: Worker pid {victim} "), crashed
+    assert len(crashed) == 1, crashed
+    assert crashed[0].startswith(f"Replica 1: Worker pid {victim} "), crashed
     log = _log_text(server)
     assert f"template worker pid {template} exited; starting it again" in log
 

@@ -156,6 +156,45 @@ def test_kill_9_then_up_adopts_the_running_worker(served: RegServeProcess) -> No
     assert version["worker_pid"] != worker
 
 
+def test_a_stop_during_a_cluster_update_ends_and_keeps_the_serving_worker(
+    served: RegServeProcess,
+) -> None:
+    """SIGTERM while a blue-green update starts the new cluster: regserve exits at once (the
+    update is abandoned, its starting workers stopped), the serving worker is kept and adopted."""
+    worker = served.versions(MODEL)["1"]["worker_pid"]
+    config = {"node_type_id": "local-default",
+              "tags": [{"key": "regserve.max_batch_size", "value": "32"}]}  # fmt: skip
+    r = served.api(
+        "PUT",
+        "update-cluster-config",
+        json={"registered_model_name": MODEL, "desired_cluster_config": config},
+    )
+    assert r.status_code == 200, r.text
+    wait_for(lambda: "CLUSTER_UPDATING" in _types(served), 30, "the update to start")
+    run_dir = run_dir_for(served.data_dir.resolve())
+    time.sleep(1.0)  # inside the seconds the new cluster's template spends loading the model
+    started = time.monotonic()
+    served.stop()  # SIGTERM: the workers are kept, the update is not
+    assert served.process is not None
+    assert served.process.returncode == 0
+    stopped_in = time.monotonic() - started
+    assert stopped_in < 30, stopped_in  # it hung until killed before the fix
+    assert _running(worker)
+    wait_for(lambda: not _generation_pids(run_dir, 1), 30, "the new cluster's workers to stop")
+    served.start()
+    version = served.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    assert version["worker_pid"] == worker  # adopted
+
+
+def _generation_pids(run_dir: Path, generation: int) -> list[int]:
+    """The running workers of that cluster generation, by their records."""
+    return [
+        pid for path in run_dir.glob("*.pid")
+        if (data := json.loads(path.read_text())).get("generation") == generation
+        and _running(pid := int(data["pid"]))
+    ]  # fmt: skip
+
+
 def _record(run_dir: Path, version: str) -> tuple[Path, dict[str, Any]]:
     for path in run_dir.glob("*.pid"):
         data = json.loads(path.read_text())
