@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from regserve.backends.local.paths import run_dir_for
+from regserve.backends.local.paths import WorkerPaths, run_dir_for
 from tests.support.models import log_iris_version
 from tests.support.registry import user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
@@ -105,9 +105,16 @@ class _Load:
             thread.join(timeout=120)
 
 
+def _template_pid(server: RegServeProcess) -> int:
+    """The pid in the record of version 1's template (the worker its replicas fork from)."""
+    paths = WorkerPaths.for_template(server.data_dir.resolve(), MODEL, "1")
+    return int(json.loads(paths.pidfile.read_text())["pid"])
+
+
 def test_sighup_restart_under_load_drops_no_request(served: RegServeProcess) -> None:
     before = served.health()
     worker = served.versions(MODEL)["1"]["worker_pid"]
+    template = _template_pid(served)
     ready_events = _types(served).count("VERSION_READY")
     load = _Load(served.url).start()
     try:
@@ -132,6 +139,8 @@ def test_sighup_restart_under_load_drops_no_request(served: RegServeProcess) -> 
     assert adopted
     assert f"pid {worker}" in adopted[-1]["message"]
     assert _types(served).count("VERSION_READY") == ready_events  # no new worker started
+    assert _template_pid(served) == template  # the template too was adopted, not reloaded
+    assert _running(template)
 
 
 def test_kill_9_then_up_adopts_the_running_worker(served: RegServeProcess) -> None:

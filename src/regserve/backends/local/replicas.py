@@ -120,7 +120,8 @@ class ReplicaSet:
         """Let go of for the next process to adopt: its workers must keep running."""
         self._template = (
             Template(WorkerPaths.for_template(data_dir, spec.model_name, spec.version, generation),
-                     self.label, self._launch_template, settings.worker_start_timeout)
+                     self.label, self._launch_template, self._template_fits,
+                     settings.worker_start_timeout, self._place())
             if fork else None
         )  # fmt: skip
         """Forks the replicas from one loaded model (worker/template.py); None: fresh ones."""
@@ -426,10 +427,19 @@ class ReplicaSet:
         )
 
     async def _launch_template(self, paths: WorkerPaths) -> WorkerProcess:
-        process = await self._start_worker(paths, None, ("--template",))
+        spec = self.spec
+        record = WorkerRecord(0, 0, "", spec.model_name, "", env_key=spec.env_key,
+                              version=spec.version, model_path=str(spec.model_path),
+                              generation=self.generation)  # fmt: skip
+        process = await self._start_worker(paths, record, ("--template",))
         note(paths.log, f"template worker started as pid {process.pid} "
              f"(cluster generation {self.generation}): replicas are forked from it")  # fmt: skip
         return process
+
+    def _template_fits(self, record: WorkerRecord) -> bool:
+        spec = self.spec
+        python = str(spec.python or sys.executable)
+        return (record.model_path, record.python) == (str(spec.model_path), python)
 
     def _place(self) -> Callable[[int], None] | None:
         if self._limits is None:

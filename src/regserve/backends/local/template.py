@@ -10,8 +10,12 @@ importing MLflow and loading the model. It is an optimisation, never a dependenc
   the fresh worker then reports the failure in the usual words.
 - A template that dies once it was ready (killed, out of memory) is started again in the
   background; its replicas are not its children in any way that matters and go on serving.
-- It has no record and is never adopted: :meth:`abandon` (regserve restarting, keeping its
-  workers) stops it, and the next process starts a new one in the background.
+- Like a worker it outlives regserve: it has a record (``<digest>.tpl`` beside its control
+  socket, not a ``*.pid`` file, so worker adoption never takes it for a replica);
+  :meth:`abandon` (regserve restarting, keeping its workers) only lets go of it, and the
+  replica set of the next process adopts it when its record still names a running template
+  of the same model and interpreter (else it is stopped and a new one started). Nobody
+  adopting it, it stops by itself after ``REGSERVE_ORPHAN_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any
 
 from regserve.backends.local.logs import note
 from regserve.backends.local.paths import WorkerPaths
-from regserve.backends.local.process import WorkerProcess, terminate
+from regserve.backends.local.process import WorkerProcess, stop_pid, terminate
+from regserve.backends.local.records import WorkerRecord, is_running, read_record, remove_record
 
 __all__ = ["Template"]
 
@@ -35,16 +40,30 @@ _ASK_TIMEOUT = 10.0
 _POLL = 0.05
 
 Launch = Callable[[WorkerPaths], Awaitable[WorkerProcess]]
-"""Start ``python -m regserve.worker --template`` with its control socket at ``paths.socket``."""
+"""Start ``python -m regserve.worker --template`` with its control socket at ``paths.socket``
+(recorded in ``paths.pidfile``)."""
+Fits = Callable[[WorkerRecord], bool]
+"""Whether a template a previous process left runs what this set would start."""
 
 
 class Template:
     """The template worker of one replica set (one version, one cluster generation)."""
 
-    def __init__(self, paths: WorkerPaths, label: str, launch: Launch, start_timeout: float):
+    def __init__(
+        self,
+        paths: WorkerPaths,
+        label: str,
+        launch: Launch,
+        fits: Fits,
+        start_timeout: float,
+        place: Callable[[int], None] | None = None,
+    ) -> None:
         self.paths = paths
         self._label = label
         self._launch = launch
+        self._fits = fits
+        self._place = place
+        """Puts an adopted template under the cluster's current limits."""
         self._start_timeout = start_timeout
         self._lock = asyncio.Lock()
         self._process: WorkerProcess | None = None
@@ -99,15 +118,14 @@ class Template:
             task.cancel()
         self._disconnect()
         await terminate(self._process)
+        remove_record(self.paths.pidfile)
 
     def abandon(self) -> None:
-        """Stop it without waiting (regserve is restarting; replicas stay for adoption)."""
+        """Let go of it, running, for the next process to adopt (regserve is restarting)."""
         self._closed = True
         for task in list(self._background):
             task.cancel()
         self._disconnect()
-        if self._process is not None:
-            self._process.terminate()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -118,6 +136,8 @@ class Template:
         if self._stream is not None and self.process is not None:
             return True
         self._disconnect()
+        if self._process is None and await self._adopt():
+            return True
         try:
             process = self._process = await self._launch(self.paths)
         except OSError as exc:
@@ -128,6 +148,27 @@ class Template:
             return True
         await terminate(process)
         return self._give_up(f"it exited or was not ready within {self._start_timeout:g} s")
+
+    async def _adopt(self) -> bool:
+        """Connect to the template a previous process left, if it runs what this set would."""
+        record = read_record(self.paths.pidfile)
+        if record is None or not is_running(record):
+            return False
+        if not self._fits(record):
+            _log.info("not adopting the template pid %s of %s: it runs another model or "
+                      "interpreter", record.pid, self._label)  # fmt: skip
+            await asyncio.to_thread(stop_pid, record)
+            return False
+        if self._place is not None:
+            self._place(record.pid)
+        process = WorkerProcess(record)
+        with contextlib.suppress(OSError):
+            self._stream = await asyncio.open_unix_connection(str(self.paths.socket))
+            self._process = process
+            self._watch(process)
+            _log.info("adopted the template worker pid %s of %s", record.pid, self._label)
+            return True
+        return False
 
     def _give_up(self, why: str) -> bool:
         if self._closed:  # stopped while it started: nothing to report
