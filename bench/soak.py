@@ -7,8 +7,9 @@ the alias ``champion`` on version 1), enables serving with the cluster tag
 seconds, ``--concurrency`` asyncio clients score one row after another against
 ``/model/M/1``, ``/model/M/2``, ``/model/M/Production`` and ``/model/M/champion`` while:
 
-- every ``--kill-every`` seconds a random worker process gets ``kill -9`` (the next kill comes
-  that long after the killed worker's version is serving again);
+- every ``--kill-every`` seconds a random serving worker (a replica, found by the worker
+  records regserve keeps) of a version whose every replica is READY gets ``kill -9``; the next
+  kill comes that long after every replica of the killed worker's version is READY again;
 - every ``--move-every`` seconds the Production stage and the ``champion`` alias move to the
   other version;
 - at 25% and 65% of the run, ``update-cluster-config`` switches the node type and a tag;
@@ -18,8 +19,8 @@ seconds, ``--concurrency`` asyncio clients score one row after another against
 It reports requests sent, failed (by cause: status code or connection error), the success
 ratio (overall and outside the restart windows), misrouted answers (an ``X-Model-Version``
 that the ref did not point at from ``--grace`` seconds before the request until its answer),
-and how long each killed worker's version took to serve again. ``--no-faults`` runs the load
-alone. A markdown table by default, ``--json`` for machines.
+and how long each killed worker's version took to have every replica READY again.
+``--no-faults`` runs the load alone. A markdown table by default, ``--json`` for machines.
 
 Run: ``.venv/bin/python -m bench.soak [--duration 180] [--json] [--no-faults]``.
 """

@@ -90,11 +90,15 @@ class Cluster:
     # -- what runs ------------------------------------------------------------------------------
 
     def workers(self) -> dict[int, str]:
-        """Serving worker pid -> the version it serves, from the worker records regserve keeps
-        (a replica forked from a template has the template's command line, and outlives it)."""
+        """Serving worker pid -> the version it serves."""
+        return {pid: version for pid, (version, _) in self._records().items()}
+
+    def _records(self) -> dict[int, tuple[str, str]]:
+        """Serving worker pid -> (version, socket), from the worker records regserve keeps (a
+        replica forked from a template has the template's command line, and outlives it)."""
         run_dir = run_dir_for(self.data_dir.resolve())
         return {
-            record.pid: record.version
+            record.pid: (record.version, record.socket)
             for _, record in read_records(run_dir)
             if record is not None and record.version is not None and is_running(record)
         }
@@ -125,26 +129,36 @@ class Cluster:
         """``kill -9`` a random worker of a version whose replicas are all READY; None when
         there is none to kill."""
         ready = self.ready_versions(every_replica=True)
-        workers = {pid: v for pid, v in self.workers().items() if v in ready}
+        workers = {pid: w for pid, w in self._records().items() if w[0] in ready}
         if not workers or self.restarting:
             return None
         pid = rng.choice(sorted(workers))
-        kill = Kill(workers[pid], pid, time.monotonic())
+        version, socket = workers[pid]
+        kill = Kill(version, pid, time.monotonic())
         os.kill(pid, signal.SIGKILL)
-        self._wait_back(kill)
+        self._wait_back(kill, socket)
         return kill
 
-    def _wait_back(self, kill: Kill, limit: float = 60) -> None:
+    def _wait_back(self, kill: Kill, socket: str, limit: float = 60) -> None:
+        """Until another process serves on the killed worker's socket (or the version moved to
+        new sockets: a cluster update) and the version says every replica is READY."""
         restarts = len(self.restarts)
         while time.monotonic() - kill.at < limit:
             if len(self.restarts) != restarts or self.restarting:
                 kill.overlapped_restart = True
                 return
-            back = kill.pid not in self.workers() and self._all_ready(kill.version)
+            back = self._replaced(kill.pid, socket) and self._all_ready(kill.version)
             if back and self._answers(kill):
                 kill.back_after_s = round(time.monotonic() - kill.at, 2)
                 return
             time.sleep(0.05)
+
+    def _replaced(self, pid: int, socket: str) -> bool:
+        """Another worker runs on ``socket``, or the socket is gone (its replica set was
+        replaced by a cluster update and stopped: its records are removed)."""
+        run_dir = run_dir_for(self.data_dir.resolve())
+        on_socket = [r for _, r in read_records(run_dir) if r is not None and r.socket == socket]
+        return not on_socket or any(r.pid != pid and is_running(r) for r in on_socket)
 
     def _all_ready(self, version: str) -> bool:
         return version in self.ready_versions(every_replica=True)

@@ -98,7 +98,10 @@ def table(report: dict[str, Any]) -> str:
         ("success ratio", _percent(report["success_ratio"])),
         ("success ratio outside restarts", _percent(report["success_ratio_outside_restarts"])),
         ("worker kills (kill -9)", str(faults["worker_kills"])),
-        ("killed worker serving again, median / max", f"{kills['median']} s / {kills['max']} s"),
+        (
+            "killed worker replaced (every replica READY), median / max",
+            f"{kills['median']} s / {kills['max']} s",
+        ),
         ("killed worker not back within 60 s", str(kills["not_back_in_60_s"])),
         ("stage + alias moves", str(faults["stage_moves"])),
         ("update-cluster-config", str(faults["config_changes"])),
