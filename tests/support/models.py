@@ -66,8 +66,18 @@ def _iris_requirements(model: Any, signature: Any, example: pd.DataFrame) -> lis
     return _inferred_requirements("iris", save)
 
 
-def log_iris_version(name: str, c: float = 1.0) -> str:
-    """Log and register one iris version against the current tracking URI; returns its version."""
+def iris_requirements() -> list[str]:
+    """The pip requirements MLflow infers for an iris model (inferred once per process); a child
+    process that logs iris versions can be given them (``log_iris_version``'s ``requirements``)."""
+    model, frame = train_iris()
+    example = frame.head(3)
+    return _iris_requirements(model, infer_signature(example, model.predict(example)), example)
+
+
+def log_iris_version(name: str, c: float = 1.0, requirements: list[str] | None = None) -> str:
+    """Log and register one iris version against the current tracking URI; returns its version.
+
+    ``requirements``: what ``iris_requirements()`` returned, when known (inferred otherwise)."""
     model, frame = train_iris(c)
     example = frame.head(3)
     signature = infer_signature(example, model.predict(example))
@@ -77,7 +87,7 @@ def log_iris_version(name: str, c: float = 1.0) -> str:
             name="model",
             signature=signature,
             input_example=example,
-            pip_requirements=_iris_requirements(model, signature, example),
+            pip_requirements=requirements or _iris_requirements(model, signature, example),
             registered_model_name=name,
         )
     return str(info.registered_model_version)
