@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.models import log_sleepy_version
+from tests.support.models import iris_requirements, log_sleepy_version
 from tests.support.registry import user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, free_port, wait_for
 
@@ -66,11 +66,11 @@ class MlflowServer:
             "import mlflow, sys\n"
             "from tests.support.models import log_iris_version\n"
             "mlflow.set_tracking_uri(sys.argv[1])\n"
-            "print(log_iris_version(sys.argv[2]))\n"
+            "print(log_iris_version(sys.argv[2], requirements=sys.argv[3:]))\n"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         done = subprocess.run(
-            [sys.executable, "-c", script, self.url, name], env=env, cwd=ROOT,
+            [sys.executable, "-c", script, self.url, name, *iris_requirements()], env=env, cwd=ROOT,
             capture_output=True, text=True, timeout=300, check=True,
         )  # fmt: skip
         return done.stdout.strip().splitlines()[-1]

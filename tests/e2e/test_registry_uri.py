@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.models import iris_requirements
 from tests.support.server import RegServeProcess
 
 pytestmark = pytest.mark.e2e
@@ -24,10 +25,11 @@ def test_serves_from_an_existing_database_registry(tmp_path: Path) -> None:
         "from tests.support.models import log_iris_version\n"
         "mlflow.set_tracking_uri(sys.argv[1])\n"
         "mlflow.set_experiment(experiment_id=mlflow.create_experiment('team', sys.argv[2]))\n"
-        "assert log_iris_version('external-model') == '1'\n"
+        "assert log_iris_version('external-model', requirements=sys.argv[3:]) == '1'\n"
     )
     subprocess.run(
-        [sys.executable, "-c", script, registry_uri, str(tmp_path / "artifacts")],
+        [sys.executable, "-c", script, registry_uri, str(tmp_path / "artifacts"),
+         *iris_requirements()],
         check=True, cwd=Path(__file__).parents[2], timeout=300,
     )  # fmt: skip
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,23 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+# MLflow infers a model's pip requirements by loading it in a child process, on every save and
+# log: about 6 s each, far more on a loaded machine, and the suite logs dozens of models. What
+# it infers depends on the kind of model, not on its weights or name: each kind is inferred
+# once (by a default save) and later models of that kind are given that same list, so every
+# model still carries exactly the requirements files a default log would write.
+_INFERRED: dict[str, list[str]] = {}
+
+
+def _inferred_requirements(kind: str, save: Callable[[str], object]) -> list[str]:
+    """The pip requirements MLflow infers for ``kind``; ``save`` saves one such model to a path."""
+    if kind not in _INFERRED:
+        with tempfile.TemporaryDirectory() as tmp:
+            save(f"{tmp}/model")
+            lines = Path(tmp, "model", "requirements.txt").read_text().splitlines()
+        _INFERRED[kind] = [line for line in lines if line.strip()]
+    return list(_INFERRED[kind])
 
 
 def iris_frame() -> tuple[pd.DataFrame, Any]:
@@ -33,12 +52,32 @@ def save_iris_model(path: Path, c: float = 1.0) -> Path:
     model, frame = train_iris(c)
     example = frame.head(3)
     signature = infer_signature(example, model.predict(example))
-    mlflow.sklearn.save_model(model, str(path), signature=signature, input_example=example)
+    mlflow.sklearn.save_model(
+        model, str(path), signature=signature, input_example=example,
+        pip_requirements=_iris_requirements(model, signature, example),
+    )  # fmt: skip
     return path
 
 
-def log_iris_version(name: str, c: float = 1.0) -> str:
-    """Log and register one iris version against the current tracking URI; returns its version."""
+def _iris_requirements(model: Any, signature: Any, example: pd.DataFrame) -> list[str]:
+    def save(path: str) -> None:
+        mlflow.sklearn.save_model(model, path, signature=signature, input_example=example)
+
+    return _inferred_requirements("iris", save)
+
+
+def iris_requirements() -> list[str]:
+    """The pip requirements MLflow infers for an iris model (inferred once per process); a child
+    process that logs iris versions can be given them (``log_iris_version``'s ``requirements``)."""
+    model, frame = train_iris()
+    example = frame.head(3)
+    return _iris_requirements(model, infer_signature(example, model.predict(example)), example)
+
+
+def log_iris_version(name: str, c: float = 1.0, requirements: list[str] | None = None) -> str:
+    """Log and register one iris version against the current tracking URI; returns its version.
+
+    ``requirements``: what ``iris_requirements()`` returned, when known (inferred otherwise)."""
     model, frame = train_iris(c)
     example = frame.head(3)
     signature = infer_signature(example, model.predict(example))
@@ -48,9 +87,17 @@ def log_iris_version(name: str, c: float = 1.0) -> str:
             name="model",
             signature=signature,
             input_example=example,
+            pip_requirements=requirements or _iris_requirements(model, signature, example),
             registered_model_name=name,
         )
     return str(info.registered_model_version)
+
+
+def _pyfunc_requirements(kind: str, model: Any, **save_kwargs: Any) -> list[str]:
+    def save(path: str) -> None:
+        mlflow.pyfunc.save_model(path, python_model=model, **save_kwargs)
+
+    return _inferred_requirements(kind, save)
 
 
 def log_sleepy_version(name: str, seconds: float) -> str:
@@ -70,6 +117,7 @@ def log_sleepy_version(name: str, seconds: float) -> str:
             name="model",
             python_model=Sleepy(),
             input_example=frame.head(1),
+            pip_requirements=_pyfunc_requirements("sleepy", Sleepy(), input_example=frame.head(1)),
             registered_model_name=name,
         )
     return str(info.registered_model_version)
@@ -88,8 +136,9 @@ def log_broken_version(name: str) -> str:
     with mlflow.start_run(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=Broken(), registered_model_name=name
-        )
+            name="model", python_model=Broken(), registered_model_name=name,
+            pip_requirements=_pyfunc_requirements("broken", Broken()),
+        )  # fmt: skip
     return str(info.registered_model_version)
 
 
@@ -156,9 +205,13 @@ def save_row_id_model(path: Path) -> Path:
     model, signature, example = _row_id_model()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        mlflow.pyfunc.save_model(
-            str(path), python_model=model, signature=signature, input_example=example
+        requirements = _pyfunc_requirements(
+            "row-id", model, signature=signature, input_example=example
         )
+        mlflow.pyfunc.save_model(
+            str(path), python_model=model, signature=signature, input_example=example,
+            pip_requirements=requirements,
+        )  # fmt: skip
     return path
 
 
@@ -167,9 +220,12 @@ def log_row_id_version(name: str) -> str:
     model, signature, example = _row_id_model()
     with mlflow.start_run(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        requirements = _pyfunc_requirements(
+            "row-id", model, signature=signature, input_example=example
+        )
         info = mlflow.pyfunc.log_model(
             name="model", python_model=model, signature=signature, input_example=example,
-            registered_model_name=name,
+            pip_requirements=requirements, registered_model_name=name,
         )  # fmt: skip
     return str(info.registered_model_version)
 
@@ -184,5 +240,6 @@ def save_summary_model(path: Path) -> Path:
             def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
                 return [int(model_input["id"].sum())]
 
-        mlflow.pyfunc.save_model(str(path), python_model=Summary())
+        requirements = _pyfunc_requirements("summary", Summary())
+        mlflow.pyfunc.save_model(str(path), python_model=Summary(), pip_requirements=requirements)
     return path
