@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["children", "cmdline", "descendants", "pss_mb", "rss_mb"]
+__all__ = ["children", "cmdline", "descendants", "parent", "pss_mb", "rss_mb"]
 
 
 def children(pid: int) -> list[int]:
@@ -58,3 +58,12 @@ def pss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def parent(pid: int) -> int | None:
+    """The parent's pid (None when the process is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2 :].split()[1])

@@ -67,8 +67,11 @@ def table(result: dict[str, Any]) -> str:
         "|---|---:|",
         f"| regserve main process (gateway, controller, hosted MLflow registry) "
         f"| {ours['main_mb']:.0f} |",
-        f"| regserve worker, per version | {ours['per_worker_mb']:.0f} |",
-        f"| regserve total ({ours['workers']} workers) | {ours['total_mb']:.0f} |",
+        f"| regserve worker, per version (with its share of the template) "
+        f"| {ours['per_worker_mb']:.0f} |",
+        f"| regserve total ({ours['workers']} workers, {ours.get('templates', 0)} templates; "
+        f"RSS counts their shared pages in each) | {ours['total_mb']:.0f} |",
+        f"| regserve total, PSS (shared pages counted once) | {ours.get('total_pss_mb', 0):.0f} |",
         f"| mlflow models serve, per version: its uvicorn | {theirs['serving_mb']:.0f} |",
         f"| mlflow models serve, per version: uvicorn + `mlflow` launcher "
         f"| {theirs['total_mb']:.0f} |",

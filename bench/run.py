@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import pss_mb
+from bench.procs import parent, pss_mb
 from bench.ray_phase import ray_rows, ray_table, update_ray_docs
 from bench.servers import (
     COLUMNS,
@@ -163,15 +163,22 @@ def serve_bench_model(server: Server) -> None:
 
 
 def _regserve_memory(server: Server) -> dict[str, Any]:
+    """The main process, the serving workers and the templates they are forked from (a
+    template's parent is regserve; a forked replica has its template's command line)."""
     rss = server.rss()
     main = rss[server.process.pid][1]
-    workers = [mb for pid, (cmd, mb) in rss.items() if "regserve.worker" in cmd]
-    pss = [pss_mb(pid) for pid, (cmd, _) in rss.items() if "regserve.worker" in cmd]
+    worker_pids = [pid for pid, (cmd, _) in rss.items() if "regserve.worker" in cmd]
+    templates = [pid for pid in worker_pids
+                 if "--template" in rss[pid][0] and parent(pid) == server.process.pid]  # fmt: skip
+    serving = [pid for pid in worker_pids if pid not in templates]
+    workers = [rss[pid][1] for pid in worker_pids]
+    pss = [pss_mb(pid) for pid in worker_pids]
     return {
         "main_mb": round(main, 1),
-        "workers": len(workers),
+        "workers": len(serving),
+        "templates": len(templates),
         "workers_mb": round(sum(workers), 1),
-        "per_worker_mb": round(sum(workers) / len(workers), 1) if workers else 0.0,
+        "per_worker_mb": round(sum(workers) / len(serving), 1) if serving else 0.0,
         "total_mb": round(main + sum(workers), 1),
         "workers_pss_mb": round(sum(pss), 1),
         "total_pss_mb": round(pss_mb(server.process.pid) + sum(pss), 1),
