@@ -116,9 +116,17 @@ def test_sigterm_finishes_in_flight_work_and_removes_the_socket(
         client = WireClient(process.socket_path)
         frame = pd.DataFrame([[5.1, 3.5, 1.4, 0.2]] * 50_000, columns=COLUMNS)
         client.send_request(1, "text/csv", frame.to_csv(index=False).encode())
-        client.ping()  # frames are read in order: the request is in flight now
+        # Frames are read in order: once the PING is answered the request has been read. A
+        # batched predict runs on the worker's loop, so its answer may come before the PONG.
+        client.send_ping(2)
+        frames = {}
+        while 2 not in frames:
+            received = client.receive()
+            frames[received.request_id] = received
         process.proc.terminate()
-        response = wire.decode_response(client.receive().payload)
+        answer = frames[1] if 1 in frames else client.receive()
+        assert (answer.request_id, answer.kind) == (1, wire.RESPONSE)
+        response = wire.decode_response(answer.payload)
         assert response.status == 200
         assert len(json.loads(response.body)["predictions"]) == 50_000
         assert process.proc.wait(timeout=30) == 0
