@@ -84,7 +84,9 @@ async def _fire(url: str, requests: list[tuple[str, bytes, Any]]) -> list[httpx.
 
 
 def _worker_stats(server: RegServeProcess) -> dict[str, Any]:
-    (socket_path,) = Path(server.data_dir, "run").glob("*.sock")
+    # The worker's socket; the template it was forked from has a control socket (*.tpl.sock).
+    run_dir = Path(server.data_dir, "run")
+    (socket_path,) = [p for p in run_dir.glob("*.sock") if not p.name.endswith(".tpl.sock")]
     client = WireClient(socket_path)
     try:
         return dict(client.ping()["batching"])
