@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -179,9 +180,14 @@ def test_no_active_version_keeps_the_cluster_up(env: tuple[RegServeProcess, User
     server.wait_version_state(name, version, "VERSION_STATE_READY")
     reg.stage(name, version, "Archived")
     wait_for(lambda: server.versions(name) == {}, 30, "the archived version to be removed")
-    status = server.status(name)
+
+    # The endpoint's message follows once the version's workers (and template) have stopped.
+    def idle() -> dict[str, Any] | None:
+        status = server.status(name)
+        return status if "no active version" in status["state_message"] else None
+
+    status = wait_for(idle, 30, "the endpoint to say it has no active version")
     assert status["state"] == "ENDPOINT_STATE_READY"
-    assert "no active version" in status["state_message"]
     assert server.disable(name).status_code == 200
 
 
