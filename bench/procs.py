@@ -40,24 +40,23 @@ def cmdline(pid: int) -> str:
 
 def rss_mb(pid: int) -> float:
     """Resident set size in MiB (0 when the process is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return _kib_field(f"/proc/{pid}/status", "VmRSS:") / 1024
 
 
 def pss_mb(pid: int) -> float:
     """Proportional set size in MiB (0 when the process is gone)."""
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss:") / 1024
+
+
+def _kib_field(path: str, key: str) -> int:
+    """The ``key: N kB`` line's N in a /proc file (0 when there is none)."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
     except OSError:
         pass
-    return 0.0
+    return 0
 
 
 def parent(pid: int) -> int | None:

@@ -17,6 +17,7 @@ import pytest
 
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
 from tests.support.load import ScoringLoad
+from tests.support.processes import alive
 from tests.support.registry import user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
 
@@ -82,14 +83,6 @@ def _worker_pids(server: RegServeProcess) -> set[int]:
     return {int(json.loads(p.read_text())["pid"]) for p in run_dir.glob("*.pid")}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _events(server: RegServeProcess, kind: str) -> list[dict[str, Any]]:
     return [e for e in server.events(MODEL) if e["event_type"] == kind]
 
@@ -130,7 +123,7 @@ def test_killed_replica_costs_no_request_and_comes_back(two_replicas: RegServePr
     assert crashed[0]["message"].startswith(f"Replica 2: Worker pid {victim} was killed by SIGKILL")
     assert restarted[0]["message"].startswith("Replica 2: Worker restarted")
     assert _pid(server, 2) != victim
-    assert _alive(_pid(server, 1))
+    assert alive(_pid(server, 1))
     version = server.versions(MODEL)["1"]
     assert version["state"] == "VERSION_STATE_READY"
     assert version["state_message"].startswith("2 of 2 replicas ready")
@@ -205,7 +198,7 @@ def test_reconfigure_under_load_moves_to_new_workers(
         new = _worker_pids(server)
         assert len(new) == 2
         assert not new & old
-        assert not any(_alive(pid) for pid in old)
+        assert not any(alive(pid) for pid in old)
         # regserve.fork_replicas=false: each replica is a process of its own, no template.
         assert [_record(server, i, generation=1)["forked_from"] for i in (1, 2)] == [None, None]
         assert _template_pids(server) == []
@@ -263,7 +256,7 @@ def test_with_unavailable_wait_a_request_waits_out_a_restart(
         assert server.score(MODEL, "1", {"dataframe_records": [row]}).status_code == 200
         pid = _pid(server, 1)
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not _alive(pid), 10, "the worker to die")
+        wait_for(lambda: not alive(pid), 10, "the worker to die")
         started = time.monotonic()
         r = server.score(MODEL, "1", {"dataframe_records": [row]}, timeout=60)
         waited = time.monotonic() - started

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conformance_cases import SPLIT
+from tests.support.processes import alive
 
 from .conftest import WireClient, WorkerProcess
 
@@ -62,14 +63,6 @@ def _wait_serving(path: Path, timeout: float = 10) -> WireClient:
         except OSError:
             assert time.monotonic() < deadline, f"nothing serves on {path}"
             time.sleep(0.01)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_forked_replica_serves_and_its_exit_is_reported(
@@ -132,6 +125,6 @@ def test_replicas_outlive_the_template_which_stops_when_orphaned(
     client.close()
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
-    while _alive(pid):
+    while alive(pid):
         assert time.monotonic() < deadline
         time.sleep(0.05)

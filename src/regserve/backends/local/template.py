@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -104,19 +104,14 @@ class Template:
 
     def warm(self) -> None:
         """Start the template in the background (replicas adopted, or a template lost)."""
-        task = asyncio.create_task(self._warm(), name=f"template of {self._label}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self._warm(), f"template of {self._label}")
 
     async def _warm(self) -> None:
         async with self._lock:
             await self._ready()
 
     async def stop(self) -> None:
-        self._closed = True
-        for task in list(self._background):
-            task.cancel()
-        self._disconnect()
+        self.abandon()
         await terminate(self._process)
         remove_record(self.paths.pidfile)
 
@@ -202,7 +197,10 @@ class Template:
                 self._disconnect()
                 await self._ready()
 
-        task = asyncio.create_task(restart_when_lost(), name=f"watch template of {self._label}")
+        self._in_background(restart_when_lost(), f"watch template of {self._label}")
+
+    def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
