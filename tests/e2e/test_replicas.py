@@ -17,6 +17,7 @@ import pytest
 
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
 from tests.support.load import ScoringLoad
+from tests.support.models import log_threaded_version
 from tests.support.processes import alive
 from tests.support.registry import user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
@@ -159,6 +160,34 @@ def test_a_lost_template_costs_nothing_and_comes_back(two_replicas: RegServeProc
 
 def _log_text(server: RegServeProcess) -> str:
     return WorkerPaths.for_version(server.data_dir.resolve(), MODEL, "1").log.read_text()
+
+
+def test_a_model_unsafe_to_fork_gets_fresh_replicas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model that starts a thread when loaded would hang in a forked child: its template
+    refuses, an event says so, and the replicas are fresh workers that serve."""
+    server = RegServeProcess(tmp_path / "data", replicas="2").start()
+    try:
+        with user_registry(monkeypatch, server.url, ADMIN_TOKEN):
+            assert log_threaded_version(MODEL) == "1"
+        assert server.enable(MODEL).status_code == 200
+        server.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+        wait_for(lambda: "2 of 2 replicas ready" in _state_message(server), 120, "both replicas")
+        [disabled] = _events(server, "TEMPLATE_DISABLED")
+        assert disabled["message"].startswith(
+            "Replicas of version 1 start as fresh workers, not forked: the model is not safe "
+            "to fork once loaded"
+        ), disabled
+        assert "regserve.fork_replicas=false" in disabled["message"]
+        assert [_record(server, i)["forked_from"] for i in (1, 2)] == [None, None]
+        assert _template_pids(server) == []
+        assert "the model started threads while loading: model-refresher" in _log_text(server)
+        row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+        scored = server.score(MODEL, "1", {"dataframe_records": [row, row]})
+        assert (scored.status_code, scored.json()) == (200, {"predictions": [2, 2]})
+    finally:
+        server.close()
 
 
 def test_reconfigure_under_load_moves_to_new_workers(

@@ -142,6 +142,52 @@ def log_broken_version(name: str) -> str:
     return str(info.registered_model_version)
 
 
+def _threaded_model() -> Any:
+    """A pyfunc that starts a thread of its own when loaded (``model-refresher``, as a model
+    that reloads a lookup table would): not safe to fork once loaded. Answers the row count."""
+    import threading
+    import time
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+
+        class Threaded(mlflow.pyfunc.PythonModel):  # defined here: cloudpickle ships it by value
+            def load_context(self, context):  # type: ignore[no-untyped-def]
+                def refresh() -> None:
+                    while True:
+                        time.sleep(3600)
+
+                threading.Thread(target=refresh, name="model-refresher", daemon=True).start()
+
+            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+                return [len(model_input)] * len(model_input)
+
+    return Threaded()
+
+
+def save_threaded_model(path: Path) -> Path:
+    """Save the pyfunc that starts a thread when loaded (see ``_threaded_model``)."""
+    model = _threaded_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        requirements = _pyfunc_requirements("threaded", model)
+        mlflow.pyfunc.save_model(str(path), python_model=model, pip_requirements=requirements)
+    return path
+
+
+def log_threaded_version(name: str) -> str:
+    """Log and register the pyfunc that starts a thread when loaded; returns its version."""
+    model = _threaded_model()
+    frame, _ = iris_frame()
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=model, input_example=frame.head(1),
+            pip_requirements=_pyfunc_requirements("threaded", model), registered_model_name=name,
+        )  # fmt: skip
+    return str(info.registered_model_version)
+
+
 def log_version_reporter(
     name: str, requirements: list[str], conda_channels: list[str] | None = None
 ) -> str:

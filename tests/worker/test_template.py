@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from regserve.worker.exits import EXIT_FORK_UNSAFE
 from tests.conformance_cases import SPLIT
+from tests.support.models import save_threaded_model
 from tests.support.processes import alive
 
 from .conftest import WireClient, WorkerProcess
@@ -128,3 +130,27 @@ def test_replicas_outlive_the_template_which_stops_when_orphaned(
     while alive(pid):
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_a_model_that_starts_threads_is_not_forked(
+    tmp_path_factory: pytest.TempPathFactory, short_dir: Path
+) -> None:
+    """A forked child has only the forking thread: a template refuses to fork a model that
+    runs threads of its own after loading, and says which (its supervisor starts fresh
+    workers instead)."""
+    model_dir = save_threaded_model(tmp_path_factory.mktemp("threaded") / "model")
+    process = WorkerProcess(model_dir, short_dir, args=("--template",))
+    assert process.proc.wait(timeout=120) == EXIT_FORK_UNSAFE, process.log()
+    log = process.log()
+    assert "not safe to fork once loaded" in log
+    assert "the model started threads while loading: model-refresher" in log
+    assert not process.socket_path.exists()
+    process.stop()
+    # Without --template the same model serves: threads are fine in a worker that never forks.
+    worker = WorkerProcess(model_dir, short_dir)
+    worker.wait_ready()
+    client = WireClient(worker.socket_path)
+    response = client.call(JSON, GOOD)
+    assert (response.status, json.loads(response.body)) == (200, {"predictions": [3, 3, 3]})
+    client.close()
+    assert worker.stop() == 0

@@ -12,8 +12,9 @@ connection has been open for S seconds: its supervisor is gone and nobody adopte
 version. With ``--template`` it loads the model and then, instead of serving, forks the
 version's replicas on request (:mod:`.template`): each one serves within milliseconds.
 
-Exit codes: 0 stopped cleanly; 2 bad arguments; 3 the model failed to load; 4 the socket could
-not be bound; 1 anything else.
+Exit codes (:mod:`.exits`): 0 stopped cleanly; 2 bad arguments; 3 the model failed to load; 4
+the socket could not be bound; 5 (``--template``) the loaded model is not safe to fork; 1
+anything else.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ from functools import partial
 from pathlib import Path
 
 from regserve.worker.batcher import BATCHING_MODES
+from regserve.worker.exits import (
+    EXIT_FORK_UNSAFE,
+    EXIT_MODEL_LOAD_FAILED,
+    EXIT_OK,
+    EXIT_SOCKET_FAILED,
+)
 from regserve.worker.loading import load_model, mlflow_1_handler
 from regserve.worker.orphan import watch_orphan
 from regserve.worker.server import (
@@ -41,11 +48,7 @@ from regserve.worker.server import (
     WorkerServer,
 )
 from regserve.worker.shared import SharedServer
-from regserve.worker.template import serve_template
-
-EXIT_OK = 0
-EXIT_MODEL_LOAD_FAILED = 3
-EXIT_SOCKET_FAILED = 4
+from regserve.worker.template import fork_hazard, serve_template
 
 _logger = logging.getLogger("regserve.worker")
 
@@ -141,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     if args.template:
+        hazard = fork_hazard()
+        if hazard is not None:
+            _logger.error("template: this model is not safe to fork once loaded (%s); its "
+                          "replicas start as fresh workers", hazard)  # fmt: skip
+            return EXIT_FORK_UNSAFE
         return _serve_template(args.socket, partial(_serve_new, make_server), args.orphan_timeout)
     return _serve(make_server(), args.socket, args.orphan_timeout)
 

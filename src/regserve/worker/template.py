@@ -18,6 +18,11 @@ sends one JSON line on the control socket and reads one back:
 
 It stops on SIGTERM or SIGINT, or once no supervisor has been connected for ``orphan_timeout``
 seconds. Standard library only (it runs in the model's environment).
+
+A model is forked only when that is safe: :func:`fork_hazard` names what would not survive
+``fork()`` (a thread the model started while loading, CUDA initialised, a runtime known to
+deadlock in a forked child), and the worker then exits instead of becoming a template
+(``EXIT_FORK_UNSAFE``): its supervisor starts the replicas as fresh workers.
 """
 
 from __future__ import annotations
@@ -30,13 +35,14 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["serve_template"]
+__all__ = ["fork_hazard", "serve_template"]
 
 _logger = logging.getLogger("regserve.worker")
 _TICK = 0.5
@@ -44,6 +50,36 @@ _KEPT_EXIT_CODES = 256
 
 Serve = Callable[[Path, float], int]
 """Serve the loaded model on a socket until stopped (in the forked replica): the exit code."""
+
+_UNFORKABLE_RUNTIMES = {
+    "tensorflow": "TensorFlow's runtime",
+    "jax": "JAX's runtime",
+}
+"""Libraries whose own threads make a forked child deadlock, once they are imported."""
+
+
+def fork_hazard() -> str | None:
+    """Why forking this process now would give replicas that may hang, or None when it is safe.
+
+    A forked child has only the thread that forked: the locks other threads held stay held
+    for ever, and the work they did never happens. So: no thread but this one may run (the
+    model's own, or one a library started while loading), CUDA must not be initialised, and
+    runtimes that keep thread pools of their own (TensorFlow, JAX) must not be loaded. Native
+    pools that prepare for ``fork()`` themselves (OpenBLAS, OpenMP) are fine. Looks only at
+    modules already imported: it imports nothing.
+    """
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if others:
+        return f"the model started threads while loading: {', '.join(sorted(others))}"
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    with contextlib.suppress(Exception):  # any torch, any build
+        if cuda is not None and cuda.is_initialized():
+            return "CUDA was initialised while loading (torch)"
+    loaded = [what for module, what in _UNFORKABLE_RUNTIMES.items() if module in sys.modules]
+    if loaded:
+        return f"{' and '.join(loaded)} is loaded, which does not survive fork()"
+    return None
 
 
 class _Template:

@@ -39,8 +39,9 @@ class WorkerPaths:
     def for_template(
         cls, data_dir: Path, model_name: str, version: str, generation: int = 0
     ) -> WorkerPaths:
-        """A version's template worker's (one per cluster generation): its control socket, and
-        the version's log. It has no record: it is never adopted."""
+        """A version's template worker's (one per cluster generation): its control socket, its
+        record (``<digest>.tpl``, not a ``*.pid``: worker adoption never takes it for a
+        replica) and the version's log."""
         digest = hashlib.sha1(f"{model_name}\0{version}\0template\0{generation}".encode())
         paths = cls.for_version(data_dir, model_name, version)
         name = f"{digest.hexdigest()[:12]}.tpl"

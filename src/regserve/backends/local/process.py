@@ -30,6 +30,7 @@ from regserve.backends.local.records import (
     write_record,
 )
 from regserve.errors import RegServeError
+from regserve.worker.exits import EXIT_MODEL_LOAD_FAILED
 
 __all__ = [
     "UNKNOWN_EXIT",
@@ -76,8 +77,8 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             name = f"signal {-code}"
         return f"was killed by {name}"
-    if code == 3:
-        return "exited with code 3 (the model could not be loaded)"
+    if code == EXIT_MODEL_LOAD_FAILED:
+        return f"exited with code {code} (the model could not be loaded)"
     if code == UNKNOWN_EXIT:
         return "exited (its exit status is unknown: the worker was not started by this process)"
     return f"exited with code {code}"

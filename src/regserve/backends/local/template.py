@@ -8,6 +8,10 @@ importing MLflow and loading the model. It is an optimisation, never a dependenc
   broke), and the replica set then starts a fresh worker as it always could. A template that
   exits before it is ready (e.g. the model does not load) is not tried again for this set:
   the fresh worker then reports the failure in the usual words.
+- A model that is not safe to fork once loaded (it started threads, initialised CUDA, runs
+  TensorFlow or JAX: :func:`regserve.worker.template.fork_hazard`) makes the template exit
+  with ``EXIT_FORK_UNSAFE``; ``warn`` is told (a ``TEMPLATE_DISABLED`` event) and the replicas
+  start afresh.
 - A template that dies once it was ready (killed, out of memory) is started again in the
   background; its replicas are not its children in any way that matters and go on serving.
 - Like a worker it outlives regserve: it has a record (``<digest>.tpl`` beside its control
@@ -32,6 +36,7 @@ from regserve.backends.local.logs import note
 from regserve.backends.local.paths import WorkerPaths
 from regserve.backends.local.process import WorkerProcess, stop_pid, terminate
 from regserve.backends.local.records import WorkerRecord, is_running, read_record, remove_record
+from regserve.worker.exits import EXIT_FORK_UNSAFE
 
 __all__ = ["Template"]
 
@@ -57,6 +62,7 @@ class Template:
         fits: Fits,
         start_timeout: float,
         place: Callable[[int], None] | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.paths = paths
         self._label = label
@@ -64,6 +70,8 @@ class Template:
         self._fits = fits
         self._place = place
         """Puts an adopted template under the cluster's current limits."""
+        self._warn = warn
+        """Told why, when the template is off for a reason the model's owner can act on."""
         self._start_timeout = start_timeout
         self._lock = asyncio.Lock()
         self._process: WorkerProcess | None = None
@@ -142,6 +150,12 @@ class Template:
             _log.info("template worker pid %s of %s is ready", process.pid, self._label)
             return True
         await terminate(process)
+        if process.returncode == EXIT_FORK_UNSAFE:
+            why = ("the model is not safe to fork once loaded; the template's last lines in "
+                   "the version's log say why")  # fmt: skip
+            if self._warn is not None and not self._closed:
+                self._warn(why)
+            return self._give_up(why)
         return self._give_up(f"it exited or was not ready within {self._start_timeout:g} s")
 
     async def _adopt(self) -> bool:
