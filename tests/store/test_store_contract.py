@@ -71,6 +71,12 @@ def test_versions_sorted_numerically_and_merged(store: StateStore) -> None:
     assert versions[1].extra == {"worker_pid": 7}
     store.delete_version("m", "10")
     assert [v.version for v in store.list_versions("m")] == ["1", "2"]
+    # With the endpoint's new status: both change together.
+    store.delete_version("m", "2", ("ENDPOINT_STATE_PENDING", "Version 1 is loading."))
+    assert [v.version for v in store.list_versions("m")] == ["1"]
+    ep = store.get_endpoint("m")
+    assert ep is not None
+    assert (ep.state, ep.state_message) == ("ENDPOINT_STATE_PENDING", "Version 1 is loading.")
 
 
 def test_events_newest_window_oldest_first(store: StateStore) -> None:

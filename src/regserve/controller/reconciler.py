@@ -365,7 +365,10 @@ class Controller:
         task = served.downloads.pop(version, None)
         if task is not None:
             task.cancel()
-        await asyncio.to_thread(self._store.delete_version, name, version)
+        # The version and the endpoint's status change in one transaction: nobody reads the
+        # version gone and the status still counting it.
+        status = self._endpoint_status(name, served)
+        await asyncio.to_thread(self._store.delete_version, name, version, status)
         await self._publish(name, served)  # stop routing to it before stopping it
         await self._backend.undeploy(name, version)
         if self._envs is not None:
@@ -421,13 +424,19 @@ class Controller:
         }
         aliases = dict(snapshot.aliases) if snapshot else {}
         self._router.publish(ModelRoutes(name, versions, aliases))
+        state, message = self._endpoint_status(name, served)
+        await asyncio.to_thread(self._store.set_endpoint_state, name, state, message)
+
+    @staticmethod
+    def _endpoint_status(name: str, served: _Served) -> tuple[str, str]:
+        """The endpoint's state and message, from its versions' states."""
         state, message = st.endpoint_state(served.versions)
-        if snapshot is None and not served.registry_down:
+        if served.snapshot is None and not served.registry_down:
             message = f"Registered model '{name}' does not exist in the registry. " + message
         if served.update_failed is not None:
             message += (f" The last cluster update failed ({served.update_failed[1]}); "
                         f"serving with {_describe(served.config)}.")  # fmt: skip
-        await asyncio.to_thread(self._store.set_endpoint_state, name, state, message)
+        return state, message
 
     async def _event(
         self,

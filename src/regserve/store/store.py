@@ -187,13 +187,21 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
                 )
             )
 
-    def delete_version(self, model_name: str, version: str) -> None:
+    def delete_version(
+        self, model_name: str, version: str, endpoint: tuple[str, str] | None = None
+    ) -> None:
+        """Forget a version; ``endpoint`` (state, message): the endpoint's status without it,
+        set in the same transaction."""
         with self._session() as s:
             s.execute(
                 delete(VersionRow).where(
                     VersionRow.model_name == model_name, VersionRow.version == version
                 )
             )
+            row = s.get(EndpointRow, model_name) if endpoint is not None else None
+            if row is not None and endpoint is not None:
+                row.state, row.state_message = endpoint
+                row.updated_at = now_ms()
 
     # -- events ------------------------------------------------------------------------------
 
