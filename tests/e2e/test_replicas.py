@@ -62,9 +62,9 @@ def _pid(server: RegServeProcess, replica: int, generation: int = 0) -> int:
 
 
 def _template_pids(server: RegServeProcess) -> list[int]:
-    """The running template workers of this server: they have no record, and are found by
-    their command line, which names their control socket in its run dir (the replicas forked
-    from them have that command line too, and a record)."""
+    """The running template workers of this server, found by their command line, which names
+    their control socket in its run dir (the replicas forked from them have that command line
+    too, and a ``*.pid`` record)."""
     run_dir = str(run_dir_for(server.data_dir.resolve())).encode()
     replicas = _worker_pids(server)
     found = []
