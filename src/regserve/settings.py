@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     auth_cache_size: int = Field(
         10_000, description="Most tokens and models whose auth checks are kept in memory."
     )
+    ui_session_hours: float = Field(
+        12.0,
+        gt=0,
+        description="Hours a UI sign-in lasts (the session cookie's lifetime); it ends sooner "
+        "when its token is revoked or expires.",
+    )
     rate_limit_rps: float | None = Field(
         None,
         description="Requests per second allowed per token (429 above, bursts up to one "

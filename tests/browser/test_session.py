@@ -58,12 +58,39 @@ def test_session_cookie_is_http_only_strict_and_works_where_the_ui_needs_it(
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
     assert "Secure" not in cookie  # plain http here; https sets Secure
+    assert "Max-Age=43200" in cookie  # REGSERVE_UI_SESSION_HOURS: 12 h by default
+    assert ADMIN_TOKEN not in cookie  # a signed session, not the token
     assert http.get("/ui/").status_code == 200
     assert http.get(f"{EP}/list").status_code == 200
     info = http.get("/api/2.0/regserve/models/get", params={"registered_model_name": STORY_MODEL})
     assert info.json()["permission_level"] == "CAN_MANAGE"
     # MLflow's own API does not take the cookie: scripts use the Authorization header.
     assert http.get("/api/2.0/mlflow/registered-models/search").status_code == 401
+
+
+def test_a_session_is_no_token_and_ends_with_its_token(
+    http: httpx.Client, ui_world: UiWorld
+) -> None:
+    admin = ui_world.server.client
+    made = admin.post("/api/2.0/token/create", json={"comment": "browser"}).json()
+    assert _sign_in(http, made["token_value"]).status_code == 303
+    session = http.cookies["regserve_session"]
+    assert http.get(f"{EP}/list").status_code == 200
+    # The cookie's value is not a token: the Authorization header does not take it.
+    as_bearer = httpx.get(
+        f"{ui_world.url}{EP}/list", headers={"Authorization": f"Bearer {session}"}
+    )
+    assert as_bearer.status_code == 401
+    # A cookie holding a raw token (a forged or old-style session) is refused.
+    with httpx.Client(base_url=ui_world.url, cookies={"regserve_session": ADMIN_TOKEN}) as raw:
+        refused = raw.get(f"{EP}/list")
+        assert refused.status_code == 401
+        assert "sign in again" in refused.json()["message"]
+    # Revoking the token ends the sessions signed in with it.
+    revoke = admin.post("/api/2.0/token/delete", json={"token_id": made["token_info"]["token_id"]})
+    assert revoke.status_code == 200, revoke.text
+    assert http.get(f"{EP}/list").status_code == 401
+    assert http.get("/ui/").status_code == 303
 
 
 def test_cookie_requests_that_change_state_need_the_csrf_header(http: httpx.Client) -> None:

@@ -21,6 +21,7 @@ from regserve.auth.cache import TTLCache
 from regserve.auth.credentials import token_from_header
 from regserve.auth.levels import ADMINS_GROUP, ALL_USERS_GROUP, PermissionLevel
 from regserve.auth.ratelimit import RateLimiter
+from regserve.auth.sessions import SessionSigner
 from regserve.auth.tokens import hash_token
 from regserve.changes import GRANTS, TOKENS
 from regserve.errors import PermissionDeniedError, UnauthenticatedError
@@ -80,6 +81,8 @@ class AccessService:
         self._grants: TTLCache[str, tuple[GrantRecord, ...]] = TTLCache(ttl, size)
         rate = settings.rate_limit_rps
         self._limiter = RateLimiter(rate) if rate else None
+        self.sessions = SessionSigner(admin_token, settings.ui_session_hours * 3600, clock)
+        """Signs the UI's session cookies (:mod:`.sessions`)."""
         self.on_change: Callable[[str, str], None] | None = None
         """Told of every change forgotten here (kind, key): how other gateways hear of it."""
 
@@ -95,7 +98,20 @@ class AccessService:
 
         Also takes one request from the token's rate limit (RateLimitedError when empty).
         """
-        token_hash = hash_token(token_from_header(header))
+        return await self._authenticate(hash_token(token_from_header(header)))
+
+    async def authenticate_session(self, cookie: str) -> Identity:
+        """The caller of a UI session cookie (:meth:`session_for`), checked like its token."""
+        token_hash = self.sessions.token_hash(cookie)
+        if token_hash is None:
+            raise UnauthenticatedError("The UI session expired or is not valid: sign in again.")
+        return await self._authenticate(token_hash)
+
+    def session_for(self, token: str) -> str:
+        """A UI session cookie for ``token`` (authenticate it first)."""
+        return self.sessions.issue(hash_token(token))
+
+    async def _authenticate(self, token_hash: str) -> Identity:
         identity = self._identity(token_hash)
         if identity is None:
             found = await asyncio.to_thread(self._load_identity, token_hash)

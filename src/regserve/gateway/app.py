@@ -50,8 +50,8 @@ from regserve.store import StateStore
 from regserve.ui import build_ui_router, static_files
 from regserve.ui.session import (
     check_csrf,
-    cookie_token,
     is_open_path,
+    session_cookie,
     signin_redirect,
     wants_signin_page,
 )
@@ -130,10 +130,10 @@ class Gateway:
     async def _authenticate(self, scope: Scope) -> Identity:
         """The caller, from the Authorization header or else the UI's session cookie."""
         header = _header(scope, b"authorization")
-        token = cookie_token(scope) if header is None else None
+        token = session_cookie(scope) if header is None else None
         if token is None:
             return await self._access.authenticate(header)
-        identity = await self._access.authenticate(b"Bearer " + token.encode("latin-1"))
+        identity = await self._access.authenticate_session(token)
         check_csrf(scope)
         return identity
 

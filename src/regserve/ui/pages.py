@@ -86,9 +86,10 @@ def build_ui_router() -> APIRouter:
         except (RegServeError, UnicodeEncodeError):
             return _signin_form(request, target, "That token is not valid.", 401)
         response = RedirectResponse(target, status_code=303)
+        access = services_of(request).access
         response.set_cookie(
-            SESSION_COOKIE, token, path="/", httponly=True, samesite="strict",
-            secure=_secure(request),
+            SESSION_COOKIE, access.session_for(token), path="/", httponly=True,
+            samesite="strict", secure=_secure(request), max_age=int(access.sessions.lifetime),
         )  # fmt: skip
         response.delete_cookie(SIGNIN_COOKIE, path=SIGNIN_PATH)
         return response

@@ -1,6 +1,7 @@
 """Browser sessions: the sign-in cookie, where it counts, and its CSRF rule.
 
-A signed-in browser holds its token in an HttpOnly, SameSite=Strict cookie. The gateway takes
+A signed-in browser holds a session (:mod:`regserve.auth.sessions`: its token's hash and an
+expiry, signed; never the token) in an HttpOnly, SameSite=Strict cookie. The gateway takes
 that cookie as credentials only when a request has no ``Authorization`` header, and only on
 the paths the UI uses. A cookie-authenticated request with an unsafe method must also carry
 the header ``X-Requested-By`` (the UI's JavaScript sends it): a cross-site form cannot set a
@@ -23,9 +24,9 @@ __all__ = [
     "SIGNIN_COOKIE",
     "SIGNIN_PATH",
     "check_csrf",
-    "cookie_token",
     "is_open_path",
     "safe_next",
+    "session_cookie",
     "signin_redirect",
     "wants_signin_page",
 ]
@@ -54,8 +55,8 @@ def is_open_path(path: str) -> bool:
     return path in ("/health", SIGNIN_PATH) or path.startswith(STATIC_PREFIX)
 
 
-def cookie_token(scope: Scope) -> str | None:
-    """The session cookie's token when the path accepts it, else None."""
+def session_cookie(scope: Scope) -> str | None:
+    """The session cookie when the path accepts it, else None."""
     path: str = scope["path"]
     if not path.startswith(_COOKIE_PATHS):
         return None
