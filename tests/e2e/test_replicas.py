@@ -156,6 +156,9 @@ def test_a_lost_template_costs_nothing_and_comes_back(two_replicas: RegServeProc
     assert crashed[0].startswith(f"Replica 1: Worker pid {victim} "), crashed
     log = _log_text(server)
     assert f"template worker pid {template} exited; starting it again" in log
+    [lost] = _events(server, "TEMPLATE_RESTARTED")
+    assert lost["message"].startswith(f"The template worker pid {template} was killed by SIGKILL"
+                                      "; starting it again."), lost  # fmt: skip
 
 
 def _log_text(server: RegServeProcess) -> str:
@@ -176,8 +179,7 @@ def test_a_model_unsafe_to_fork_gets_fresh_replicas(
         wait_for(lambda: "2 of 2 replicas ready" in _state_message(server), 120, "both replicas")
         [disabled] = _events(server, "TEMPLATE_DISABLED")
         assert disabled["message"].startswith(
-            "Replicas of version 1 start as fresh workers, not forked: the model is not safe "
-            "to fork once loaded"
+            "Replicas start as fresh workers, not forked: the model is not safe to fork once loaded"
         ), disabled
         assert "regserve.fork_replicas=false" in disabled["message"]
         assert [_record(server, i)["forked_from"] for i in (1, 2)] == [None, None]

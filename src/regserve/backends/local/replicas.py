@@ -121,7 +121,7 @@ class ReplicaSet:
         self._template = (
             Template(WorkerPaths.for_template(data_dir, spec.model_name, spec.version, generation),
                      self.label, self._launch_template, self._template_fits,
-                     settings.worker_start_timeout, self._place(), self._template_disabled)
+                     settings.worker_start_timeout, self._place(), self._template_event)
             if fork else None
         )  # fmt: skip
         """Forks the replicas from one loaded model (worker/template.py); None: fresh ones."""
@@ -436,13 +436,12 @@ class ReplicaSet:
              f"(cluster generation {self.generation}): replicas are forked from it")  # fmt: skip
         return process
 
-    def _template_disabled(self, why: str) -> None:
-        text = (f"Replicas of version {self.spec.version} start as fresh workers, not forked: "
-                f"{why}. The model's tag regserve.fork_replicas=false skips the try.")  # fmt: skip
+    def _template_event(self, event_type: str, text: str) -> None:
+        """An event of the set's template (its state leaves the version's state as it is)."""
         pid = next((r.pid for r in self._ready), None)
         _, summary = self.summary()
         self.listener(VersionEvent(self.spec.model_name, self.spec.version, self.state, summary,
-                                   "TEMPLATE_DISABLED", text, pid))  # fmt: skip
+                                   event_type, text, pid))  # fmt: skip
 
     def _template_fits(self, record: WorkerRecord) -> bool:
         spec = self.spec

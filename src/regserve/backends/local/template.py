@@ -10,10 +10,11 @@ importing MLflow and loading the model. It is an optimisation, never a dependenc
   the fresh worker then reports the failure in the usual words.
 - A model that is not safe to fork once loaded (it started threads, initialised CUDA, runs
   TensorFlow or JAX: :func:`regserve.worker.template.fork_hazard`) makes the template exit
-  with ``EXIT_FORK_UNSAFE``; ``warn`` is told (a ``TEMPLATE_DISABLED`` event) and the replicas
-  start afresh.
+  with ``EXIT_FORK_UNSAFE``; ``report`` is told (a ``TEMPLATE_DISABLED`` event) and the
+  replicas start afresh.
 - A template that dies once it was ready (killed, out of memory) is started again in the
-  background; its replicas are not its children in any way that matters and go on serving.
+  background (a ``TEMPLATE_RESTARTED`` event); its replicas are not its children in any way
+  that matters and go on serving.
 - Like a worker it outlives regserve: it has a record (``<digest>.tpl`` beside its control
   socket, not a ``*.pid`` file, so worker adoption never takes it for a replica);
   :meth:`abandon` (regserve restarting, keeping its workers) only lets go of it, and the
@@ -34,7 +35,7 @@ from typing import Any
 
 from regserve.backends.local.logs import note
 from regserve.backends.local.paths import WorkerPaths
-from regserve.backends.local.process import WorkerProcess, stop_pid, terminate
+from regserve.backends.local.process import WorkerProcess, describe_exit, stop_pid, terminate
 from regserve.backends.local.records import WorkerRecord, is_running, read_record, remove_record
 from regserve.worker.exits import EXIT_FORK_UNSAFE
 
@@ -62,7 +63,7 @@ class Template:
         fits: Fits,
         start_timeout: float,
         place: Callable[[int], None] | None = None,
-        warn: Callable[[str], None] | None = None,
+        report: Callable[[str, str], None] | None = None,
     ) -> None:
         self.paths = paths
         self._label = label
@@ -70,8 +71,9 @@ class Template:
         self._fits = fits
         self._place = place
         """Puts an adopted template under the cluster's current limits."""
-        self._warn = warn
-        """Told why, when the template is off for a reason the model's owner can act on."""
+        self._report = report
+        """Told (event type, text) what the model's owner should know: the template is off
+        for a reason they can act on, or it was lost and is started again."""
         self._start_timeout = start_timeout
         self._lock = asyncio.Lock()
         self._process: WorkerProcess | None = None
@@ -153,8 +155,8 @@ class Template:
         if process.returncode == EXIT_FORK_UNSAFE:
             why = ("the model is not safe to fork once loaded; the template's last lines in "
                    "the version's log say why")  # fmt: skip
-            if self._warn is not None and not self._closed:
-                self._warn(why)
+            self._tell("TEMPLATE_DISABLED", f"Replicas start as fresh workers, not forked: {why}. "
+                       "The model's tag regserve.fork_replicas=false skips the try.")  # fmt: skip
             return self._give_up(why)
         return self._give_up(f"it exited or was not ready within {self._start_timeout:g} s")
 
@@ -207,11 +209,20 @@ class Template:
                 return
             _log.warning("the template of %s exited (%s); starting it again", self._label, code)
             note(self.paths.log, f"template worker pid {process.pid} exited; starting it again")
+            self._tell(
+                "TEMPLATE_RESTARTED",
+                f"The template worker pid {process.pid} "
+                f"{describe_exit(code)}; starting it again. Its replicas serve on.",
+            )
             async with self._lock:
                 self._disconnect()
                 await self._ready()
 
         self._in_background(restart_when_lost(), f"watch template of {self._label}")
+
+    def _tell(self, event_type: str, text: str) -> None:
+        if self._report is not None and not self._closed:
+            self._report(event_type, text)
 
     def _in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
