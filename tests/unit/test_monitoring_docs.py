@@ -63,3 +63,31 @@ def test_monitoring_md_describes_every_metric(exported: dict[str, set[str]]) -> 
     assert [name for name in exported if f"`{name}" not in text] == []
     mentioned = set(re.findall(r"\bregserve_\w+", text))
     assert mentioned <= samples | set(exported), mentioned - samples
+
+
+_EVENT_TYPE = re.compile(
+    r'"((?:SERVING|CLUSTER|VERSION|ENV|REPLICAS?|WORKER|TEMPLATE|REGISTRY|PERMISSIONS|LEADER'
+    r'|TOKEN|PRINCIPAL)_[A-Z_]+)"'
+)
+_NOT_EVENTS = {"PERMISSIONS_PREFIX", "REPLICAS_TAG", "TOKEN_EVENTS_MODEL", "TOKEN_PREFIX"}
+"""Constants' names and values that share the events' prefixes."""
+
+
+def _source_event_types() -> set[str]:
+    found: set[str] = set()
+    for path in (DOCS.parent / "src" / "regserve").rglob("*.py"):
+        if path.name == "states.py":  # state names, not event types
+            continue
+        found |= set(_EVENT_TYPE.findall(path.read_text()))
+    return {t for t in found if t not in _NOT_EVENTS and not t.startswith("VERSION_STATE_")}
+
+
+def test_monitoring_md_lists_every_event_type() -> None:
+    """Every event type regserve records is in the events table, and nothing else is."""
+    emitted = _source_event_types()
+    assert {"WORKER_CRASHED", "TEMPLATE_DISABLED", "LEADER_ELECTED"} <= emitted
+    text = (DOCS / "monitoring.md").read_text()
+    table = text[text.index("## Events") : text.index("## Registry webhooks")]
+    listed = set(re.findall(r"`([A-Z]+(?:_[A-Z]+)+)`", table))
+    assert emitted - listed == set(), "events missing from docs/monitoring.md"
+    assert listed - emitted == set(), "docs/monitoring.md lists events nothing records"
