@@ -193,7 +193,7 @@ def _targets(settings: Settings) -> TargetCodec:
     if settings.backend == "ray":
         from regserve.backends.ray.addresses import RayTargets
 
-        return RayTargets()
+        return RayTargets(settings.ray_address)
     return LocalTargets()
 
 

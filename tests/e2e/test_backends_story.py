@@ -10,6 +10,7 @@ skip elsewhere.
 from __future__ import annotations
 
 import importlib.util
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,34 @@ def test_ray_deployment_that_cannot_load_fails_with_its_reason(
     assert _answered_by(server, model, "latest") == "2"
     assert server.status(model)["state"] == "ENDPOINT_STATE_READY"
     server.disable(model)
+
+
+@pytest.mark.ray
+def test_a_follower_gateway_serves_ray_versions(
+    server_for: ServerFor, registry_of: Callable[[str], UserRegistry]
+) -> None:
+    """A second gateway on the same data dir follows the Ray server's routing table: it
+    connects to the leader's Ray cluster by itself (the address names it) and serves its
+    versions through their deployment handles."""
+    leader = server_for("ray")
+    registry = registry_of(leader.url)
+    model = "followed-ray"
+    assert registry.register(model) == "1"
+    assert leader.enable(model).status_code == 200
+    _wait_ready(leader, model, "1")
+    follower = RegServeProcess(leader.data_dir, backend="ray").start(timeout=120)
+    try:
+        assert follower.health()["role"] == "follower"
+        answered = wait_for(lambda: _answered_by(follower, model, "1"), 120,
+                            "the follower to serve the Ray version")  # fmt: skip
+        assert answered == "1"
+        assert _answered_by(follower, model, "latest") == "1"
+        log = follower.log_path.read_text(errors="replace")
+        assert "connecting to the leader's Ray cluster at " in log
+    finally:
+        follower.stop(signal.SIGTERM)
+        follower.client.close()
+    assert follower.process is not None
+    assert follower.process.returncode == 0
+    assert _answered_by(leader, model, "1") == "1"  # the follower's exit changed nothing
+    leader.disable(model)

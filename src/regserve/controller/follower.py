@@ -176,13 +176,16 @@ class SharedRouter(Router):
             Router.withdraw(self, name)
             self._drop_targets(name, keep=set())
         for name, body in bodies.items():
-            if self._seen.get(name) != body:
-                self._follow_model(name, body)
+            if self._seen.get(name) != body and self._follow_model(name, body):
                 self._seen[name] = body
         for name in set(self._seen) - set(bodies):
             del self._seen[name]
 
-    def _follow_model(self, name: str, body: str) -> None:
+    def _follow_model(self, name: str, body: str) -> bool:
+        """Route ``name`` as ``body`` says; False when a version with addresses got no target
+        yet (e.g. Ray not connected yet): the next reload tries again."""
+        missing = False
+
         def make_target(version: str, addresses: tuple[str, ...]) -> Target | None:
             known = self._targets.get((name, version))
             if known is not None and known[0] == addresses:
@@ -193,11 +196,15 @@ class SharedRouter(Router):
             target = self._codec.target(name, version, addresses) if addresses else None
             if target is not None:
                 self._targets[(name, version)] = (addresses, target)
+            elif addresses:
+                nonlocal missing
+                missing = True
             return target
 
         routes, _ = decode_routes(name, body, make_target)
         Router.publish(self, routes)
         self._drop_targets(name, keep=set(routes.versions))
+        return not missing
 
     def _drop_targets(self, name: str, keep: set[str]) -> None:
         for key in [k for k in self._targets if k[0] == name and k[1] not in keep]:

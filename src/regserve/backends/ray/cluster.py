@@ -13,11 +13,12 @@ import hashlib
 import logging
 import os
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["RayCluster", "reclaim_signals"]
+__all__ = ["NAMESPACE", "RayCluster", "connect_driver", "prepare_ray_auth", "reclaim_signals"]
 
 _log = logging.getLogger("regserve.ray")
 
@@ -33,6 +34,7 @@ class RayCluster:
     """Connects to (or starts) Ray and Serve; says where Ray's logs are."""
 
     def __init__(self, address: str | None, data_dir: Path) -> None:
+        prepare_ray_auth()
         self.address = address
         self._data_dir = data_dir
         self.started_here = False
@@ -48,10 +50,11 @@ class RayCluster:
         import ray
         from ray import serve
 
-        if self.address:
+        if ray.is_initialized():  # a follower gateway, connected to the leader's cluster
+            _log.info("leading on the Ray cluster this gateway followed on")
+        elif self.address:
             _log.info("connecting to the Ray cluster at %s", self.address)
-            ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False,
-                     configure_logging=False)  # fmt: skip
+            connect_driver(self.address)
         else:
             self._start_local()
         serve.start(proxy_location="Disabled")
@@ -99,6 +102,37 @@ class RayCluster:
             return Path(node.get_logs_dir_path()) if node is not None else None
         except (ImportError, AttributeError):
             return None
+
+
+def prepare_ray_auth() -> None:
+    """Choose Ray's token authentication when a token is at hand; call before Ray is imported.
+
+    A Ray cluster started by ``ray.init()`` on this machine (as regserve does without an
+    address) turns token authentication on and keeps the token in ``~/.ray/auth_token``, but a
+    driver connecting to an existing cluster sends the token only in token mode, which Ray
+    reads from ``RAY_AUTH_MODE`` when it is imported. So with no ``RAY_AUTH_MODE`` set and a
+    token at hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or that file), token mode is
+    chosen. An explicit ``RAY_AUTH_MODE`` always wins, and once Ray is imported nothing is
+    changed: Ray has read its mode, and the processes it starts must agree with it.
+    """
+    if "ray" in sys.modules:
+        return
+    if "RAY_AUTH_MODE" not in os.environ and _ray_token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def connect_driver(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address`` as a driver."""
+    import ray
+
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+
+
+def _ray_token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
+    return Path(path).is_file()
 
 
 def _kill_processes_under(temp_dir: Path) -> None:
