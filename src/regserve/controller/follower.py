@@ -184,7 +184,6 @@ class SharedRouter(Router):
     def _follow_model(self, name: str, body: str) -> bool:
         """Route ``name`` as ``body`` says; False when a version with addresses got no target
         yet (e.g. Ray not connected yet): the next reload tries again."""
-        missing = False
 
         def make_target(version: str, addresses: tuple[str, ...]) -> Target | None:
             known = self._targets.get((name, version))
@@ -196,15 +195,12 @@ class SharedRouter(Router):
             target = self._codec.target(name, version, addresses) if addresses else None
             if target is not None:
                 self._targets[(name, version)] = (addresses, target)
-            elif addresses:
-                nonlocal missing
-                missing = True
             return target
 
-        routes, _ = decode_routes(name, body, make_target)
+        routes, addresses = decode_routes(name, body, make_target)
         Router.publish(self, routes)
         self._drop_targets(name, keep=set(routes.versions))
-        return not missing
+        return all(routes.versions[v].target is not None for v, a in addresses.items() if a)
 
     def _drop_targets(self, name: str, keep: set[str]) -> None:
         for key in [k for k in self._targets if k[0] == name and k[1] not in keep]:

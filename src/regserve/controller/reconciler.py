@@ -369,7 +369,7 @@ class Controller:
         # version gone and the status still counting it.
         status = self._endpoint_status(name, served)
         await asyncio.to_thread(self._store.delete_version, name, version, status)
-        await self._publish(name, served)  # stop routing to it before stopping it
+        self._publish_routes(name, served)  # stop routing to it before stopping it
         await self._backend.undeploy(name, version)
         if self._envs is not None:
             self._envs.release((name, version))
@@ -414,6 +414,12 @@ class Controller:
         )
 
     async def _publish(self, name: str, served: _Served) -> None:
+        """Route to the versions as they are now, and record the endpoint's status."""
+        self._publish_routes(name, served)
+        state, message = self._endpoint_status(name, served)
+        await asyncio.to_thread(self._store.set_endpoint_state, name, state, message)
+
+    def _publish_routes(self, name: str, served: _Served) -> None:
         snapshot = served.snapshot
         stages = {v.version: v.stage for v in snapshot.versions} if snapshot else {}
         versions = {
@@ -424,8 +430,6 @@ class Controller:
         }
         aliases = dict(snapshot.aliases) if snapshot else {}
         self._router.publish(ModelRoutes(name, versions, aliases))
-        state, message = self._endpoint_status(name, served)
-        await asyncio.to_thread(self._store.set_endpoint_state, name, state, message)
 
     @staticmethod
     def _endpoint_status(name: str, served: _Served) -> tuple[str, str]:

@@ -136,10 +136,7 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
 
     def set_endpoint_state(self, model_name: str, state: str, message: str) -> None:
         with self._session() as s:
-            row = s.get(EndpointRow, model_name)
-            if row is None or (row.state == state and row.state_message == message):
-                return
-            row.state, row.state_message, row.updated_at = state, message, now_ms()
+            _put_endpoint_state(s, model_name, state, message)
 
     def set_desired_config(self, model_name: str, config: ClusterConfig) -> None:
         with self._session() as s:
@@ -198,10 +195,8 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
                     VersionRow.model_name == model_name, VersionRow.version == version
                 )
             )
-            row = s.get(EndpointRow, model_name) if endpoint is not None else None
-            if row is not None and endpoint is not None:
-                row.state, row.state_message = endpoint
-                row.updated_at = now_ms()
+            if endpoint is not None:
+                _put_endpoint_state(s, model_name, *endpoint)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -311,3 +306,11 @@ def _version(row: VersionRow) -> VersionRecord:
         updated_at=row.updated_at,
         extra=json.loads(row.extra or "{}"),
     )
+
+
+def _put_endpoint_state(s: Session, model_name: str, state: str, message: str) -> None:
+    """Set an endpoint's state and message in session ``s`` (nothing when unchanged or gone)."""
+    row = s.get(EndpointRow, model_name)
+    if row is None or (row.state == state and row.state_message == message):
+        return
+    row.state, row.state_message, row.updated_at = state, message, now_ms()

@@ -121,7 +121,7 @@ class ReplicaSet:
         self._template = (
             Template(WorkerPaths.for_template(data_dir, spec.model_name, spec.version, generation),
                      self.label, self._launch_template, self._template_fits,
-                     settings.worker_start_timeout, self._place(), self._template_event)
+                     settings.worker_start_timeout, self._place(), self._emit)
             if fork else None
         )  # fmt: skip
         """Forks the replicas from one loaded model (worker/template.py); None: fresh ones."""
@@ -304,8 +304,13 @@ class ReplicaSet:
     ) -> None:
         replica.state, replica.message = state, message
         self._ready = tuple(r for r in self.replicas if r.state == READY)
+        self._emit(event_type, text, replica.pid)
+
+    def _emit(self, event_type: str = "", text: str = "", pid: int | None = None) -> None:
+        """Tell the listener the set's state, with an event (``event_type``, ``text``) if any;
+        the pid named is a READY replica's, else ``pid``."""
         self.state, summary = self.summary()
-        pid = next((r.pid for r in self._ready), None) or replica.pid
+        pid = next((r.pid for r in self._ready), None) or pid
         self.listener(
             VersionEvent(
                 self.spec.model_name, self.spec.version, self.state, summary, event_type, text, pid
@@ -435,13 +440,6 @@ class ReplicaSet:
         note(paths.log, f"template worker started as pid {process.pid} "
              f"(cluster generation {self.generation}): replicas are forked from it")  # fmt: skip
         return process
-
-    def _template_event(self, event_type: str, text: str) -> None:
-        """An event of the set's template (its state leaves the version's state as it is)."""
-        pid = next((r.pid for r in self._ready), None)
-        _, summary = self.summary()
-        self.listener(VersionEvent(self.spec.model_name, self.spec.version, self.state, summary,
-                                   event_type, text, pid))  # fmt: skip
 
     def _template_fits(self, record: WorkerRecord) -> bool:
         spec = self.spec
