@@ -30,7 +30,14 @@ from bench.run import (
     _regserve_memory,
     _use_registry,
 )
-from bench.servers import Server, log_bench_model, start_mlflow, start_regserve, wait_until
+from bench.servers import (
+    Server,
+    log_bench_model,
+    served_model_dir,
+    start_mlflow,
+    start_regserve,
+    wait_until,
+)
 
 MODEL = "bench-memory"
 
@@ -79,7 +86,7 @@ def measure(counts: list[int], workdir: Path) -> dict[str, Any]:
             result[name] = serve_versions(server, counts)
         finally:
             server.stop()
-    mlflow = start_mlflow(data / "models" / MODEL / "1", workdir, "memory")
+    mlflow = start_mlflow(served_model_dir(data, MODEL, "1"), workdir, "memory")
     try:
         time.sleep(2)
         result["mlflow_one_version"] = _mlflow_memory([mlflow])

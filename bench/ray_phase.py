@@ -14,7 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.servers import COLUMNS, TOKEN, Server, start_ray_serve, start_regserve
+from bench.servers import (
+    COLUMNS,
+    TOKEN,
+    Server,
+    served_model_dir,
+    start_ray_serve,
+    start_regserve,
+)
 from bench.wrk import Load, WrkResult, run_wrk
 
 __all__ = ["RAY_TARGETS", "ray_rows", "ray_table", "update_ray_docs"]
@@ -69,7 +76,7 @@ def ray_rows(
         _measure(on_ray, "regserve-ray", model, seconds, smoke, rows)
     finally:
         on_ray.stop()
-    plain = start_ray_serve(workdir / "ray-data" / "models" / model / "1", workdir)
+    plain = start_ray_serve(served_model_dir(workdir / "ray-data", model, "1"), workdir)
     try:
         _measure(plain, "ray-serve", model, seconds, smoke, rows)
     finally:

@@ -33,6 +33,8 @@ from bench.servers import (
     TOKEN,
     Server,
     log_bench_model,
+    served_model_dir,
+    standby_pids,
     start_ceiling,
     start_mlflow,
     start_regserve,
@@ -164,12 +166,15 @@ def serve_bench_model(server: Server) -> None:
 
 def _regserve_memory(server: Server) -> dict[str, Any]:
     """The main process, the serving workers and the templates they are forked from (a
-    template's parent is regserve; a forked replica has its template's command line)."""
+    template's parent is regserve, its standby is in its record; a forked replica has its
+    template's command line)."""
     rss = server.rss()
     main = rss[server.process.pid][1]
     worker_pids = [pid for pid, (cmd, _) in rss.items() if "regserve.worker" in cmd]
+    standbys = standby_pids(server)
     templates = [pid for pid in worker_pids
-                 if "--template" in rss[pid][0] and parent(pid) == server.process.pid]  # fmt: skip
+                 if ("--template" in rss[pid][0] and parent(pid) == server.process.pid)
+                 or pid in standbys]  # fmt: skip
     serving = [pid for pid in worker_pids if pid not in templates]
     workers = [rss[pid][1] for pid in worker_pids]
     pss = [pss_mb(pid) for pid in worker_pids]
@@ -283,8 +288,10 @@ def _run(
     regserve = start_regserve(workdir / "data", workdir)
     started.append(regserve)
     serve_bench_model(regserve)
-    models = workdir / "data" / "models" / MODEL  # what regserve serves, for mlflow too
-    mlflow_servers = [start_mlflow(models / v, workdir, f"v{v}") for v in ("1", "2")]
+    mlflow_servers = [  # what regserve serves, for mlflow too
+        start_mlflow(served_model_dir(workdir / "data", MODEL, v), workdir, f"v{v}")
+        for v in ("1", "2")
+    ]
     started += mlflow_servers
     ceiling = start_ceiling(workdir)
     started.append(ceiling)

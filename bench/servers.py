@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ from typing import Any
 import httpx
 
 from bench.procs import cmdline, descendants, rss_mb
+from regserve.backends.local.paths import run_dir_for
 
 __all__ = [
     "COLUMNS",
@@ -24,6 +27,9 @@ __all__ = [
     "Server",
     "free_port",
     "log_bench_model",
+    "open_way_to",
+    "served_model_dir",
+    "standby_pids",
     "start_ceiling",
     "start_mlflow",
     "start_regserve",
@@ -59,6 +65,11 @@ class Server:
         self.process = process
         self.url = url
         self.log = log
+        self.data_dir: Path | None = None
+        """regserve's data dir (for regserve only)."""
+        self.stop_signal = signal.SIGTERM
+        """How :meth:`stop` ends it: SIGINT for regserve (its workers stop too; SIGTERM would
+        leave them running for a next start to adopt)."""
 
     def tree(self) -> list[int]:
         return [self.process.pid, *descendants(self.process.pid)]
@@ -79,7 +90,7 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, self.stop_signal)
             try:
                 self.process.wait(timeout=40)
             except subprocess.TimeoutExpired:
@@ -109,11 +120,46 @@ def start_regserve(
     port = port or free_port()
     env = {**os.environ, "REGSERVE_ADMIN_TOKEN": TOKEN, **(settings or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
+    open_way_to(data_dir)
     cmd = [str(_BIN / "regserve"), "up", "--port", str(port), "--data-dir", str(data_dir)]
     log = workdir / f"regserve{tag}.log"
     server = _start("regserve", cmd, env, log, f"http://127.0.0.1:{port}", mode="ab")
+    server.data_dir = data_dir
+    server.stop_signal = signal.SIGINT
     server.wait_http("/health")
     return server
+
+
+def open_way_to(data_dir: Path) -> None:
+    """mkdtemp's directories are 0700; as root, regserve gives each model's workers a user of
+    their own only when they can pass through to the data dir (docs/security.md#trust-model),
+    which is how it is measured here: let every user pass (not list)."""
+    for directory in data_dir.parents:
+        if directory.exists() and directory.stat().st_uid == os.geteuid():
+            directory.chmod(directory.stat().st_mode | 0o111)
+        if directory == Path(tempfile.gettempdir()):
+            return
+
+
+def standby_pids(server: Server) -> set[int]:
+    """The standby templates of ``server`` (idle forks of a template, from their records)."""
+    if server.data_dir is None:
+        return set()
+    pids: set[int] = set()
+    for record in run_dir_for(server.data_dir).glob("*.tpl.standby"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.add(int(json.loads(record.read_text())["pid"]))
+    return pids
+
+
+def served_model_dir(data_dir: Path, model: str, version: str) -> Path:
+    """regserve's copy of a served version's files in ``data_dir`` (for ``mlflow models serve``
+    of the very same files): ``models/<model>-<digest>/<version>-<digest>`` for a model name of
+    letters, digits and dashes (``regserve.controller.model_files``)."""
+    found = sorted((data_dir / "models").glob(f"{model}-*/{version}-*"))
+    if len(found) != 1:
+        raise RuntimeError(f"expected one copy of {model} v{version} in {data_dir}: {found}")
+    return found[0]
 
 
 def start_mlflow(model_dir: Path, workdir: Path, tag: str) -> Server:

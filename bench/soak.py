@@ -7,9 +7,10 @@ the alias ``champion`` on version 1), enables serving with the cluster tag
 seconds, ``--concurrency`` asyncio clients score one row after another against
 ``/model/M/1``, ``/model/M/2``, ``/model/M/Production`` and ``/model/M/champion`` while:
 
-- every ``--kill-every`` seconds a random serving worker (a replica, found by the worker
-  records regserve keeps) of a version whose every replica is READY gets ``kill -9``; the next
-  kill comes that long after every replica of the killed worker's version is READY again;
+- every ``--kill-every`` seconds a random worker process (a replica, the template or its
+  standby, found by the records regserve keeps; one time in three two at once: both replicas,
+  or template and standby) of a version whose every replica is READY gets ``kill -9``; the
+  next kill comes that long after the version has every replica READY again;
 - every ``--move-every`` seconds the Production stage and the ``champion`` alias move to the
   other version;
 - at 25% and 65% of the run, ``update-cluster-config`` switches the node type and a tag;
@@ -53,8 +54,8 @@ BODY = json.dumps({"dataframe_records": [dict(zip(COLUMNS, ROW, strict=True))]})
 REPLICAS = {"regserve.replicas": "2"}
 SETTINGS = {
     "REGSERVE_ENV_MANAGER": "local",
-    # Passed through: e.g. REGSERVE_UNAVAILABLE_WAIT=5 make soak (hold requests while every
-    # replica of a version restarts, instead of answering 503 at once).
+    # Passed through: e.g. REGSERVE_UNAVAILABLE_WAIT=0 make soak (answer 503 at once while
+    # every replica of a version restarts, instead of holding requests: the default).
     **{k: v for k, v in os.environ.items() if k == "REGSERVE_UNAVAILABLE_WAIT"},
 }
 

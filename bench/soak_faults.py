@@ -1,8 +1,10 @@
 """The soak's faults, each done to a real ``regserve up`` the way an operator or a crash would.
 
-- :meth:`Cluster.kill_worker`: ``kill -9`` of a random serving worker process of the model (a
-  replica; not a template, which serves nothing), and how long until the version says every
-  one of its replicas is ready again and a replica other than the killed one answers.
+- :meth:`Cluster.kill_worker`: ``kill -9`` of a random worker process of the model: a replica,
+  the version's template or its standby; one kill in three takes two at once (both replicas
+  of a version, or the template with its standby). It measures how long until the version
+  says every one of its replicas is ready again, the killed processes are replaced (a
+  template runs again), and the version answers.
 - :meth:`Cluster.move_refs`: the Production stage and the ``champion`` alias move to the other
   version (through MLflow's client, as a user would).
 - :meth:`Cluster.reconfigure`: ``update-cluster-config`` with another node type and tag.
@@ -31,7 +33,7 @@ import httpx
 from bench.servers import TOKEN, Server, start_regserve, wait_until
 from bench.soak_load import Timeline
 from regserve.backends.local.paths import run_dir_for
-from regserve.backends.local.records import is_running, read_records
+from regserve.backends.local.worker_records import is_running, read_record, read_records
 
 __all__ = ["API", "Cluster", "Kill", "Restart", "restart_mode"]
 
@@ -49,7 +51,9 @@ def restart_mode(health: dict[str, Any]) -> str:
 @dataclass
 class Kill:
     version: str
-    pid: int
+    pids: list[int]
+    roles: list[str]
+    """What was killed: ``replica``, ``template``, ``standby``."""
     at: float
     back_after_s: float | None = None
     """None: not back within the limit, or a main-process restart overlapped it."""
@@ -126,29 +130,59 @@ class Cluster:
     # -- faults ---------------------------------------------------------------------------------
 
     def kill_worker(self, rng: random.Random) -> Kill | None:
-        """``kill -9`` a random worker of a version whose replicas are all READY; None when
-        there is none to kill."""
+        """``kill -9`` one or two worker processes of a version whose replicas are all READY
+        (see the module docstring); None when there is none to kill."""
         ready = self.ready_versions(every_replica=True)
-        workers = {pid: w for pid, w in self._records().items() if w[0] in ready}
-        if not workers or self.restarting:
+        if not ready or self.restarting:
             return None
-        pid = rng.choice(sorted(workers))
-        version, socket = workers[pid]
-        kill = Kill(version, pid, time.monotonic())
-        os.kill(pid, signal.SIGKILL)
-        self._wait_back(kill, socket)
+        version = rng.choice(sorted(ready))
+        replicas = {pid: sock for pid, (v, sock) in self._records().items() if v == version}
+        templates = self._templates(version)
+        chosen = self._choose(rng, replicas, templates)
+        if not chosen:
+            return None
+        roles = ["replica" if pid in replicas else templates[pid] for pid in chosen]
+        kill = Kill(version, chosen, roles, time.monotonic())
+        for pid in chosen:
+            os.kill(pid, signal.SIGKILL)
+        self._wait_back(kill, [(pid, replicas[pid]) for pid in chosen if pid in replicas])
         return kill
 
-    def _wait_back(self, kill: Kill, socket: str, limit: float = 60) -> None:
-        """Until another process serves on the killed worker's socket (or the version moved to
-        new sockets: a cluster update) and the version says every replica is READY."""
+    @staticmethod
+    def _choose(
+        rng: random.Random, replicas: dict[int, str], templates: dict[int, str]
+    ) -> list[int]:
+        if rng.random() < 1 / 3:  # two at once
+            pairs = [sorted(replicas)] if len(replicas) >= 2 else []
+            pairs += [sorted(templates)] if len(templates) >= 2 else []
+            if pairs:
+                return list(rng.choice(pairs))
+        every = sorted(replicas) + sorted(templates)
+        return [rng.choice(every)] if every else []
+
+    def _templates(self, version: str) -> dict[int, str]:
+        """The version's running template and standby: pid -> role."""
+        found: dict[int, str] = {}
+        run_dir = run_dir_for(self.data_dir.resolve())
+        for path in [*run_dir.glob("*.tpl"), *run_dir.glob("*.tpl.standby")]:
+            record = read_record(path)
+            if record is not None and record.version == version and is_running(record):
+                found[record.pid] = "standby" if path.name.endswith(".standby") else "template"
+        return found
+
+    def _wait_back(self, kill: Kill, sockets: list[tuple[int, str]], limit: float = 60) -> None:
+        """Until other processes serve on the killed replicas' sockets (or the version moved to
+        new sockets: a cluster update), a template runs again if one was killed, and the
+        version says every replica is READY and answers."""
         restarts = len(self.restarts)
         while time.monotonic() - kill.at < limit:
             if len(self.restarts) != restarts or self.restarting:
                 kill.overlapped_restart = True
                 return
-            back = self._replaced(kill.pid, socket) and self._all_ready(kill.version)
-            if back and self._answers(kill):
+            back = all(self._replaced(pid, sock) for pid, sock in sockets)
+            if len(sockets) < len(kill.pids):  # a template or standby was killed
+                back = back and bool(set(self._templates(kill.version)) - set(kill.pids))
+            if back and self._all_ready(kill.version) and self._answers(kill):
                 kill.back_after_s = round(time.monotonic() - kill.at, 2)
                 return
             time.sleep(0.05)

@@ -51,6 +51,8 @@ def summarize(
                 for r in cluster.restarts
             ],
         },
+        "latency_ms": _latency(outcomes, kills),
+        "kills_by_what": dict(Counter("+".join(sorted(k.roles)) for k in kills).most_common()),
         "kill_recovery_s": {
             "measured": len(back),
             "median": statistics.median(back) if back else None,
@@ -61,6 +63,23 @@ def summarize(
             "all": back,
         },
     }
+
+
+def _latency(outcomes: list[Outcome], kills: list[Kill]) -> dict[str, float | None]:
+    """p50 and p99 of the answered requests, overall and of those sent while a killed worker
+    was not back yet (its window: from the kill until its version served again, 5 s at least)."""
+    windows = [(k.at, k.at + max(k.back_after_s or 0.0, 5.0)) for k in kills]
+    took = sorted((o.answered - o.sent) * 1000 for o in outcomes if o.status == 200)
+    faulted = sorted(
+        (o.answered - o.sent) * 1000 for o in outcomes
+        if o.status == 200 and any(start <= o.sent <= end for start, end in windows)
+    )  # fmt: skip
+    return {"p50": _quantile(took, 0.5), "p99": _quantile(took, 0.99),
+            "p99_during_faults": _quantile(faulted, 0.99)}  # fmt: skip
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    return round(values[min(int(len(values) * q), len(values) - 1)], 1) if values else None
 
 
 def _misrouted(outcome: Outcome, cluster: Cluster, grace: float) -> bool:
@@ -97,7 +116,11 @@ def table(report: dict[str, Any]) -> str:
         ("misrouted", str(report["misrouted"])),
         ("success ratio", _percent(report["success_ratio"])),
         ("success ratio outside restarts", _percent(report["success_ratio_outside_restarts"])),
-        ("worker kills (kill -9)", str(faults["worker_kills"])),
+        (
+            "latency p50 / p99 / p99 during faults (ms)",
+            " / ".join(str(report["latency_ms"][k]) for k in ("p50", "p99", "p99_during_faults")),
+        ),
+        ("worker kills (kill -9)", f"{faults['worker_kills']} ({_kinds(report)})"),
         (
             "killed worker replaced (every replica READY), median / max",
             f"{kills['median']} s / {kills['max']} s",
@@ -110,6 +133,10 @@ def table(report: dict[str, Any]) -> str:
     ]
     lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return "\n".join(lines)
+
+
+def _kinds(report: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in report.get("kills_by_what", {}).items())
 
 
 def _percent(ratio: float | None) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from regserve.backends.base import VersionSpec
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.replicas import ReplicaSet
+from regserve.sandbox import Isolation
 from regserve.settings import Settings
 from regserve.worker import wire
 
@@ -70,8 +71,8 @@ async def _measure(shared: bool, model: Path, src: Path, workdir: Path) -> float
                 await asyncio.sleep(0.1)
         client = control
         if shared:
-            load = json.dumps({"version": "1", "model_path": str(model)}).encode()
-            assert (await control.control(wire.LOAD, load, 120))["ok"]
+            load: wire.Load = {"version": "1", "model_path": str(model)}
+            assert (await control.load(load, 120))["ok"]
             client = WorkerClient(str(sock), "v1", bind="1")
         return await _drive(client)
     finally:
@@ -81,9 +82,13 @@ async def _measure(shared: bool, model: Path, src: Path, workdir: Path) -> float
 
 async def _measure_set(replicas: int, model: Path, workdir: Path) -> float:
     """Through a real ReplicaSet whose replicas are real worker processes (this checkout's)."""
-    settings = Settings(data_dir=workdir / f"set-{replicas}")
+    data_dir = workdir / f"set-{replicas}"
+    settings = Settings(data_dir=data_dir)
     spec = VersionSpec("bench", "1", model)
-    replica_set = ReplicaSet(settings, spec, replicas, 0, list, lambda _event: None)
+    sandbox = Isolation(settings, data_dir).sandbox_for("bench")
+    replica_set = ReplicaSet(
+        settings, spec, replicas, 0, list, lambda _event: None, sandbox=sandbox
+    )
     replica_set.start()
     try:
         while not replica_set.all_ready():  # noqa: ASYNC110 - a bench's start-up wait

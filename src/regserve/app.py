@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -23,36 +23,35 @@ from regserve.auth.service import AccessService
 from regserve.backends.base import Backend, VersionEvent, VersionListener
 from regserve.backends.local import LocalBackend
 from regserve.backends.local.addresses import LocalTargets
-from regserve.changes import change_feed_for
-from regserve.controller.fenced import FencedController
-from regserve.controller.follower import SharedRouter, TargetCodec
+from regserve.console import DemoProgress, curl_command
 from regserve.envs import EnvironmentManager
 from regserve.errors import RegServeError
 from regserve.gateway import Gateway, Services
+from regserve.gateway.connections import ConnectionLimits, protocol_class
 from regserve.gateway.registry_guard import RegistryLookups
 from regserve.gateway.webhooks import WEBHOOK_PATH
-from regserve.gateways import GatewayNode
-from regserve.leader import leader_lock_for
+from regserve.gateways.changes import change_feed_for
+from regserve.gateways.fenced import FencedController
+from regserve.gateways.follower import SharedRouter, TargetCodec
+from regserve.gateways.leader import leader_lock_for
+from regserve.gateways.node import GatewayNode
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.nodes import NodeTypes, load_node_types
+from regserve.registry.deferred import DeferredReader
 from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
-from regserve.restart import (
-    DrainGate,
-    ExitMode,
-    listening_socket,
-    reexec,
-    remove_pidfile,
-    write_pidfile,
-)
+from regserve.restart.drain import DrainGate
+from regserve.restart.listener import listening_socket, reexec
+from regserve.restart.pidfile import remove_pidfile, write_pidfile
+from regserve.restart.signals import MODE_BY_SIGNAL, ExitMode
+from regserve.sandbox import Isolation
 from regserve.settings import Settings
 from regserve.store import StateStore
+from regserve.ui import install_ui
 
 __all__ = ["RegServe", "serve"]
 
 _log = logging.getLogger("regserve")
 _METRICS_FLUSH_SECONDS = 15.0
-_FIRST_PASS_WAIT = 30.0
-"""How long start-up waits for the first pass (which adopts running workers) before serving."""
 _IDLE_GRACE = 1.0
 """How long a stop lets keep-alive clients send one more request (answered with
 ``Connection: close``) before their idle connections are closed."""
@@ -67,12 +66,17 @@ class RegServe:
         node_types = load_node_types(settings.node_types_file)  # NodeTypesError: a bad file
         data_dir = settings.resolved_data_dir()
         data_dir.mkdir(parents=True, exist_ok=True)
+        # First: the data dir locked down, and what regserve creates private from the start.
+        self.isolation = Isolation(settings, data_dir)  # IsolationUnavailableError: "on"
+        self.isolation.start()
         self.admin_token, self.token_created = ensure_admin_token(settings.admin_token, data_dir)
         self.store = StateStore(settings.store_uri or f"sqlite:///{data_dir / 'state.db'}")
         self.gateway_id = f"{settings.host}:{settings.port}/{os.getpid()}"
         self.changes = change_feed_for(self.store, self.gateway_id)
-        registry_app, reader, self._hosted_uri = _registry(settings)
-        self._reader = reader
+        # Made ready in the background once listening (start_registry): importing MLflow and
+        # creating its database take seconds; until then its routes answer 503.
+        self._reader = reader = DeferredReader()
+        self._hosted_uri: str | None = None
         self.webhook_secret = ensure_secret(settings.webhook_secret, data_dir)
         self.access = AccessService(settings, self.store, self.admin_token)
         self.access.on_change = self.changes.publish
@@ -81,44 +85,97 @@ class RegServe:
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
-        self.backend = _backend(settings, self._events.put_nowait, node_types)
+        self.backend = _backend(settings, self._events.put_nowait, node_types, self.isolation)
         # Ray builds and caches each version's environment itself (its runtime_env).
         uv_envs = settings.env_manager == "virtualenv" and settings.backend == "local"
-        envs = EnvironmentManager(settings) if uv_envs else None
+        envs = EnvironmentManager(settings, self.isolation) if uv_envs else None
         self.controller = FencedController(
-            settings, self.store, reader, self.backend, self.router, self._events,
-            node_types.api(), envs, metrics=self.control_metrics,
-            leading=lambda: self.node.leading, changes=self.changes,
-        )  # fmt: skip
+            settings,
+            self.store,
+            reader,
+            self.backend,
+            self.router,
+            self._events,
+            node_types.api(),
+            envs,
+            metrics=self.control_metrics,
+            registry_ready=reader.wait_ready,
+            leading=lambda: self.node.leading,
+            changes=self.changes,
+        )
         self.node = GatewayNode(
-            self.gateway_id, self.store, leader_lock_for(self.store.uri, data_dir), self.changes,
-            self.router, self.controller, self.access, self._prepare_to_lead,
-        )  # fmt: skip
+            self.gateway_id,
+            self.store,
+            leader_lock_for(self.store.uri, data_dir),
+            self.changes,
+            self.router,
+            self.controller,
+            self.access,
+            self._prepare_to_lead,
+        )
         services = Services(
-            settings, self.store, self.controller, self.router, self.backend, self.recorder,
-            self.access, self.manager, self.control_metrics,
+            settings,
+            self.store,
+            self.controller,
+            self.router,
+            self.backend,
+            self.recorder,
+            self.access,
+            self.manager,
+            self.control_metrics,
             WebhookVerifier(self.webhook_secret, settings.webhook_tolerance),
-            reader, self.node,
+            reader,
+            self.node,
             boot_id=uuid.uuid4().hex,
             started_at=int(time.time() * 1000),
-        )  # fmt: skip
-        lookups = RegistryLookups(self._stage_of, self._sources_naming)
-        self.gateway = Gateway(services, registry_app, lookups)
+            starting=self._starting,
+        )
+        lookups = RegistryLookups(self._stage_of, self._sources_naming, self._artifact_root)
+        hosting = not settings.registry_uri
+        self.gateway = Gateway(services, lookups if hosting else None, extensions=(install_ui,))
         self._tasks: list[asyncio.Task[None]] = []
 
     async def startup(self) -> None:
+        """What must be done before listening: regserve's own tables, the admin, the lead.
+        The workers a previous process left answer from the stored routing table at once
+        (``SharedRouter.route_stored``); the controller adopts them once the registry is
+        ready (:meth:`start_registry`, after listening)."""
         await asyncio.to_thread(self.store.migrate)
         await asyncio.to_thread(self.access.bootstrap)
         await self.node.elector.check()  # alone on its database, this process leads at once
         for coro, name in self.node.loops():
             self._spawn(coro, name)
         self._spawn(self._flush_metrics(), "metrics flush")
+
+    async def start_registry(self) -> None:
+        """Import MLflow and make the registry ready (the hosted server: create or migrate its
+        database, build its app), in a thread; then mount it and let the controller start."""
+        if self.settings.registry_start_delay:
+            await asyncio.sleep(self.settings.registry_start_delay)
+        app, reader, self._hosted_uri = await asyncio.to_thread(_registry, self.settings)
+        if app is not None:
+            self.gateway.attach_registry(app)
+        self._reader.attach(reader)
         if self.node.leading:
-            # The first pass adopts the workers a previous process left: serve once it is done,
-            # so their versions answer at once (bounded: a slow registry must not hold the
-            # gateway).
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.controller.first_pass.wait(), _FIRST_PASS_WAIT)
+            await self._register_webhook()
+
+    def _starting(self) -> list[str]:
+        """What is still starting, for /health: the registry; then, leading, the controller's
+        first pass (which adopts the workers a previous process left)."""
+        starting = [] if self._reader.ready else ["registry"]
+        if self.node.leading and not self.controller.first_pass.is_set():
+            starting.append("controller")
+        return starting
+
+    def worker_count(self) -> int:
+        """Worker processes the routing table reaches (replicas of every served version)."""
+        codec = _targets(self.settings)
+        return sum(
+            len(codec.addresses(served.target))
+            for routes in self.router.all()
+            for served in routes.versions.values()
+            if served.target is not None
+        )
 
     async def _prepare_to_lead(self) -> None:
         """Elected: take the backend over (find the workers a previous leader left, to adopt
@@ -126,7 +183,8 @@ class RegServe:
         self.controller.first_pass.clear()
         await self.backend.start()
         await self.controller.forget_previous_run()
-        await self._register_webhook()
+        if self._reader.ready:  # else once it is (start_registry)
+            await self._register_webhook()
         self._spawn(self._release_leftovers(), "release leftover workers")
 
     async def _release_leftovers(self) -> None:
@@ -146,25 +204,51 @@ class RegServe:
         await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
         self.store.close()
 
-    async def install_demo(self, base_url: str) -> None:
-        """Register the demo model through the running server (first start) and serve it."""
-        from regserve.registry.demo import ensure_demo_model
+    async def install_demo(self, base_url: str, announce: Callable[[str], None]) -> None:
+        """Register the demo model through the running server (first start), serve it, and
+        print its steps on the console, ending with a curl that scores it."""
+        from regserve.registry.demo import ensure_demo_model, looks_complete
 
-        await asyncio.to_thread(ensure_demo_model, base_url, self.admin_token)
+        progress = DemoProgress(self.store, announce)
         endpoint = await asyncio.to_thread(self.store.get_endpoint, DEMO_MODEL)
+        needed = endpoint is None
+        if needed:
+            progress.say("registering", "registering the demo model...")
+        else:  # a restart: nothing to register, most likely; nothing to compete with the start
+            await self._reader.wait_ready()
+            needed = not looks_complete(await asyncio.to_thread(self._reader.snapshot, DEMO_MODEL))
+        if needed:
+            # The registering process imports MLflow and trains while the registry starts,
+            # then waits for it (the registry's /health).
+            register = functools.partial(
+                ensure_demo_model, base_url, self.admin_token, train_first=endpoint is None
+            )
+            await asyncio.to_thread(register)
         if endpoint is None:
+            await self._reader.wait_ready()
             await self.controller.enable(DEMO_MODEL)
+        url = f"{_loopback_url(self.settings)}/model/{DEMO_MODEL}/Production/invocations"
+        await progress.follow(DEMO_MODEL, "2", curl_command(url, self._authorization()))
+
+    def _authorization(self) -> str:
+        """The admin token's Authorization header as a shell reads it (never the secret)."""
+        if self.settings.admin_token:
+            return "Bearer $REGSERVE_ADMIN_TOKEN"
+        return f"Bearer $(cat {self.settings.resolved_data_dir() / 'admin-token'})"
 
     async def _model_exists(self, name: str) -> bool:
         return await asyncio.to_thread(self._reader.snapshot, name) is not None
 
     async def _stage_of(self, name: str, version: str) -> str | None:
         snapshot = await asyncio.to_thread(self._reader.snapshot, name)
-        found = [v for v in snapshot.versions if v.version == version] if snapshot else []
-        return found[0].stage if found else None
+        found = snapshot.version(version) if snapshot else None
+        return found.stage if found else None
 
     async def _sources_naming(self, owner_id: str) -> list[tuple[str, str]]:
         return await asyncio.to_thread(self._reader.sources_naming, owner_id)
+
+    async def _artifact_root(self, kind: str, object_id: str) -> str | None:
+        return await asyncio.to_thread(self._reader.artifact_root, kind, object_id)
 
     async def _register_webhook(self) -> None:
         """Hosting the registry: point its webhook at this gateway (a failure only logs)."""
@@ -197,13 +281,15 @@ def _targets(settings: Settings) -> TargetCodec:
     return LocalTargets()
 
 
-def _backend(settings: Settings, listener: VersionListener, node_types: NodeTypes) -> Backend:
+def _backend(
+    settings: Settings, listener: VersionListener, node_types: NodeTypes, isolation: Isolation
+) -> Backend:
     """The backend ``settings.backend`` names (Ray is imported only when asked for)."""
     if settings.backend == "ray":
         from regserve.backends.ray import RayBackend
 
         return RayBackend(settings, listener, node_types.api())
-    return LocalBackend(settings, listener, node_types)
+    return LocalBackend(settings, listener, node_types, isolation)
 
 
 def _registry(settings: Settings) -> tuple[Any, Any, str | None]:
@@ -243,19 +329,25 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
     base_url = f"http://{settings.host}:{settings.port}"
     await app.startup()
     gate = DrainGate(app.gateway)
+    # Read deadlines and a cap per client address (gateway/connections.py).
+    http = protocol_class(ConnectionLimits.from_settings(settings))
     config = uvicorn.Config(
-        gate, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=15,
-    )  # fmt: skip
+        gate,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=15,
+        http=http,
+    )
     server = _Server(config, gate, sock)
     loop = asyncio.get_running_loop()
-    modes = {signal.SIGINT: ExitMode.STOP, signal.SIGTERM: ExitMode.KEEP_WORKERS,
-             signal.SIGHUP: ExitMode.RESTART}  # fmt: skip
-    for sig, mode in modes.items():
-        loop.add_signal_handler(sig, server.request_exit, mode)
+    stopping = _Stopping(app, server, announce)
+    for sig, mode in MODE_BY_SIGNAL.items():
+        loop.add_signal_handler(sig, stopping.request, mode)
     # uvicorn closes the socket it serves on: give it a duplicate, keep ours for a restart.
     serving = asyncio.create_task(server.serve(sockets=[sock.dup()]), name="uvicorn")
     data_dir = settings.resolved_data_dir()
-    demo: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         while not server.started:
             if serving.done():
@@ -264,27 +356,68 @@ async def serve(settings: Settings, announce: Callable[[str], None] = print) -> 
             await asyncio.sleep(0.05)
         write_pidfile(data_dir)
         _announce(app, settings, base_url, announce)
-        # Everything built so far (MLflow's server, FastAPI, SQLAlchemy) lives as long as the
-        # process: kept out of the collector, a full collection no longer stalls the gateway.
-        gc.freeze()
+        registry = asyncio.create_task(_start_registry(app, stopping), name="registry start")
+        tasks.append(registry)
         if settings.demo:
             # Beside serving, not before it: a signal during the install must not wait for it
             # (its requests to this very server would wait in the backlog of a restart).
-            demo = asyncio.create_task(_install_demo(app, base_url, announce), name="demo")
+            demo = _install_demo(app, _loopback_url(settings), announce)
+            tasks.append(asyncio.create_task(demo, name="demo"))
         await serving
     finally:
-        if demo is not None:
-            demo.cancel()
+        for task in tasks:
+            task.cancel()
         await app.shutdown(keep_workers=server.mode is not ExitMode.STOP)
     _finish(server.mode, sock, data_dir)
+    stopping.done()
+    if stopping.failure:
+        raise SystemExit(stopping.failure)
+
+
+async def _start_registry(app: RegServe, stopping: _Stopping) -> None:
+    try:
+        await app.start_registry()
+    except Exception as exc:  # a registry that cannot start: stop, as before listening
+        _log.exception("the registry could not start")
+        stopping.fail(f"regserve: the registry could not start: {exc}")
+        return
+    # Everything built so far (MLflow's server, FastAPI, SQLAlchemy) lives as long as the
+    # process: kept out of the collector, a full collection no longer stalls the gateway.
+    gc.freeze()
 
 
 async def _install_demo(app: RegServe, base_url: str, announce: Callable[[str], None]) -> None:
     try:
-        await app.install_demo(base_url)
-        announce(f"Demo model '{DEMO_MODEL}' registered and served.")
+        await app.install_demo(base_url, announce)
     except RegServeError as exc:
         announce(f"Could not install the demo model: {exc.message}")
+
+
+class _Stopping:
+    """The signal handlers' side: says on the console what a stop does, once, then asks
+    uvicorn to stop (see :class:`_Server`)."""
+
+    def __init__(self, app: RegServe, server: _Server, announce: Callable[[str], None]) -> None:
+        self._app = app
+        self._server = server
+        self._announce = announce
+        self.failure: str | None = None
+
+    def request(self, mode: ExitMode) -> None:
+        first = not self._server.should_exit
+        if mode is ExitMode.STOP and (first or self._server.mode is not ExitMode.STOP):
+            count = self._app.worker_count()
+            self._announce(f"stopping: {count} worker{'' if count == 1 else 's'}...")
+        self._server.request_exit(mode)
+
+    def fail(self, message: str) -> None:
+        self.failure = message
+        self._announce(message)
+        self._server.request_exit(ExitMode.STOP)
+
+    def done(self) -> None:
+        if self._server.mode is ExitMode.STOP:
+            self._announce("stopped")
 
 
 def _finish(mode: ExitMode, sock: socket.socket, data_dir: Any) -> None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExistsError",
     "BadRequestError",
+    "DeadlineExceededError",
+    "EndpointNotFoundError",
     "InvalidParameterError",
+    "MethodNotAllowedError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitedError",
     "RegServeError",
-    "TimeoutError_",
+    "RequestTimeoutError",
     "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedMediaTypeError",
@@ -43,6 +46,12 @@ class NotFoundError(RegServeError):
     error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
+class EndpointNotFoundError(RegServeError):
+    """No such route: a path of the serving API (or a feature) this regserve does not have."""
+
+    error_code = "ENDPOINT_NOT_FOUND"
+
+
 class UnauthenticatedError(RegServeError):
     error_code = "UNAUTHENTICATED"
 
@@ -51,16 +60,27 @@ class PermissionDeniedError(RegServeError):
     error_code = "PERMISSION_DENIED"
 
 
+class MethodNotAllowedError(RegServeError):
+    """The path exists, but not for this method; ``allowed`` lists the methods it takes."""
+
+    error_code = "METHOD_NOT_ALLOWED"
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
 class AlreadyExistsError(RegServeError):
     error_code = "RESOURCE_ALREADY_EXISTS"
 
 
 class RateLimitedError(RegServeError):
-    """The caller sent more requests than its limit allows; retry after ``retry_after`` s."""
+    """The caller sent more requests than its limit allows; retry after ``retry_after`` s
+    (None: no hint, as for a client over its number of connections)."""
 
     error_code = "REQUEST_LIMIT_EXCEEDED"
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
+    def __init__(self, message: str, retry_after: int | None = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
@@ -78,10 +98,22 @@ class UnavailableError(RegServeError):
 
     error_code = "TEMPORARILY_UNAVAILABLE"
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
+    def __init__(self, message: str, retry_after: int = 1, sent: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.sent = sent
+        """The request reached a worker that died before answering: it may be sent again, a
+        bounded number of times (it may be what killed it)."""
 
 
-class TimeoutError_(RegServeError):
+class RequestTimeoutError(RegServeError):
+    """The client was too slow sending its request (headers or body)."""
+
+    error_code = "REQUEST_TIMEOUT"
+
+
+class DeadlineExceededError(RegServeError):
+    """The request was not answered within its deadline (the client's class of the same name
+    stands for this code)."""
+
     error_code = "DEADLINE_EXCEEDED"

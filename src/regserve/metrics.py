@@ -31,8 +31,8 @@ class _Bucket:
 def ref_label(ref: str) -> str:
     """The ``ref`` label of a scoring URL's ref: stages and ``latest`` in one spelling,
     ``@alias`` as ``alias``, version numbers without leading zeros."""
-    if ref.isdigit():
-        return str(int(ref))
+    if ref.isascii() and ref.isdigit():
+        return ref.lstrip("0") or "0"  # int() refuses more than 4,300 digits
     lowered = ref.lower()
     if lowered in _CANONICAL_REFS:
         return _CANONICAL_REFS[lowered]
@@ -45,8 +45,9 @@ _CANONICAL_REFS = {"staging": "Staging", "production": "Production", "latest": "
 class TrafficRecorder:
     """Counts scoring requests per model, version, ref and status.
 
-    ``ref`` is the URL's ref once it resolved to a version (``-`` otherwise, so that made-up
-    refs never become series).
+    ``ref`` is the URL's ref once it resolved to a version, in one spelling (``-`` otherwise,
+    so that made-up refs never become series, nor keys of the cache of series); the caller
+    passes ``-`` as ``model`` for a model that is not served.
     """
 
     def __init__(self) -> None:
@@ -70,10 +71,10 @@ class TrafficRecorder:
         self._series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, model: str, version: str, ref: str, status: int, seconds: float) -> None:
-        key = (model, version, ref, status)
+        label = ref_label(ref) if version != "-" else "-"
+        key = (model, version, label, status)
         series = self._series.get(key)
         if series is None:
-            label = ref_label(ref) if version != "-" else "-"
             series = self._series[key] = (
                 self._requests.labels(model, version, label, str(status)),
                 self._latency.labels(model, version),

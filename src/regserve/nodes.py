@@ -162,9 +162,12 @@ def _catalogue(path: Path, entries: list[_Entry]) -> NodeTypes:
                     "without limits; give it only a description and replicas"
                 )
             machine = NodeType(
-                DEFAULT_NODE_TYPE, None, None, entry.description or machine.description,
+                DEFAULT_NODE_TYPE,
+                None,
+                None,
+                entry.description or machine.description,
                 entry.replicas,
-            )  # fmt: skip
+            )
             continue
         if entry.cores is None or entry.memory is None:
             raise NodeTypesError(f"node types file {path}: '{entry.id}' needs cores and memory")

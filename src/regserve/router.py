@@ -6,36 +6,41 @@ whole, so a request always sees one consistent picture. Resolution never does I/
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from regserve.errors import NotFoundError, UnavailableError
+from regserve.states import VersionState
+from regserve.worker import wire
+from regserve.worker.text import excerpt
 
 __all__ = ["ModelRoutes", "Router", "ServedVersion", "Target"]
 
 STAGES = {"staging": "Staging", "production": "Production"}
-READY = "VERSION_STATE_READY"
-FAILED = "VERSION_STATE_FAILED"
 
 
 class Target(Protocol):
     """What a ready version is reached through (a worker connection, a Ray handle...)."""
 
-    async def request(self, content_type: str | None, body: bytes, timeout: float) -> object: ...
+    async def request(
+        self, content_type: str | None, body: bytes, timeout: float
+    ) -> wire.Response: ...
 
 
 @dataclass(frozen=True)
 class ServedVersion:
     version: str
     stage: str
-    state: str
+    state: VersionState
     state_message: str
     target: Target | None = None
 
     @property
     def ready(self) -> bool:
-        return self.state == READY and self.target is not None
+        return self.state == VersionState.READY and self.target is not None
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,12 @@ class ModelRoutes:
         return self._by_alias(ref.removeprefix("@"))
 
     def _by_version(self, version: str) -> ServedVersion:
-        served = self.versions.get(str(int(version)))
+        # Not int(): it refuses more than 4,300 digits, and a URL may hold more.
+        served = self.versions.get(version.lstrip("0") or "0")
         if served is None:
             raise NotFoundError(
-                f"Version {version} of model '{self.name}' is not served: it does not exist or "
-                "is archived."
+                f"Version {excerpt(version)} of model '{self.name}' is not served: it does not "
+                "exist or is archived."
             )
         _check_ready(self.name, served)
         return served
@@ -76,8 +82,8 @@ class ModelRoutes:
         version = self.aliases.get(alias)
         if version is None:
             raise NotFoundError(
-                f"Model '{self.name}' has no version, stage or alias named '{alias}'. Use a "
-                "version number, Staging, Production, latest or an alias."
+                f"Model '{self.name}' has no version, stage or alias named '{excerpt(alias)}'. "
+                "Use a version number, Staging, Production, latest or an alias."
             )
         served = self.versions.get(version)
         if served is None:
@@ -102,7 +108,7 @@ class ModelRoutes:
 def _check_ready(model: str, served: ServedVersion) -> None:
     if served.ready:
         return
-    if served.state == FAILED:
+    if served.state == VersionState.FAILED:
         raise UnavailableError(
             f"Version {served.version} of model '{model}' failed: {served.state_message}",
             retry_after=30,
@@ -119,12 +125,28 @@ class Router:
 
     def __init__(self) -> None:
         self._models: dict[str, ModelRoutes] = {}
+        self._changed: asyncio.Future[None] | None = None
 
     def publish(self, routes: ModelRoutes) -> None:
         self._models = {**self._models, routes.name: routes}
+        self._notify()
 
     def withdraw(self, name: str) -> None:
         self._models = {k: v for k, v in self._models.items() if k != name}
+        self._notify()
+
+    async def changed(self, timeout: float) -> None:
+        """Until the next :meth:`publish` or :meth:`withdraw` (of any model), or ``timeout``:
+        a request waiting for a version to become ready looks again then."""
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
 
     def get(self, name: str) -> ModelRoutes | None:
         return self._models.get(name)
@@ -137,7 +159,7 @@ class Router:
         routes = self._models.get(name)
         if routes is None:
             raise NotFoundError(
-                f"Model '{name}' is not served. Enable serving for it first "
+                f"Model '{excerpt(name)}' is not served. Enable serving for it first "
                 "(POST /api/2.0/preview/mlflow/endpoints/enable)."
             )
         return routes.resolve(ref)

@@ -83,11 +83,24 @@ class Settings(BaseSettings):
     )
     request_timeout: float = Field(60.0, description="Seconds a scoring request may take (504).")
     unavailable_wait: float = Field(
-        0.0,
+        60.0,
         ge=0,
-        le=60,
-        description="Seconds a scoring request waits for a version that is starting or "
-        "restarting (every replica down) before it answers 503; 0 answers 503 at once.",
+        le=600,
+        description="Seconds at most a scoring request waits at the gateway for a version that "
+        "has no ready replica (starting, restarting) before it answers 503, within its "
+        "request_timeout; 0 answers 503 at once.",
+    )
+    max_queued_requests: int = Field(
+        1000,
+        ge=0,
+        description="Scoring requests of one model that may wait at once for a ready replica; "
+        "the next one gets 503 with Retry-After at once.",
+    )
+    overrun_grace: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds a worker may go on with a request past its deadline (its caller "
+        "got a 504) before it is replaced by a new one; 0: never replaced.",
     )
     worker_start_timeout: float = Field(
         300.0, description="Seconds a worker may take to load its model before it counts as failed."
@@ -193,7 +206,84 @@ class Settings(BaseSettings):
         "auto picks cgroup v2, then cgroup v1, then CPU affinity with a per-process memory "
         "limit; naming one that is not available fails at start; off enforces nothing.",
     )
+    worker_users: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Run each served model's workers as an unprivileged user of its own (a uid "
+        "from worker_uid_range): auto when regserve may change user (root), on: refuse to start "
+        "otherwise, off: as regserve's own user (docs/security.md#trust-model).",
+    )
+    worker_uid_range: str = Field(
+        "61184-65519",
+        description="The uids (and gids of the same numbers) handed to models, FIRST-LAST; none "
+        "may belong to a user or group of the machine (those are skipped).",
+    )
+    worker_uid_claims: Path = Field(
+        Path("/var/lib/regserve/uids"),
+        description="Where the uids handed to models are claimed, host-wide, so that two "
+        "regserve processes never give one uid to two models.",
+    )
+    worker_env: list[str] = Field(
+        default_factory=list,
+        description="Names of variables of regserve's environment passed on to every worker "
+        '(JSON list, e.g. ["OMP_NUM_THREADS"]); a model\'s own go in its model env file.',
+    )
+    model_env_dir: Path | None = Field(
+        None,
+        description="Per-model variables for its workers, <dir>/<model>.env (KEY=VALUE lines, "
+        "written by an administrator); default <data-dir>/model-env.",
+    )
+    cluster_max_pids: int = Field(
+        1024,
+        ge=16,
+        description="Processes and threads one model's workers may have at once (a fork bomb "
+        "stops there): its cluster's pids cgroup, and its user's RLIMIT_NPROC.",
+    )
     demo: bool = Field(False, description="Register and serve the iris demo model on first start.")
+    registry_start_delay: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds to wait, once listening, before making the registry ready (for "
+        "tests: it holds the window in which MLflow's routes answer 503 and /health 'starting').",
+    )
+    # -- hostile input (docs/security.md#limits-on-requests) ----------------------------------
+    max_input_columns: int = Field(
+        10_000, ge=0, description="Most columns a scoring input may have (400 above; 0: none)."
+    )
+    max_input_rows: int = Field(
+        1_000_000, ge=0, description="Most rows a scoring input may have (400 above; 0: none)."
+    )
+    max_input_values: int = Field(
+        10_000_000,
+        ge=0,
+        description="Most values (rows x columns) a scoring input may have (400 above; 0: none).",
+    )
+    max_json_depth: int = Field(
+        64, ge=0, description="Deepest nesting of a JSON scoring body (400 above; 0: none)."
+    )
+    header_timeout: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds a client has to send a request's headers, from its connection or "
+        "the request's first byte (408 and closed after; 0: no limit).",
+    )
+    body_timeout: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a request body may take, plus one per REGSERVE_BODY_MIN_RATE bytes "
+        "received (408 and closed after; 0: no limit).",
+    )
+    body_min_rate: int = Field(
+        1024,
+        ge=1,
+        description="Bytes per second a slow request body must keep up past its "
+        "REGSERVE_BODY_TIMEOUT.",
+    )
+    max_connections_per_client: int = Field(
+        256,
+        ge=0,
+        description="Most open connections from one client address (429 and closed above; 0: "
+        "no limit; behind a proxy every client has the proxy's address).",
+    )
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+import regserve
+from regserve.backends.options import ClusterOptions
 from regserve.backends.ray.addresses import RayTargets
 from regserve.backends.ray.naming import app_name, app_prefix, deployment_name
-from regserve.backends.ray.options import plan_replicas
+from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
 from regserve.backends.ray.runtime_env import runtime_env_for
-from regserve.backends.ray.status import FAILED, LAUNCHING, READY, ServeView, version_state
+from regserve.backends.ray.status import ServeView, version_state
 from regserve.backends.ray.target import RayTarget
 from regserve.envs.spec import EnvSpecError
 from regserve.nodes import NodeTypes
+from regserve.settings import Settings
+from regserve.store import ClusterConfig
 from tests.support.models import save_iris_model
 
 NODES = NodeTypes.defaults().api()
+LAUNCHING = "VERSION_STATE_LAUNCHING"
+READY = "VERSION_STATE_READY"
+FAILED = "VERSION_STATE_FAILED"
 
 
 def test_names_are_safe_unique_and_grouped_by_model() -> None:
@@ -28,11 +36,15 @@ def test_names_are_safe_unique_and_grouped_by_model() -> None:
     assert deployment_name("12") == "v12"
 
 
+def _plan(node: str, tags: tuple[tuple[str, str], ...] = ()) -> ReplicaPlan:
+    return plan_replicas(ClusterOptions.of(ClusterConfig(node, tags), Settings()), NODES)
+
+
 def test_the_default_node_type_reserves_nothing_and_sized_ones_reserve_their_budget() -> None:
-    default = plan_replicas("local-default", (), NODES).deployment_options()
+    default = _plan("local-default").deployment_options()
     assert default == {"ray_actor_options": {"num_cpus": 0.0}, "max_ongoing_requests": 256,
                        "num_replicas": 1}  # fmt: skip
-    small = plan_replicas("local-small", (("regserve.replicas", "2"),), NODES)
+    small = _plan("local-small", (("regserve.replicas", "2"),))
     options = small.deployment_options()
     assert options["ray_actor_options"] == {"num_cpus": 1.0, "memory": 2048 * 1024 * 1024}
     assert options["num_replicas"] == 2
@@ -43,7 +55,7 @@ def test_autoscaling_tags_including_scale_to_zero() -> None:
     tags = (("regserve.min_replicas", "0"), ("regserve.max_replicas", "3"),
             ("regserve.target_ongoing_requests", "8"),
             ("regserve.downscale_delay_s", "5"))  # fmt: skip
-    options = plan_replicas("local-default", tags, NODES).deployment_options()
+    options = _plan("local-default", tags).deployment_options()
     assert "num_replicas" not in options
     assert options["autoscaling_config"] == {
         "min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 8.0,
@@ -53,16 +65,16 @@ def test_autoscaling_tags_including_scale_to_zero() -> None:
 
 @pytest.mark.parametrize(
     "tags",
-    [(("regserve.replicas", "lots"),), (("regserve.replicas", "0"),),
-     (("regserve.num_cpus", "-1"),), (("regserve.max_ongoing_requests", "nan"),)],
+    [(("regserve.num_cpus", "-1"),), (("regserve.max_ongoing_requests", "nan"),),
+     (("regserve.memory_mb", "lots"),)],
 )  # fmt: skip
 def test_tags_that_do_not_parse_are_ignored(tags: tuple[tuple[str, str], ...]) -> None:
-    assert plan_replicas("local-default", tags, NODES) == plan_replicas("local-default", (), NODES)
+    assert _plan("local-default", tags) == _plan("local-default")
 
 
 def test_overrides_of_the_node_types_figures() -> None:
     tags = (("regserve.num_cpus", "0.5"), ("regserve.memory_mb", "300"))
-    actor = plan_replicas("local-large", tags, NODES).deployment_options()["ray_actor_options"]
+    actor = _plan("local-large", tags).deployment_options()["ray_actor_options"]
     assert actor == {"num_cpus": 0.5, "memory": 300 * 1024 * 1024}
 
 
@@ -89,7 +101,10 @@ def test_runtime_env_per_env_manager(tmp_path: Path) -> None:
     model = save_iris_model(tmp_path / "model")
     assert runtime_env_for(model, "local", external_cluster=False) == ({}, [])
     env, _ = runtime_env_for(model, "local", external_cluster=True)
-    assert [m.__name__ for m in env["py_modules"]] == ["regserve"]
+    assert env["py_modules"] == [str(Path(regserve.__file__).parent)]
+    json.dumps(env)  # Serve writes an application's config as JSON
+    env, _ = runtime_env_for(model, "local", False, {"MODEL_API_KEY": "k"})
+    assert env == {"env_vars": {"MODEL_API_KEY": "k"}}  # a local Ray has regserve installed
     env, notes = runtime_env_for(model, "virtualenv", external_cluster=False)
     packages = env["uv"]["packages"]
     assert any(p.startswith("scikit-learn") for p in packages)

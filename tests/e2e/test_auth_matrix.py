@@ -18,7 +18,8 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
-from regserve.gateway.app import build_api
+from regserve.gateway.asgi import build_api
+from regserve.ui import install_ui
 from tests.support.server import ADMIN_TOKEN, RegServeProcess
 
 pytestmark = pytest.mark.e2e
@@ -264,7 +265,7 @@ async def _asgi_stub(scope: Any, receive: Any, send: Any) -> None:
 
 
 def _declared_routes() -> set[tuple[str, str]]:
-    app = build_api(None, _asgi_stub)
+    app = build_api(None, _asgi_stub, (install_ui,))
     routes = {("POST", "/model/{name}/{ref}/invocations")}
     for route in _walk(app.routes):
         if isinstance(route, Mount):

@@ -19,6 +19,7 @@ import pytest
 
 from regserve.backends.ray.cluster import RayCluster
 from tests.conftest import require_service
+from tests.support.hostile import log_hostile_version, report_of
 from tests.support.models import log_broken_version
 from tests.support.registry import UserRegistry, user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
@@ -212,6 +213,49 @@ def test_ray_scales_to_zero_and_the_first_request_waits(
     assert any("to 0 replicas" in m for m in messages), messages
     wait_for(lambda: any("from 0 to 1" in e["message"] for e in server.events(model)),
              30, "the scale-up event")  # fmt: skip
+    server.disable(model)
+
+
+@pytest.mark.ray
+def test_a_ray_replica_sees_no_server_secret(
+    server_for: ServerFor, registry_of: Callable[[str], UserRegistry]
+) -> None:
+    """The environment check of tests/e2e/test_hostile_models.py, on Ray. The file, socket and
+    signal checks are not made here: Ray starts replicas in its own worker processes, as the
+    user Ray runs as, which regserve cannot change (docs/scale-out.md#what-ray-isolates)."""
+    server = server_for("ray")
+    registry_of(server.url)
+    model = "hostile-ray"
+    model_env = server.data_dir / "model-env" / f"{model}.env"
+    model_env.write_text("# the model's own credential\nMODEL_API_KEY=for-this-model-only\n")
+    log_hostile_version(model, "env")
+    server.enable(model)
+    _wait_ready(server, model, "1")
+    r = server.score(model, "1", {"dataframe_records": [{"target": ""}]})
+    assert r.status_code == 200, r.text
+    environ = report_of(r.json())["environ"]
+    assert environ.get("MODEL_API_KEY") == "for-this-model-only"
+    server_names = [k for k in environ if k.startswith(("REGSERVE_", "_MLFLOW_SERVER"))]
+    assert server_names == [], sorted(environ)
+    assert "MLFLOW_TRACKING_TOKEN" not in environ
+    assert not [k for k, v in environ.items() if ADMIN_TOKEN in v]
+    logs = server.api(
+        "GET",
+        "get-version-logs",
+        params={"registered_model_name": model, "endpoint_version_name": "1"},
+    ).json()["logs"]
+    assert "for-this-model-only" not in logs  # the runtime_env is logged with names only
+    tags = [{"key": "regserve.network", "value": "none"}]
+    body = {
+        "registered_model_name": model,
+        "desired_cluster_config": {"node_type_id": "local-default", "tags": tags},
+    }
+    assert server.api("PUT", "update-cluster-config", json=body).status_code == 200
+
+    def refused() -> bool:
+        return any("not available with --backend ray" in e["message"] for e in server.events(model))
+
+    wait_for(refused, 120, "the refused network tag")
     server.disable(model)
 
 

@@ -10,10 +10,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.support.cli import ok, run_cli
-from tests.support.models import log_broken_version
+from tests.support.models import iris_frame, log_broken_version
 from tests.support.registry import user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, free_port
 
@@ -145,3 +146,49 @@ def test_logs_follow_keeps_running_until_interrupted(server: RegServeProcess) ->
         out, err = follower.communicate(timeout=20)
     assert follower.returncode == 0, err
     assert "model loaded in" in out
+
+
+def test_o_is_the_output_format_in_score_too(server: RegServeProcess, tmp_path: Path) -> None:
+    """`-o json` means the same in `score` as in `events`: what to print. The file to write is
+    the third argument; `-o FILE` (the old spelling) still writes it, with a note."""
+    ok(run_cli(server.url, "serving", "enable", MODEL, "--wait"))
+    frame, _ = iris_frame()
+    rows = tmp_path / "rows.csv"
+    frame.head(5).to_csv(rows, index=False)
+    scored = tmp_path / "scored.csv"
+    done = run_cli(server.url, "score", f"{MODEL}/1", str(rows), str(scored), "-o", "json")
+    summary = json.loads(ok(done))
+    assert summary["rows"] == 5
+    assert summary["output_path"] == str(scored)
+    assert len(pd.read_csv(scored)["prediction"]) == 5
+    table = run_cli(server.url, "score", f"{MODEL}/1", str(rows), str(scored))
+    assert ok(table) == ""  # people get the summary line on stderr, as with every message
+    assert "Scored 5 rows" in table.stderr
+
+    old = tmp_path / "old.parquet"
+    legacy = run_cli(server.url, "score", f"{MODEL}/1", str(rows), "-o", str(old))
+    ok(legacy)
+    assert "regserve score MODEL INPUT" in legacy.stderr  # says how to write it now
+    assert len(pd.read_parquet(old)) == 5
+    no_file = run_cli(server.url, "score", f"{MODEL}/1", str(rows))
+    assert no_file.returncode == 2
+    assert "name the file to write" in no_file.stderr
+    both = run_cli(server.url, "score", f"{MODEL}/1", str(rows), str(scored), "-o", "x.csv")
+    assert both.returncode == 2
+    assert "table or json" in both.stderr
+
+
+def test_token_create_shows_the_whole_token_on_a_narrow_terminal(server: RegServeProcess) -> None:
+    done = run_cli(server.url, "token", "create", "--comment", "narrow", COLUMNS="40")
+    lines = ok(done).splitlines()
+    label = lines.index("Token value (shown once; it cannot be read again):")
+    value = lines[label + 1]
+    assert value.startswith("rsp_")
+    assert len(value) > 40  # wider than the terminal, and still whole on its line
+    assert all(len(line) <= 40 for line in lines[:label])  # the table fits; the token is apart
+    # The value printed is the token itself: it authenticates.
+    assert MODEL in ok(run_cli(server.url, "serving", "list", token=value))
+    listed = json.loads(ok(run_cli(server.url, "token", "list", "-o", "json", token=value)))
+    whole_id = next(i["token_id"] for i in listed["token_infos"] if i["comment"] == "narrow")
+    first_cells = [line.split("│")[1].strip() for line in lines[:label] if line.startswith("│")]
+    assert "".join(first_cells) == whole_id  # folded over lines, not cut

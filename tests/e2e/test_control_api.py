@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,6 +134,39 @@ def test_caller_mistakes_get_clear_4xx(
     assert r.status_code == status, r.text
     assert r.json()["error_code"] == code
     assert r.json()["message"]
+
+
+def test_a_json_body_needs_no_content_type_but_scoring_keeps_mlflow_s(
+    env: tuple[RegServeProcess, UserRegistry],
+) -> None:
+    """The README's `curl -d '{...}'` sends application/x-www-form-urlencoded; other clients
+    send no Content-Type. Both are read as JSON; what is not JSON is told what to send."""
+    server, _ = env
+    body = json.dumps({"registered_model_name": MODEL}).encode()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # curl -d's default
+    for headers in (form, {}, {"Content-Type": "text/plain"}):
+        r = server.api("POST", "enable", content=body, headers=headers)
+        assert r.status_code == 200, (headers, r.text)
+    logs = {"registered_model_name": MODEL, "endpoint_version_name": "1"}
+    r = server.api("POST", "get-version-logs", content=json.dumps(logs).encode(), headers=form)
+    assert "model loaded in" in r.json()["logs"]
+    fields = server.api("POST", "enable", content=f"registered_model_name={MODEL}", headers=form)
+    assert fields.status_code == 400
+    assert fields.json()["error_code"] == "BAD_REQUEST"
+    assert "Content-Type: application/json" in fields.json()["message"]
+    csv = server.api("POST", "enable", content=body, headers={"Content-Type": "text/csv"})
+    assert csv.status_code == 400
+    assert "not Content-Type: text/csv" in csv.json()["message"]
+    empty = server.api("POST", "enable")
+    assert empty.status_code == 400
+    assert "no body" in empty.json()["message"]
+    # Scoring keeps MLflow's protocol: no Content-Type is a 415, however JSON the body is.
+    rows = json.dumps({"dataframe_records": [ROW]}).encode()
+    scored = server.client.post(f"/model/{MODEL}/1/invocations", content=rows, headers=form)
+    assert scored.status_code == 415, scored.text
+    bare = server.client.post(f"/model/{MODEL}/1/invocations", content=rows)
+    assert bare.status_code == 415
+    assert bare.json()["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
 def test_control_api_needs_the_token(env: tuple[RegServeProcess, UserRegistry]) -> None:

@@ -102,3 +102,37 @@ def test_mlflow_deployments_command(world: tuple[RegServeProcess, Any], tmp_path
     assert predictions == list(model.predict(frame.head(10)))
     _mlflow("delete", "-t", target, "--name", MODEL)
     assert server.api("GET", "list").json()["endpoints"] == []
+
+
+def test_predict_input_file_is_explained_and_takes_scoring_bodies(
+    world: tuple[RegServeProcess, Any], tmp_path: Path
+) -> None:
+    """`mlflow deployments help -t regserve` says what --input-path holds, with an example,
+    and predict reads every shape it names (the README's curl body included)."""
+    server, model = world
+    shown = _mlflow("help", "-t", "regserve")
+    assert "--input-path FILE" in shown
+    assert "FILE is JSON" in shown
+    assert "a CSV file is not read" in shown
+    assert '{"dataframe_records": [' in shown
+    assert "mlflow deployments predict -t regserve:/http://127.0.0.1:8080" in shown
+
+    server.enable(MODEL)
+    server.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    frame, _ = iris_frame()
+    rows = frame.head(3)
+    expected = list(model.predict(rows))
+    records = rows.to_dict(orient="records")
+    split = json.loads(rows.to_json(orient="split", index=False))
+    bodies = {
+        "records.json": records,
+        "curl-body.json": {"dataframe_records": records},
+        "split.json": {"dataframe_split": split},
+    }
+    target = f"regserve:/{server.url}"
+    for file_name, body in bodies.items():
+        path = tmp_path / file_name
+        path.write_text(json.dumps(body))
+        out = _mlflow("predict", "-t", target, "--name", f"{MODEL}/1", "--input-path", str(path))
+        assert json.loads(out.strip().splitlines()[-1])["predictions"] == expected, file_name
+    server.disable(MODEL)

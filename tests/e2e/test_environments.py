@@ -67,6 +67,11 @@ def test_two_scikit_learn_releases_side_by_side(env: tuple[RegServeProcess, User
     _check_environment_metrics(server, name)
     envs_dir = server.data_dir / "envs"
     assert (envs_dir / v_old["environment"] / "bin" / "python").exists()
+    # compiled at build time: a worker imports scikit-learn from bytecode, not from source
+    compiled = envs_dir.glob(
+        f"{v_old['environment']}/lib/python*/site-packages/sklearn/__pycache__/*.pyc"
+    )
+    assert next(compiled, None) is not None
     assert not list(envs_dir.glob("*.tmp-*"))  # no half-built environment left behind
 
     # a model logged with the Anaconda defaults channel is served, with a warning event
@@ -283,7 +288,7 @@ def test_a_model_pinned_to_mlflow_1_speaks_the_1x_format(
              if e["event_type"] in ("ENV_BUILT", "ENV_REUSED")]  # fmt: skip
     assert "MLflow 1.30.1" in built[0]
 
-    model_dir = server.data_dir / "models" / name / "1"
+    model_dir = server.model_dir(name, "1")
     with mlflow_models_serve(model_dir, tmp_path, python=mlflow1_python) as reference:
         for case_id, content_type, payload in V1_CASES:
             body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()

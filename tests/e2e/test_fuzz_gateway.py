@@ -9,8 +9,10 @@ its worker is the same process. Fixed randomness in CI; ``make fuzz`` runs longe
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.support.fuzz import FUZZ
+from tests.support.fuzz import FUZZ, STAGE_OPS, FuzzRequest, Victim, registry_requests
 from tests.support.registry import one_version_served
 from tests.support.server import RegServeProcess
 
@@ -28,6 +30,9 @@ pytestmark = pytest.mark.e2e
 MODEL = "fuzz-model"
 EP = "/api/2.0/preview/mlflow/endpoints"
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+SCIM_USERS = "/api/2.0/preview/scim/v2/Users"
+ON_BEHALF = "/api/2.0/token-management/on-behalf-of/tokens"
+PERMS = "/api/2.0/permissions/registered-models"
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +119,113 @@ def test_control_and_registry_routes(
     if method != "GET":
         kwargs |= {"content": body, "headers": {"content-type": "application/json"}}
     _check(served.client.request(method, path, **kwargs), f"{method} {path}")
+
+
+# -- the hosted registry, as principals with no rights, CAN_READ or staging rights on it --------
+
+SECRET = "fuzz-secret-5d0c1f"
+"""In the served model's description, a version tag and a file: nobody without rights sees it."""
+LOW = {"nobody": None, "reader": "CAN_READ", "stager": "CAN_MANAGE_STAGING_VERSIONS"}
+
+
+@pytest.fixture(scope="module")
+def victim(served: RegServeProcess) -> tuple[Victim, dict[str, dict[str, str]]]:
+    """The served model as the admin's own (version 1 in Production, alias champion, a secret
+    in its description, a tag and a file), and a token for each low-privilege principal."""
+    admin = served.client
+    mv = admin.get("/api/2.0/mlflow/model-versions/get", params={"name": MODEL, "version": "1"})
+    version = mv.json()["model_version"]
+    model_id = version["source"].removeprefix("models:/")
+    logged = admin.get(f"/api/2.0/mlflow/logged-models/{model_id}").json()["model"]["info"]
+    root = logged["artifact_uri"].removeprefix("mlflow-artifacts:/")
+    one = {"name": MODEL, "version": "1"}
+    _as_admin(served, "POST", "model-versions/transition-stage", {**one, "stage": "Production"})
+    _as_admin(served, "POST", "registered-models/alias", {**one, "alias": "champion"})
+    _as_admin(served, "PATCH", "registered-models/update", {"name": MODEL, "description": SECRET})
+    _as_admin(served, "POST", "model-versions/set-tag", {**one, "key": "secret", "value": SECRET})
+    secret = admin.put(f"/api/2.0/mlflow-artifacts/artifacts/{root}/secret.txt", content=SECRET)
+    assert secret.status_code == 200, secret.text
+    tokens = {}
+    for who, level in LOW.items():
+        user = f"fuzz-{who}"
+        assert admin.post(SCIM_USERS, json={"userName": user}).status_code == 200
+        made = admin.post(ON_BEHALF, json={"application_id": user, "lifetime_seconds": 3600})
+        tokens[who] = {"Authorization": f"Bearer {made.json()['token_value']}"}
+        if level is not None:
+            acl = {"access_control_list": [{"user_name": user, "permission_level": level}]}
+            assert admin.patch(f"{PERMS}/{MODEL}", json=acl).status_code == 200
+    local = served.data_dir / "artifacts" / root
+    return Victim(MODEL, model_id, version["run_id"], root, str(local), served.url), tokens
+
+
+def _as_admin(served: RegServeProcess, method: str, op: str, body: dict[str, Any]) -> None:
+    answer = served.client.request(method, f"/api/2.0/mlflow/{op}", json=body)
+    assert answer.status_code == 200, answer.text
+
+
+def _state(served: RegServeProcess, v: Victim) -> dict[str, Any]:
+    """Everything about the victim that no low-privilege call may change."""
+    admin = served.client
+    model = admin.get("/api/2.0/mlflow/registered-models/get", params={"name": v.name})
+    versions = admin.get(
+        "/api/2.0/mlflow/model-versions/search", params={"filter": f"name='{v.name}'"}
+    )
+    logged = admin.get(f"/api/2.0/mlflow/logged-models/{v.model_id}").json()["model"]
+    logged["info"]["tags"] = [
+        t for t in logged["info"].get("tags", []) if t["key"] != "mlflow.modelVersions"
+    ]
+    logged["info"].pop("last_updated_timestamp_ms", None)
+    files = {
+        str(p.relative_to(v.local_root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(v.local_root).rglob("*"))
+        if p.is_file()
+    }
+    served_version = served.versions(v.name)["1"]
+    return {
+        "model": model.json(),
+        "versions": versions.json(),
+        "logged": logged,
+        "files": files,
+        "serving": (served_version["state"], served_version["worker_pid"]),
+    }
+
+
+def test_registry_routes_as_low_privilege_principals(
+    served: RegServeProcess, victim: tuple[Victim, dict[str, dict[str, str]]]
+) -> None:
+    """No 5xx, and no call that changes or reveals another principal's model: every
+    registry, logged model and artifact route, the model and its files named in every
+    spelling, every source form, as a principal with no rights, CAN_READ or staging rights."""
+    v, tokens = victim
+    before = _state(served, v)
+    requests = st.one_of(
+        st.tuples(st.just("nobody"), registry_requests(v)),
+        st.tuples(st.just("reader"), registry_requests(v)),
+        st.tuples(st.just("stager"), registry_requests(v, STAGE_OPS)),
+    )
+
+    @FUZZ
+    @given(drawn=requests)
+    def attack(drawn: tuple[str, FuzzRequest]) -> None:
+        who, request = drawn
+        what = f"{who}: {request.describe()}"
+        response = served.client.request(
+            request.method,
+            request.path,
+            params=request.params,
+            content=request.body,
+            headers={**tokens[who], "content-type": "application/json"},
+        )
+        _check(response, what)
+        if who == "nobody":
+            assert SECRET not in response.text, (what, response.text[:500])
+            named = v.name in request.describe() or v.model_id in request.describe()
+            assert named or v.name not in response.text, (what, response.text[:500])
+
+    attack()
+    after = _state(served, v)
+    for key, value in before.items():
+        assert after[key] == value, (key, value, after[key])
 
 
 def test_still_serving_after_the_fuzzing(served: RegServeProcess) -> None:

@@ -84,9 +84,10 @@ async def _fire(url: str, requests: list[tuple[str, bytes, Any]]) -> list[httpx.
 
 
 def _worker_stats(server: RegServeProcess) -> dict[str, Any]:
-    # The worker's socket; the template it was forked from has a control socket (*.tpl.sock).
+    # The worker's socket (in its model's directory); the template it was forked from, and
+    # the template's standby, have control sockets (*.tpl.sock, *.tpl.s<n>.sock).
     run_dir = Path(server.data_dir, "run")
-    (socket_path,) = [p for p in run_dir.glob("*.sock") if not p.name.endswith(".tpl.sock")]
+    (socket_path,) = [p for p in run_dir.rglob("*.sock") if ".tpl." not in p.name]
     client = WireClient(socket_path)
     try:
         return dict(client.ping()["batching"])

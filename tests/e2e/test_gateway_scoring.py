@@ -46,7 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def mlflow_server(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    model_dir = served.server.data_dir / "models" / MODEL / "1"  # what regserve serves
+    model_dir = served.server.model_dir(MODEL, "1")  # what regserve serves
     with mlflow_models_serve(model_dir, tmp_path_factory.mktemp("mlflow")) as url:
         yield url
 

@@ -130,35 +130,63 @@ def test_killed_replica_costs_no_request_and_comes_back(two_replicas: RegServePr
     assert version["state_message"].startswith("2 of 2 replicas ready")
 
 
-def test_a_lost_template_costs_nothing_and_comes_back(two_replicas: RegServeProcess) -> None:
-    """The template the replicas are forked from is killed: they serve on; it is started
-    again; a replica killed after that is forked from the new one."""
+def test_a_lost_template_costs_nothing_its_standby_takes_over(
+    two_replicas: RegServeProcess,
+) -> None:
+    """The template the replicas are forked from is killed: they serve on, its standby takes
+    over at once (no cold start), a replica killed after that is forked from it, and a new
+    standby is forked. Then template and standby are killed together: a template starts cold."""
     server = two_replicas
     wait_for(lambda: "2 of 2 replicas ready" in _state_message(server), 60, "both replicas")
-    control = WorkerPaths.for_template(server.data_dir.resolve(), MODEL, "1").socket
-    assert _record(server, 1)["forked_from"] == _record(server, 2)["forked_from"] == str(control)
-    [template] = _template_pids(server)
+    control = WorkerPaths.for_template(server.data_dir.resolve(), MODEL, "1")
+    assert (
+        _record(server, 1)["forked_from"]
+        == _record(server, 2)["forked_from"]
+        == str(control.socket)
+    )
+    standby_record = control.pidfile.with_name(control.pidfile.name + ".standby")
+    wait_for(standby_record.exists, 60, "the template's standby")
+    template = _read_pid(control.pidfile)
+    standby = _read_pid(standby_record)
+    assert sorted(_template_pids(server)) == sorted([template, standby])
     with _load(server, ["1", "latest"]) as load:
         wait_for(lambda: load.count() >= 50, 30, "load to be running")
         os.kill(template, signal.SIGKILL)
-        wait_for(lambda: _template_pids(server) not in ([], [template]), 60, "a new template")
+        wait_for(lambda: _events(server, "TEMPLATE_RESTARTED"), 30, "the standby to take over")
+        assert _read_pid(control.pidfile) == standby  # promoted, not started anew
+        wait_for(lambda: standby_record.exists() and _read_pid(standby_record) != standby,
+                 60, "a new standby")  # fmt: skip
         victim = _pid(server, 1)
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: _events(server, "WORKER_RESTARTED"), 120, "replica 1 to serve again")
+        wait_for(lambda: _events(server, "WORKER_RESTARTED"), 60, "replica 1 to serve again")
+        promoted_socket = json.loads(control.pidfile.read_text())["socket"]
+        assert _record(server, 1)["forked_from"] == promoted_socket  # forked from the standby
+
+        both = [_read_pid(control.pidfile), _read_pid(standby_record)]
+        for pid in both:  # both at once: only now is a template started cold
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: len(_events(server, "TEMPLATE_RESTARTED")) >= 2, 30, "the second loss")
+        wait_for(lambda: _template_pids(server) and not set(_template_pids(server)) & set(both),
+                 120, "a template started cold")  # fmt: skip
         sent = load.count()
-        wait_for(lambda: load.count() >= sent + 50, 30, "more load after the restart")
+        wait_for(lambda: load.count() >= sent + 50, 30, "more load after all that")
     assert load.failures() == [], load.failures()[:5]
-    assert _pid(server, 1) != victim
-    assert _record(server, 1)["forked_from"] == str(control)
     # The victim was forked by the template that was killed: its exit status died with it.
     crashed = [e["message"] for e in _events(server, "WORKER_CRASHED")]
     assert len(crashed) == 1, crashed
     assert crashed[0].startswith(f"Replica 1: Worker pid {victim} "), crashed
-    log = _log_text(server)
-    assert f"template worker pid {template} exited; starting it again" in log
-    [lost] = _events(server, "TEMPLATE_RESTARTED")
-    assert lost["message"].startswith(f"The template worker pid {template} was killed by SIGKILL"
-                                      "; starting it again."), lost  # fmt: skip
+    first, *later = _events(server, "TEMPLATE_RESTARTED")
+    assert first["message"].startswith(
+        f"The template worker pid {template} was killed by SIGKILL; its standby takes over."
+    ), first
+    # the two kills are not one instant: the supervisor may see the template die while its
+    # standby still lives (that promotion then fails too); either way a cold start follows
+    assert any("starting it again" in e["message"] for e in later), later
+    assert "SIGKILL; its standby takes over" in _log_text(server)
+
+
+def _read_pid(record: Path) -> int:
+    return int(json.loads(record.read_text())["pid"])
 
 
 def _log_text(server: RegServeProcess) -> str:
@@ -254,7 +282,7 @@ def test_failed_update_keeps_the_old_cluster_serving(
         old = _worker_pids(server)
         # The downloaded model goes missing: new workers cannot load it; the running one
         # has it in memory.
-        shutil.rmtree(server.data_dir / "models" / MODEL)
+        shutil.rmtree(server.model_dir(MODEL, "1"))
         with _load(server, ["1"], clients=2) as load:
             wait_for(lambda: load.count() >= 20, 30, "load to be running")
             assert _update(server, "local-default", **{"regserve.replicas": "2"}).status_code == 200
@@ -275,13 +303,13 @@ def test_failed_update_keeps_the_old_cluster_serving(
         server.close()
 
 
-def test_with_unavailable_wait_a_request_waits_out_a_restart(
+def test_a_request_waits_out_a_restart_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """REGSERVE_UNAVAILABLE_WAIT: with its only worker killed, a version's requests wait for
-    the restart and get 200, where without the wait they get 503. The worker is not forked from
-    a template (that restart takes milliseconds): a fresh one takes seconds to load."""
-    server = _serve(tmp_path, monkeypatch, unavailable_wait="30", fork_replicas="false")
+    """With its only worker killed, a version's requests wait at the gateway for the restart
+    and get 200 (before, they got 503 at once). The worker is not forked from a template (that
+    restart takes milliseconds): a fresh one takes seconds to load."""
+    server = _serve(tmp_path, monkeypatch, fork_replicas="false")
     try:
         row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
         assert server.score(MODEL, "1", {"dataframe_records": [row]}).status_code == 200

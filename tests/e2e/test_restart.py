@@ -124,6 +124,9 @@ def test_sighup_restart_under_load_drops_no_request(served: RegServeProcess) -> 
         assert done.returncode == 0, done.stderr
         restarted_at = time.monotonic()
         wait_for(lambda: _boot_id(served) not in (None, before["boot_id"]), 180, "the new image")
+        # it listens (and scores, from the stored routes) before its registry is ready; /health
+        # says "ok" once the registry is and the workers are adopted
+        wait_for(lambda: served.health()["status"] == "ok", 120, "the new image to be ready")
         wait_for(lambda: any(t > restarted_at + 1 for t, _ in load.answered), 60, "traffic after")
     finally:
         load.finish()
@@ -235,7 +238,7 @@ def test_records_of_dead_foreign_wrong_or_unwanted_workers_are_not_adopted(
     gone = subprocess.Popen(["true"])
     gone.wait()
     stale_socket = run_dir / "stale.sock"
-    model_dir = served.data_dir / "models" / MODEL / "1"
+    model_dir = Path(own["model_path"])  # what v1's worker serves
     stale = subprocess.Popen(
         [sys.executable, "-m", "regserve.worker", "--socket", str(stale_socket),
          "--model-path", str(model_dir), "--name", MODEL, "--version", "7"],

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from regserve.envs import EnvironmentManager
+from regserve.sandbox import Isolation
 from regserve.settings import Settings
 
 
@@ -17,7 +18,7 @@ def fake_env(root: Path, key: str, size: int, last_used: float) -> None:
 
 def test_evicts_least_recently_used_unused_environments(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, env_cache_max_bytes=250)
-    manager = EnvironmentManager(settings)
+    manager = EnvironmentManager(settings, Isolation(settings, tmp_path))
     root = manager.root
     fake_env(root, "oldest-in-use", 100, 1.0)
     fake_env(root, "old", 100, 2.0)
@@ -33,8 +34,9 @@ def test_evicts_least_recently_used_unused_environments(tmp_path: Path) -> None:
 
 
 def test_worker_code_is_materialized_once_with_only_the_worker(tmp_path: Path) -> None:
-    first = EnvironmentManager(Settings(data_dir=tmp_path)).worker_path
-    second = EnvironmentManager(Settings(data_dir=tmp_path)).worker_path
+    settings = Settings(data_dir=tmp_path)
+    first = EnvironmentManager(settings, Isolation(settings, tmp_path)).worker_path
+    second = EnvironmentManager(settings, Isolation(settings, tmp_path)).worker_path
     assert first == second
     assert sorted(p.name for p in (first / "regserve").iterdir()) == ["__init__.py", "worker"]
     assert (first / "regserve" / "worker" / "wire.py").exists()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from regserve.registry.demo import DEMO_MODEL_NAME, ensure_demo_model
+from regserve.registry.demo import DEMO_MODEL_NAME, ensure_demo_model, looks_complete
 from tests.registry.conftest import HostedServer
 
 
@@ -20,6 +20,10 @@ def test_demo_model_is_registered_once(hosted: HostedServer, tmp_path: Path) -> 
         ("2", "Production", "READY"),
     ]
     assert snap.aliases == {"champion": "2"}
+    assert looks_complete(snap)  # a restart needs no registering process
+    requirements = reader.download(DEMO_MODEL_NAME, "1", tmp_path / "v1") / "requirements.txt"
+    pinned = [line for line in requirements.read_text().splitlines() if "==" in line]
+    assert {line.partition("==")[0] for line in pinned} >= {"mlflow", "scikit-learn"}  # given
     mlmodel = yaml.safe_load(
         (reader.download(DEMO_MODEL_NAME, "2", tmp_path / "v2") / "MLmodel").read_text()
     )

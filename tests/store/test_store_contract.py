@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,47 @@ def test_config_survives_disable(store: StateStore) -> None:
     assert ep is not None
     assert ep.desired_config == custom
     assert ep.actual_config is None
+
+
+def test_a_model_created_again_under_the_name_starts_bare(store: StateStore) -> None:
+    store.enable("m", DEFAULT, model_created_at=1000)
+    endpoint = store.get_endpoint("m")
+    assert endpoint is not None
+    assert endpoint.model_created_at == 1000
+    custom = ClusterConfig("local-default", (("team", "fraud"),))
+    store.set_desired_config("m", custom)
+    store.disable("m")
+    store.enable("m", DEFAULT, model_created_at=1000)  # the same model: its config is kept
+    endpoint = store.get_endpoint("m")
+    assert endpoint is not None
+    assert endpoint.desired_config == custom
+    store.disable("m")
+    store.enable("m", DEFAULT, model_created_at=2000)  # another model of that name
+    endpoint = store.get_endpoint("m")
+    assert endpoint is not None
+    assert (endpoint.desired_config, endpoint.model_created_at) == (DEFAULT, 2000)
+    store.set_model_created_at("m", 3000)
+    assert store.get_endpoint("m") == dataclasses.replace(endpoint, model_created_at=3000)
+
+
+def test_events_since(store: StateStore) -> None:
+    first = store.add_event("m", "A", "a")
+    assert [e.event_type for e in store.list_events("m", since=first.timestamp)] == ["A"]
+    assert store.list_events("m", since=first.timestamp + 1) == []
+
+
+def test_owners_of_runs_and_logged_models(store: StateStore) -> None:
+    alice = store.create_principal("alice", "user", created_at=1)
+    bob = store.create_principal("bob", "user", created_at=1)
+    store.record_owner("run", "r1", alice.id, 5)
+    store.record_owner("run", "r1", bob.id, 6)  # the first record stands
+    store.record_owner("logged_model", "r1", bob.id, 7)
+    assert store.owner_of("run", "r1") == alice.id
+    assert store.owner_of("logged_model", "r1") == bob.id
+    assert store.owner_of("run", "r2") is None
+    store.delete_principal(alice.id)
+    assert store.owner_of("run", "r1") is None  # no later principal inherits it
+    assert store.owner_of("logged_model", "r1") == bob.id
 
 
 def test_versions_sorted_numerically_and_merged(store: StateStore) -> None:

@@ -21,6 +21,8 @@ class Answer:
     """``X-Model-Version``."""
     detail: str
     at: float
+    took: float = 0.0
+    """Seconds from sending the request to its answer."""
 
 
 class ScoringLoad:
@@ -59,12 +61,15 @@ class ScoringLoad:
         path = f"/model/{self._model}/{ref}/invocations"
         with httpx.Client(base_url=self._url, headers=self._headers, timeout=30) as http:
             while not self._stop.is_set():
+                sent = time.monotonic()
                 try:
                     r = http.post(path, json={"dataframe_records": [ROW]})
+                    now = time.monotonic()
                     answer = Answer(ref, r.status_code, r.headers.get("x-model-version"),
-                                    r.text[:300], time.monotonic())  # fmt: skip
+                                    r.text[:300], now, now - sent)  # fmt: skip
                 except httpx.HTTPError as exc:
-                    answer = Answer(ref, 0, None, repr(exc), time.monotonic())
+                    now = time.monotonic()
+                    answer = Answer(ref, 0, None, repr(exc), now, now - sent)
                 with self._lock:
                     self.answers.append(answer)
 

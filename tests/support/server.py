@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench.servers import open_way_to
+
+from regserve.controller.model_files import local_model_path
+from regserve.registry.models import VersionInfo
+from tests.support.timing import scaled
 
 ADMIN_TOKEN = "rs-test-admin-token"
 API = "/api/2.0/preview/mlflow/endpoints"
@@ -25,7 +30,9 @@ def free_port() -> int:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until ``predicate`` returns something truthy; fail with ``what`` otherwise."""
+    """Poll until ``predicate`` returns something truthy; fail with ``what`` otherwise. The
+    timeout is scaled by ``REGSERVE_TEST_TIME_SCALE``."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -62,22 +69,27 @@ class RegServeProcess:
             base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
         )
 
-    def start(self, *args: str, timeout: float = 90) -> RegServeProcess:
+    def start(self, *args: str, timeout: float = 90, ready: bool = True) -> RegServeProcess:
+        """Start and wait until /health says ready (200), or with ``ready=False`` only until
+        it listens (/health answers, 503 while the registry starts)."""
+        open_way_to(self.data_dir)
         cmd = [sys.executable, "-m", "regserve.cli", "up", "--port", str(self.port),
                "--data-dir", str(self.data_dir), *args]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout, f"regserve on {self.url} (log: {self.log_path})")
+        expected = (200,) if ready else (200, 503)
+        what = f"regserve on {self.url} (log: {self.log_path})"
+        wait_for(lambda: self._health_status() in expected, timeout, what)
         return self
 
-    def _healthy(self) -> bool:
+    def _health_status(self) -> int | None:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"regserve exited: {self.log_path.read_text()[-3000:]}")
         try:
-            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+            return httpx.get(f"{self.url}/health", timeout=2).status_code
         except httpx.HTTPError:
-            return False
+            return None
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """SIGTERM (the default) leaves the workers for the next start to adopt; SIGINT stops
@@ -133,6 +145,25 @@ class RegServeProcess:
             return v if v and v["state"] == state else None
 
         return dict(wait_for(check, timeout, f"{name} v{version} to be {state}"))
+
+    def model_dir(self, name: str, version: str) -> Path:
+        """regserve's local copy of a version's files (the hosted registry's version)."""
+        r = self.client.get(
+            "/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version}
+        )
+        assert r.status_code == 200, r.text
+        mv = r.json()["model_version"]
+        info = VersionInfo(
+            name=name,
+            version=str(mv["version"]),
+            stage=mv.get("current_stage") or "None",
+            status=mv.get("status") or "READY",
+            aliases=(),
+            source=mv.get("source") or "",
+            run_id=mv.get("run_id") or None,
+            creation_timestamp=int(mv["creation_timestamp"]),
+        )
+        return local_model_path(self.data_dir / "models", info)
 
     def score(self, name: str, ref: str, payload: Any, **kwargs: Any) -> httpx.Response:
         return self.client.post(f"/model/{name}/{ref}/invocations", json=payload, **kwargs)

@@ -47,7 +47,7 @@ class WireClient:
         self.sock.sendall(wire.encode_request(request_id, content_type, body))
 
     def send_ping(self, request_id: int) -> None:
-        self.sock.sendall(wire.encode_frame(request_id, wire.PING, b""))
+        self.sock.sendall(wire.encode_frame(request_id, wire.Kind.PING, b""))
 
     def receive(self) -> wire.Frame:
         """The next frame from the worker (raises TimeoutError, or EOFError when it hangs up)."""
@@ -62,14 +62,14 @@ class WireClient:
         request_id = self.new_id()
         self.send_request(request_id, content_type, body)
         frame = self.receive()
-        assert (frame.request_id, frame.kind) == (request_id, wire.RESPONSE)
+        assert (frame.request_id, frame.kind) == (request_id, wire.Kind.RESPONSE)
         return wire.decode_response(frame.payload)
 
     def ping(self) -> dict[str, Any]:
         request_id = self.new_id()
         self.send_ping(request_id)
         frame = self.receive()
-        assert (frame.request_id, frame.kind) == (request_id, wire.PONG)
+        assert (frame.request_id, frame.kind) == (request_id, wire.Kind.PONG)
         pong: dict[str, Any] = json.loads(frame.payload)
         return pong
 

@@ -166,3 +166,29 @@ def test_serialize_equals_mlflow(predictions: Any) -> None:
     theirs = _mlflow_json(predictions)
     # Same values, read back by the same reader (which accepts MLflow's NaN and Infinity).
     assert repr(json.loads(ours)) == repr(json.loads(theirs))
+
+
+@pytest.mark.parametrize("content_type", [JSON, "text/csv"])
+def test_a_large_undecodable_body_is_quoted_cut_in_mlflows_words(
+    model: Any, content_type: str
+) -> None:
+    body = bytes(range(128, 256)) * 40_000  # 5 MB, not UTF-8
+    status, answer = _handle(model, content_type, body)
+    assert status == 400
+    message = answer["message"]
+    assert message.startswith("Invalid input. Ensure that input is a valid")
+    assert "UnicodeDecodeError('utf-8', b'\\x80\\x81" in message, message
+    assert "'invalid start byte')" in message  # the reason is kept
+    assert "(cut at 1000 characters)" in message
+    assert len(message) < 3000
+
+
+def test_a_large_body_that_is_not_json_keeps_mlflows_wording(model: Any) -> None:
+    body = b"x" * 1_000_000
+    status, answer = _handle(model, JSON, body)
+    assert status == 400
+    assert answer["message"].startswith(
+        "Invalid input. Ensure that input is a valid JSON formatted string. Error: "
+        "'JSONDecodeError('Expecting value: line 1 column 1 (char 0)')'\nInput: \nb'xxx"
+    )
+    assert len(answer["message"]) < 1200

@@ -41,14 +41,14 @@ def _control(client: WireClient, kind: int, payload: bytes) -> dict[str, Any]:
     request_id = client.new_id()
     client.sock.sendall(wire.encode_frame(request_id, kind, payload))
     frame = client.receive()
-    assert (frame.request_id, frame.kind) == (request_id, wire.REPLY)
+    assert (frame.request_id, frame.kind) == (request_id, wire.Kind.REPLY)
     reply: dict[str, Any] = json.loads(frame.payload)
     return reply
 
 
 def _bound(socket_path: Path, version: str) -> WireClient:
     client = WireClient(socket_path)
-    client.sock.sendall(wire.encode_frame(0, wire.BIND, version.encode()))
+    client.sock.sendall(wire.encode_frame(0, wire.Kind.BIND, version.encode()))
     return client
 
 
@@ -66,9 +66,9 @@ def _exercise(
 ) -> None:
     assert control.ping()["versions"] == {}
     load = {"version": "1", "model_path": str(model_dir), "batching": "on"}
-    assert _control(control, wire.LOAD, json.dumps(load).encode()) == {"ok": True, "error": ""}
+    assert _control(control, wire.Kind.LOAD, json.dumps(load).encode()) == {"ok": True, "error": ""}
     missing = {**load, "version": "2", "model_path": str(tmp_path / "nothing")}
-    bad = _control(control, wire.LOAD, json.dumps(missing).encode())
+    bad = _control(control, wire.Kind.LOAD, json.dumps(missing).encode())
     assert bad["ok"] is False
     assert "nothing" in bad["error"]
     assert control.ping()["versions"] == {"1": "ready"}
@@ -84,6 +84,6 @@ def _exercise(
     unbound_status, _, _ = control.call("application/json", BODY)
     assert unbound_status == 503
 
-    assert _control(control, wire.UNLOAD, b"1") == {"ok": True, "error": ""}
+    assert _control(control, wire.Kind.UNLOAD, b"1") == {"ok": True, "error": ""}
     assert v1.call("application/json", BODY)[0] == 503
     assert control.ping()["versions"] == {}

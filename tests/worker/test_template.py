@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from regserve.worker import wire
 from regserve.worker.exits import EXIT_FORK_UNSAFE
 from tests.conformance_cases import SPLIT
 from tests.support.models import save_threaded_model
@@ -26,22 +27,39 @@ GOOD = json.dumps({"dataframe_split": SPLIT}).encode()
 
 
 class Control:
-    """The supervisor's side of the template's control socket (one JSON line each way)."""
+    """The supervisor's side of the template's control socket (wire frames, one REPLY each)."""
 
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(30)
         self.sock.connect(str(path))
-        self.file = self.sock.makefile("rwb")
+        self._reader = wire.FrameReader()
+        self._frames: list[wire.Frame] = []
+        self._ids = iter(range(1, 1 << 30))
 
-    def ask(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.file.write(json.dumps(request).encode() + b"\n")
-        self.file.flush()
-        answer: dict[str, Any] = json.loads(self.file.readline())
-        return answer
+    def fork(self, path: Path) -> wire.Reply:
+        return self.ask(
+            lambda rid: wire.encode_fork(rid, {"socket": str(path), "orphan_timeout": 0})
+        )
+
+    def exit(self, pid: int) -> wire.Reply:
+        return self.ask(lambda rid: wire.encode_exit(rid, {"pid": pid}))
+
+    def standby(self, path: Path) -> wire.Reply:
+        return self.ask(lambda rid: wire.encode_standby(rid, {"socket": str(path)}))
+
+    def ask(self, frame: Any) -> wire.Reply:
+        request_id = next(self._ids)
+        self.sock.sendall(frame(request_id))
+        while not self._frames:
+            data = self.sock.recv(65536)
+            assert data, "the template closed the connection"
+            self._frames += self._reader.feed(data)
+        answer = self._frames.pop(0)
+        assert (answer.request_id, answer.kind) == (request_id, wire.Kind.REPLY)
+        return wire.decode_reply(answer.payload)
 
     def close(self) -> None:
-        self.file.close()
         self.sock.close()
 
 
@@ -71,10 +89,10 @@ def test_a_forked_replica_serves_and_its_exit_is_reported(
     template: WorkerProcess, short_dir: Path
 ) -> None:
     control = Control(template.socket_path)
-    replica_socket, replica_log = short_dir / "r1.sock", short_dir / "r1.log"
+    replica_socket = short_dir / "r1.sock"
     started = time.monotonic()
-    answer = control.ask({"op": "fork", "socket": str(replica_socket), "log": str(replica_log),
-                          "orphan_timeout": 0})  # fmt: skip
+    answer = control.fork(replica_socket)
+    assert answer["ok"]
     pid = answer["pid"]
     client = _wait_serving(replica_socket)
     print(f"\nforked replica serving {time.monotonic() - started:.3f} s after the request")
@@ -84,15 +102,16 @@ def test_a_forked_replica_serves_and_its_exit_is_reported(
     assert client.call(JSON, b"{broken").status == 400  # a bad request does not kill it
     client.close()
     assert os.getsid(pid) == pid  # its own session: a signal to the template's group misses it
-    assert f"forked from template pid {template.proc.pid}" in replica_log.read_text()
+    # Its output goes where the template's goes (the version's log).
+    assert f"[pid {pid}]: forked from template pid {template.proc.pid}" in template.log()
 
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while (code := control.ask({"op": "exit", "pid": pid})["code"]) is None:
+    while (code := control.exit(pid)["code"]) is None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert code == -signal.SIGKILL
-    assert control.ask({"op": "exit", "pid": 1})["code"] is None  # not one of its replicas
+    assert control.exit(1)["code"] is None  # not one of its replicas
     control.close()
 
 
@@ -100,13 +119,15 @@ def test_bad_control_requests_get_an_error_and_the_template_goes_on(
     template: WorkerProcess, short_dir: Path
 ) -> None:
     control = Control(template.socket_path)
-    assert "unknown op" in control.ask({"op": "serve"})["error"]
-    assert "bad request" in control.ask({"op": "fork"})["error"]
-    control.file.write(b"not json\n")
-    control.file.flush()
-    assert "bad request" in json.loads(control.file.readline())["error"]
-    answer = control.ask({"op": "fork", "socket": str(short_dir / "ok.sock"),
-                          "log": str(short_dir / "ok.log"), "orphan_timeout": 0})  # fmt: skip
+    answer = control.ask(lambda rid: wire.encode_request(rid, JSON, GOOD))
+    assert answer == {"ok": False, "error": "a template does not take REQUEST"}
+    unknown = control.ask(lambda rid: wire.HEADER.pack(2, rid, 99) + b"{}")
+    assert "unknown frame kind 99" in unknown["error"]
+    for body in (b"{}", b"not json", b"[]"):
+        bad = control.ask(lambda rid, body=body: wire.encode_frame(rid, wire.Kind.FORK, body))
+        assert not bad["ok"]
+        assert "bad request" in bad["error"]
+    answer = control.fork(short_dir / "ok.sock")
     _wait_serving(short_dir / "ok.sock").close()
     os.kill(answer["pid"], signal.SIGTERM)
     control.close()
@@ -116,8 +137,7 @@ def test_replicas_outlive_the_template_which_stops_when_orphaned(
     template: WorkerProcess, short_dir: Path
 ) -> None:
     control = Control(template.socket_path)
-    pid = control.ask({"op": "fork", "socket": str(short_dir / "r.sock"),
-                       "log": str(short_dir / "r.log"), "orphan_timeout": 0})["pid"]  # fmt: skip
+    pid = control.fork(short_dir / "r.sock")["pid"]
     control.close()  # no supervisor any more: the template stops after --orphan-timeout 4
     assert template.proc.wait(timeout=30) == 0
     assert "no supervisor for 4 s, stopping" in template.log()
@@ -154,3 +174,36 @@ def test_a_model_that_starts_threads_is_not_forked(
     assert (response.status, json.loads(response.body)) == (200, {"predictions": [3, 3, 3]})
     client.close()
     assert worker.stop() == 0
+
+
+def test_a_standby_outlives_the_template_and_forks_replicas(
+    template: WorkerProcess, short_dir: Path
+) -> None:
+    control = Control(template.socket_path)
+    standby_socket = short_dir / "standby.sock"
+    standby_pid = control.standby(standby_socket)["pid"]
+    deadline = time.monotonic() + 10
+    while not standby_socket.exists():
+        assert time.monotonic() < deadline, template.log()
+        time.sleep(0.01)
+    standby = Control(standby_socket)
+    assert os.getsid(standby_pid) == standby_pid  # its own session, like a replica
+    os.kill(template.proc.pid, signal.SIGKILL)
+    template.proc.wait(timeout=10)
+    assert alive(standby_pid)  # the template's death is not the standby's
+    started = time.monotonic()
+    replica_pid = standby.fork(short_dir / "s1.sock")["pid"]
+    client = _wait_serving(short_dir / "s1.sock")
+    print(f"\nreplica forked from the standby serving {time.monotonic() - started:.3f} s later")
+    assert client.ping()["pid"] == replica_pid
+    assert client.call(JSON, GOOD).status == 200
+    client.close()
+    os.kill(replica_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while (code := standby.exit(replica_pid)["code"]) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert code == -signal.SIGKILL  # the standby reports its own replicas' exits
+    standby.close()
+    control.close()
+    os.kill(standby_pid, signal.SIGTERM)

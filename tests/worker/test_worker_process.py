@@ -56,10 +56,10 @@ def test_many_requests_in_flight_on_one_connection(client: WireClient) -> None:
     pongs = 0
     while len(answers) < len(bodies) or not pongs:
         frame = client.receive()
-        if frame.kind == wire.PONG:
+        if frame.kind == wire.Kind.PONG:
             pongs += 1
             continue
-        assert frame.kind == wire.RESPONSE
+        assert frame.kind == wire.Kind.RESPONSE
         answers[frame.request_id] = wire.decode_response(frame.payload)
     assert set(answers) == set(bodies)
     for request_id, body in bodies.items():
@@ -83,7 +83,7 @@ def test_poisoned_requests_do_not_kill_the_worker(
         assert set(json.loads(response.body)) >= {"error_code", "message"}
     # A frame of an unknown kind is ignored; a REQUEST too short to hold its header is a 400.
     client.sock.sendall(wire.encode_frame(77, 99, b"???"))
-    client.sock.sendall(wire.encode_frame(78, wire.REQUEST, b"\x01"))
+    client.sock.sendall(wire.encode_frame(78, wire.Kind.REQUEST, b"\x01"))
     frame = client.receive()
     assert frame.request_id == 78
     assert wire.decode_response(frame.payload).status == 400
@@ -125,7 +125,7 @@ def test_sigterm_finishes_in_flight_work_and_removes_the_socket(
             frames[received.request_id] = received
         process.proc.terminate()
         answer = frames[1] if 1 in frames else client.receive()
-        assert (answer.request_id, answer.kind) == (1, wire.RESPONSE)
+        assert (answer.request_id, answer.kind) == (1, wire.Kind.RESPONSE)
         response = wire.decode_response(answer.payload)
         assert response.status == 200
         assert len(json.loads(response.body)["predictions"]) == 50_000

@@ -72,16 +72,22 @@ class AccessManager:
             raise InvalidParameterError(f"'{name}' cannot name a principal.")
         app_id = str(uuid.uuid4()) if kind == "service_principal" else None
         principal = await asyncio.to_thread(
-            self._store.create_principal, name.strip(), kind, application_id=app_id,
-            is_admin=is_admin, allow_cluster_create=allow_cluster_create,
+            self._store.create_principal,
+            name.strip(),
+            kind,
+            application_id=app_id,
+            is_admin=is_admin,
+            allow_cluster_create=allow_cluster_create,
             created_at=self._now_ms(),
-        )  # fmt: skip
+        )
         await self._audit(
-            TOKEN_EVENTS_MODEL, "PRINCIPAL_CREATED", actor,
+            TOKEN_EVENTS_MODEL,
+            "PRINCIPAL_CREATED",
+            actor,
             f"{_kind(kind)} '{principal.name}' created by '{actor.name}'"
             f"{' (admin)' if is_admin else ''}"
             f"{' with allow-cluster-create' if allow_cluster_create else ''}.",
-        )  # fmt: skip
+        )
         return principal
 
     async def update_principal(
@@ -97,23 +103,31 @@ class AccessManager:
         self._access.require_admin(actor, "change principals")
         self._not_bootstrap(principal, "changed")
         updated = await asyncio.to_thread(
-            self._store.update_principal, principal.id, active=active, is_admin=is_admin,
+            self._store.update_principal,
+            principal.id,
+            active=active,
+            is_admin=is_admin,
             allow_cluster_create=allow_cluster_create,
-        )  # fmt: skip
+        )
         if updated is None:
             raise NotFoundError(f"No principal with id {principal.id}.")
         self._access.forget_tokens()
         changes = [
             f"{what} {'on' if value else 'off'}"
-            for what, value in (("active", active), ("admin", is_admin),
-                                ("allow-cluster-create", allow_cluster_create))
+            for what, value in (
+                ("active", active),
+                ("admin", is_admin),
+                ("allow-cluster-create", allow_cluster_create),
+            )
             if value is not None
-        ]  # fmt: skip
+        ]
         await self._audit(
-            TOKEN_EVENTS_MODEL, "PRINCIPAL_UPDATED", actor,
+            TOKEN_EVENTS_MODEL,
+            "PRINCIPAL_UPDATED",
+            actor,
             f"{_kind(updated.kind)} '{updated.name}' changed by '{actor.name}': "
             f"{', '.join(changes) or 'nothing'}.",
-        )  # fmt: skip
+        )
         return updated
 
     async def delete_principal(self, actor: Identity, principal: PrincipalRecord) -> None:
@@ -125,10 +139,12 @@ class AccessManager:
         self._access.forget_tokens()
         self._access.forget_grants()
         await self._audit(
-            TOKEN_EVENTS_MODEL, "PRINCIPAL_DELETED", actor,
+            TOKEN_EVENTS_MODEL,
+            "PRINCIPAL_DELETED",
+            actor,
             f"{_kind(principal.kind)} '{principal.name}' deleted by '{actor.name}', with its "
             "tokens and permissions.",
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _not_bootstrap(principal: PrincipalRecord, what: str) -> None:
@@ -178,16 +194,22 @@ class AccessManager:
         now = self._now_ms()
         lifetime = self._lifetime(lifetime_seconds)
         record = TokenRecord(
-            new_token_id(), owner.id, comment, now,
-            now + lifetime * 1000 if lifetime else -1, actor.name,
-        )  # fmt: skip
+            new_token_id(),
+            owner.id,
+            comment,
+            now,
+            now + lifetime * 1000 if lifetime else -1,
+            actor.name,
+        )
         value = new_token()
         await asyncio.to_thread(self._store.add_token, record, hash_token(value))
         await self._audit(
-            TOKEN_EVENTS_MODEL, "TOKEN_CREATED", actor,
+            TOKEN_EVENTS_MODEL,
+            "TOKEN_CREATED",
+            actor,
             f"Token {record.token_id} for '{owner.name}' created by '{actor.name}' "
             f"({_expiry(lifetime)}).",
-        )  # fmt: skip
+        )
         return value, record
 
     def _lifetime(self, asked: int | None) -> int | None:
@@ -223,9 +245,11 @@ class AccessManager:
             raise NotFoundError(f"No live token with token_id '{token_id}'.")
         self._access.forget_tokens()
         await self._audit(
-            TOKEN_EVENTS_MODEL, "TOKEN_REVOKED", actor,
+            TOKEN_EVENTS_MODEL,
+            "TOKEN_REVOKED",
+            actor,
             f"Token {token_id} revoked by '{actor.name}'.",
-        )  # fmt: skip
+        )
 
     # -- model permissions -------------------------------------------------------------------
 
@@ -265,9 +289,11 @@ class AccessManager:
         listed = ", ".join(f"{e.name} {e.level.name}" for e in entries) or "nobody"
         verb = "set to" if replace else "updated:"
         await self._audit(
-            model, "PERMISSIONS_CHANGED", actor,
+            model,
+            "PERMISSIONS_CHANGED",
+            actor,
             f"Permissions {verb} {listed}, by '{actor.name}'.",
-        )  # fmt: skip
+        )
 
     async def grant_creator(self, actor: Identity, model: str) -> None:
         """Whoever creates a registered model through regserve gets CAN_MANAGE on it."""
@@ -275,9 +301,11 @@ class AccessManager:
         await asyncio.to_thread(self._store.put_grants, model, [grant], replace=True)
         self._access.forget_grants(model)
         await self._audit(
-            model, "PERMISSIONS_CHANGED", actor,
+            model,
+            "PERMISSIONS_CHANGED",
+            actor,
             f"'{actor.name}' created the registered model and holds CAN_MANAGE on it.",
-        )  # fmt: skip
+        )
 
     async def model_renamed(self, old: str, new: str) -> None:
         await asyncio.to_thread(self._store.rename_grants, old, new)
@@ -286,6 +314,13 @@ class AccessManager:
     async def model_deleted(self, model: str) -> None:
         await asyncio.to_thread(self._store.drop_grants, model)
         self._access.forget_grants(model)
+
+    async def record_owner(self, actor: Identity, kind: str, object_id: str) -> None:
+        """``actor`` created the run or logged model ``object_id``: its files are theirs."""
+        await asyncio.to_thread(
+            self._store.record_owner, kind, object_id, actor.principal.id, self._now_ms()
+        )
+        self._access.forget_owner(kind, object_id)
 
     async def _grant(self, entry: AclEntry) -> GrantRecord:
         if entry.kind == "group_name":

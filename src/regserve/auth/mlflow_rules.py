@@ -8,18 +8,23 @@ release is closed until someone classifies it.
   the query string for GET and the JSON body otherwise, as MLflow itself reads it).
 - Creating a registered model is open to every principal; the creator gets CAN_MANAGE.
 - Searches are open to every principal and their answers are filtered to readable models.
-- Tracking (experiments, runs, metrics, logged models, run artifacts) is open to every
-  principal: logging a model needs it, and regserve has no experiment ACLs (docs/security.md).
-  Artifact requests are classified ARTIFACT: the files a registered version was created from
-  follow that model's ACL (``artifact_rules.py``); every other file is open.
+- Tracking (experiments, runs, metrics) is open to every principal: logging a model needs
+  it, and regserve has no experiment ACLs (docs/security.md). Creating a run or a logged model
+  records the caller as its owner.
+- Files are not open: artifact requests are classified ARTIFACT, allowed only inside the files
+  of a run or logged model the caller may read or change (``artifact_rules.py``,
+  ``gateway/registry_files.py``). Changing a logged model is its owner's (and CAN_MANAGE on
+  every model registered from it); its ``mlflow.modelVersions`` tag is cut to readable models.
+- Creating a version also needs the right to read its source.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
-from regserve.auth.artifact_rules import is_artifact_route
+from regserve.auth.artifact_rules import LOGGED_MODEL, RUN, is_artifact_route
 from regserve.auth.levels import PermissionLevel
 
 __all__ = ["Access", "RegistryRule", "classify"]
@@ -44,8 +49,19 @@ class Access(Enum):
     TRANSITION = "transition"
     """The stage levels of the target stage and of the version's current stage."""
     ARTIFACT = "artifact"
-    """Any principal, unless the files belong to a registered version: then CAN_READ on its
-    model to read them and CAN_MANAGE to change them (``artifact_rules.py``)."""
+    """Files inside a run or logged model the caller may read (to read) or change (to write,
+    upload or delete); nothing else but for admins (``registry_files.py``)."""
+    OWNED = "owned"
+    """Any principal; on success the created run or logged model (``effect``) is the caller's."""
+    CREATE_VERSION = "create_version"
+    """``level`` on the model, and the right to read the version's source."""
+    LOGGED_MODEL = "logged_model"
+    """Changes logged model ``owner_id``: its owner's (admins: anyone's). With ``level``
+    CAN_MANAGE (delete, status) also CAN_MANAGE on every registered model with a version made
+    from it; tags and params annotate it (the server keeps its ``mlflow.modelVersions``)."""
+    LOGGED_MODEL_READ = "logged_model_read"
+    """Any principal; the ``mlflow.modelVersions`` tag of the answer names only models the
+    caller may read, and searches may not filter on it."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +69,11 @@ class RegistryRule:
     access: Access
     level: PermissionLevel = PermissionLevel.NONE
     effect: str | None = None
-    """``renamed`` or ``deleted``: the ACL follows the model once MLflow has said yes."""
+    """``renamed`` or ``deleted``: the ACL follows the model once MLflow has said yes;
+    ``run`` or ``logged_model`` (OWNED): what the request creates."""
     filter_key: str | None = None
+    owner_id: str = ""
+    """LOGGED_MODEL: the logged model the request changes."""
 
 
 _MODEL_RULES: dict[tuple[str, str], RegistryRule] = {
@@ -74,7 +93,11 @@ _MODEL_RULES: dict[tuple[str, str], RegistryRule] = {
     ("GET", "registered-models/search"): RegistryRule(
         Access.SEARCH, filter_key="registered_models"
     ),
-    ("POST", "model-versions/create"): RegistryRule(Access.MODEL, _EDIT),
+    ("POST", "model-versions/create"): RegistryRule(Access.CREATE_VERSION, _EDIT),
+    ("POST", "runs/create"): RegistryRule(Access.OWNED, effect=RUN),
+    ("POST", "runs/create-promptlab-run"): RegistryRule(Access.OWNED, effect=RUN),
+    ("POST", "logged-models"): RegistryRule(Access.OWNED, effect=LOGGED_MODEL),
+    ("POST", "logged-models/search"): RegistryRule(Access.LOGGED_MODEL_READ),
     ("GET", "model-versions/get"): RegistryRule(Access.MODEL, _READ),
     ("GET", "model-versions/get-download-uri"): RegistryRule(Access.MODEL, _READ),
     ("PATCH", "model-versions/update"): RegistryRule(Access.MODEL, _EDIT),
@@ -85,12 +108,29 @@ _MODEL_RULES: dict[tuple[str, str], RegistryRule] = {
     ("GET", "model-versions/search"): RegistryRule(Access.SEARCH, filter_key="model_versions"),
 }
 _MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
-_PREVIEW = {"/api/2.0/preview/mlflow/": "/api/2.0/mlflow/",
-            "/ajax-api/2.0/preview/mlflow/": "/ajax-api/2.0/mlflow/"}  # fmt: skip
-_TRACKING_OPS = ("experiments/", "runs/", "metrics/", "logged-models")
-_ANY_EXACT = frozenset({
-    "/", "/version", "/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info",
-})  # fmt: skip
+_PREVIEW = {
+    "/api/2.0/preview/mlflow/": "/api/2.0/mlflow/",
+    "/ajax-api/2.0/preview/mlflow/": "/ajax-api/2.0/mlflow/",
+}
+_TRACKING_OPS = ("experiments/", "runs/", "metrics/")
+# logged-models/<id>, .../params, .../tags, .../tags/<key>: (method, suffix) -> reads?
+_LOGGED_MODEL_OP = re.compile(r"^logged-models/(?P<id>[^/]+)(?P<rest>/params|/tags(?:/.+)?)?$")
+_LOGGED_MODEL_OPS = {  # None: reads it; else the level a change needs on registered models
+    ("GET", ""): None,
+    ("PATCH", ""): _MANAGE,
+    ("DELETE", ""): _MANAGE,
+    ("POST", "/params"): PermissionLevel.NONE,
+    ("PATCH", "/tags"): PermissionLevel.NONE,
+    ("DELETE", "/tags/"): PermissionLevel.NONE,
+}
+_ANY_EXACT = frozenset(
+    {
+        "/",
+        "/version",
+        "/api/3.0/mlflow/server-info",
+        "/ajax-api/3.0/mlflow/server-info",
+    }
+)
 _ADMIN = RegistryRule(Access.ADMIN)
 _ANY = RegistryRule(Access.ANY)
 _ARTIFACT = RegistryRule(Access.ARTIFACT)
@@ -126,6 +166,16 @@ def _classify_op(method: str, op: str) -> RegistryRule:
     rule = _MODEL_RULES.get((method, op))
     if rule is not None:
         return rule
+    found = _LOGGED_MODEL_OP.match(op)
+    if found:
+        rest = found["rest"] or ""
+        key = (method, "/tags/" if rest.startswith("/tags/") else rest)
+        if key not in _LOGGED_MODEL_OPS:
+            return _ADMIN
+        level = _LOGGED_MODEL_OPS[key]
+        if level is None:
+            return RegistryRule(Access.LOGGED_MODEL_READ)
+        return RegistryRule(Access.LOGGED_MODEL, level, owner_id=found["id"])
     if op.startswith(_TRACKING_OPS):
         return _ANY
     return _ADMIN

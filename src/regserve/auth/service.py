@@ -5,8 +5,8 @@ on every request. Both answer from memory after the first request of a token or 
 live ``REGSERVE_AUTH_CACHE_TTL`` seconds, bounded by ``REGSERVE_AUTH_CACHE_SIZE``) and go to
 the database only on a miss. Changes made through this process drop the affected entries at
 once; changes made through another gateway on the same database too, through the change feed
-(``regserve.changes``: ``on_change`` sends, ``forget_*(broadcast=False)`` applies), and within
-the TTL at worst.
+(``regserve.gateways.changes``: ``on_change`` sends, ``forget_*(broadcast=False)`` applies),
+and within the TTL at worst.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from regserve.auth.levels import ADMINS_GROUP, ALL_USERS_GROUP, PermissionLevel
 from regserve.auth.ratelimit import RateLimiter
 from regserve.auth.sessions import SessionSigner
 from regserve.auth.tokens import hash_token
-from regserve.changes import GRANTS, TOKENS
 from regserve.errors import PermissionDeniedError, UnauthenticatedError
+from regserve.gateways.changes import GRANTS, TOKENS
 from regserve.settings import Settings
 from regserve.store import GrantRecord, PrincipalRecord, StateStore
 
@@ -79,6 +79,7 @@ class AccessService:
         ttl, size = settings.auth_cache_ttl, settings.auth_cache_size
         self._tokens: TTLCache[str, Identity | str] = TTLCache(ttl, size)
         self._grants: TTLCache[str, tuple[GrantRecord, ...]] = TTLCache(ttl, size)
+        self._owners: TTLCache[tuple[str, str], int] = TTLCache(ttl, size)
         rate = settings.rate_limit_rps
         self._limiter = RateLimiter(rate) if rate else None
         self.sessions = SessionSigner(admin_token, settings.ui_session_hours * 3600, clock)
@@ -191,11 +192,28 @@ class AccessService:
             self._grants.put(model, cached)
         return cached
 
+    async def owner(self, kind: str, object_id: str) -> int | None:
+        """The id of the principal who created the run or logged model (``kind``: ``run`` or
+        ``logged_model``), or None when nobody regserve knows did."""
+        key = (kind, object_id)
+        cached = self._owners.get(key)
+        if cached is None:
+            found = await asyncio.to_thread(self._store.owner_of, kind, object_id)
+            cached = found or 0  # principal ids start at 1; 0 caches "nobody"
+            self._owners.put(key, cached)
+        return cached or None
+
+    def forget_owner(self, kind: str, object_id: str) -> None:
+        """Drop the cached owner of a run or logged model (it was just recorded)."""
+        self._owners.pop((kind, object_id))
+
     def forget_grants(self, *models: str, broadcast: bool = True) -> None:
         """Drop the cached ACLs of ``models`` (they changed), or all of them when none is
-        named (a principal's grants went with it); with ``broadcast``, on every gateway."""
+        named (a principal's grants and runs went with it); with ``broadcast``, on every
+        gateway."""
         if not models:
             self._grants.clear()
+            self._owners.clear()
         for model in models:
             self._grants.pop(model)
         if broadcast and self.on_change is not None:

@@ -5,7 +5,7 @@ itself), with an expiry, signed with HMAC-SHA256 under a key derived from the ad
 which every gateway of a deployment holds and the database does not. So the cookie:
 
 - is not an API token: the ``Authorization`` header does not take it, and it counts only on
-  the paths the UI uses (:mod:`regserve.ui.session`);
+  the paths the UI uses (:mod:`regserve.gateway.cookies`);
 - ends with the session (``REGSERVE_UI_SESSION_HOURS``), or with its token (revoked, expired,
   its principal deactivated), whichever comes first;
 - cannot be made from a copy of the database: the token hashes there sign nothing.

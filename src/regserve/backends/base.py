@@ -9,6 +9,7 @@ from typing import Protocol
 
 from regserve.errors import RegServeError
 from regserve.router import Target
+from regserve.states import VersionState
 from regserve.store import ClusterConfig
 
 __all__ = [
@@ -54,13 +55,13 @@ class Adopted:
 class VersionEvent:
     """A change a backend reports about a deployed version.
 
-    ``state`` is a VERSION_STATE_*; ``event_type`` and ``message`` go to the event history
+    ``event_type`` and ``message`` go to the event history
     (``event_type`` may be empty when only the state changed).
     """
 
     model_name: str
     version: str
-    state: str
+    state: VersionState
     state_message: str
     event_type: str = ""
     message: str = ""
@@ -98,6 +99,15 @@ class Backend(Protocol):
 
     def describe_cluster(self, model_name: str) -> str:
         """The cluster's resource limits in a few words, for its events."""
+
+    def forget_model(self, model_name: str) -> None:
+        """The registered model is gone (its cluster stopped): what the backend keeps of it on
+        this machine goes too (its user and home, its logs), so that a model created later
+        under the name starts with none of it."""
+
+    def isolation_warning(self) -> str:
+        """What a model's code can reach that it should not, when the backend cannot keep it
+        from that here ("" when it can): said in an event when a cluster starts."""
 
     async def deploy(self, spec: VersionSpec) -> None:
         """Start serving a version; progress is reported to the listener."""

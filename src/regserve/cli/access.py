@@ -68,9 +68,13 @@ def token_create(
     emit(
         data,
         output,
-        ["token_id", "expires", "comment", "token_value (shown once)"],
-        [[info["token_id"], _time(info["expiry_time"]), info["comment"], data["token_value"]]],
+        ["token_id", "expires", "comment"],
+        [[info["token_id"], _time(info["expiry_time"]), info["comment"]]],
     )
+    if output == "table":
+        # On a line of its own, never through rich: a table cuts or folds it to the terminal.
+        typer.echo("Token value (shown once; it cannot be read again):")
+        typer.echo(data["token_value"])
 
 
 @token_app.command("list")
@@ -104,7 +108,9 @@ def token_list(
 
 @token_app.command("revoke")
 def token_revoke(
-    token_id: Annotated[str, typer.Argument(help="The token's id (not its value).")],
+    token_id: Annotated[
+        str, typer.Argument(metavar="TOKEN_ID", help="The token's id (not its value).")
+    ],
     any_owner: Annotated[
         bool, typer.Option("--any", help="Someone else's token (admins).")
     ] = False,
@@ -118,7 +124,7 @@ def token_revoke(
         remote.call("DELETE", f"/api/2.0/token-management/tokens/{token_id}")
     else:
         remote.call("POST", "/api/2.0/token/delete", json={"token_id": token_id})
-    typer.echo(f"Revoked token {token_id}.")
+    typer.echo(f"Revoked token {token_id}.", err=True)
 
 
 # -- principals --------------------------------------------------------------------------------
@@ -126,7 +132,9 @@ def token_revoke(
 
 @principal_app.command("create")
 def principal_create(
-    name: Annotated[str, typer.Argument(help="Display name (service principal) or user name.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Display name (service principal) or user name.")
+    ],
     user: Annotated[bool, typer.Option("--user", help="A user, not a service principal.")] = False,
     admin: Annotated[bool, typer.Option("--admin", help="Member of the admins group.")] = False,
     allow_cluster_create: Annotated[
@@ -173,7 +181,9 @@ def _find_principal(remote: Remote, name: str) -> tuple[str, dict[str, Any]]:
 
 @principal_app.command("update")
 def principal_update(
-    name: Annotated[str, typer.Argument(help="User name, display name or application id.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="User name, display name or application id.")
+    ],
     active: Annotated[
         bool | None,
         typer.Option("--active/--inactive", help="Activate, or deactivate (its tokens stop)."),
@@ -197,12 +207,15 @@ def principal_update(
     operations: list[dict[str, Any]] = []
     if active is not None:
         operations.append({"op": "replace", "path": "active", "value": active})
-    flags = (("groups", "admins", admin),
-             ("entitlements", "allow-cluster-create", allow_cluster_create))  # fmt: skip
+    flags = (
+        ("groups", "admins", admin),
+        ("entitlements", "allow-cluster-create", allow_cluster_create),
+    )
     for path, value, flag in flags:
         if flag is not None:
-            operations.append({"op": "add" if flag else "remove", "path": path,
-                               "value": [{"value": value}]})  # fmt: skip
+            operations.append(
+                {"op": "add" if flag else "remove", "path": path, "value": [{"value": value}]}
+            )
     if not operations:
         raise typer.BadParameter("say what to change: --inactive, --admin, ...")
     remote = Remote(host, token, profile)
@@ -214,7 +227,9 @@ def principal_update(
 
 @principal_app.command("delete")
 def principal_delete(
-    name: Annotated[str, typer.Argument(help="User name, display name or application id.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="User name, display name or application id.")
+    ],
     host: HostOption = None,
     token: TokenOption = None,
     profile: ProfileOption = None,
@@ -223,7 +238,7 @@ def principal_delete(
     remote = Remote(host, token, profile)
     collection, found = _find_principal(remote, name)
     remote.call("DELETE", f"{_SCIM}/{collection}/{found['id']}")
-    typer.echo(f"Deleted {name} with its tokens and permissions.")
+    typer.echo(f"Deleted {name} with its tokens and permissions.", err=True)
 
 
 def _principal_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
@@ -271,7 +286,7 @@ def _grantee(user: str | None, sp: str | None, group: str | None) -> tuple[str, 
 
 @permissions_app.command("show")
 def permissions_show(
-    model: Annotated[str, typer.Argument(help="The registered model.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The registered model.")],
     host: HostOption = None,
     token: TokenOption = None,
     profile: ProfileOption = None,
@@ -297,12 +312,13 @@ def permissions_show(
 
 @permissions_app.command("grant")
 def permissions_grant(
-    model: Annotated[str, typer.Argument(help="The registered model.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The registered model.")],
     level: Annotated[
         str,
         typer.Argument(
+            metavar="LEVEL",
             help="CAN_READ, CAN_EDIT, CAN_MANAGE_STAGING_VERSIONS, "
-            "CAN_MANAGE_PRODUCTION_VERSIONS or CAN_MANAGE."
+            "CAN_MANAGE_PRODUCTION_VERSIONS or CAN_MANAGE.",
         ),
     ],
     user: UserOption = None,
@@ -316,12 +332,12 @@ def permissions_grant(
     kind, name = _grantee(user, service_principal, group)
     body = {"access_control_list": [{kind: name, "permission_level": level.upper()}]}
     Remote(host, token, profile).call("PATCH", f"{_PERMISSIONS}/{model}", json=body)
-    typer.echo(f"Granted {level.upper()} on '{model}' to {name}.")
+    typer.echo(f"Granted {level.upper()} on '{model}' to {name}.", err=True)
 
 
 @permissions_app.command("revoke")
 def permissions_revoke(
-    model: Annotated[str, typer.Argument(help="The registered model.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="The registered model.")],
     user: UserOption = None,
     service_principal: SpOption = None,
     group: GroupOption = None,
@@ -346,4 +362,4 @@ def permissions_revoke(
     if not dropped:
         fail(f"{name} holds no direct rights on '{model}'.", code=EXIT_NOT_FOUND)
     remote.call("PUT", f"{_PERMISSIONS}/{model}", json={"access_control_list": kept})
-    typer.echo(f"Revoked the rights of {name} on '{model}'.")
+    typer.echo(f"Revoked the rights of {name} on '{model}'.", err=True)

@@ -21,7 +21,9 @@ from regserve.settings import Settings
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    help="Serve every active version of your MLflow registry's models.", no_args_is_help=True
+    help="Serve every active version of your MLflow registry's models.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
 )
 
 
@@ -45,24 +47,34 @@ def up(
 ) -> None:
     """Start regserve: the gateway, the controller and (by default) the MLflow registry."""
     overrides: dict[str, Any] = {
-        "host": host, "port": port, "data_dir": data_dir, "registry_uri": registry_uri,
-        "store_uri": store_uri, "env_manager": env_manager, "backend": backend,
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "registry_uri": registry_uri,
+        "store_uri": store_uri,
+        "env_manager": env_manager,
+        "backend": backend,
         "ray_address": ray_address,
-    }  # fmt: skip
+    }
     values = {k: v for k, v in overrides.items() if v is not None}
     if demo:
         values["demo"] = True
     settings = Settings(**values)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(log_level)
     from regserve.app import serve
     from regserve.backends.local.limits import LimitsUnavailableError
     from regserve.nodes import NodeTypesError
+    from regserve.sandbox import IsolationUnavailableError
+    from regserve.sandbox.users import UidRangeError
 
     try:
         _run(serve(settings, announce=typer.echo))
-    except (NodeTypesError, LimitsUnavailableError) as exc:  # the operator's configuration
+    except (  # the operator's configuration
+        NodeTypesError,
+        LimitsUnavailableError,
+        IsolationUnavailableError,
+        UidRangeError,
+    ) as exc:
         typer.echo(f"regserve: cannot start: {exc}", err=True)
         raise typer.Exit(2) from exc
 
@@ -79,7 +91,7 @@ def restart(
     """
     import signal
 
-    from regserve.restart import read_pidfile
+    from regserve.restart.pidfile import read_pidfile
 
     values: dict[str, Any] = {"data_dir": data_dir} if data_dir is not None else {}
     where = Settings(**values).resolved_data_dir()
@@ -98,10 +110,18 @@ app.add_typer(principal_app, name="principal")
 app.add_typer(permissions_app, name="permissions")
 
 
+_CHATTY = ("alembic",)
+"""Libraries whose INFO lines say nothing to an operator (alembic: one per plugin and
+migration of MLflow's database at every start); shown from --log-level DEBUG."""
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in _CHATTY:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _run(coro: Any) -> None:

@@ -8,6 +8,7 @@ is the one table from errors to exit codes (``main`` applies it).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -34,6 +35,7 @@ __all__ = [
     "EXIT_NOT_FOUND",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "FORMATS",
     "HostOption",
     "OutputOption",
     "ProfileOption",
@@ -53,29 +55,40 @@ EXIT_UNREACHABLE = 5  # no answer, timed out, or still unavailable after the ret
 HostOption = Annotated[
     Optional[str],  # noqa: UP045 - typer reads the annotation at runtime
     typer.Option(
-        "--host", show_default=False,
+        "--host",
+        show_default=False,
         help="regserve's URL (or host[:port]). Default: $REGSERVE_HOST, the profile's host, "
         "http://127.0.0.1:8080.",
     ),
-]  # fmt: skip
+]
 TokenOption = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
-        "--token", show_default=False,
+        "--token",
+        show_default=False,
         help="Your token. Default: $REGSERVE_TOKEN, the profile's token, ./.regserve/admin-token.",
     ),
-]  # fmt: skip
+]
 ProfileOption = Annotated[
     Optional[str],  # noqa: UP045
     typer.Option(
-        "--profile", show_default=False,
-        help="Section of ~/.regserve/profiles.ini (default: $REGSERVE_PROFILE, then [default]).",
+        "--profile",
+        show_default=False,
+        # "\\[": a bracket, not rich markup (which would swallow "[default]")
+        help="Section of ~/.regserve/profiles.ini (default: $REGSERVE_PROFILE, then \\[default]).",
     ),
-]  # fmt: skip
+]
+
+
+_PIPED_WIDTH = 400
+"""Width of a table printed to a file or pipe (rich would take 80): rows stay on one line."""
+
+FORMATS = ("table", "json")
+"""What ``-o/--output`` takes, in every command that prints data."""
 
 
 def _check_output(value: str) -> str:
-    if value not in ("table", "json"):
+    if value not in FORMATS:
         raise typer.BadParameter(f"'{value}': use table or json")
     return value
 
@@ -123,10 +136,15 @@ def emit(data: Any, output: str, columns: list[str], rows: list[list[Any]]) -> N
     if output == "json":
         typer.echo(json.dumps(data, indent=2))
         return
-    table = Table(*columns)
+    table = Table()
+    for column in columns:
+        table.add_column(column, overflow="fold")  # a narrow terminal folds values, never cuts
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=_PIPED_WIDTH)  # into a file or a pipe: rows whole, not at 80
+    console.print(table)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:

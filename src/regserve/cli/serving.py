@@ -19,12 +19,13 @@ from regserve.cli.remote import (
     fail,
 )
 from regserve.client import Client
+from regserve.states import short_state
 
 __all__ = ["cluster_app", "register", "serving_app"]
 
 serving_app = typer.Typer(help="Enable, disable and watch serving.", no_args_is_help=True)
 cluster_app = typer.Typer(help="Show and change a model's serving cluster.", no_args_is_help=True)
-ModelArg = Annotated[str, typer.Argument(help="The registered model.")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="The registered model.")]
 
 
 def _time(ms: int) -> str:
@@ -36,7 +37,7 @@ def _status_rows(status: dict[str, Any]) -> list[list[Any]]:
     return [
         [
             status["registered_model_name"],
-            status["state"].removeprefix("ENDPOINT_STATE_"),
+            short_state(status["state"]),
             config.get("node_type_id", ""),
             status.get("state_message", ""),
         ]
@@ -78,10 +79,9 @@ def _wait(client: Client, model: str, timeout: float) -> dict[str, Any]:
 
         def show(status: dict[str, Any], versions: list[dict[str, Any]]) -> None:
             states = ", ".join(
-                f"v{v['endpoint_version_name']} {v['state'].removeprefix('VERSION_STATE_')}"
-                for v in versions
+                f"v{v['endpoint_version_name']} {short_state(v['state'])}" for v in versions
             )
-            state = status["state"].removeprefix("ENDPOINT_STATE_")
+            state = short_state(status["state"])
             spinner.update(f"'{model}' {state}: {states or 'no versions yet'}")
 
         return client.wait(model, timeout=timeout, on_update=show)
@@ -144,7 +144,7 @@ def versions(
     rows = [
         [
             v["endpoint_version_name"],
-            v["state"].removeprefix("VERSION_STATE_"),
+            short_state(v["state"]),
             ", ".join(refs.get(v["endpoint_version_name"], [])),
             v.get("worker_pid") or "",
             v.get("state_message", ""),
@@ -157,7 +157,7 @@ def versions(
 
 def logs(
     model: ModelArg,
-    version: Annotated[str, typer.Argument(help="The served version, e.g. 1.")],
+    version: Annotated[str, typer.Argument(metavar="VERSION", help="The served version, e.g. 1.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing lines.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between polls with -f.")] = 1.0,
     host: HostOption = None,
@@ -168,6 +168,8 @@ def logs(
     client = Remote(host, token, profile).client
     text = client.logs(model, version)
     typer.echo(text, nl=False)
+    if not follow and text and not text.endswith("\n"):
+        typer.echo()  # the prompt on a line of its own
     try:
         while follow:
             time.sleep(interval)

@@ -12,6 +12,7 @@ import orjson
 from regserve.client.connection import resolve_connection
 from regserve.client.errors import ClientError, ServingFailedError, WaitTimeoutError
 from regserve.client.transport import RetryPolicy, Transport
+from regserve.states import EndpointState, VersionState
 
 if TYPE_CHECKING:  # pandas is imported when scoring starts: the CLI starts faster without it
     import pandas as pd
@@ -21,7 +22,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024  # regserve's default REGSERVE_MAX_
 __all__ = ["Client"]
 
 _API = "/api/2.0/preview/mlflow/endpoints"
-_FINAL_VERSION_STATES = ("VERSION_STATE_READY", "VERSION_STATE_FAILED")
+_FINAL_VERSION_STATES = (VersionState.READY, VersionState.FAILED)
 
 
 class Client:
@@ -181,9 +182,15 @@ class Client:
 
         frame, as_array = to_frame(data, columns)
         scorer = BatchScorer(
-            self._transport, _scoring_path(model, ref), batch_size, concurrency,
-            max_payload_bytes, params, retry or RetryPolicy(), on_progress,
-        )  # fmt: skip
+            self._transport,
+            _scoring_path(model, ref),
+            batch_size,
+            concurrency,
+            max_payload_bytes,
+            params,
+            retry or RetryPolicy(),
+            on_progress,
+        )
         return predictions_frame(scorer.score(frame, as_array), frame.index)
 
     def _registry_versions(self, model: str) -> set[str]:
@@ -196,9 +203,10 @@ class Client:
         quoted = model.replace("'", "\\'")
         try:
             data = self.request(
-                "GET", "/api/2.0/mlflow/model-versions/search",
+                "GET",
+                "/api/2.0/mlflow/model-versions/search",
                 params={"filter": f"name='{quoted}'", "max_results": 10000},
-            )  # fmt: skip
+            )
         except ClientError:
             return set()
         return {
@@ -216,19 +224,19 @@ def _scoring_path(model: str, ref: str) -> str:
 
 
 def _settled(status: dict[str, Any], versions: list[dict[str, Any]]) -> bool:
-    if status["state"] == "ENDPOINT_STATE_FAILED":
+    if status["state"] == EndpointState.FAILED:
         return True
     started = "actual_cluster_config" in status  # the controller's first pass has run
     return (
         started
-        and status["state"] != "ENDPOINT_STATE_PENDING"
+        and status["state"] != EndpointState.PENDING
         and all(v["state"] in _FINAL_VERSION_STATES for v in versions)
     )
 
 
 def _final(model: str, status: dict[str, Any], versions: list[dict[str, Any]]) -> dict[str, Any]:
-    failed = [v["endpoint_version_name"] for v in versions if v["state"] == "VERSION_STATE_FAILED"]
-    if status["state"] == "ENDPOINT_STATE_FAILED" or failed:
+    failed = [v["endpoint_version_name"] for v in versions if v["state"] == VersionState.FAILED]
+    if status["state"] == EndpointState.FAILED or failed:
         names = ", ".join(f"v{v}" for v in failed)
         detail = f"failed versions: {names}. " if failed else ""
         raise ServingFailedError(f"serving '{model}': {detail}{status.get('state_message', '')}")

@@ -9,6 +9,8 @@ finds them: ``REGSERVE_HOST``/``REGSERVE_TOKEN`` or the profile) or ``regserve:/
 
 Config (``-C key=value``): ``wait`` (``true``: create blocks until READY), ``timeout``
 (seconds), ``node_type_id`` and ``tag.KEY`` (the serving cluster).
+
+What ``mlflow deployments predict --input-path FILE`` reads: :data:`TARGET_HELP`.
 """
 
 from __future__ import annotations
@@ -29,15 +31,51 @@ from regserve.client.api import Client
 from regserve.client.connection import resolve_connection
 from regserve.client.errors import BadRequestError, ClientError, NotFoundError
 
-__all__ = ["RegServeDeploymentClient", "run_local", "target_help"]
+__all__ = ["TARGET_HELP", "RegServeDeploymentClient", "run_local", "target_help"]
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:[/@].*)?$")
 _MLFLOW_CODES = frozenset(ErrorCode.keys())
 _SCORING_KEYS = {"dataframe_split", "dataframe_records", "instances", "inputs"}
 
 
+TARGET_HELP = """\
+Target: regserve (host and token as the `regserve` command finds them: REGSERVE_HOST and
+REGSERVE_TOKEN, or ~/.regserve/profiles.ini) or regserve:/http://HOST:PORT.
+
+A deployment is the serving of one registered model, named after it: create enables serving
+every active version of -m models:/NAME and waits until they are READY; delete disables it.
+Config (-C key=value): wait (true: create blocks until READY), timeout (seconds, 600),
+node_type_id and tag.KEY (the serving cluster, e.g. -C tag.regserve.replicas=2).
+
+predict --name NAME (the latest version) or NAME/REF (a version, stage or alias, e.g.
+iris-classifier/Production) --input-path FILE. FILE is JSON (MLflow reads it with
+pandas.read_json, whatever its name: a CSV file is not read), either rows:
+
+  [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]
+  {"sepal_length": [5.1, 6.7], "sepal_width": [3.5, 3.0], ...}        (columns)
+
+or one body of MLflow's scoring protocol, as curl would send it to /invocations:
+
+  {"dataframe_records": [{"sepal_length": 5.1, "sepal_width": 3.5, ...}]}
+  {"dataframe_split": {"columns": ["sepal_length", ...], "data": [[5.1, ...]]}}
+  {"inputs": [[5.1, 3.5, 1.4, 0.2]]}                 (or "instances": tensor input)
+
+Example:
+
+  echo '[{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
+          "petal_width": 0.2}]' > rows.json
+  mlflow deployments predict -t regserve:/http://127.0.0.1:8080 \\
+      --name iris-classifier/Production --input-path rows.json
+  # {"predictions": [0]}
+
+--output-path writes the predictions to a file. params: from Python only,
+get_deploy_client("regserve").predict(NAME, frame, params={...}).
+"""
+"""What ``mlflow deployments help -t regserve`` prints."""
+
+
 def target_help() -> str:
-    return __doc__ or ""
+    return TARGET_HELP
 
 
 def run_local(
@@ -117,9 +155,12 @@ class RegServeDeploymentClient(BaseDeploymentClient):
             versions = client.versions(name)
             refs = client.aliases(name)
         return {
-            **_named(status), "flavor": "python_function", "versions": versions, "refs": refs,
+            **_named(status),
+            "flavor": "python_function",
+            "versions": versions,
+            "refs": refs,
             "url": f"{self._url}/model/{name}/latest/invocations",
-        }  # fmt: skip
+        }
 
     def predict(
         self,
@@ -182,6 +223,9 @@ def _true(value: Any) -> bool:
 def _payload(inputs: Any) -> dict[str, Any]:
     """MLflow's scoring body for what ``mlflow pyfunc predict`` takes."""
     if isinstance(inputs, pd.DataFrame):
+        body = _scoring_body(inputs)
+        if body is not None:
+            return body
         split = orjson.loads(inputs.to_json(orient="split", index=False, date_format="iso"))
         return {"dataframe_split": split}
     if isinstance(inputs, np.ndarray):
@@ -191,3 +235,15 @@ def _payload(inputs: Any) -> dict[str, Any]:
     if isinstance(inputs, list) and all(isinstance(r, dict) for r in inputs):
         return {"dataframe_records": inputs}
     return {"inputs": inputs}
+
+
+def _scoring_body(frame: pd.DataFrame) -> dict[str, Any] | None:
+    """The scoring body a file held, when ``mlflow deployments predict`` read one (it reads
+    ``--input-path`` with ``pandas.read_json``: ``{"dataframe_records": [...]}`` arrives as a
+    frame of one column of that name); None for a frame of rows."""
+    if len(frame.columns) != 1 or frame.columns[0] not in _SCORING_KEYS:
+        return None
+    column = frame[frame.columns[0]]
+    if isinstance(column.index, pd.RangeIndex):  # a list: records, instances, inputs
+        return {str(column.name): column.tolist()}
+    return {str(column.name): column.to_dict()}  # an object: dataframe_split, named inputs

@@ -6,6 +6,8 @@ A regserve error answer ``{"error_code", "message"}`` becomes the class its ``er
 
 from __future__ import annotations
 
+from regserve import errors as core
+
 __all__ = [
     "BadRequestError",
     "ClientError",
@@ -86,19 +88,21 @@ class WaitTimeoutError(ClientError):
 
 
 _BY_CODE: dict[str, type[ClientError]] = {
-    "BAD_REQUEST": BadRequestError,
-    "INVALID_PARAMETER_VALUE": BadRequestError,
-    "MALFORMED_REQUEST": BadRequestError,
-    "UNSUPPORTED_MEDIA_TYPE": BadRequestError,
-    "UNAUTHENTICATED": UnauthenticatedError,
-    "PERMISSION_DENIED": PermissionDeniedError,
-    "RESOURCE_DOES_NOT_EXIST": NotFoundError,
-    "ENDPOINT_NOT_FOUND": NotFoundError,
-    "REQUEST_TOO_LARGE": RequestTooLargeError,
-    "REQUEST_LIMIT_EXCEEDED": RateLimitedError,
-    "TEMPORARILY_UNAVAILABLE": UnavailableError,
-    "DEADLINE_EXCEEDED": DeadlineExceededError,
+    core.BadRequestError.error_code: BadRequestError,
+    core.InvalidParameterError.error_code: BadRequestError,
+    "MALFORMED_REQUEST": BadRequestError,  # MLflow's scoring server's
+    core.UnsupportedMediaTypeError.error_code: BadRequestError,
+    core.UnauthenticatedError.error_code: UnauthenticatedError,
+    core.PermissionDeniedError.error_code: PermissionDeniedError,
+    core.NotFoundError.error_code: NotFoundError,
+    core.EndpointNotFoundError.error_code: NotFoundError,
+    core.PayloadTooLargeError.error_code: RequestTooLargeError,
+    core.RateLimitedError.error_code: RateLimitedError,
+    core.UnavailableError.error_code: UnavailableError,
+    core.DeadlineExceededError.error_code: DeadlineExceededError,
 }
+"""The server's codes, from the core's errors (a client class of the same name as a core
+error stands for the same code)."""
 _BY_STATUS: dict[int, type[ClientError]] = {
     400: BadRequestError,
     401: UnauthenticatedError,

@@ -3,6 +3,5 @@
 from __future__ import annotations
 
 from regserve.controller.reconciler import Controller
-from regserve.controller.states import endpoint_state
 
-__all__ = ["Controller", "endpoint_state"]
+__all__ = ["Controller"]

@@ -30,7 +30,11 @@ async def prepare_environment(
     async def progress(message: str) -> None:
         await report("", message)
 
-    await progress(f"Preparing environment {spec.key} (Python {spec.python}, {spec.source}).")
+    count = len(spec.requirements)
+    await progress(
+        f"Preparing environment {spec.key} (Python {spec.python}, "
+        f"{count} requirements from {spec.source})."
+    )
     built = await envs.ensure(spec, log, progress)
     for note in built.notes:
         await report("ENV_WARNING", note)
@@ -39,6 +43,9 @@ async def prepare_environment(
             "ENV_REUSED", f"Reusing environment {built.key} (MLflow {built.mlflow_version})."
         )
     else:
-        await report("ENV_BUILT", f"Built environment {built.key} in {built.seconds:g} s "
-                                  f"(MLflow {built.mlflow_version}).")  # fmt: skip
+        await report(
+            "ENV_BUILT",
+            f"Built environment {built.key} in {built.seconds:g} s "
+            f"(MLflow {built.mlflow_version}).",
+        )
     return built

@@ -10,26 +10,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote
 
 from regserve.backends.base import Backend, ClusterUpdateError, VersionEvent, VersionSpec
-from regserve.backends.replicas import check_tags, needs_new_workers
-from regserve.controller import states as st
+from regserve.backends.options import check_config, needs_new_workers
 from regserve.controller.environments import prepare_environment
+from regserve.controller.model_files import local_model_folder, local_model_path
 from regserve.envs import EnvironmentManager
 from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
 from regserve.metrics import ControlMetrics
+from regserve.redaction import PathRedactor
 from regserve.registry.models import ModelSnapshot
 from regserve.router import ModelRoutes, Router, ServedVersion
 from regserve.settings import Settings
-from regserve.store import ClusterConfig, StateStore
+from regserve.states import EndpointState, VersionState, endpoint_state
+from regserve.store import ClusterConfig, EndpointRecord, StateStore
+from regserve.worker.text import log_safe
 
 __all__ = ["Controller", "RegistryReaderLike"]
 
 _log = logging.getLogger("regserve.controller")
+_LOG_MESSAGE = 2000
+"""Characters of an event's message its log line keeps."""
 
 
 class RegistryReaderLike(Protocol):
@@ -44,7 +50,7 @@ class _Served:
 
     config: ClusterConfig
     snapshot: ModelSnapshot | None = None
-    versions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    versions: dict[str, tuple[VersionState, str]] = field(default_factory=dict)
     downloads: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     registry_down: bool = False
     update: asyncio.Task[None] | None = None
@@ -68,7 +74,10 @@ class Controller:
         envs: EnvironmentManager | None = None,
         *,
         metrics: ControlMetrics | None = None,
+        registry_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``registry_ready``: awaited before the first pass (``regserve up`` listens before
+        its registry is ready; the reader raises ``RegistryStartingError`` until then)."""
         self._settings = settings
         self._store = store
         self._reader = reader
@@ -78,12 +87,15 @@ class Controller:
         self.node_types = node_types
         self._envs = envs
         self._metrics = metrics
+        self._registry_ready = registry_ready
         self._served: dict[str, _Served] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self.first_pass = asyncio.Event()
         """Set once the first pass is done (the workers a previous process left are adopted)."""
         self._models_dir = settings.resolved_data_dir() / "models"
+        # State messages and events are shown to every reader of the model: no server paths.
+        self._shown = PathRedactor.for_settings(settings)
 
     @property
     def default_node_type(self) -> str:
@@ -95,6 +107,8 @@ class Controller:
         """Reconcile every poll interval, or at once when triggered; forever."""
         events = asyncio.create_task(self._consume_events(), name="version events")
         try:
+            if self._registry_ready is not None:
+                await self._registry_ready()
             while True:
                 try:
                     await self.reconcile_all()
@@ -141,7 +155,8 @@ class Controller:
         if snapshot is None:
             raise NotFoundError(f"Registered model '{name}' does not exist in the registry.")
         default = ClusterConfig(self.default_node_type)
-        if await asyncio.to_thread(self._store.enable, name, default):
+        created = snapshot.created_at or None
+        if await asyncio.to_thread(self._store.enable, name, default, created):
             message = f"Serving enabled for model '{name}'{_by(actor)}."
             await self._event(name, "SERVING_ENABLED", message, principal=actor)
         self.trigger()
@@ -153,6 +168,15 @@ class Controller:
         await self._event(name, "SERVING_DISABLED", message, principal=actor)
         await self.reconcile(name)
 
+    async def model_gone(self, name: str, reason: str, actor: str | None = None) -> None:
+        """The registered model ``name`` was deleted or renamed (``reason`` says which): stop
+        serving it at once, so that nothing serves under its name until someone who manages
+        a model of that name enables serving again."""
+        if await asyncio.to_thread(self._store.disable, name):
+            message = f"Serving disabled: {reason}{_by(actor)}."
+            await self._event(name, "SERVING_DISABLED", message, principal=actor)
+        await self.reconcile(name)
+
     async def update_config(
         self, name: str, config: ClusterConfig, actor: str | None = None
     ) -> None:
@@ -162,7 +186,7 @@ class Controller:
                 f"Unknown node_type_id '{config.node_type_id}'. Offered: {offered} "
                 "(GET /api/2.0/clusters/list-node-types)."
             )
-        check_tags(config)
+        check_config(config)
         endpoint = await asyncio.to_thread(self._store.get_endpoint, name)
         if endpoint is None or not endpoint.enabled:
             raise InvalidParameterError(f"Serving is not enabled for model '{name}'.")
@@ -194,8 +218,32 @@ class Controller:
                 else:
                     await update  # labels only: nothing restarts, done at once
             if await self._refresh_snapshot(name, served):
+                gone = await self._gone(endpoint, served.snapshot)
+                if gone is not None:
+                    await self._stop_serving_gone(name, gone)
+                    return
                 await self._converge(name, served)
             await self._publish(name, served)
+
+    async def _gone(self, endpoint: EndpointRecord, snapshot: ModelSnapshot | None) -> str | None:
+        """Why the enabled model is not the one that was enabled any more (deleted, renamed,
+        or deleted and created again by someone else), or None when it still is."""
+        name = endpoint.model_name
+        if snapshot is None:
+            return f"registered model '{name}' no longer exists (it was deleted or renamed)"
+        if not snapshot.created_at:
+            return None  # a registry that does not tell
+        if endpoint.model_created_at is None:  # enabled before creation times were recorded
+            await asyncio.to_thread(self._store.set_model_created_at, name, snapshot.created_at)
+            return None
+        if endpoint.model_created_at != snapshot.created_at:
+            return f"registered model '{name}' was deleted and created again"
+        return None
+
+    async def _stop_serving_gone(self, name: str, reason: str) -> None:
+        if await asyncio.to_thread(self._store.disable, name):
+            await self._event(name, "SERVING_DISABLED", f"Serving disabled: {reason}.")
+        await self._teardown(name, gone=True)
 
     async def _start_cluster(self, name: str, config: ClusterConfig) -> _Served:
         await self._event(
@@ -206,6 +254,9 @@ class Controller:
         await asyncio.to_thread(self._store.set_actual_config, name, config)
         limits = self._backend.describe_cluster(name)
         await self._event(name, "CLUSTER_STARTED", f"Serving cluster is up (limits: {limits}).")
+        warning = self._backend.isolation_warning()
+        if warning:
+            await self._event(name, "WORKER_ISOLATION_OFF", warning)
         return served
 
     async def _update_cluster(self, name: str, served: _Served, config: ClusterConfig) -> None:
@@ -214,20 +265,26 @@ class Controller:
         old = served.config
         renewing = needs_new_workers(old, config)
         if renewing:
-            await self._event(name, "CLUSTER_UPDATING", f"Starting a new cluster with "
-                              f"{_describe(config)} beside the running one; traffic moves to it "
-                              "once its versions are READY.")  # fmt: skip
+            await self._event(
+                name,
+                "CLUSTER_UPDATING",
+                f"Starting a new cluster with "
+                f"{_describe(config)} beside the running one; traffic moves to it "
+                "once its versions are READY.",
+            )
         try:
             await self._backend.start_cluster(name, config)
         except Exception as exc:  # ClusterUpdateError, or anything unexpected: fail this update
             if not isinstance(exc, ClusterUpdateError):
-                _log.exception("updating the cluster of %s failed", name)
+                _log.exception("updating the cluster of %s failed", log_safe(name))
             reason = (
                 exc.message if isinstance(exc, RegServeError) else f"{type(exc).__name__}: {exc}"
             )
             served.update_failed = (config, reason)
-            message = (f"Cluster update to {_describe(config)} failed: {reason}. The "
-                       f"previous cluster ({_describe(old)}) keeps serving.")  # fmt: skip
+            message = (
+                f"Cluster update to {_describe(config)} failed: {reason}. The "
+                f"previous cluster ({_describe(old)}) keeps serving."
+            )
             await self._event(name, "CLUSTER_UPDATE_FAILED", message)
             await self._publish(name, served)
             return
@@ -237,8 +294,10 @@ class Controller:
         served.update_failed = None
         await asyncio.to_thread(self._store.set_actual_config, name, config)
         if renewing:
-            message = (f"Cluster now runs with {_describe(config)} "
-                       f"(limits: {self._backend.describe_cluster(name)}).")  # fmt: skip
+            message = (
+                f"Cluster now runs with {_describe(config)} "
+                f"(limits: {self._backend.describe_cluster(name)})."
+            )
             await self._event(name, "CLUSTER_UPDATED", message)
         else:
             message = f"Cluster now runs with {_describe(config)} (no worker restarted)."
@@ -246,7 +305,10 @@ class Controller:
         await self._publish(name, served)
         self.trigger()  # the desired config may have moved on meanwhile
 
-    async def _teardown(self, name: str) -> None:
+    async def _teardown(self, name: str, gone: bool | None = None) -> None:
+        """Stop serving ``name``. When the registered model served is ``gone`` (deleted,
+        renamed or created anew; None: ask the registry), its local files go too: nothing of
+        it is left for a model of the same name, created later, to be answered with or read."""
         served = self._served.pop(name, None)
         if served is None:
             return
@@ -256,6 +318,23 @@ class Controller:
         await _cancel(served.update)
         await self._backend.stop_cluster(name)
         await self._event(name, "CLUSTER_TERMINATED", "Serving cluster terminated.")
+        if gone is None:
+            gone = await self._replaced(name, served)
+        if gone:
+            folder = local_model_folder(self._models_dir, name)
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+            await asyncio.to_thread(self._backend.forget_model, name)
+
+    async def _replaced(self, name: str, served: _Served) -> bool:
+        """Whether the registered model ``served`` served is not in the registry any more."""
+        try:
+            snapshot = await asyncio.to_thread(self._reader.snapshot, name)
+        except RegServeError:
+            return False  # cannot tell: keep the files
+        if snapshot is None:
+            return True
+        served_at = served.snapshot.created_at if served.snapshot else 0
+        return bool(served_at and snapshot.created_at and served_at != snapshot.created_at)
 
     async def _refresh_snapshot(self, name: str, served: _Served) -> bool:
         """Read the registry; False (keep serving what runs) when it cannot be reached."""
@@ -282,18 +361,24 @@ class Controller:
             if not await self._adopt(name, served, version):
                 self._begin_deploy(name, served, version)
 
+    def _model_path(self, served: _Served, version: str) -> Path:
+        """Where the version's files are kept (``model_files.local_model_path``)."""
+        info = served.snapshot.version(version) if served.snapshot else None
+        if info is None:  # only versions of the snapshot are deployed
+            raise NotFoundError(f"Version {version} is not in the registry any more.")
+        return local_model_path(self._models_dir, info)
+
     async def _adopt(self, name: str, served: _Served, version: str) -> bool:
         """Serve ``version`` from a worker a previous regserve process left running, if one
         runs its model: READY at once, nothing downloaded, built or started."""
-        dest = self._models_dir / quote(name, safe="") / version
-        adopted = await self._backend.adopt(name, version, dest)
+        adopted = await self._backend.adopt(name, version, self._model_path(served, version))
         if adopted is None:
             return False
         if self._envs is not None and adopted.env_key is not None:
             self._envs.acquire(adopted.env_key, (name, version))
         pid = adopted.pid
         message = f"Serving (worker pid {pid}, adopted after a regserve restart)."
-        await self._set_version(name, served, version, st.VERSION_READY, message, worker_pid=pid)
+        await self._set_version(name, served, version, VersionState.READY, message, worker_pid=pid)
         text = (
             f"Worker pid {pid} of version {version} adopted: it kept running through the restart."
         )
@@ -301,7 +386,7 @@ class Controller:
         return True
 
     def _begin_deploy(self, name: str, served: _Served, version: str) -> None:
-        served.versions[version] = (st.VERSION_PENDING, "Downloading the model's artifacts.")
+        served.versions[version] = (VersionState.PENDING, "Downloading the model's artifacts.")
         if self._metrics is not None and served.snapshot is not None:
             created = {v.version: v.creation_timestamp for v in served.snapshot.versions}
             self._metrics.version_registered(name, version, created.get(version, 0))
@@ -318,7 +403,7 @@ class Controller:
             await self._fail(name, served, version, exc.message)
             return
         except Exception as exc:  # anything unexpected fails this version only
-            _log.exception("preparing %s v%s failed", name, version)
+            _log.exception("preparing %s v%s failed", log_safe(name), log_safe(version))
             await self._fail(name, served, version, f"{type(exc).__name__}: {exc}")
             return
         finally:
@@ -328,7 +413,7 @@ class Controller:
         await self._backend.deploy(spec)
 
     async def _prepare(self, name: str, served: _Served, version: str) -> VersionSpec:
-        dest = self._models_dir / quote(name, safe="") / version
+        dest = self._model_path(served, version)
         try:
             path = await asyncio.to_thread(self._reader.download, name, version, dest)
         except RegServeError as exc:
@@ -340,7 +425,7 @@ class Controller:
             if event_type:
                 await self._event(name, event_type, message, version)
             else:
-                await self._set_version(name, served, version, st.VERSION_PENDING, message)
+                await self._set_version(name, served, version, VersionState.PENDING, message)
 
         log = self._backend.log_file(name, version)
         built = await prepare_environment(self._envs, path, log, report)
@@ -348,15 +433,19 @@ class Controller:
             self._metrics.environment(built.reused, built.seconds)
         self._envs.acquire(built.key, (name, version))
         await asyncio.to_thread(
-            self._store.put_version, name, version, st.VERSION_PENDING,
-            "Environment ready; starting the worker.", environment=built.key,
-        )  # fmt: skip
+            self._store.put_version,
+            name,
+            version,
+            VersionState.PENDING,
+            "Environment ready; starting the worker.",
+            environment=built.key,
+        )
         return VersionSpec(name, version, path, built.python, self._envs.worker_path, built.key)
 
     async def _fail(self, name: str, served: _Served, version: str, message: str) -> None:
         if version not in served.versions:
             return
-        await self._set_version(name, served, version, st.VERSION_FAILED, message)
+        await self._set_version(name, served, version, VersionState.FAILED, message)
         await self._event(name, "VERSION_FAILED", message, version)
         await self._publish(name, served)
 
@@ -391,23 +480,33 @@ class Controller:
         if served is None or event.version not in served.versions:
             return  # a late event of a version that is gone
         await self._set_version(
-            event.model_name, served, event.version, event.state, event.state_message,
+            event.model_name,
+            served,
+            event.version,
+            event.state,
+            event.state_message,
             worker_pid=event.worker_pid,
-        )  # fmt: skip
+        )
         if event.event_type:
             await self._event(event.model_name, event.event_type, event.message, event.version)
         if self._metrics is not None:
             self._metrics.worker_event(event.model_name, event.version, event.event_type)
-            if event.state == st.VERSION_READY:
+            if event.state == VersionState.READY:
                 self._metrics.version_serving(event.model_name, event.version)
         await self._publish(event.model_name, served)
 
     # -- helpers -----------------------------------------------------------------------------
 
     async def _set_version(
-        self, name: str, served: _Served, version: str, state: str, message: str,
+        self,
+        name: str,
+        served: _Served,
+        version: str,
+        state: VersionState,
+        message: str,
         worker_pid: int | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
+        message = self._shown(message)
         served.versions[version] = (state, message)
         await asyncio.to_thread(
             self._store.put_version, name, version, state, message, worker_pid=worker_pid
@@ -431,16 +530,17 @@ class Controller:
         aliases = dict(snapshot.aliases) if snapshot else {}
         self._router.publish(ModelRoutes(name, versions, aliases))
 
-    @staticmethod
-    def _endpoint_status(name: str, served: _Served) -> tuple[str, str]:
+    def _endpoint_status(self, name: str, served: _Served) -> tuple[EndpointState, str]:
         """The endpoint's state and message, from its versions' states."""
-        state, message = st.endpoint_state(served.versions)
+        state, message = endpoint_state(served.versions)
         if served.snapshot is None and not served.registry_down:
             message = f"Registered model '{name}' does not exist in the registry. " + message
         if served.update_failed is not None:
-            message += (f" The last cluster update failed ({served.update_failed[1]}); "
-                        f"serving with {_describe(served.config)}.")  # fmt: skip
-        return state, message
+            message += (
+                f" The last cluster update failed ({served.update_failed[1]}); "
+                f"serving with {_describe(served.config)}."
+            )
+        return state, self._shown(message)
 
     async def _event(
         self,
@@ -450,7 +550,10 @@ class Controller:
         version: str | None = None,
         principal: str | None = None,
     ) -> None:
-        _log.info("%s %s%s: %s", name, event_type, f" v{version}" if version else "", message)
+        message = self._shown(message)
+        # Names, tags and messages come from callers: one event, one log line.
+        at = f" v{log_safe(version)}" if version else ""
+        _log.info("%s %s%s: %s", log_safe(name), event_type, at, log_safe(message, _LOG_MESSAGE))
         await asyncio.to_thread(
             self._store.add_event, name, event_type, message, version, principal
         )

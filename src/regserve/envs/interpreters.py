@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -41,17 +42,20 @@ def _probe(path: Path) -> tuple[int, int] | None:
     try:
         out = subprocess.run(
             [str(path), "-c", "import sys; print(*sys.version_info[:2])"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.split()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split()
         return int(out[0]), int(out[1])
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
 
 
 @cache
-def find_interpreters() -> tuple[Interpreter, ...]:
-    """Every working Python 3 interpreter, one per major.minor (first found wins)."""
-    by_version: dict[tuple[int, int], Interpreter] = {}
+def _working() -> tuple[Interpreter, ...]:
+    """Every working Python 3 interpreter found, in the order found (one per real file)."""
+    found: list[Interpreter] = []
     seen: set[Path] = set()
     for path in _candidates():
         if path.name.endswith("-config") or not os.access(path, os.X_OK):
@@ -61,15 +65,29 @@ def find_interpreters() -> tuple[Interpreter, ...]:
             continue
         seen.add(real)
         version = _probe(path)
-        if version is not None and version not in by_version:
-            by_version[version] = Interpreter(version, path)
+        if version is not None:
+            found.append(Interpreter(version, path))
+    return tuple(found)
+
+
+def find_interpreters(usable: Callable[[Path], bool] | None = None) -> tuple[Interpreter, ...]:
+    """Every working Python 3 interpreter, one per major.minor (first found wins); only those
+    ``usable`` accepts, when given (the ones workers' users can run)."""
+    by_version: dict[tuple[int, int], Interpreter] = {}
+    for interpreter in _working():
+        if interpreter.version in by_version or (usable and not usable(interpreter.path)):
+            continue
+        by_version[interpreter.version] = interpreter
     return tuple(sorted(by_version.values(), key=lambda i: i.version))
 
 
-def pick_interpreter(wanted: str, allow_nearest: bool) -> tuple[Interpreter | None, str]:
-    """The interpreter for ``wanted`` (major.minor), or the nearest one; and a note saying so."""
+def pick_interpreter(
+    wanted: str, allow_nearest: bool, usable: Callable[[Path], bool] | None = None
+) -> tuple[Interpreter | None, str]:
+    """The interpreter for ``wanted`` (major.minor), or the nearest one; and a note saying so.
+    Only interpreters ``usable`` accepts count (workers' users can run them)."""
     major, minor = (int(x) for x in wanted.split("."))
-    available = find_interpreters()
+    available = find_interpreters(usable)
     for interpreter in available:
         if interpreter.version == (major, minor):
             return interpreter, ""

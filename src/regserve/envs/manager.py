@@ -6,6 +6,13 @@ Builds of different keys run in parallel up to ``env_build_parallelism``. A buil
 a temporary directory renamed into place when complete, so a crash never leaves a half-built
 environment that looks usable. Least recently used environments that no served version uses
 are evicted when the cache grows past ``env_cache_max_bytes``.
+
+No code of a model's packages runs with regserve's privileges (docs/security.md#trust-model):
+uv installs wheels as regserve (``--no-build``: installing a wheel runs nothing of it); when a
+requirement must be built from source, the install is done again as the unprivileged builder
+user (:meth:`regserve.sandbox.Isolation.builder`) with a cache of its own, and whatever the
+build left running is stopped. The environment is then made read-only and open to all before
+any worker uses it; the import check runs as the builder too.
 """
 
 from __future__ import annotations
@@ -29,11 +36,17 @@ from typing import Any
 from regserve.envs.interpreters import pick_interpreter
 from regserve.envs.spec import EnvSpec
 from regserve.errors import RegServeError
+from regserve.sandbox import Isolation
+from regserve.sandbox.environ import for_builds, installer_environment
+from regserve.sandbox.files import make_readonly_tree, open_passage
+from regserve.sandbox.users import BUILDER
 from regserve.settings import Settings
 
 __all__ = ["BuiltEnv", "EnvBuildError", "EnvironmentManager"]
 
 _META = ".regserve-env.json"
+_NO_BUILD = "Building source distributions is disabled"
+"""uv's words when ``--no-build`` met a requirement that has no wheel."""
 Progress = Callable[[str], Awaitable[None]]
 
 
@@ -55,10 +68,14 @@ class BuiltEnv:
 
 
 class EnvironmentManager:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, isolation: Isolation) -> None:
         self._settings = settings
+        self._isolation = isolation
+        self._builder = isolation.builder()
+        """Where a package's own code runs during a build (its build, the import check)."""
+        self._usable: dict[str, bool] = {}
         self.root = settings.env_cache_dir or settings.resolved_data_dir() / "envs"
-        self.root.mkdir(parents=True, exist_ok=True)
+        open_passage(self.root)
         self._locks: dict[str, asyncio.Lock] = {}
         self._slots: asyncio.Semaphore | None = None
         self._users: dict[str, set[tuple[str, str]]] = {}
@@ -97,12 +114,22 @@ class EnvironmentManager:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             return None
+        path = self.root / key
+        if not self._can_run(path / "bin" / "python"):  # built before workers had own users
+            shutil.rmtree(path, ignore_errors=True)
+            return None
         meta["last_used"] = time.time()
         with contextlib.suppress(OSError):
             meta_path.write_text(json.dumps(meta))
-        path = self.root / key
-        return BuiltEnv(key, path, path / "bin" / "python", reused, meta.get("seconds", 0.0),
-                        meta.get("mlflow_version", ""), tuple(meta.get("notes", ())))  # fmt: skip
+        return BuiltEnv(
+            key,
+            path,
+            path / "bin" / "python",
+            reused,
+            meta.get("seconds", 0.0),
+            meta.get("mlflow_version", ""),
+            tuple(meta.get("notes", ())),
+        )
 
     async def _build_locked(self, spec: EnvSpec, log: Path, progress: Progress) -> BuiltEnv:
         lock_path = self.root / f"{spec.key}.lock"
@@ -118,7 +145,7 @@ class EnvironmentManager:
 
     async def _build(self, spec: EnvSpec, log: Path, progress: Progress) -> BuiltEnv:
         interpreter, note = pick_interpreter(
-            spec.python, self._settings.python_fallback == "nearest"
+            spec.python, self._settings.python_fallback == "nearest", self._can_run
         )
         if interpreter is None:
             raise EnvBuildError(note)
@@ -130,14 +157,23 @@ class EnvironmentManager:
         requirements.write_text("\n".join(spec.requirements) + "\n")
         try:
             await progress(f"Creating a Python {interpreter.label} environment ({spec.key}).")
-            await self._run(log, "uv venv", [self._uv, "venv", "--python", str(interpreter.path),
-                                             "--no-project", "--no-config", str(tmp)])  # fmt: skip
+            await self._run(
+                log,
+                "uv venv",
+                [
+                    self._uv,
+                    "venv",
+                    "--python",
+                    str(interpreter.path),
+                    "--no-project",
+                    "--no-config",
+                    str(tmp),
+                ],
+            )
             count = len(spec.requirements)
             await progress(f"Installing {count} requirements from {spec.source} with uv.")
-            await self._run(log, "uv pip install", [
-                self._uv, "pip", "install", "--python", str(tmp / "bin" / "python"),
-                "--no-config", "-r", str(requirements), *self._index_args(),
-            ])  # fmt: skip
+            await self._install(tmp, requirements, log, progress)
+            await asyncio.to_thread(make_readonly_tree, tmp)
             mlflow_version = await self._verify(tmp, log)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -146,16 +182,23 @@ class EnvironmentManager:
             requirements.unlink(missing_ok=True)
         seconds = round(time.monotonic() - started, 2)
         meta = {
-            "key": spec.key, "python": interpreter.label, "requirements": list(spec.requirements),
-            "mlflow_version": mlflow_version, "seconds": seconds, "built_at": time.time(),
-            "last_used": time.time(), "size": _size(tmp), "notes": [note] if note else [],
-        }  # fmt: skip
+            "key": spec.key,
+            "python": interpreter.label,
+            "requirements": list(spec.requirements),
+            "mlflow_version": mlflow_version,
+            "seconds": seconds,
+            "built_at": time.time(),
+            "last_used": time.time(),
+            "size": _size(tmp),
+            "notes": [note] if note else [],
+        }
         (tmp / _META).write_text(json.dumps(meta))
         os.replace(tmp, final) if not final.exists() else shutil.rmtree(tmp)
         built = self._load(spec.key, reused=False)
         assert built is not None
-        return BuiltEnv(built.key, built.path, built.python, False, seconds,
-                        mlflow_version, built.notes)  # fmt: skip
+        return BuiltEnv(
+            built.key, built.path, built.python, False, seconds, mlflow_version, built.notes
+        )
 
     def _index_args(self) -> list[str]:
         args: list[str] = []
@@ -165,18 +208,76 @@ class EnvironmentManager:
             args += ["--extra-index-url", url]
         return args
 
-    async def _run(self, log: Path, what: str, argv: list[str]) -> None:
+    async def _install(
+        self, env_dir: Path, requirements: Path, log: Path, progress: Progress
+    ) -> None:
+        """``uv pip install``: wheels only as regserve, then, if something must be built from
+        source, again as the unprivileged builder (see the module's docstring)."""
+        argv = [
+            self._uv,
+            "pip",
+            "install",
+            "--python",
+            str(env_dir / "bin" / "python"),
+            "--no-config",
+            # workers import from bytecode written once here: the environment is read-only to
+            # them, and PYTHONDONTWRITEBYTECODE (common in containers) would make every start
+            # compile MLflow, pandas and the model's libraries again
+            "--compile-bytecode",
+            "-r",
+            str(requirements),
+            *self._index_args(),
+        ]
+        if self._builder.user is None:  # workers run as regserve's user: nothing to protect
+            await self._run(log, "uv pip install", argv)
+            return
+        try:
+            await self._run(log, "uv pip install", [*argv, "--no-build"])
+            return
+        except EnvBuildError as exc:
+            if _NO_BUILD not in exc.message:
+                raise
+        await progress("Building requirements from source as the unprivileged builder user.")
+        user = self._builder.user
+        requirements_copy = env_dir / ".regserve-requirements.txt"
+        shutil.copyfile(requirements, requirements_copy)
+        await asyncio.to_thread(_chown_tree, env_dir, user.uid, user.gid)
+        cache = self._builder.home / "uv-cache"
+        self._builder.prepare(cache)
+        argv[argv.index(str(requirements))] = str(requirements_copy)
+        env = {**self._builder.environment(None, None), **for_builds(), "UV_CACHE_DIR": str(cache)}
+        try:
+            await self._run(log, "uv pip install (builds)", self._builder.command(argv), env)
+        finally:
+            await asyncio.to_thread(self._isolation.kill_all, BUILDER)
+            requirements_copy.unlink(missing_ok=True)
+
+    def _can_run(self, python: Path) -> bool:
+        """Whether the workers' users can start ``python`` (always, without users of their own)."""
+        if self._builder.user is None:
+            return True
+        key = str(python)
+        if key not in self._usable:
+            self._usable[key] = self._builder.can_run(python)
+        return self._usable[key]
+
+    async def _run(
+        self, log: Path, what: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> None:
         """Run an installer step, its output appended to the version's log."""
-        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
+        env = {**(env or installer_environment()), "UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
         env.pop("VIRTUAL_ENV", None)
         tail: deque[str] = deque(maxlen=25)
         with log.open("ab") as out:
             out.write(f"[environment] $ {' '.join(argv)}\n".encode())
             out.flush()
             process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env=env,
-            )  # fmt: skip
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+            )
             assert process.stdout is not None
             async for raw in process.stdout:
                 out.write(b"[environment] " + raw)
@@ -189,11 +290,15 @@ class EnvironmentManager:
     async def _verify(self, env_dir: Path, log: Path) -> str:
         """Import the worker inside the new environment; the MLflow version it holds."""
         script = "import mlflow, regserve.worker.server; print(mlflow.__version__)"
-        env = {**os.environ, "PYTHONPATH": str(self.worker_path)}
+        python = env_dir / "bin" / "python"
+        self._builder.prepare()
         process = await asyncio.create_subprocess_exec(
-            str(env_dir / "bin" / "python"), "-c", script, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+            *self._builder.command([str(python), "-c", script]),
+            env=self._builder.environment(python.parent, self.worker_path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         output, _ = await process.communicate()
         text = output.decode("utf-8", "replace").strip()
         with log.open("ab") as out:
@@ -244,6 +349,7 @@ def _materialize_worker(root: Path) -> Path:
     sources = {p.name: p.read_bytes() for p in package.iterdir() if p.name.endswith(".py")}
     digest = hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(sources.items())))
     target = root / "_worker" / digest.hexdigest()[:16]
+    open_passage(target.parent)
     if not (target / "regserve" / "worker" / "__init__.py").exists():
         tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
         (tmp / "regserve" / "worker").mkdir(parents=True, exist_ok=True)
@@ -252,8 +358,17 @@ def _materialize_worker(root: Path) -> Path:
         )
         for name, data in sources.items():
             (tmp / "regserve" / "worker" / name).write_bytes(data)
+        make_readonly_tree(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process put it there first
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    """Hand a half-built environment to the builder (it is made regserve's again after)."""
+    os.chown(path, uid, gid, follow_symlinks=False)
+    for root, dirs, files in os.walk(path):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)

@@ -49,8 +49,9 @@ class EnvSpec:
 
     @property
     def key(self) -> str:
-        text = "\n".join([f"python={self.python}", f"protocol={wire.PROTOCOL_VERSION}",
-                          *self.requirements])  # fmt: skip
+        text = "\n".join(
+            [f"python={self.python}", f"protocol={wire.PROTOCOL_VERSION}", *self.requirements]
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
     @property

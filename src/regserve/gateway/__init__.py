@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from regserve.gateway.app import Gateway, Services
+from regserve.gateway.asgi import Gateway
+from regserve.gateway.context import Services
 
 __all__ = ["Gateway", "Services"]

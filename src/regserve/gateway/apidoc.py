@@ -1,6 +1,6 @@
 """docs/api.md from the OpenAPI spec: ``python -m regserve.gateway.apidoc > docs/api.md``.
 
-``tests/unit/test_openapi.py`` fails when docs/api.md differs from what this prints.
+``tests/gateway/test_openapi.py`` fails when docs/api.md differs from what this prints.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from regserve.gateway.app import build_api
+from regserve.gateway.asgi import build_api
 
 __all__ = ["render"]
 
@@ -21,7 +21,11 @@ edit by hand (a test fails when this file is stale). Every route takes a token a
 who may call what is in [security.md](security.md). Errors are always
 `{"error_code": "...", "message": "..."}` (schema `ErrorAnswer`; on the scoring URL
 `ScoringErrorAnswer`: MLflow's own body may add `error_class` and `sqlstate`). The hosted MLflow
-tracking and registry API is served beside these routes and documented by MLflow.
+tracking and registry API is served beside these routes and documented by MLflow; regserve
+checks every call to it (security.md) and gives its error answers this shape too.
+A JSON body sent with no `Content-Type`, or as `application/x-www-form-urlencoded` (what
+`curl -d` sends) or `text/plain`, is read as JSON on these routes (not on the scoring URL,
+which speaks MLflow's protocol); one that is not JSON gets a 400 saying what to send.
 """
 
 
@@ -49,8 +53,10 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
         for p in params:
             schema = p.get("schema", {})
             text = p.get("description") or schema.get("description", "")
-            lines.append(f"| `{p['name']}` | {p['in']} | {_type(schema)} | "
-                         f"{'yes' if p.get('required') else 'no'} | {_cell(text)} |")  # fmt: skip
+            lines.append(
+                f"| `{p['name']}` | {p['in']} | {_type(schema)} | "
+                f"{'yes' if p.get('required') else 'no'} | {_cell(text)} |"
+            )
         lines.append("")
     body = op.get("requestBody", {}).get("content", {})
     if body:
@@ -58,14 +64,23 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
         lines += [f"Body: {kinds}.", ""]
     responses = op.get("responses", {})
     for status, response in responses.items():
-        if status.startswith("2"):
+        if _is_answer(status, response):
             content = response.get("content", {})
             kinds = ", ".join(f"`{ct}` {_type(c.get('schema', {}))}" for ct, c in content.items())
             lines += [f"Answer {status}: {kinds}. {_cell(response.get('description', ''))}", ""]
-    errors = [status for status in responses if not status.startswith("2")]
+    errors = [status for status, answer in responses.items() if not _is_answer(status, answer)]
     if errors:
         lines += [f"Errors: {', '.join(errors)}.", ""]
     return lines
+
+
+def _is_answer(status: str, response: dict[str, Any]) -> bool:
+    """A 2xx, or a status answered with the route's own body (a starting /health's 503), not
+    with an error."""
+    if status.startswith("2"):
+        return True
+    refs = [c.get("schema", {}).get("$ref", "") for c in response.get("content", {}).values()]
+    return bool(refs) and not any(ref.endswith("ErrorAnswer") for ref in refs)
 
 
 def _errors(spec: dict[str, Any]) -> list[str]:
@@ -74,7 +89,7 @@ def _errors(spec: dict[str, Any]) -> list[str]:
     for operations in spec["paths"].values():
         for op in operations.values():
             for status, response in op.get("responses", {}).items():
-                if not status.startswith("2"):
+                if not _is_answer(status, response):
                     meaning.setdefault(status, _cell(response.get("description", "")))
     rows = [f"| {status} | {text} |" for status, text in sorted(meaning.items())]
     return ["| status | meaning |", "|---|---|", *rows, ""]
@@ -91,8 +106,10 @@ def _schema(name: str, schema: dict[str, Any]) -> list[str]:
     lines += ["| field | type | required | description |", "|---|---|---|---|"]
     for field, spec in properties.items():
         text = spec.get("description", "")
-        lines.append(f"| `{field}` | {_type(spec)} | {'yes' if field in required else 'no'} | "
-                     f"{_cell(text)} |")  # fmt: skip
+        lines.append(
+            f"| `{field}` | {_type(spec)} | {'yes' if field in required else 'no'} | "
+            f"{_cell(text)} |"
+        )
     return [*lines, ""]
 
 

@@ -15,18 +15,25 @@ from pydantic import BaseModel, Field
 from regserve.auth.levels import PermissionLevel
 from regserve.auth.service import enable_refusal
 from regserve.errors import (
+    EndpointNotFoundError,
     InvalidParameterError,
     NotFoundError,
     PermissionDeniedError,
     RegServeError,
 )
-from regserve.gateway.context import identity_of, services_of
-from regserve.store import ClusterConfig
+from regserve.gateway.context import identity_of, services_of, shown_of
+from regserve.gateway.json_route import JsonBodyRoute
+from regserve.redaction import PathRedactor
+from regserve.store import ClusterConfig, EndpointRecord
 
-__all__ = ["build_control_router"]
+__all__ = ["PREFIX", "router"]
 
 PREFIX = "/api/2.0/preview/mlflow/endpoints"
 _STAGE_REFS = ("Staging", "Production", "latest")
+_SINCE_CREATION = (
+    "From the creation of the registered model served on: what a model deleted earlier "
+    "under the same name did is not shown (the audit log keeps what principals did to it)."
+)
 
 
 class ModelRequest(BaseModel):
@@ -51,7 +58,7 @@ class UpdateClusterConfigRequest(ModelRequest):
     desired_cluster_config: DesiredClusterConfig
 
 
-_services = services_of
+router = APIRouter(route_class=JsonBodyRoute)
 _READ = PermissionLevel.CAN_READ
 _MANAGE = PermissionLevel.CAN_MANAGE
 
@@ -59,187 +66,208 @@ _MANAGE = PermissionLevel.CAN_MANAGE
 async def _require(request: Request, name: str, level: PermissionLevel, action: str) -> str:
     """The caller's name, once it is known to hold ``level`` on ``name``."""
     identity = identity_of(request)
-    await _services(request).access.require(identity, name, level, action)
+    await services_of(request).access.require(identity, name, level, action)
     return identity.name
 
 
-def build_control_router() -> APIRouter:  # noqa: C901 - one small closure per route
-    router = APIRouter()
-
-    @router.post(f"{PREFIX}/enable", summary="Enable serving for a registered model")
-    async def enable(request: Request, body: ModelRequest) -> dict[str, Any]:
-        name = body.registered_model_name
-        identity = identity_of(request)
-        level = await _services(request).access.level(identity, name)
-        refusal = enable_refusal(identity, level, name)
-        if refusal is not None:
-            raise PermissionDeniedError(refusal)
-        await _services(request).controller.enable(name, identity.name)
-        return {}
-
-    @router.post(f"{PREFIX}/disable", summary="Disable serving and terminate the cluster")
-    async def disable(request: Request, body: ModelRequest) -> dict[str, Any]:
-        name = body.registered_model_name
-        actor = await _require(request, name, _MANAGE, "disable serving")
-        await _services(request).controller.disable(name, actor)
-        return {}
-
-    @router.get(f"{PREFIX}/get-status", summary="The serving endpoint's state")
-    async def get_status(
-        request: Request, registered_model_name: str = Query(..., min_length=1)
-    ) -> dict[str, Any]:
-        await _require(request, registered_model_name, _READ, "read its serving status")
-        endpoint = await _enabled_endpoint(request, registered_model_name)
-        return {"endpoint_status": _endpoint_json(endpoint)}
-
-    @router.get(f"{PREFIX}/list", summary="Every served model")
-    async def list_endpoints(request: Request) -> dict[str, Any]:
-        services = _services(request)
-        endpoints = await asyncio.to_thread(services.store.list_endpoints)
-        names = await services.access.readable(
-            identity_of(request), [e.model_name for e in endpoints]
-        )
-        readable = set(names)
-        return {"endpoints": [_endpoint_json(e) for e in endpoints if e.model_name in readable]}
-
-    @router.get(f"{PREFIX}/list-versions", summary="The served versions and their states")
-    async def list_versions(
-        request: Request, registered_model_name: str = Query(..., min_length=1)
-    ) -> dict[str, Any]:
-        await _require(request, registered_model_name, _READ, "list its served versions")
-        await _enabled_endpoint(request, registered_model_name)
-        store = _services(request).store
-        versions = await asyncio.to_thread(store.list_versions, registered_model_name)
-        return {
-            "endpoint_versions": [
-                {
-                    "registered_model_name": v.model_name,
-                    "endpoint_version_name": v.version,
-                    "state": v.state,
-                    "state_message": v.state_message,
-                    "worker_pid": v.extra.get("worker_pid"),
-                    "environment": v.extra.get("environment"),
-                }
-                for v in versions
-            ]
-        }
-
-    @router.get(f"{PREFIX}/list-version-aliases", summary="Stages and aliases and their versions")
-    async def list_version_aliases(
-        request: Request, registered_model_name: str = Query(..., min_length=1)
-    ) -> dict[str, Any]:
-        await _require(request, registered_model_name, _READ, "list its serving aliases")
-        await _enabled_endpoint(request, registered_model_name)
-        routes = _services(request).router.get(registered_model_name)
-        refs = [*_STAGE_REFS, *(sorted(routes.aliases) if routes else [])]
-        aliases = []
-        for ref in refs:
-            try:
-                served = routes.resolve(ref) if routes else None
-            except RegServeError:
-                continue
-            if served is not None:
-                aliases.append({"alias": ref, "endpoint_version_name": served.version})
-        return {"aliases": aliases}
-
-    @router.post(f"{PREFIX}/get-version-logs", summary="A served version's worker log")
-    async def get_version_logs(request: Request, body: VersionRequest) -> dict[str, Any]:
-        return await _version_logs(request, body.registered_model_name, body.endpoint_version_name)
-
-    @router.get(f"{PREFIX}/get-version-logs", summary="A served version's worker log")
-    async def get_version_logs_query(
-        request: Request,
-        registered_model_name: str = Query(..., min_length=1),
-        endpoint_version_name: str = Query(..., min_length=1),
-    ) -> dict[str, Any]:
-        return await _version_logs(request, registered_model_name, endpoint_version_name)
-
-    @router.get(f"{PREFIX}/get-event-history", summary="Everything that happened to the endpoint")
-    async def get_event_history(
-        request: Request,
-        registered_model_name: str = Query(..., min_length=1),
-        endpoint_version_name: str | None = Query(None),
-        max_events: int = Query(500, ge=1, le=10_000),
-    ) -> dict[str, Any]:
-        store = _services(request).store
-        await _require(request, registered_model_name, _READ, "read its serving events")
-        await _known_endpoint(request, registered_model_name)
-        events = await asyncio.to_thread(
-            store.list_events, registered_model_name, endpoint_version_name, max_events
-        )
-        return {
-            "events": [
-                {
-                    "timestamp": e.timestamp,
-                    "event_type": e.event_type,
-                    **({"endpoint_version_name": e.version} if e.version else {}),
-                    "message": e.message,
-                    **({"principal": e.principal} if e.principal else {}),
-                }
-                for e in events
-            ]
-        }
-
-    @router.get(f"{PREFIX}/get-metric-history", summary="Per-minute traffic figures")
-    async def get_metric_history(
-        request: Request, registered_model_name: str = Query(..., min_length=1)
-    ) -> dict[str, Any]:
-        services = _services(request)
-        await _require(request, registered_model_name, _READ, "read its serving metrics")
-        await _known_endpoint(request, registered_model_name)
-        await asyncio.to_thread(services.store.add_metrics, services.recorder.drain())
-        points = await asyncio.to_thread(services.store.metric_history, registered_model_name)
-        return {
-            "metrics": [
-                {
-                    "key": p.key,
-                    "value": p.value,
-                    "timestamp": p.timestamp,
-                    "endpoint_version_name": p.version,
-                }
-                for p in points
-            ]
-        }
-
-    @router.put(f"{PREFIX}/update-cluster-config", summary="Change the node type and tags")
-    async def update_cluster_config(
-        request: Request, body: UpdateClusterConfigRequest
-    ) -> dict[str, Any]:
-        name = body.registered_model_name
-        actor = await _require(request, name, _MANAGE, "change its serving cluster")
-        desired = body.desired_cluster_config
-        config = ClusterConfig(desired.node_type_id, tuple((t.key, t.value) for t in desired.tags))
-        await _services(request).controller.update_config(name, config, actor)
-        return {}
-
-    @router.get("/api/2.0/clusters/list-node-types", summary="Instance types on offer")
-    async def list_node_types(request: Request) -> dict[str, Any]:
-        node_types = _services(request).controller.node_types
-        return {"node_types": [{"node_type_id": k, **v} for k, v in node_types.items()]}
-
-    @router.api_route(
-        f"{PREFIX}/{{rest:path}}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        include_in_schema=False,
-    )  # fmt: skip
-    async def unknown(rest: str) -> dict[str, Any]:
-        raise _EndpointNotFound(f"No such serving API: {PREFIX}/{rest}.")
-
-    return router
+@router.post(f"{PREFIX}/enable", summary="Enable serving for a registered model")
+async def enable(request: Request, body: ModelRequest) -> dict[str, Any]:
+    name = body.registered_model_name
+    identity = identity_of(request)
+    level = await services_of(request).access.level(identity, name)
+    refusal = enable_refusal(identity, level, name)
+    if refusal is not None:
+        raise PermissionDeniedError(refusal)
+    await services_of(request).controller.enable(name, identity.name)
+    return {}
 
 
-class _EndpointNotFound(RegServeError):
-    error_code = "ENDPOINT_NOT_FOUND"
+@router.post(f"{PREFIX}/disable", summary="Disable serving and terminate the cluster")
+async def disable(request: Request, body: ModelRequest) -> dict[str, Any]:
+    name = body.registered_model_name
+    actor = await _require(request, name, _MANAGE, "disable serving")
+    await services_of(request).controller.disable(name, actor)
+    return {}
 
 
-async def _known_endpoint(request: Request, name: str) -> Any:
-    endpoint = await asyncio.to_thread(_services(request).store.get_endpoint, name)
+@router.get(f"{PREFIX}/get-status", summary="The serving endpoint's state")
+async def get_status(
+    request: Request, registered_model_name: str = Query(..., min_length=1)
+) -> dict[str, Any]:
+    await _require(request, registered_model_name, _READ, "read its serving status")
+    endpoint = await _enabled_endpoint(request, registered_model_name)
+    return {"endpoint_status": _endpoint_json(endpoint, shown_of(request))}
+
+
+@router.get(f"{PREFIX}/list", summary="Every served model")
+async def list_endpoints(request: Request) -> dict[str, Any]:
+    services = services_of(request)
+    endpoints = await asyncio.to_thread(services.store.list_endpoints)
+    names = await services.access.readable(identity_of(request), [e.model_name for e in endpoints])
+    readable = set(names)
+    shown = shown_of(request)
+    return {"endpoints": [_endpoint_json(e, shown) for e in endpoints if e.model_name in readable]}
+
+
+@router.get(f"{PREFIX}/list-versions", summary="The served versions and their states")
+async def list_versions(
+    request: Request, registered_model_name: str = Query(..., min_length=1)
+) -> dict[str, Any]:
+    await _require(request, registered_model_name, _READ, "list its served versions")
+    await _enabled_endpoint(request, registered_model_name)
+    store = services_of(request).store
+    versions = await asyncio.to_thread(store.list_versions, registered_model_name)
+    shown = shown_of(request)
+    return {
+        "endpoint_versions": [
+            {
+                "registered_model_name": v.model_name,
+                "endpoint_version_name": v.version,
+                "state": v.state,
+                "state_message": shown(v.state_message),
+                "worker_pid": v.extra.get("worker_pid"),
+                "environment": v.extra.get("environment"),
+            }
+            for v in versions
+        ]
+    }
+
+
+@router.get(f"{PREFIX}/list-version-aliases", summary="Stages and aliases and their versions")
+async def list_version_aliases(
+    request: Request, registered_model_name: str = Query(..., min_length=1)
+) -> dict[str, Any]:
+    await _require(request, registered_model_name, _READ, "list its serving aliases")
+    await _enabled_endpoint(request, registered_model_name)
+    routes = services_of(request).router.get(registered_model_name)
+    refs = [*_STAGE_REFS, *(sorted(routes.aliases) if routes else [])]
+    aliases = []
+    for ref in refs:
+        try:
+            served = routes.resolve(ref) if routes else None
+        except RegServeError:
+            continue
+        if served is not None:
+            aliases.append({"alias": ref, "endpoint_version_name": served.version})
+    return {"aliases": aliases}
+
+
+@router.post(f"{PREFIX}/get-version-logs", summary="A served version's worker log")
+async def get_version_logs(request: Request, body: VersionRequest) -> dict[str, Any]:
+    return await _version_logs(request, body.registered_model_name, body.endpoint_version_name)
+
+
+@router.get(f"{PREFIX}/get-version-logs", summary="A served version's worker log")
+async def get_version_logs_query(
+    request: Request,
+    registered_model_name: str = Query(..., min_length=1),
+    endpoint_version_name: str = Query(..., min_length=1),
+) -> dict[str, Any]:
+    return await _version_logs(request, registered_model_name, endpoint_version_name)
+
+
+@router.get(
+    f"{PREFIX}/get-event-history",
+    summary="Everything that happened to the endpoint",
+    description=_SINCE_CREATION,
+)
+async def get_event_history(
+    request: Request,
+    registered_model_name: str = Query(..., min_length=1),
+    endpoint_version_name: str | None = Query(None),
+    max_events: int = Query(500, ge=1, le=10_000),
+) -> dict[str, Any]:
+    store = services_of(request).store
+    await _require(request, registered_model_name, _READ, "read its serving events")
+    endpoint = await _known_endpoint(request, registered_model_name)
+    since = _since(endpoint)
+    events = await asyncio.to_thread(
+        store.list_events, registered_model_name, endpoint_version_name, max_events, since
+    )
+    shown = shown_of(request)
+    return {
+        "events": [
+            {
+                "timestamp": e.timestamp,
+                "event_type": e.event_type,
+                **({"endpoint_version_name": e.version} if e.version else {}),
+                "message": shown(e.message),
+                **({"principal": e.principal} if e.principal else {}),
+            }
+            for e in events
+        ]
+    }
+
+
+@router.get(
+    f"{PREFIX}/get-metric-history",
+    summary="Per-minute traffic figures",
+    description=_SINCE_CREATION,
+)
+async def get_metric_history(
+    request: Request, registered_model_name: str = Query(..., min_length=1)
+) -> dict[str, Any]:
+    services = services_of(request)
+    await _require(request, registered_model_name, _READ, "read its serving metrics")
+    endpoint = await _known_endpoint(request, registered_model_name)
+    await asyncio.to_thread(services.store.add_metrics, services.recorder.drain())
+    since = _since(endpoint) // 60_000 * 60_000  # per-minute rows start on the minute
+    points = await asyncio.to_thread(services.store.metric_history, registered_model_name, since)
+    return {
+        "metrics": [
+            {
+                "key": p.key,
+                "value": p.value,
+                "timestamp": p.timestamp,
+                "endpoint_version_name": p.version,
+            }
+            for p in points
+        ]
+    }
+
+
+@router.put(f"{PREFIX}/update-cluster-config", summary="Change the node type and tags")
+async def update_cluster_config(
+    request: Request, body: UpdateClusterConfigRequest
+) -> dict[str, Any]:
+    name = body.registered_model_name
+    actor = await _require(request, name, _MANAGE, "change its serving cluster")
+    desired = body.desired_cluster_config
+    config = ClusterConfig(desired.node_type_id, tuple((t.key, t.value) for t in desired.tags))
+    await services_of(request).controller.update_config(name, config, actor)
+    return {}
+
+
+@router.get("/api/2.0/clusters/list-node-types", summary="Instance types on offer")
+async def list_node_types(request: Request) -> dict[str, Any]:
+    node_types = services_of(request).controller.node_types
+    return {"node_types": [{"node_type_id": k, **v} for k, v in node_types.items()]}
+
+
+@router.api_route(
+    f"{PREFIX}/{{rest:path}}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+)
+async def unknown(rest: str) -> dict[str, Any]:
+    raise EndpointNotFoundError(f"No such serving API: {PREFIX}/{rest}.")
+
+
+async def _known_endpoint(request: Request, name: str) -> EndpointRecord:
+    endpoint = await asyncio.to_thread(services_of(request).store.get_endpoint, name)
     if endpoint is None:
         raise InvalidParameterError(f"Model '{name}' has never been served.")
     return endpoint
 
 
-async def _enabled_endpoint(request: Request, name: str) -> Any:
-    endpoint = await asyncio.to_thread(_services(request).store.get_endpoint, name)
+def _since(endpoint: EndpointRecord) -> int:
+    """Events and figures from before the served registered model was created belong to
+    another model of that name, deleted since: not this one's."""
+    return endpoint.model_created_at or 0
+
+
+async def _enabled_endpoint(request: Request, name: str) -> EndpointRecord:
+    endpoint = await asyncio.to_thread(services_of(request).store.get_endpoint, name)
     if endpoint is None or not endpoint.enabled:
         raise InvalidParameterError(
             f"Serving is not enabled for model '{name}'. Enable it with POST {PREFIX}/enable."
@@ -250,18 +278,19 @@ async def _enabled_endpoint(request: Request, name: str) -> Any:
 async def _version_logs(request: Request, name: str, version: str) -> dict[str, Any]:
     await _require(request, name, _READ, "read its served versions' logs")
     await _enabled_endpoint(request, name)
-    services = _services(request)
+    services = services_of(request)
     versions = await asyncio.to_thread(services.store.list_versions, name)
     if version not in {v.version for v in versions}:
         raise NotFoundError(f"Version {version} of model '{name}' is not served.")
-    return {"logs": await asyncio.to_thread(services.backend.read_logs, name, version)}
+    logs = await asyncio.to_thread(services.backend.read_logs, name, version)
+    return {"logs": shown_of(request)(logs)}
 
 
-def _endpoint_json(endpoint: Any) -> dict[str, Any]:
+def _endpoint_json(endpoint: EndpointRecord, shown: PathRedactor) -> dict[str, Any]:
     status: dict[str, Any] = {
         "registered_model_name": endpoint.model_name,
         "state": endpoint.state,
-        "state_message": endpoint.state_message,
+        "state_message": shown(endpoint.state_message),
     }
     if endpoint.actual_config is not None:
         status["actual_cluster_config"] = endpoint.actual_config.to_json()

@@ -17,15 +17,17 @@ from regserve.auth.levels import PermissionLevel
 from regserve.auth.service import enable_refusal
 from regserve.errors import NotFoundError
 from regserve.gateway.context import identity_of, services_of
-from regserve.registry import ModelSnapshot, RegistryReader
+from regserve.gateway.json_route import JsonBodyRoute
+from regserve.registry import ModelSnapshot
+from regserve.registry.deferred import DeferredReader
 
-__all__ = ["MODELS_PREFIX", "build_models_router"]
+__all__ = ["MODELS_PREFIX", "router"]
 
 MODELS_PREFIX = "/api/2.0/regserve/models"
 
 
-def _reader(request: Request) -> RegistryReader:
-    reader: RegistryReader | None = services_of(request).reader
+def _reader(request: Request) -> DeferredReader:
+    reader: DeferredReader | None = services_of(request).reader
     assert reader is not None, "the gateway was built without a registry reader"
     return reader
 
@@ -39,40 +41,37 @@ async def _level(request: Request, name: str, action: str) -> PermissionLevel:
     return level
 
 
-def build_models_router() -> APIRouter:
-    router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
-    @router.get(f"{MODELS_PREFIX}/get", summary="A model's versions and the caller's rights")
-    async def get_model(
-        request: Request, registered_model_name: str = Query(..., min_length=1)
-    ) -> dict[str, Any]:
-        name = registered_model_name
-        level = await _level(request, name, "read it")
-        snapshot = await asyncio.to_thread(_reader(request).snapshot, name)
-        if snapshot is None:
-            raise NotFoundError(f"Registered model '{name}' does not exist.")
-        return {
-            "registered_model": _model_json(snapshot),
-            "permission_level": level.name,
-            "enable_refusal": enable_refusal(identity_of(request), level, name),
-        }
 
-    @router.get(f"{MODELS_PREFIX}/get-input-example", summary="A version's logged input example")
-    async def get_input_example(
-        request: Request,
-        registered_model_name: str = Query(..., min_length=1),
-        version: str = Query(..., min_length=1),
-    ) -> dict[str, Any]:
-        name = registered_model_name
-        await _level(request, name, "read its input examples")
-        example = await asyncio.to_thread(_reader(request).input_example, name, version)
-        if example is None:
-            raise NotFoundError(
-                f"Version {version} of '{name}' was logged without an input example."
-            )
-        return {"input_example": example}
+@router.get(f"{MODELS_PREFIX}/get", summary="A model's versions and the caller's rights")
+async def get_model(
+    request: Request, registered_model_name: str = Query(..., min_length=1)
+) -> dict[str, Any]:
+    name = registered_model_name
+    level = await _level(request, name, "read it")
+    snapshot = await asyncio.to_thread(_reader(request).snapshot, name)
+    if snapshot is None:
+        raise NotFoundError(f"Registered model '{name}' does not exist.")
+    return {
+        "registered_model": _model_json(snapshot),
+        "permission_level": level.name,
+        "enable_refusal": enable_refusal(identity_of(request), level, name),
+    }
 
-    return router
+
+@router.get(f"{MODELS_PREFIX}/get-input-example", summary="A version's logged input example")
+async def get_input_example(
+    request: Request,
+    registered_model_name: str = Query(..., min_length=1),
+    version: str = Query(..., min_length=1),
+) -> dict[str, Any]:
+    name = registered_model_name
+    await _level(request, name, "read its input examples")
+    example = await asyncio.to_thread(_reader(request).input_example, name, version)
+    if example is None:
+        raise NotFoundError(f"Version {version} of '{name}' was logged without an input example.")
+    return {"input_example": example}
 
 
 def _model_json(snapshot: ModelSnapshot) -> dict[str, Any]:

@@ -4,7 +4,7 @@ FastAPI knows the routes and their request models. This module adds what it cann
 each route's answer (``schemas.py``, from :data:`ANSWERS`), the errors every route may give in
 regserve's one shape (400 instead of FastAPI's 422, 401, 403, ...), the two ways to pass a
 token, and the scoring route, which the gateway serves outside FastAPI. A route missing from
-:data:`ANSWERS` fails ``tests/unit/test_openapi.py``.
+:data:`ANSWERS` fails ``tests/gateway/test_openapi.py``.
 """
 
 from __future__ import annotations
@@ -88,12 +88,14 @@ _CONFLICTS = {
 """The routes that may answer 409, and why (found by tests/e2e/test_schemathesis.py)."""
 _SCORING_ERRORS = {
     **_ERRORS,
-    "400": "The body does not fit MLflow's scoring protocol or the model's signature.",
+    "400": "The body does not fit MLflow's scoring protocol or the model's signature, or is "
+    "over an input limit (REGSERVE_MAX_INPUT_COLUMNS, _ROWS, _VALUES, REGSERVE_MAX_JSON_DEPTH).",
     "404": "Unknown model, version, stage or alias (RESOURCE_DOES_NOT_EXIST), saying which.",
-    "405": "Scoring URLs accept POST only (METHOD_NOT_ALLOWED).",
+    "405": "Scoring URLs accept POST only (METHOD_NOT_ALLOWED; Allow: POST).",
     "413": "Body over REGSERVE_MAX_PAYLOAD_BYTES (REQUEST_TOO_LARGE).",
     "415": "No or unsupported Content-Type (UNSUPPORTED_MEDIA_TYPE).",
-    "503": "The version is starting, restarting or failed (TEMPORARILY_UNAVAILABLE; Retry-After).",
+    "503": "The version is starting, restarting or failed, or the registry is starting "
+    "(TEMPORARILY_UNAVAILABLE; Retry-After).",
     "504": "Slower than REGSERVE_REQUEST_TIMEOUT (DEADLINE_EXCEEDED).",
 }
 _SECURITY = {
@@ -159,6 +161,10 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
         operation["security"] = []
         errors = {"400": errors["400"], "401": "Bad or missing X-MLflow-Signature."}
         if path == "/health":
+            responses["503"] = {
+                "description": "Listening, but not everything has started: `starting` says what.",
+                "content": _json("HealthAnswer"),
+            }
             return
     if (method, path) in _CONFLICTS:
         errors = {**errors, "409": _CONFLICTS[(method, path)]}
@@ -172,27 +178,34 @@ def _json(model: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}
 
 
-def _scoring_operation() -> dict[str, Any]:
-    json_body = {
-        "type": "object",
-        "description": "One of dataframe_split, dataframe_records, instances or inputs, with "
-        "optional params (MLflow's scoring protocol).",
-        "properties": {
-            "dataframe_split": {
-                "type": "object",
-                "properties": {
-                    "columns": {"type": "array", "items": {"type": "string"}},
-                    "data": {"type": "array", "items": {"type": "array", "items": {}}},
-                    "index": {"type": "array", "items": {}},
-                },
+_SCORING_BODY: dict[str, Any] = {
+    "type": "object",
+    "description": "One of dataframe_split, dataframe_records, instances or inputs, with "
+    "optional params (MLflow's scoring protocol).",
+    "properties": {
+        "dataframe_split": {
+            "type": "object",
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "data": {"type": "array", "items": {"type": "array", "items": {}}},
+                "index": {"type": "array", "items": {}},
             },
-            "dataframe_records": {"type": "array", "items": {"type": "object"}},
-            "instances": {"type": "array", "items": {}},
-            "inputs": {},
-            "params": {"type": "object"},
         },
+        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+        "instances": {"type": "array", "items": {}},
+        "inputs": {},
+        "params": {"type": "object"},
+    },
+}
+"""The JSON body of a scoring request, as the spec shows it."""
+
+
+def _scoring_operation() -> dict[str, Any]:
+    name = {
+        "type": "string",
+        "description": "The registered model, URL-encoded (any name MLflow accepts is served: "
+        "spaces, '%', ',' and newlines included).",
     }
-    name = {"type": "string", "description": "The registered model."}
     ref = {
         "type": "string",
         "description": "A version number, Staging, Production (any case), latest, or an alias "
@@ -210,7 +223,7 @@ def _scoring_operation() -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": json_body},
+                "application/json": {"schema": _SCORING_BODY},
                 "text/csv": {"schema": {"type": "string"}},
                 "application/x-parquet": {"schema": {"type": "string", "format": "binary"}},
             },

@@ -11,8 +11,9 @@ from pydantic import BaseModel, Field, model_validator
 from regserve.auth.levels import PermissionLevel
 from regserve.auth.management import AclEntry
 from regserve.gateway.context import identity_of, services_of
+from regserve.gateway.json_route import JsonBodyRoute
 
-__all__ = ["PERMISSIONS_PREFIX", "build_permissions_router"]
+__all__ = ["PERMISSIONS_PREFIX", "router"]
 
 PERMISSIONS_PREFIX = "/api/2.0/permissions/registered-models"
 _KINDS = ("user_name", "service_principal_name", "group_name")
@@ -43,39 +44,38 @@ class AclRequest(BaseModel):
     access_control_list: list[AccessControlRequest] = Field(default_factory=list)
 
 
-def build_permissions_router() -> APIRouter:
-    router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
-    async def render(request: Request, name: str, checked: bool = False) -> dict[str, Any]:
-        manager = services_of(request).manager
-        entries = await manager.acl(identity_of(request), name, checked=checked)
-        return {
-            "object_id": f"/registered-models/{name}",
-            "object_type": "registered-model",
-            "access_control_list": [_entry_json(e) for e in entries],
-        }
 
-    @router.get(f"{PERMISSIONS_PREFIX}/{{name:path}}", summary="A model's permissions")
-    async def get(request: Request, name: str) -> dict[str, Any]:
-        return await render(request, name)
+async def _acl_answer(request: Request, name: str, checked: bool = False) -> dict[str, Any]:
+    manager = services_of(request).manager
+    entries = await manager.acl(identity_of(request), name, checked=checked)
+    return {
+        "object_id": f"/registered-models/{name}",
+        "object_type": "registered-model",
+        "access_control_list": [_entry_json(e) for e in entries],
+    }
 
-    @router.put(f"{PERMISSIONS_PREFIX}/{{name:path}}", summary="Replace a model's permissions")
-    async def put(request: Request, name: str, body: AclRequest) -> dict[str, Any]:
-        entries = [e.entry() for e in body.access_control_list]
-        await services_of(request).manager.change_acl(
-            identity_of(request), name, entries, replace=True
-        )
-        return await render(request, name, checked=True)
 
-    @router.patch(f"{PERMISSIONS_PREFIX}/{{name:path}}", summary="Add to a model's permissions")
-    async def patch(request: Request, name: str, body: AclRequest) -> dict[str, Any]:
-        entries = [e.entry() for e in body.access_control_list]
-        await services_of(request).manager.change_acl(
-            identity_of(request), name, entries, replace=False
-        )
-        return await render(request, name, checked=True)
+@router.get(f"{PERMISSIONS_PREFIX}/{{name:path}}", summary="A model's permissions")
+async def get(request: Request, name: str) -> dict[str, Any]:
+    return await _acl_answer(request, name)
 
-    return router
+
+@router.put(f"{PERMISSIONS_PREFIX}/{{name:path}}", summary="Replace a model's permissions")
+async def put(request: Request, name: str, body: AclRequest) -> dict[str, Any]:
+    entries = [e.entry() for e in body.access_control_list]
+    await services_of(request).manager.change_acl(identity_of(request), name, entries, replace=True)
+    return await _acl_answer(request, name, checked=True)
+
+
+@router.patch(f"{PERMISSIONS_PREFIX}/{{name:path}}", summary="Add to a model's permissions")
+async def patch(request: Request, name: str, body: AclRequest) -> dict[str, Any]:
+    entries = [e.entry() for e in body.access_control_list]
+    await services_of(request).manager.change_acl(
+        identity_of(request), name, entries, replace=False
+    )
+    return await _acl_answer(request, name, checked=True)
 
 
 def _entry_json(entry: AclEntry) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from pydantic import BaseModel, Field
 from regserve.auth.levels import ADMINS_GROUP, ALL_USERS_GROUP
 from regserve.errors import InvalidParameterError
 from regserve.gateway.context import identity_of, services_of
+from regserve.gateway.json_route import JsonBodyRoute
 from regserve.store import PrincipalRecord
 
-__all__ = ["ENTITLEMENT", "build_principals_router", "principal_json"]
+__all__ = ["ENTITLEMENT", "principal_json", "router"]
 
 SCIM = "/api/2.0/preview/scim/v2"
 ENTITLEMENT = "allow-cluster-create"
@@ -61,8 +62,10 @@ class PatchRequest(BaseModel):
     Operations: list[PatchOperation] = Field(..., min_length=1)
 
 
-_FLAGS = {"entitlements": (ENTITLEMENT, "allow_cluster_create"),
-          "groups": (ADMINS_GROUP, "is_admin")}  # fmt: skip
+_FLAGS = {
+    "entitlements": (ENTITLEMENT, "allow_cluster_create"),
+    "groups": (ADMINS_GROUP, "is_admin"),
+}
 
 
 def patch_changes(operations: list[PatchOperation]) -> dict[str, bool]:
@@ -105,96 +108,133 @@ def principal_json(p: PrincipalRecord) -> dict[str, Any]:
     return data
 
 
-def build_principals_router() -> APIRouter:
-    router = APIRouter()
-
-    async def create(request: Request, name: str, kind: str, body: _PrincipalRequest) -> Any:
-        principal = await services_of(request).manager.create_principal(
-            identity_of(request), name, kind,
-            is_admin=any(g.value == ADMINS_GROUP for g in body.groups),
-            allow_cluster_create=any(e.value == ENTITLEMENT for e in body.entitlements),
-        )  # fmt: skip
-        return principal_json(principal)
-
-    async def listing(request: Request, kind: str) -> dict[str, Any]:
-        found = await services_of(request).manager.list_principals(identity_of(request), kind)
-        return {"totalResults": len(found), "Resources": [principal_json(p) for p in found]}
-
-    @router.post(f"{SCIM}/ServicePrincipals", summary="Create a service principal (admins)")
-    async def create_sp(request: Request, body: ServicePrincipalRequest) -> dict[str, Any]:
-        return dict(await create(request, body.displayName, "service_principal", body))
-
-    @router.get(f"{SCIM}/ServicePrincipals", summary="Every service principal (admins)")
-    async def list_sps(request: Request) -> dict[str, Any]:
-        return await listing(request, "service_principal")
-
-    @router.post(f"{SCIM}/Users", summary="Create a user (admins)")
-    async def create_user(request: Request, body: UserRequest) -> dict[str, Any]:
-        return dict(await create(request, body.userName, "user", body))
-
-    @router.get(f"{SCIM}/Users", summary="Every user (admins)")
-    async def list_users(request: Request) -> dict[str, Any]:
-        return await listing(request, "user")
-
-    for collection, kind in (("Users", "user"), ("ServicePrincipals", "service_principal")):
-        _one_principal_routes(router, collection, kind)
-
-    @router.get(f"{SCIM}/Me", summary="The caller")
-    async def me(request: Request) -> dict[str, Any]:
-        return principal_json(identity_of(request).principal)
-
-    @router.get("/api/2.0/regserve/audit-events", summary="Who changed what (admins)")
-    async def audit_events(
-        request: Request, max_events: int = Query(500, ge=1, le=10_000)
-    ) -> dict[str, Any]:
-        services = services_of(request)
-        services.access.require_admin(identity_of(request), "read the audit log")
-        store = services.store
-        rows = await asyncio.to_thread(store.list_audit_events, max_events)
-        return {
-            "events": [
-                {
-                    "timestamp": ts,
-                    **({"registered_model_name": model} if model else {}),
-                    "event_type": event_type,
-                    "message": message,
-                    "principal": principal,
-                }
-                for ts, model, event_type, message, principal in rows
-            ]
-        }
-
-    return router
+router = APIRouter(route_class=JsonBodyRoute)
 
 
-def _one_principal_routes(router: APIRouter, collection: str, kind: str) -> None:
-    noun = "user" if kind == "user" else "service principal"
+async def _create(
+    request: Request, name: str, kind: str, body: _PrincipalRequest
+) -> dict[str, Any]:
+    principal = await services_of(request).manager.create_principal(
+        identity_of(request),
+        name,
+        kind,
+        is_admin=any(g.value == ADMINS_GROUP for g in body.groups),
+        allow_cluster_create=any(e.value == ENTITLEMENT for e in body.entitlements),
+    )
+    return principal_json(principal)
 
-    async def get_one(request: Request, principal_id: str) -> dict[str, Any]:
-        manager = services_of(request).manager
-        return principal_json(
-            await manager.principal_by_id(identity_of(request), principal_id, kind)
-        )
 
-    async def patch_one(request: Request, principal_id: str, body: PatchRequest) -> dict[str, Any]:
-        manager, actor = services_of(request).manager, identity_of(request)
-        principal = await manager.principal_by_id(actor, principal_id, kind)
-        changes = patch_changes(body.Operations)
-        return principal_json(await manager.update_principal(actor, principal, **changes))
+async def _listing(request: Request, kind: str) -> dict[str, Any]:
+    found = await services_of(request).manager.list_principals(identity_of(request), kind)
+    return {"totalResults": len(found), "Resources": [principal_json(p) for p in found]}
 
-    async def delete_one(request: Request, principal_id: str) -> dict[str, Any]:
-        manager, actor = services_of(request).manager, identity_of(request)
-        principal = await manager.principal_by_id(actor, principal_id, kind)
-        await manager.delete_principal(actor, principal)
-        return {}
 
-    path = f"{SCIM}/{collection}/{{principal_id}}"
-    router.add_api_route(path, get_one, methods=["GET"], summary=f"One {noun} (admins)")
-    router.add_api_route(
-        path, patch_one, methods=["PATCH"],
-        summary=f"Deactivate, activate or change a {noun}'s admin group or entitlement (admins)",
-    )  # fmt: skip
-    router.add_api_route(
-        path, delete_one, methods=["DELETE"],
-        summary=f"Delete a {noun} with its tokens and permissions (admins)",
-    )  # fmt: skip
+@router.post(f"{SCIM}/ServicePrincipals", summary="Create a service principal (admins)")
+async def create_sp(request: Request, body: ServicePrincipalRequest) -> dict[str, Any]:
+    return await _create(request, body.displayName, "service_principal", body)
+
+
+@router.get(f"{SCIM}/ServicePrincipals", summary="Every service principal (admins)")
+async def list_sps(request: Request) -> dict[str, Any]:
+    return await _listing(request, "service_principal")
+
+
+@router.post(f"{SCIM}/Users", summary="Create a user (admins)")
+async def create_user(request: Request, body: UserRequest) -> dict[str, Any]:
+    return await _create(request, body.userName, "user", body)
+
+
+@router.get(f"{SCIM}/Users", summary="Every user (admins)")
+async def list_users(request: Request) -> dict[str, Any]:
+    return await _listing(request, "user")
+
+
+# One principal, by id: the same three routes for users and for service principals. The
+# handlers are named get_one, patch_one and delete_one in both (the spec's operation ids).
+_USERS = f"{SCIM}/Users/{{principal_id}}"
+_SPS = f"{SCIM}/ServicePrincipals/{{principal_id}}"
+
+
+def _patch_summary(noun: str) -> str:
+    return f"Deactivate, activate or change a {noun}'s admin group or entitlement (admins)"
+
+
+def _delete_summary(noun: str) -> str:
+    return f"Delete a {noun} with its tokens and permissions (admins)"
+
+
+async def _get_one(request: Request, principal_id: str, kind: str) -> dict[str, Any]:
+    manager = services_of(request).manager
+    return principal_json(await manager.principal_by_id(identity_of(request), principal_id, kind))
+
+
+async def _patch_one(
+    request: Request, principal_id: str, body: PatchRequest, kind: str
+) -> dict[str, Any]:
+    manager, actor = services_of(request).manager, identity_of(request)
+    principal = await manager.principal_by_id(actor, principal_id, kind)
+    changes = patch_changes(body.Operations)
+    return principal_json(await manager.update_principal(actor, principal, **changes))
+
+
+async def _delete_one(request: Request, principal_id: str, kind: str) -> dict[str, Any]:
+    manager, actor = services_of(request).manager, identity_of(request)
+    principal = await manager.principal_by_id(actor, principal_id, kind)
+    await manager.delete_principal(actor, principal)
+    return {}
+
+
+@router.get(_USERS, name="get_one", summary="One user (admins)")
+async def get_user(request: Request, principal_id: str) -> dict[str, Any]:
+    return await _get_one(request, principal_id, "user")
+
+
+@router.patch(_USERS, name="patch_one", summary=_patch_summary("user"))
+async def patch_user(request: Request, principal_id: str, body: PatchRequest) -> dict[str, Any]:
+    return await _patch_one(request, principal_id, body, "user")
+
+
+@router.delete(_USERS, name="delete_one", summary=_delete_summary("user"))
+async def delete_user(request: Request, principal_id: str) -> dict[str, Any]:
+    return await _delete_one(request, principal_id, "user")
+
+
+@router.get(_SPS, name="get_one", summary="One service principal (admins)")
+async def get_sp(request: Request, principal_id: str) -> dict[str, Any]:
+    return await _get_one(request, principal_id, "service_principal")
+
+
+@router.patch(_SPS, name="patch_one", summary=_patch_summary("service principal"))
+async def patch_sp(request: Request, principal_id: str, body: PatchRequest) -> dict[str, Any]:
+    return await _patch_one(request, principal_id, body, "service_principal")
+
+
+@router.delete(_SPS, name="delete_one", summary=_delete_summary("service principal"))
+async def delete_sp(request: Request, principal_id: str) -> dict[str, Any]:
+    return await _delete_one(request, principal_id, "service_principal")
+
+
+@router.get(f"{SCIM}/Me", summary="The caller")
+async def me(request: Request) -> dict[str, Any]:
+    return principal_json(identity_of(request).principal)
+
+
+@router.get("/api/2.0/regserve/audit-events", summary="Who changed what (admins)")
+async def audit_events(
+    request: Request, max_events: int = Query(500, ge=1, le=10_000)
+) -> dict[str, Any]:
+    services = services_of(request)
+    services.access.require_admin(identity_of(request), "read the audit log")
+    rows = await asyncio.to_thread(services.store.list_audit_events, max_events)
+    return {
+        "events": [
+            {
+                "timestamp": ts,
+                **({"registered_model_name": model} if model else {}),
+                "event_type": event_type,
+                "message": message,
+                "principal": principal,
+            }
+            for ts, model, event_type, message, principal in rows
+        ]
+    }

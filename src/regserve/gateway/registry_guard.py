@@ -1,29 +1,28 @@
 """The hosted MLflow server, behind regserve's permissions.
 
 Wraps MLflow's ASGI app. Each request is classified by ``regserve.auth.mlflow_rules``
-(method and path; an allow list, so anything unclassified is for admins only), its model
-named the way MLflow reads it (query string for GET, JSON body otherwise), the caller's level
-on that model checked, and the effects on regserve's ACLs applied once MLflow has answered
-200: a created model's creator gets CAN_MANAGE, a renamed model keeps its ACL, a deleted one
-loses it. Search answers are cut to the models the caller may read. Artifact requests that
-touch the files a registered version was created from need that model's CAN_READ to read
-them and CAN_MANAGE to change them.
+(method and path; an allow list, so anything unclassified is for admins only), its model and
+version read the way MLflow reads them (``regserve.auth.registry_params``: one place, one
+canonical spelling), the caller's level on that model checked, and the effects applied once
+MLflow has answered 200, before the client hears it: a created model's creator gets
+CAN_MANAGE; a renamed model keeps its ACL; a deleted one loses it; a deleted or renamed
+model's serving stops; a created run or logged model is the caller's. Files follow
+``registry_files.py`` (deny by default); search answers and logged models' version tags are
+cut to the models the caller may read (``registry_answers.py``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from regserve.auth.artifact_rules import ArtifactTarget, artifact_target, source_location
+from regserve.auth.artifact_rules import ArtifactRequest, artifact_request
 from regserve.auth.levels import PermissionLevel, level_for_stage
 from regserve.auth.mlflow_rules import Access, RegistryRule, classify, normalize
+from regserve.auth.registry_params import query_params, reads_query, registry_params
 from regserve.auth.service import Identity
 from regserve.errors import (
     InvalidParameterError,
@@ -32,8 +31,18 @@ from regserve.errors import (
     RegServeError,
 )
 from regserve.gateway.bodies import read_body
-from regserve.gateway.context import scope_identity
-from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.gateway.context import Services, scope_identity
+from regserve.gateway.errors import send_error
+from regserve.gateway.registry_answers import (
+    MODEL_VERSIONS_TAG,
+    created_id,
+    error_shaped,
+    readable_only,
+    rewritten,
+    without_hidden,
+    without_server_tags,
+)
+from regserve.gateway.registry_files import RegistryFiles
 
 __all__ = ["RegistryGuard", "RegistryLookups"]
 
@@ -47,19 +56,25 @@ class RegistryLookups:
     sources_naming: Callable[[str], Awaitable[list[tuple[str, str]]]]
     """``(model name, source)`` of every version whose source or run names this run or
     logged model id."""
+    artifact_root: Callable[[str, str], Awaitable[str | None]]
+    """The artifact URI of a run (``run``) or logged model (``logged_model``), or None."""
 
 
 _MAX_BODY = 4 * 1024 * 1024  # registry calls are small; artifacts are not read here
+_API_PATHS = ("/api/", "/ajax-api/", "/get-artifact", "/model-versions/")
+"""MLflow's API (not its web UI): error answers there get regserve's shape."""
 
 
 class RegistryGuard:
     """MLflow's app, answering only what the caller may ask."""
 
-    def __init__(self, app: ASGIApp, services: Any, lookups: RegistryLookups) -> None:
+    def __init__(self, app: ASGIApp, services: Services, lookups: RegistryLookups) -> None:
         self._app = app
         self._access = services.access
         self._manager = services.manager
+        self._controller = services.controller
         self._lookups = lookups
+        self._files = RegistryFiles(services.access, lookups)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,14 +84,12 @@ class RegistryGuard:
         if path != scope["path"]:
             scope = {**scope, "path": path, "raw_path": path.encode()}
         rule = classify(scope["method"], path)
+        if path.startswith(_API_PATHS):
+            send = error_shaped(send)
         try:
             await self._handle(scope, receive, send, rule)
         except RegServeError as error:
-            body = error_body(error.error_code, error.message)
-            headers = [*error_headers(error), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": status_for(error),
-                        "headers": headers})  # fmt: skip
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, error)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, rule: RegistryRule) -> None:
         identity = scope_identity(scope)
@@ -84,24 +97,25 @@ class RegistryGuard:
             self._access.require_admin(identity, f"call {scope['method']} {scope['path']}")
         if rule.access in (Access.ADMIN, Access.ANY):
             await self._app(scope, receive, send)
-            return
-        if rule.access is Access.ARTIFACT:
-            target = artifact_target(scope["method"], scope["path"], _query(scope))
-            if target is not None and not identity.is_admin:
-                await self._authorize_files(identity, target)
+        elif rule.access is Access.ARTIFACT:
+            await self._files.authorize(identity, _artifact_request(scope))
             await self._app(scope, receive, send)
-            return
-        if rule.access is Access.SEARCH:
+        elif rule.access is Access.SEARCH:
             if not identity.is_admin:
-                send = self._filtered(send, identity, rule.filter_key or "")
+                send = self._searched(send, identity, rule.filter_key or "")
             await self._app(scope, receive, send)
-            return
-        body = (
-            await read_body(receive, _MAX_BODY, _too_large)
-            if scope["method"] not in ("GET", "HEAD")
-            else b""
-        )
-        params = _params(scope, body)
+        elif rule.access is Access.OWNED:
+            await self._app(scope, receive, self._owned(send, identity, rule.effect or ""))
+        elif rule.access in (Access.LOGGED_MODEL, Access.LOGGED_MODEL_READ):
+            await self._logged_model(scope, receive, send, identity, rule)
+        else:
+            await self._model_call(scope, receive, send, identity, rule)
+
+    async def _model_call(
+        self, scope: Scope, receive: Receive, send: Send, identity: Identity, rule: RegistryRule
+    ) -> None:
+        body = await _body(scope, receive)
+        params = registry_params(scope["method"], scope.get("query_string", b""), body)
         name = params.get("name")
         if not isinstance(name, str) or not name:
             raise InvalidParameterError("Missing value for required parameter 'name'.")
@@ -121,28 +135,47 @@ class RegistryGuard:
             await self._access.require(identity, name, needed, action)
             return
         await self._access.require(identity, name, rule.level, _describe(rule))
+        if rule.access is Access.CREATE_VERSION:
+            await self._files.authorize_source(identity, params)
 
-    async def _authorize_files(self, identity: Identity, target: ArtifactTarget) -> None:
-        """Files of registered versions follow their models' ACLs; all others are open."""
-        location = target.location
-        models = sorted({
-            name for name, source in await self._lookups.sources_naming(location.owner_id)
-            if (found := source_location(source)) is not None and found.contains(location)
-        })  # fmt: skip
-        if not models:
+    async def _logged_model(
+        self, scope: Scope, receive: Receive, send: Send, identity: Identity, rule: RegistryRule
+    ) -> None:
+        if identity.is_admin:
+            await self._app(scope, receive, send)
             return
-        if target.write:
-            for model in models:
-                await self._access.require(
-                    identity, model, PermissionLevel.CAN_MANAGE,
-                    "change the files a version of it was registered from",
-                )  # fmt: skip
-            return
-        if not await self._access.readable(identity, models):
+        body = await _body(scope, receive)
+        if rule.access is Access.LOGGED_MODEL_READ:
+            if MODEL_VERSIONS_TAG.lower().encode() in body.lower():
+                raise PermissionDeniedError(
+                    f"Only admins may search by the '{MODEL_VERSIONS_TAG}' tag: it names "
+                    "registered models. Search by other fields."
+                )
+        else:
+            sent = await self._logged_model_change(scope, identity, rule, body)
+            if sent != body:
+                scope, body = _with_body(scope, sent), sent
+        await self._app(scope, _replay(body, receive), self._redacted(send, identity))
+
+    async def _logged_model_change(
+        self, scope: Scope, identity: Identity, rule: RegistryRule, body: bytes
+    ) -> bytes:
+        """The body to send on, once ``identity`` may change the logged model. MLflow's server
+        keeps its ``mlflow.modelVersions`` tag itself (MLflow's client sets it too, from the
+        value it read, which names only readable models): a caller's value is dropped."""
+        if scope["method"] == "DELETE" and scope["path"].endswith("/" + MODEL_VERSIONS_TAG):
             raise PermissionDeniedError(
-                f"'{identity.name}' lacks CAN_READ on registered model '{models[0]}', whose "
-                "version was registered from these files; CAN_READ is needed to read them."
+                f"The registry keeps the '{MODEL_VERSIONS_TAG}' tag; only admins may delete it."
             )
+        if scope["method"] == "PATCH" and scope["path"].endswith("/tags"):
+            body, changes = without_server_tags(body)
+            if not changes:
+                return body  # only the registry's own tag: nothing changes
+        served = rule.level is PermissionLevel.CAN_MANAGE
+        await self._files.require_logged_model_change(identity, rule.owner_id, served)
+        return body
+
+    # -- answers -----------------------------------------------------------------------------
 
     def _effects(
         self, send: Send, identity: Identity, rule: RegistryRule, params: dict[str, Any]
@@ -155,50 +188,50 @@ class RegistryGuard:
         async def apply(message: Message) -> None:
             # The ACL changes before the client hears "200", so its next call sees them.
             if message["type"] == "http.response.start" and message["status"] == 200:
-                if effect == "created":
-                    await self._manager.grant_creator(identity, name)
-                elif effect == "renamed" and isinstance(params.get("new_name"), str):
-                    await self._manager.model_renamed(name, params["new_name"])
-                elif effect == "deleted":
-                    await self._manager.model_deleted(name)
+                await self._apply(effect, identity, name, params)
             await send(message)
 
         return apply
 
-    def _filtered(self, send: Send, identity: Identity, key: str) -> Send:
-        start: Message | None = None
-        chunks: list[bytes] = []
+    async def _apply(
+        self, effect: str, identity: Identity, name: str, params: dict[str, Any]
+    ) -> None:
+        if effect == "created":
+            await self._manager.grant_creator(identity, name)
+        elif effect == "renamed" and isinstance(params.get("new_name"), str):
+            await self._manager.model_renamed(name, params["new_name"])
+            reason = f"registered model '{name}' was renamed to '{params['new_name']}'"
+            await self._controller.model_gone(name, reason, identity.name)
+        elif effect == "deleted":
+            await self._manager.model_deleted(name)
+            reason = f"registered model '{name}' was deleted"
+            await self._controller.model_gone(name, reason, identity.name)
 
-        async def collect(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-                return
-            if message["type"] != "http.response.body" or start is None:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            body = b"".join(chunks)
-            if start["status"] == 200:
-                body = await self._readable_only(body, identity, key)
-            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+    def _searched(self, send: Send, identity: Identity, key: str) -> Send:
+        async def rewrite(status: int, body: bytes) -> bytes:
+            if status != 200:
+                return body
+            return await readable_only(body, self._access, identity, key)
 
-        return collect
+        return rewritten(send, rewrite)
 
-    async def _readable_only(self, body: bytes, identity: Identity, key: str) -> bytes:
-        data = orjson.loads(body)
-        items = data.get(key) or []
-        names = {item.get("name") for item in items}
-        readable = set(await self._access.readable(identity, sorted(n for n in names if n)))
-        kept = [item for item in items if item.get("name") in readable]
-        if kept or key in data:
-            data[key] = kept
-        return orjson.dumps(data)
+    def _redacted(self, send: Send, identity: Identity) -> Send:
+        async def rewrite(status: int, body: bytes) -> bytes:
+            if status != 200:
+                return body
+            return await without_hidden(body, self._access, identity)
+
+        return rewritten(send, rewrite)
+
+    def _owned(self, send: Send, identity: Identity, kind: str) -> Send:
+        async def record(status: int, body: bytes) -> bytes:
+            if status == 200 and (object_id := created_id(body, kind)) is not None:
+                await self._manager.record_owner(identity, kind, object_id)
+            if status != 200 or identity.is_admin:
+                return body
+            return await without_hidden(body, self._access, identity)
+
+        return rewritten(send, record)
 
 
 def _describe(rule: RegistryRule) -> str:
@@ -211,25 +244,22 @@ def _describe(rule: RegistryRule) -> str:
     return verbs.get(rule.level, "do this")
 
 
-def _params(scope: Scope, body: bytes) -> dict[str, Any]:
-    """The request's parameters, read as MLflow reads them: the query string for a GET
-    that has one, the JSON body otherwise (decoded twice when it is a JSON string)."""
-    query = _query(scope)
-    if scope["method"] in ("GET", "HEAD") and query:
-        return dict(query)
-    try:
-        data = json.loads(body) if body.strip() else {}
-        if isinstance(data, str):
-            data = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def _artifact_request(scope: Scope) -> ArtifactRequest:
+    query = query_params(scope.get("query_string", b""))
+    return artifact_request(scope["method"], scope["path"], query)
 
 
-def _query(scope: Scope) -> dict[str, str]:
-    """The query string's parameters (the first value of each), decoded as MLflow does."""
-    raw = scope.get("query_string", b"").decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+async def _body(scope: Scope, receive: Receive) -> bytes:
+    """The request body, unless MLflow reads this request's parameters from its query."""
+    if reads_query(scope["method"], scope.get("query_string", b"")):
+        return b""
+    return await read_body(receive, _MAX_BODY, _too_large)
+
+
+def _with_body(scope: Scope, body: bytes) -> Scope:
+    """``scope`` for a request whose body was rewritten: its Content-Length follows."""
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+    return {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
 
 
 def _too_large(_: int) -> PayloadTooLargeError:

@@ -74,6 +74,14 @@ class HealthAnswer(_Strict):
         None, description="Changes at every start, restarts in place included."
     )
     started_at: int | None = Field(None, description="When this start happened (epoch ms).")
+    starting: list[str] | None = Field(
+        None,
+        description="What is still starting (answered 503 with Retry-After until none is): "
+        "`registry` (the hosted MLflow server, or the reader of --registry-uri), then "
+        "`controller` (the leader's first pass, which adopts the workers a previous process "
+        "left).",
+        examples=[["registry", "controller"]],
+    )
 
 
 class ConfigTag(_Strict):

@@ -6,18 +6,22 @@ resolved version, and the worker's answer is sent back as it is.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
 from regserve.auth.levels import PermissionLevel
 from regserve.auth.service import AccessService
-from regserve.errors import BadRequestError, PayloadTooLargeError, RegServeError, UnavailableError
+from regserve.errors import (
+    BadRequestError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    RegServeError,
+)
 from regserve.gateway.bodies import read_body
 from regserve.gateway.context import scope_identity
-from regserve.gateway.errors import error_body, error_headers, status_for
+from regserve.gateway.dispatch import Dispatch
+from regserve.gateway.errors import send_error
 from regserve.metrics import TrafficRecorder
 from regserve.router import Router
 from regserve.settings import Settings
@@ -44,8 +48,7 @@ class ScoringHandler:
         self, settings: Settings, router: Router, recorder: TrafficRecorder, access: AccessService
     ) -> None:
         self._limit = settings.max_payload_bytes
-        self._timeout = settings.request_timeout
-        self._wait = settings.unavailable_wait
+        self._dispatch = Dispatch(settings, router)
         self._router = router
         self._recorder = recorder
         self._access = access
@@ -60,62 +63,39 @@ class ScoringHandler:
                 scope_identity(scope), name, PermissionLevel.CAN_READ, "score it"
             )
         except RegServeError as error:
-            body = error_body(error.error_code, error.message)
-            await _respond(send, status_for(error), body, error_headers(error))
+            await send_error(send, error)
             return
         started = time.perf_counter()
         version = "-"
         try:
             if scope["method"] != "POST":
-                raise _MethodNotAllowed("Scoring URLs accept POST only.")
+                raise MethodNotAllowedError("Scoring URLs accept POST only.", ("POST",))
             content_type, length = _headers(scope)
             if length is not None and length > self._limit:
                 raise self._too_large(length)
             body = await read_body(receive, self._limit, self._too_large)
-            # Resolved after the body is read: from here to the target taking the request
-            # nothing awaits, so a version whose routes were withdrawn (archived, replaced by
-            # a cluster update) has counted every request that will reach it before it drains.
-            deadline = 0.0
-            while True:
-                try:
-                    served = self._router.resolve(name, ref)
-                    version = served.version
-                    assert served.target is not None
-                    reply: Any = await served.target.request(content_type, body, self._timeout)
-                    break
-                except UnavailableError as error:
-                    deadline = deadline or time.monotonic() + self._wait
-                    # A FAILED version (Retry-After 30) is not waited for; nothing was sent to
-                    # the caller yet, so the request may be resolved and sent again.
-                    if error.retry_after > _WAITABLE or time.monotonic() >= deadline:
-                        raise
-                    await asyncio.sleep(_WAIT_STEP)
+            version, reply = await self._dispatch.send(name, ref, content_type, body)
             status = reply.status
-            await _respond(send, status, reply.body, [
-                (b"content-type", reply.content_type.encode("latin-1")),
-                (b"x-model-version", version.encode()),
-            ])  # fmt: skip
-        except RegServeError as error:
-            status = status_for(error)
             await _respond(
-                send, status, error_body(error.error_code, error.message), error_headers(error)
+                send,
+                status,
+                reply.body,
+                [
+                    (b"content-type", reply.content_type.encode("latin-1")),
+                    (b"x-model-version", version.encode()),
+                ],
             )
-        self._recorder.observe(name, version, ref, status, time.perf_counter() - started)
+        except RegServeError as error:
+            status = await send_error(send, error)
+        # A model that is not served is counted under "-": names are the caller's choice.
+        model = name if version != "-" or self._router.get(name) is not None else "-"
+        self._recorder.observe(model, version, ref, status, time.perf_counter() - started)
 
     def _too_large(self, size: int) -> PayloadTooLargeError:
         return PayloadTooLargeError(
             f"Request body of {size} bytes or more exceeds the limit of {self._limit} bytes "
             f"({self._limit / 1048576:g} MiB). Split the input into smaller requests."
         )
-
-
-_WAITABLE = 2
-"""Retry-After of the refusals worth waiting out (not ready yet, no replica up)."""
-_WAIT_STEP = 0.05
-
-
-class _MethodNotAllowed(RegServeError):
-    error_code = "METHOD_NOT_ALLOWED"
 
 
 def _headers(scope: Scope) -> tuple[str | None, int | None]:

@@ -13,10 +13,16 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 
-from regserve.errors import BadRequestError, PayloadTooLargeError, RegServeError
+from regserve.errors import (
+    BadRequestError,
+    EndpointNotFoundError,
+    PayloadTooLargeError,
+    RegServeError,
+)
 from regserve.gateway.context import services_of
+from regserve.worker.text import log_safe
 
-__all__ = ["WEBHOOK_PATH", "WebhookAnswer", "build_webhook_router"]
+__all__ = ["WEBHOOK_PATH", "WebhookAnswer", "router"]
 
 WEBHOOK_PATH = "/api/2.0/regserve/registry-webhook"
 _MAX_BODY = 1024 * 1024
@@ -30,47 +36,45 @@ class WebhookAnswer(BaseModel):
     )
 
 
-def build_webhook_router() -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    @router.post(
-        WEBHOOK_PATH,
-        summary="Receive an MLflow registry webhook (signed; no token)",
-        response_model=WebhookAnswer,
-        openapi_extra={"security": []},
-    )
-    async def registry_webhook(
-        request: Request,
-        x_mlflow_signature: str | None = Header(None, description="v1,<base64 HMAC-SHA256>"),
-        x_mlflow_delivery_id: str | None = Header(None),
-        x_mlflow_timestamp: str | None = Header(None, description="Unix seconds"),
-    ) -> WebhookAnswer:
-        services = services_of(request)
-        metrics = services.control_metrics
-        try:
-            body = await _body(request)
-            if services.webhooks is None:
-                raise _NotConfigured("This regserve does not accept registry webhooks.")
-            fresh = services.webhooks.verify(
-                x_mlflow_delivery_id, x_mlflow_timestamp, x_mlflow_signature, body
-            )
-            event = _event_name(body)
-        except RegServeError as error:
-            if metrics is not None:
-                metrics.webhooks.labels(error.error_code.lower()).inc()
-            raise
+
+@router.post(
+    WEBHOOK_PATH,
+    summary="Receive an MLflow registry webhook (signed; no token)",
+    response_model=WebhookAnswer,
+    openapi_extra={"security": []},
+)
+async def registry_webhook(
+    request: Request,
+    x_mlflow_signature: str | None = Header(None, description="v1,<base64 HMAC-SHA256>"),
+    x_mlflow_delivery_id: str | None = Header(None),
+    x_mlflow_timestamp: str | None = Header(None, description="Unix seconds"),
+) -> WebhookAnswer:
+    services = services_of(request)
+    metrics = services.control_metrics
+    try:
+        body = await _body(request)
+        if services.webhooks is None:
+            raise EndpointNotFoundError("This regserve does not accept registry webhooks.")
+        fresh = services.webhooks.verify(
+            x_mlflow_delivery_id, x_mlflow_timestamp, x_mlflow_signature, body
+        )
+        event = _event_name(body)
+    except RegServeError as error:
         if metrics is not None:
-            metrics.webhooks.labels("accepted" if fresh else "replayed").inc()
-        if fresh:
-            _log.info("registry webhook %s (%s): syncing now", event, x_mlflow_delivery_id)
-            services.controller.trigger()
-        return WebhookAnswer(accepted=fresh, event=event)
-
-    return router
-
-
-class _NotConfigured(RegServeError):
-    error_code = "ENDPOINT_NOT_FOUND"
+            metrics.webhooks.labels(error.error_code.lower()).inc()
+        raise
+    if metrics is not None:
+        metrics.webhooks.labels("accepted" if fresh else "replayed").inc()
+    if fresh:
+        _log.info(
+            "registry webhook %s (%s): syncing now",
+            log_safe(event),
+            log_safe(x_mlflow_delivery_id),
+        )
+        services.controller.trigger()
+    return WebhookAnswer(accepted=fresh, event=event)
 
 
 async def _body(request: Request) -> bytes:

@@ -87,7 +87,9 @@ async def _ask(target: _Pingable) -> dict[str, Any] | None:
 def _buckets(counts: dict[str, int]) -> tuple[list[tuple[str, float]], float]:
     """Cumulative Prometheus buckets and the sum of sizes from ``{size: batches}``."""
     sizes = {int(size): int(n) for size, n in counts.items()}
-    buckets = [(str(edge), float(sum(n for s, n in sizes.items() if s <= edge)))
-               for edge in BATCH_SIZE_BUCKETS]  # fmt: skip
+    buckets = [
+        (str(edge), float(sum(n for s, n in sizes.items() if s <= edge)))
+        for edge in BATCH_SIZE_BUCKETS
+    ]
     buckets.append(("+Inf", float(sum(sizes.values()))))
     return buckets, float(sum(size * n for size, n in sizes.items()))

@@ -30,8 +30,9 @@ _NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 class RegistrySource(Protocol):
     """What the reader needs from a registry; implementations raise MlflowException."""
 
-    def registered_model(self, name: str) -> tuple[dict[str, str], str] | None:
-        """(aliases, description) of the model, or None when it does not exist."""
+    def registered_model(self, name: str) -> tuple[dict[str, str], str, int] | None:
+        """(aliases, description, creation time in ms) of the model, or None when it does
+        not exist."""
 
     def versions(self, filter_string: str) -> list[VersionInfo]:
         """Every version matching the filter, all pages."""
@@ -39,6 +40,10 @@ class RegistrySource(Protocol):
     def model_names(self) -> list[str]: ...
 
     def download_uri(self, name: str, version: str) -> str: ...
+
+    def artifact_root(self, kind: str, object_id: str) -> str | None:
+        """The artifact URI of a run (``kind`` ``run``) or logged model (``logged_model``),
+        or None when there is no such thing."""
 
     def ping(self) -> None: ...
 
@@ -115,7 +120,7 @@ class ClientSource:
             )
         return self._client
 
-    def registered_model(self, name: str) -> tuple[dict[str, str], str] | None:
+    def registered_model(self, name: str) -> tuple[dict[str, str], str, int] | None:
         try:
             model = self._get().get_registered_model(name)
         except MlflowException as exc:
@@ -123,7 +128,7 @@ class ClientSource:
                 return None
             raise
         aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
-        return aliases, model.description or ""
+        return aliases, model.description or "", int(model.creation_timestamp or 0)
 
     def versions(self, filter_string: str) -> list[VersionInfo]:
         found: list[VersionInfo] = []
@@ -149,6 +154,16 @@ class ClientSource:
 
     def download_uri(self, name: str, version: str) -> str:
         return str(self._get().get_model_version_download_uri(name, version))
+
+    def artifact_root(self, kind: str, object_id: str) -> str | None:
+        try:
+            if kind == "run":
+                return str(self._get().get_run(object_id).info.artifact_uri)
+            return str(self._get().get_logged_model(object_id).artifact_location)
+        except MlflowException as exc:
+            if exc.error_code == _NOT_FOUND:
+                return None
+            raise
 
     def ping(self) -> None:
         self._get().search_registered_models(max_results=1)
@@ -183,7 +198,7 @@ class RestSource:
         body: dict[str, Any] = verify_rest_response(response, endpoint).json()
         return body
 
-    def registered_model(self, name: str) -> tuple[dict[str, str], str] | None:
+    def registered_model(self, name: str) -> tuple[dict[str, str], str, int] | None:
         try:
             body = self._get_json("/api/2.0/mlflow/registered-models/get", {"name": name})
         except MlflowException as exc:
@@ -192,7 +207,8 @@ class RestSource:
             raise
         model = body.get("registered_model", {})
         aliases = {a["alias"]: str(a["version"]) for a in model.get("aliases", [])}
-        return aliases, model.get("description") or ""
+        created = int(model.get("creation_timestamp") or 0)
+        return aliases, model.get("description") or "", created
 
     def versions(self, filter_string: str) -> list[VersionInfo]:
         found: list[VersionInfo] = []
@@ -221,6 +237,18 @@ class RestSource:
             "/api/2.0/mlflow/model-versions/get-download-uri", {"name": name, "version": version}
         )
         return str(body["artifact_uri"])
+
+    def artifact_root(self, kind: str, object_id: str) -> str | None:
+        try:
+            if kind == "run":
+                body = self._get_json("/api/2.0/mlflow/runs/get", {"run_id": object_id})
+                return str(body["run"]["info"]["artifact_uri"])
+            body = self._get_json(f"/api/2.0/mlflow/logged-models/{object_id}", {})
+            return str(body["model"]["info"]["artifact_uri"])
+        except MlflowException as exc:
+            if exc.error_code == _NOT_FOUND:
+                return None
+            raise
 
     def ping(self) -> None:
         self._get_json("/api/2.0/mlflow/registered-models/search", {"max_results": 1})

@@ -11,27 +11,41 @@ import argparse
 import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from importlib.metadata import version
+from typing import Any
 
 from regserve.errors import RegServeError
+from regserve.registry.models import ModelSnapshot
 
-__all__ = ["DEMO_MODEL_NAME", "DemoModelError", "ensure_demo_model"]
+__all__ = ["DEMO_MODEL_NAME", "DemoModelError", "ensure_demo_model", "looks_complete"]
 
 DEMO_MODEL_NAME = "iris-classifier"
 IRIS_COLUMNS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 _STATE_TAG = "regserve.demo"  # "pending" while being built, "complete" once done
 _EXPERIMENT = "regserve-demo"
+_REQUIRED = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
+"""What the demo model needs, pinned from this interpreter's versions: MLflow's requirement
+inference (a child process loading the model) took most of a version's registration."""
+_REGISTRY_WAIT = 600.0
 
 
 class DemoModelError(RegServeError):
     """Registering the demo model failed; the message carries the child's output."""
 
 
-def ensure_demo_model(tracking_uri: str, token: str, *, timeout: float = 600.0) -> None:
+def ensure_demo_model(
+    tracking_uri: str, token: str, *, timeout: float = 600.0, train_first: bool = False
+) -> None:
     """Register ``iris-classifier`` through ``tracking_uri`` unless it is already there.
 
     Version 1 goes to Staging, version 2 to Production with the alias ``champion``. A model of
     that name made by someone else is left alone; a demo interrupted halfway is completed.
-    Blocking: a first run takes several seconds.
+    Blocking: a first run takes several seconds. The child waits until ``tracking_uri``'s
+    ``/health`` answers 200 (a starting regserve answers 503); ``train_first`` (a first start)
+    imports scikit-learn and trains meanwhile.
     """
     # The child inherits this process's environment (PATH, proxies, TLS settings) minus
     # MLflow's own URI settings, which must come only from the arguments.
@@ -43,6 +57,8 @@ def ensure_demo_model(tracking_uri: str, token: str, *, timeout: float = 600.0) 
     }
     env["MLFLOW_TRACKING_TOKEN"] = token
     command = [sys.executable, "-m", "regserve.registry.demo", "--tracking-uri", tracking_uri]
+    if train_first:
+        command.append("--train-first")
     try:
         done = subprocess.run(
             command, env=env, capture_output=True, text=True, timeout=timeout, check=False
@@ -54,12 +70,44 @@ def ensure_demo_model(tracking_uri: str, token: str, *, timeout: float = 600.0) 
         raise DemoModelError(f"registering the demo model failed:\n{output}")
 
 
-def _register(tracking_uri: str) -> None:
+def looks_complete(snapshot: ModelSnapshot | None) -> bool:
+    """The demo as registered: version 1 in Staging, 2 in Production with the alias
+    ``champion`` (a restart then needs no registering process at all)."""
+    if snapshot is None:
+        return False
+    stages = [(v.version, v.stage) for v in snapshot.versions]
+    return stages == [("1", "Staging"), ("2", "Production")] and snapshot.aliases == {
+        "champion": "2"
+    }
+
+
+def requirements() -> list[str]:
+    """The demo model's pip requirements, pinned to the versions installed here."""
+    return [f"{name}=={version(name)}" for name in _REQUIRED]
+
+
+def _wait_for(tracking_uri: str) -> None:
+    """Until the registry's ``/health`` answers 200."""
+    deadline = time.monotonic() + _REGISTRY_WAIT
+    while True:
+        try:
+            with urllib.request.urlopen(f"{tracking_uri}/health", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def _register(tracking_uri: str, train_first: bool) -> None:
     """Runs in the child: converge the demo model to its described state."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    models = _warmed(_train()) if train_first else None
+    _wait_for(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -77,52 +125,80 @@ def _register(tracking_uri: str) -> None:
         if model.tags.get(_STATE_TAG) != "pending":
             return  # complete already, or not ours
     count = len(client.search_model_versions(f"name='{DEMO_MODEL_NAME}'"))
-    requirements: str | None = None
-    for c in (1.0, 0.5)[count:]:
-        requirements = _log_version(c, requirements)
+    models = models or _train()
+    pinned = requirements()
+    for c, model in list(models.items())[count:]:
+        _log_version(c, model, pinned)
     client.transition_model_version_stage(DEMO_MODEL_NAME, "1", "Staging")
     client.transition_model_version_stage(DEMO_MODEL_NAME, "2", "Production")
     client.set_registered_model_alias(DEMO_MODEL_NAME, "champion", "2")
     client.set_registered_model_tag(DEMO_MODEL_NAME, _STATE_TAG, "complete")
 
 
-def _log_version(c: float, requirements: str | None) -> str:
-    """Log and register one version; returns its requirements.txt for the next one.
-
-    Inferring requirements (a child process importing the model) is most of a log's time;
-    both versions have the same, so the second reuses the first's.
-    """
-    import mlflow
+def _train() -> dict[float, Any]:
+    """Both versions' models (logistic regressions on iris, C=1.0 and C=0.5), by C."""
     import pandas as pd
-    from mlflow.models import infer_signature
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
     data = load_iris()
     frame = pd.DataFrame(data.data, columns=list(IRIS_COLUMNS))
-    model = LogisticRegression(max_iter=300, C=c).fit(frame, data.target)
-    example = frame.head(3)
-    signature = infer_signature(example, model.predict(example))
+    return {c: LogisticRegression(max_iter=300, C=c).fit(frame, data.target) for c in (1.0, 0.5)}
+
+
+def _warmed(models: dict[float, Any]) -> dict[float, Any]:
+    """Save one model to a temporary directory, as logging will: the first save imports and
+    indexes what MLflow's sklearn flavor needs (seconds), done here while the registry starts."""
+    import tempfile
+
+    import mlflow.sklearn
+
+    model = next(iter(models.values()))
+    example, signature = _example_and_signature(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.sklearn.save_model(
+            model,
+            f"{tmp}/model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements(),
+        )
+    return models
+
+
+def _example_and_signature(model: Any) -> tuple[Any, Any]:
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    example = pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2], [4.7, 3.2, 1.3, 0.2]],
+                           columns=list(IRIS_COLUMNS))  # fmt: skip
+    return example, infer_signature(example, model.predict(example))
+
+
+def _log_version(c: float, model: Any, pinned: list[str]) -> None:
+    """Log and register one version, with its requirements given (none inferred)."""
+    import mlflow
+
+    example, signature = _example_and_signature(model)
     mlflow.set_experiment(_EXPERIMENT)
     with mlflow.start_run(run_name=f"iris-logreg-C{c}"):
         mlflow.log_param("C", c)
-        info = mlflow.sklearn.log_model(
+        mlflow.sklearn.log_model(
             model,
             name="model",
             signature=signature,
             input_example=example,
-            pip_requirements=requirements,
+            pip_requirements=pinned,
             registered_model_name=DEMO_MODEL_NAME,
         )
-    location = mlflow.get_logged_model(info.model_id).artifact_location
-    return str(mlflow.artifacts.download_artifacts(f"{location}/requirements.txt"))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Register regserve's iris demo model.")
     parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--train-first", action="store_true", help="train before the wait")
     args = parser.parse_args(argv)
-    _register(args.tracking_uri)
+    _register(args.tracking_uri, args.train_first)
 
 
 if __name__ == "__main__":

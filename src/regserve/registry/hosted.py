@@ -11,6 +11,7 @@ call for another data dir is refused.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 
 from regserve.errors import RegServeError
 from regserve.registry.reader import RegistryReader, local_artifacts_resolver
+from regserve.registry.schema import prepare_database
 
 __all__ = ["HostedRegistry", "HostedRegistryError", "create_hosted_registry"]
 
@@ -73,7 +75,8 @@ def create_hosted_registry(
 ) -> HostedRegistry:
     """Configure MLflow's server on ``data_dir``, create or migrate its database, build its app.
 
-    Blocking (a fresh database is migrated: a few seconds). ``allowed_hosts`` extends MLflow's
+    Blocking (seconds: MLflow's server is imported; a fresh database is made from the prepared
+    schema, ``schema.py``, or else by MLflow's migrations). ``allowed_hosts`` extends MLflow's
     Host-header check (default: localhost, 127.0.0.1 and private addresses, any port), e.g.
     with the public name regserve is reached by.
     """
@@ -100,6 +103,7 @@ def _create(data_dir: Path, allowed_hosts: Sequence[str] | None) -> HostedRegist
     db_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
     _configure_environment(db_uri, artifacts_dir, allowed_hosts)
     _configure_webhooks(data_dir)
+    prepare_database(data_dir / "mlflow.db")  # a fresh data dir: no migrations to run
     _initialize_stores(db_uri)
 
     from mlflow.server.fastapi_app import create_fastapi_app
@@ -169,6 +173,10 @@ def _webhook_key(path: Path) -> str:
 def _initialize_stores(db_uri: str) -> None:
     """Create or migrate MLflow's tables, as ``mlflow server`` does before serving."""
     from mlflow.server.handlers import initialize_backend_stores
+
+    # MLflow says "Creating initial MLflow database tables..." and "Updating database tables"
+    # at INFO on regserve's console; the console says what regserve does (app.py).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
     # MLflow's server sets its process-wide tracking and registry URIs to the store (its
     # handlers rely on them) and also exports them as MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI,

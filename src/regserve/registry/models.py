@@ -33,3 +33,10 @@ class ModelSnapshot:
     aliases: dict[str, str]
     """Alias -> version."""
     description: str
+    created_at: int = 0
+    """The registered model's creation time (ms): a model deleted and created again under
+    the same name has another one."""
+
+    def version(self, number: str) -> VersionInfo | None:
+        """The version numbered ``number`` (canonical: ``"3"``), or None."""
+        return next((v for v in self.versions if v.version == number), None)

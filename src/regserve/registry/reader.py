@@ -110,11 +110,11 @@ class RegistryReader:
             if model is None:
                 return None
             found = self._source.versions(name_filter(name))
-        aliases, description = model
+        aliases, description, created_at = model
         versions = sorted(
             (_with_aliases(v, aliases) for v in found if v.name == name), key=_version_number
         )
-        return ModelSnapshot(name, tuple(versions), aliases, description)
+        return ModelSnapshot(name, tuple(versions), aliases, description, created_at)
 
     def sources_naming(self, owner_id: str) -> list[tuple[str, str]]:
         """``(model name, source)`` of the versions whose source names ``owner_id`` (a run's
@@ -124,6 +124,15 @@ class RegistryReader:
         with translated_errors(f"finding the versions registered from {owner_id}"):
             found = self._source.versions(f"source_path LIKE '%{owner_id}%'")
         return [(v.name, v.source) for v in found]
+
+    def artifact_root(self, kind: str, object_id: str) -> str | None:
+        """The artifact URI of the run (``kind`` ``run``) or logged model (``logged_model``)
+        ``object_id``, or None when there is none: where its files are, which is what the
+        hosted registry's artifact guard needs to know."""
+        if not _OWNER_ID.fullmatch(object_id):
+            return None
+        with translated_errors(f"reading the artifact location of {object_id}"):
+            return self._source.artifact_root(kind, object_id)
 
     def list_models(self) -> list[str]:
         """Names of every registered model."""

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -41,6 +42,7 @@ EVENTS = (
 )
 """What regserve subscribes to: every registry event that can change what is served."""
 _SECRET_FILE = "webhook-secret"
+_UNIX_TIME = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 _SEEN_MAX = 10_000
 
 
@@ -82,10 +84,7 @@ class WebhookVerifier:
         offered = [part.strip() for part in signature.split(" ")]  # several, space-separated
         if not any(hmac.compare_digest(expected, part) for part in offered):
             raise UnauthenticatedError("The webhook signature does not match regserve's secret.")
-        try:
-            sent = float(timestamp)
-        except ValueError:
-            raise UnauthenticatedError("X-MLflow-Timestamp is not a Unix time.") from None
+        sent = _unix_time(timestamp)
         now = time.time()
         if abs(now - sent) > self._tolerance:
             raise UnauthenticatedError(
@@ -103,6 +102,16 @@ class WebhookVerifier:
             return False
         self._seen[delivery_id] = now
         return True
+
+
+def _unix_time(timestamp: str) -> float:
+    """Seconds since the epoch, as MLflow writes them (digits, perhaps a fraction); anything
+    else (``nan``, ``inf``, ``1e400``, a sign) is refused: such a value compares as fresh."""
+    if not _UNIX_TIME.fullmatch(timestamp):
+        raise UnauthenticatedError(
+            "X-MLflow-Timestamp is not a Unix time in seconds (digits, as MLflow sends it)."
+        )
+    return float(timestamp)
 
 
 def sign(key: bytes, delivery_id: str, timestamp: str, body: bytes) -> str:
@@ -130,9 +139,12 @@ def register_webhook(registry_uri: str, url: str, secret: str) -> str:
             client.delete_webhook(extra.webhook_id)
         if existing:
             hook = client.update_webhook(
-                existing[0].webhook_id, url=url, events=events, secret=secret,
+                existing[0].webhook_id,
+                url=url,
+                events=events,
+                secret=secret,
                 status=WebhookStatus.ACTIVE,
-            )  # fmt: skip
+            )
         else:
             hook = client.create_webhook(
                 WEBHOOK_NAME, url, events, description="regserve: sync at once", secret=secret

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from regserve.errors import AlreadyExistsError
 from regserve.store.records import GrantRecord, PrincipalRecord, TokenRecord
-from regserve.store.tables import EventRow, GrantRow, PrincipalRow, TokenRow
+from regserve.store.tables import EventRow, GrantRow, PrincipalRow, TokenRow, TrackingOwnerRow
 
 __all__ = ["AccessStoreMixin"]
 
@@ -40,9 +40,13 @@ class AccessStoreMixin:
     ) -> PrincipalRecord:
         """Add a principal; AlreadyExistsError when the name (or application id) is taken."""
         row = PrincipalRow(
-            name=name, kind=kind, application_id=application_id, is_admin=is_admin,
-            allow_cluster_create=allow_cluster_create, created_at=created_at,
-        )  # fmt: skip
+            name=name,
+            kind=kind,
+            application_id=application_id,
+            is_admin=is_admin,
+            allow_cluster_create=allow_cluster_create,
+            created_at=created_at,
+        )
         try:
             with self._session() as s:
                 s.add(row)
@@ -57,9 +61,12 @@ class AccessStoreMixin:
             row = s.scalars(select(PrincipalRow).where(PrincipalRow.name == name)).one_or_none()
             if row is None:
                 row = PrincipalRow(
-                    name=name, kind="user", is_admin=True, allow_cluster_create=True,
+                    name=name,
+                    kind="user",
+                    is_admin=True,
+                    allow_cluster_create=True,
                     created_at=created_at,
-                )  # fmt: skip
+                )
                 s.add(row)
             row.is_admin = row.allow_cluster_create = row.active = True
             s.flush()
@@ -124,6 +131,9 @@ class AccessStoreMixin:
                     GrantRow.grantee_type == "principal", GrantRow.grantee == str(principal_id)
                 )
             )
+            # Its runs and logged models belong to no one now (admins may still change them):
+            # a later principal given the same id must not inherit them.
+            s.execute(delete(TrackingOwnerRow).where(TrackingOwnerRow.principal_id == principal_id))
             s.delete(row)
             return record
 
@@ -133,12 +143,15 @@ class AccessStoreMixin:
         with self._session() as s:
             s.add(
                 TokenRow(
-                    token_id=record.token_id, principal_id=record.principal_id,
-                    token_hash=token_hash, comment=record.comment,
-                    creation_time=record.creation_time, expiry_time=record.expiry_time,
+                    token_id=record.token_id,
+                    principal_id=record.principal_id,
+                    token_hash=token_hash,
+                    comment=record.comment,
+                    creation_time=record.creation_time,
+                    expiry_time=record.expiry_time,
                     created_by=record.created_by,
                 )
-            )  # fmt: skip
+            )
 
     def token_by_hash(self, token_hash: str) -> tuple[TokenRecord, PrincipalRecord] | None:
         """The live or dead token whose value hashes to ``token_hash``, and its principal."""
@@ -199,9 +212,10 @@ class AccessStoreMixin:
                 ).one_or_none()
                 if row is None:
                     row = GrantRow(
-                        model_name=model_name, grantee_type=grant.grantee_type,
+                        model_name=model_name,
+                        grantee_type=grant.grantee_type,
                         grantee=grant.grantee,
-                    )  # fmt: skip
+                    )
                     s.add(row)
                 row.level = grant.level
 
@@ -229,6 +243,25 @@ class AccessStoreMixin:
         with self._session() as s:
             s.execute(delete(GrantRow).where(GrantRow.model_name == model_name))
 
+    # -- owners of runs and logged models ----------------------------------------------------
+
+    def record_owner(self, kind: str, object_id: str, principal_id: int, created_at: int) -> None:
+        """``principal_id`` created the run or logged model ``object_id`` (``kind``: ``run`` or
+        ``logged_model``). The first record stands: ids are never reused."""
+        with self._session() as s:
+            if s.get(TrackingOwnerRow, (kind, object_id)) is None:
+                row = TrackingOwnerRow(
+                    kind=kind, object_id=object_id, principal_id=principal_id, created_at=created_at
+                )
+                s.add(row)
+
+    def owner_of(self, kind: str, object_id: str) -> int | None:
+        """The id of the principal who created the run or logged model; None when unknown
+        (created before owners were recorded, outside regserve, or by a deleted principal)."""
+        with self._session() as s:
+            row = s.get(TrackingOwnerRow, (kind, object_id))
+            return row.principal_id if row is not None else None
+
     # -- audit -------------------------------------------------------------------------------
 
     def list_audit_events(self, limit: int = 500) -> list[tuple[int, str, str, str, str]]:
@@ -251,13 +284,24 @@ class AccessStoreMixin:
 
 def _principal(row: PrincipalRow) -> PrincipalRecord:
     return PrincipalRecord(
-        row.id, row.name, row.kind, row.application_id, bool(row.is_admin),
-        bool(row.allow_cluster_create), row.created_at, bool(row.active),
-    )  # fmt: skip
+        row.id,
+        row.name,
+        row.kind,
+        row.application_id,
+        bool(row.is_admin),
+        bool(row.allow_cluster_create),
+        row.created_at,
+        bool(row.active),
+    )
 
 
 def _token(row: TokenRow) -> TokenRecord:
     return TokenRecord(
-        row.token_id, row.principal_id, row.comment, row.creation_time, row.expiry_time,
-        row.created_by, row.revoked_at,
-    )  # fmt: skip
+        row.token_id,
+        row.principal_id,
+        row.comment,
+        row.creation_time,
+        row.expiry_time,
+        row.created_by,
+        row.revoked_at,
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from regserve.states import EndpointState, VersionState
+
 __all__ = [
     "ClusterConfig",
     "EndpointRecord",
@@ -40,18 +42,20 @@ class ClusterConfig:
 class EndpointRecord:
     model_name: str
     enabled: bool
-    state: str
+    state: EndpointState
     state_message: str
     desired_config: ClusterConfig
     actual_config: ClusterConfig | None
     updated_at: int
+    model_created_at: int | None = None
+    """When the served registered model was created (ms); None until first seen."""
 
 
 @dataclass(frozen=True)
 class VersionRecord:
     model_name: str
     version: str
-    state: str
+    state: VersionState
     state_message: str
     updated_at: int
     extra: dict[str, Any] = field(default_factory=dict)

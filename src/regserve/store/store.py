@@ -14,12 +14,11 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, delete, event, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
+from regserve.states import EndpointState, VersionState
 from regserve.store.access import AccessStoreMixin
 from regserve.store.gateways import GatewayStoreMixin
 from regserve.store.records import (
@@ -61,12 +60,17 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
+        # Alembic narrates every step at INFO, its plugins' set-up at import (seven lines on
+        # `regserve up`'s console): quiet first, then imported; `--log-level DEBUG` shows them.
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option(
             "script_location", str(resources.files("regserve.store") / "migrations")
         )
-        # Alembic narrates every step at INFO (MLflow's own migrations re-enable that logger).
-        logging.getLogger("alembic").setLevel(logging.WARNING)
         with self._engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -102,19 +106,25 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
                 query = query.where(EndpointRow.enabled.is_(True))
             return [_endpoint(r) for r in s.scalars(query)]
 
-    def enable(self, model_name: str, default_config: ClusterConfig) -> bool:
-        """Mark serving enabled; returns False when it already was. Keeps an earlier config."""
+    def enable(
+        self, model_name: str, default_config: ClusterConfig, model_created_at: int | None = None
+    ) -> bool:
+        """Mark serving enabled; returns False when it already was. Keeps an earlier config
+        of the same registered model: ``model_created_at`` (its creation time) tells a model
+        deleted and created again under the name, which starts with ``default_config``."""
         with self._session() as s:
             row = s.get(EndpointRow, model_name)
             if row is not None and row.enabled:
                 return False
+            default = json.dumps(default_config.to_json())
             if row is None:
-                row = EndpointRow(
-                    model_name=model_name, desired_config=json.dumps(default_config.to_json())
-                )
+                row = EndpointRow(model_name=model_name, desired_config=default)
                 s.add(row)
+            elif _another_model(row, model_created_at):
+                row.desired_config = default
             row.enabled = True
-            row.state = "ENDPOINT_STATE_PENDING"
+            row.model_created_at = model_created_at
+            row.state = EndpointState.PENDING.value
             row.state_message = "Serving cluster is being created."
             row.actual_config = None
             row.updated_at = now_ms()
@@ -127,14 +137,22 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
             if row is None or not row.enabled:
                 return False
             row.enabled = False
-            row.state = "ENDPOINT_STATE_PENDING"
+            row.state = EndpointState.PENDING.value
             row.state_message = "Serving disabled."
             row.actual_config = None
             row.updated_at = now_ms()
             s.execute(delete(VersionRow).where(VersionRow.model_name == model_name))
             return True
 
-    def set_endpoint_state(self, model_name: str, state: str, message: str) -> None:
+    def set_model_created_at(self, model_name: str, created_at: int) -> None:
+        """Record the served registered model's creation time (endpoints enabled before it
+        was recorded learn it on the next registry read)."""
+        with self._session() as s:
+            row = s.get(EndpointRow, model_name)
+            if row is not None:
+                row.model_created_at = created_at
+
+    def set_endpoint_state(self, model_name: str, state: EndpointState, message: str) -> None:
         with self._session() as s:
             _put_endpoint_state(s, model_name, state, message)
 
@@ -160,7 +178,7 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
             return sorted((_version(r) for r in rows), key=lambda v: _version_key(v.version))
 
     def put_version(
-        self, model_name: str, version: str, state: str, message: str, **extra: Any
+        self, model_name: str, version: str, state: VersionState, message: str, **extra: Any
     ) -> None:
         with self._session() as s:
             row = s.scalars(
@@ -172,7 +190,8 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
                 row = VersionRow(model_name=model_name, version=version, extra="{}")
                 s.add(row)
             merged = {**json.loads(row.extra or "{}"), **extra}
-            row.state, row.state_message, row.updated_at = state, message, now_ms()
+            row.state, row.state_message = VersionState(state).value, message
+            row.updated_at = now_ms()
             row.extra = json.dumps(merged)
 
     def reset_versions(self, message: str) -> None:
@@ -180,12 +199,15 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
         with self._session() as s:
             s.execute(
                 update(VersionRow).values(
-                    state="VERSION_STATE_PENDING", state_message=message, updated_at=now_ms()
+                    state=VersionState.PENDING.value, state_message=message, updated_at=now_ms()
                 )
             )
 
     def delete_version(
-        self, model_name: str, version: str, endpoint: tuple[str, str] | None = None
+        self,
+        model_name: str,
+        version: str,
+        endpoint: tuple[EndpointState, str] | None = None,
     ) -> None:
         """Forget a version; ``endpoint`` (state, message): the endpoint's status without it,
         set in the same transaction."""
@@ -225,11 +247,14 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
         return record
 
     def list_events(
-        self, model_name: str, version: str | None = None, limit: int = 500
+        self, model_name: str, version: str | None = None, limit: int = 500, since: int = 0
     ) -> list[EventRecord]:
-        """The newest ``limit`` events of a model (optionally one version), oldest first."""
+        """The newest ``limit`` events of a model (optionally one version) from ``since``
+        (ms) on, oldest first."""
         with self._session() as s:
-            query = select(EventRow).where(EventRow.model_name == model_name)
+            query = select(EventRow).where(
+                EventRow.model_name == model_name, EventRow.timestamp >= since
+            )
             if version is not None:
                 query = query.where(EventRow.version == version)
             query = query.order_by(EventRow.timestamp.desc(), EventRow.id.desc()).limit(limit)
@@ -284,16 +309,22 @@ def _version_key(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (1 << 62, version)
 
 
+def _another_model(row: EndpointRow, model_created_at: int | None) -> bool:
+    known = row.model_created_at
+    return known is not None and model_created_at is not None and known != model_created_at
+
+
 def _endpoint(row: EndpointRow) -> EndpointRecord:
     actual = ClusterConfig.from_json(json.loads(row.actual_config)) if row.actual_config else None
     return EndpointRecord(
         model_name=row.model_name,
         enabled=row.enabled,
-        state=row.state,
+        state=EndpointState(row.state),
         state_message=row.state_message,
         desired_config=ClusterConfig.from_json(json.loads(row.desired_config)),
         actual_config=actual,
         updated_at=row.updated_at,
+        model_created_at=row.model_created_at,
     )
 
 
@@ -301,16 +332,17 @@ def _version(row: VersionRow) -> VersionRecord:
     return VersionRecord(
         model_name=row.model_name,
         version=row.version,
-        state=row.state,
+        state=VersionState(row.state),
         state_message=row.state_message,
         updated_at=row.updated_at,
         extra=json.loads(row.extra or "{}"),
     )
 
 
-def _put_endpoint_state(s: Session, model_name: str, state: str, message: str) -> None:
+def _put_endpoint_state(s: Session, model_name: str, state: EndpointState, message: str) -> None:
     """Set an endpoint's state and message in session ``s`` (nothing when unchanged or gone)."""
     row = s.get(EndpointRow, model_name)
-    if row is None or (row.state == state and row.state_message == message):
+    value = EndpointState(state).value
+    if row is None or (row.state == value and row.state_message == message):
         return
-    row.state, row.state_message, row.updated_at = state, message, now_ms()
+    row.state, row.state_message, row.updated_at = value, message, now_ms()

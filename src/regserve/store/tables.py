@@ -26,6 +26,7 @@ __all__ = [
     "PrincipalRow",
     "RoutesRow",
     "TokenRow",
+    "TrackingOwnerRow",
     "VersionRow",
 ]
 
@@ -44,6 +45,9 @@ class EndpointRow(Base):
     desired_config: Mapped[str] = mapped_column(Text, nullable=False)
     actual_config: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    model_created_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The served registered model's creation time (ms): another model of the same name,
+    created after a deletion, has another one."""
 
 
 class VersionRow(Base):
@@ -137,6 +141,18 @@ class GrantRow(Base):
     grantee_type: Mapped[str] = mapped_column(String(16), nullable=False)
     grantee: Mapped[str] = mapped_column(String(256), nullable=False)
     level: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class TrackingOwnerRow(Base):
+    """The principal who created a run or logged model through the hosted registry."""
+
+    __tablename__ = "tracking_owners"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """``run`` or ``logged_model``."""
+    object_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class RoutesRow(Base):

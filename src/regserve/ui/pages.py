@@ -11,7 +11,7 @@ import secrets
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
@@ -20,15 +20,15 @@ from regserve import __version__
 from regserve.auth.levels import PermissionLevel
 from regserve.errors import RegServeError
 from regserve.gateway.context import identity_of, services_of
-from regserve.gateway.errors import status_for
-from regserve.ui.session import (
+from regserve.gateway.cookies import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
     SIGNIN_PATH,
     safe_next,
 )
+from regserve.gateway.errors import status_for
 
-__all__ = ["build_ui_router", "static_files"]
+__all__ = ["install_ui", "router", "static_files"]
 
 _MAX_FORM_BYTES = 16 * 1024
 _SECURITY_HEADERS = {
@@ -62,76 +62,94 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def build_ui_router() -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 
-    @router.get("/ui")
-    async def ui_root() -> Response:
-        return RedirectResponse("/ui/", status_code=303)
 
-    @router.get(SIGNIN_PATH)
-    async def signin_page(request: Request, next: str | None = None) -> Response:
-        return _signin_form(request, safe_next(next))
+def install_ui(api: FastAPI) -> None:
+    """Add the UI's pages and its static files to the gateway's app (``regserve.app`` wires
+    it in: the gateway does not import the UI)."""
+    api.include_router(router)
+    api.mount("/ui/static", static_files(), name="ui-static")
 
-    @router.post(SIGNIN_PATH)
-    async def signin(request: Request) -> Response:
-        form = await _form(request)
-        target = safe_next(form.get("next"))
-        expected = request.cookies.get(SIGNIN_COOKIE)
-        if not expected or not secrets.compare_digest(expected, form.get("csrf", "")):
-            return _signin_form(request, target, "The sign-in form expired: try again.", 403)
-        token = form.get("token", "").strip()
-        try:
-            await services_of(request).access.authenticate(f"Bearer {token}".encode("latin-1"))
-        except (RegServeError, UnicodeEncodeError):
-            return _signin_form(request, target, "That token is not valid.", 401)
-        response = RedirectResponse(target, status_code=303)
-        access = services_of(request).access
-        response.set_cookie(
-            SESSION_COOKIE, access.session_for(token), path="/", httponly=True,
-            samesite="strict", secure=_secure(request), max_age=int(access.sessions.lifetime),
-        )  # fmt: skip
-        response.delete_cookie(SIGNIN_COOKIE, path=SIGNIN_PATH)
-        return response
 
-    @router.post("/ui/signout")
-    async def signout() -> Response:
-        response = Response(status_code=204)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
-        return response
+@router.get("/ui")
+async def ui_root() -> Response:
+    return RedirectResponse("/ui/", status_code=303)
 
-    @router.get("/ui/")
-    async def model_list(request: Request) -> Response:
-        try:
-            rows = await _model_rows(request)
-        except RegServeError as error:  # e.g. the registry is unavailable
-            return _page("models.html", status_for(error), models=[], error=error.message,
-                         user=_user(request))  # fmt: skip
-        return _page("models.html", models=rows, user=_user(request))
 
-    @router.get("/ui/models/{name:path}")
-    async def serving_page(request: Request, name: str) -> Response:
-        services = services_of(request)
-        try:
-            await services.access.require(
-                identity_of(request), name, PermissionLevel.CAN_READ, "open its Serving page"
-            )
-        except RegServeError as error:
-            return _page(
-                "error.html", status_for(error), message=error.message, user=_user(request)
-            )
-        return _page("serving.html", model=name, user=_user(request))
+@router.get(SIGNIN_PATH)
+async def signin_page(request: Request, next: str | None = None) -> Response:
+    return _signin_form(request, safe_next(next))
 
-    return router
+
+@router.post(SIGNIN_PATH)
+async def signin(request: Request) -> Response:
+    form = await _form(request)
+    target = safe_next(form.get("next"))
+    expected = request.cookies.get(SIGNIN_COOKIE)
+    if not expected or not secrets.compare_digest(expected, form.get("csrf", "")):
+        return _signin_form(request, target, "The sign-in form expired: try again.", 403)
+    token = form.get("token", "").strip()
+    try:
+        await services_of(request).access.authenticate(f"Bearer {token}".encode("latin-1"))
+    except (RegServeError, UnicodeEncodeError):
+        return _signin_form(request, target, "That token is not valid.", 401)
+    response = RedirectResponse(target, status_code=303)
+    access = services_of(request).access
+    response.set_cookie(
+        SESSION_COOKIE,
+        access.session_for(token),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        max_age=int(access.sessions.lifetime),
+    )
+    response.delete_cookie(SIGNIN_COOKIE, path=SIGNIN_PATH)
+    return response
+
+
+@router.post("/ui/signout")
+async def signout() -> Response:
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/ui/")
+async def model_list(request: Request) -> Response:
+    try:
+        rows = await _model_rows(request)
+    except RegServeError as error:  # e.g. the registry is unavailable
+        return _page(
+            "models.html", status_for(error), models=[], error=error.message, user=_user(request)
+        )
+    return _page("models.html", models=rows, user=_user(request))
+
+
+@router.get("/ui/models/{name:path}")
+async def serving_page(request: Request, name: str) -> Response:
+    services = services_of(request)
+    try:
+        await services.access.require(
+            identity_of(request), name, PermissionLevel.CAN_READ, "open its Serving page"
+        )
+    except RegServeError as error:
+        return _page("error.html", status_for(error), message=error.message, user=_user(request))
+    return _page("serving.html", model=name, user=_user(request))
 
 
 def _signin_form(request: Request, target: str, error: str = "", status: int = 200) -> Response:
     csrf = secrets.token_urlsafe(24)
     response = _page("signin.html", status, csrf=csrf, next=target, error=error)
     response.set_cookie(
-        SIGNIN_COOKIE, csrf, path=SIGNIN_PATH, httponly=True, samesite="strict",
+        SIGNIN_COOKIE,
+        csrf,
+        path=SIGNIN_PATH,
+        httponly=True,
+        samesite="strict",
         secure=_secure(request),
-    )  # fmt: skip
+    )
     return response
 
 
@@ -161,10 +179,12 @@ async def _model_rows(request: Request) -> list[dict[str, str]]:
     rows = []
     for name in readable:
         endpoint = endpoints.get(name)
-        state = endpoint.state.removeprefix("ENDPOINT_STATE_") if endpoint else "NOT_ENABLED"
-        rows.append({
-            "name": name,
-            "state": state,
-            "message": endpoint.state_message if endpoint else "",
-        })  # fmt: skip
+        state = endpoint.state.name if endpoint else "NOT_ENABLED"
+        rows.append(
+            {
+                "name": name,
+                "state": state,
+                "message": endpoint.state_message if endpoint else "",
+            }
+        )
     return rows

@@ -1,5 +1,6 @@
 """``python -m regserve.worker --socket PATH --model-path DIR [--name N --version V]
-[--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS] [--orphan-timeout S]``, or
+[--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS] [--max-input-columns N
+--max-input-rows N --max-input-values N --max-json-depth N] [--orphan-timeout S]``, or
 ``python -m regserve.worker --socket PATH --shared [--name N] [--orphan-timeout S]``, or
 ``python -m regserve.worker --template --socket CONTROL --model-path DIR [...]``.
 
@@ -38,6 +39,7 @@ from regserve.worker.exits import (
     EXIT_OK,
     EXIT_SOCKET_FAILED,
 )
+from regserve.worker.limits import InputLimits
 from regserve.worker.loading import load_model, mlflow_1_handler
 from regserve.worker.orphan import watch_orphan
 from regserve.worker.server import (
@@ -49,6 +51,7 @@ from regserve.worker.server import (
 )
 from regserve.worker.shared import SharedServer
 from regserve.worker.template import fork_hazard, serve_template
+from regserve.worker.text import log_safe
 
 _logger = logging.getLogger("regserve.worker")
 
@@ -91,11 +94,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_MAX_BATCH_WAIT * 1000,
         help="how long an idle worker holds a request back for others to join it",
     )
+    InputLimits.add_arguments(parser)
     parser.add_argument(
         "--orphan-timeout",
         type=float,
         default=0.0,
         help="stop once no supervisor has been connected for this many seconds (0: never)",
+    )
+    parser.add_argument(
+        "--peer-uid",
+        type=int,
+        default=None,
+        help="accept connections only from this uid (and root): regserve's",
     )
     args = parser.parse_args(argv)
     if not args.shared and args.model_path is None:
@@ -125,9 +135,19 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s [pid %(process)d]: %(message)s",
     )
     if args.shared:
-        shared = SharedServer(args.name, threads=args.threads, grace_seconds=args.grace_seconds)
+        shared = SharedServer(
+            args.name,
+            threads=args.threads,
+            grace_seconds=args.grace_seconds,
+            peer_uid=args.peer_uid,
+        )
         return _serve(shared, args.socket, args.orphan_timeout)
-    _logger.info("loading model %s:%s from %s", args.name, args.version, args.model_path)
+    _logger.info(
+        "loading model %s:%s from %s",
+        log_safe(args.name),
+        log_safe(args.version),
+        log_safe(args.model_path),
+    )
     started = time.monotonic()
     try:
         model = load_model(args.model_path)
@@ -135,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         make_server()  # the settings are checked here, not in each forked replica
     except Exception:
         traceback.print_exc()
-        _logger.error("model failed to load from %s", args.model_path)
+        _logger.error("model failed to load from %s", log_safe(args.model_path))
         return EXIT_MODEL_LOAD_FAILED
     _logger.info("model loaded in %.2f s", time.monotonic() - started)
     # MLflow, pandas and the model are a few hundred thousand objects that live as long as the
@@ -146,14 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.template:
         hazard = fork_hazard()
         if hazard is not None:
-            _logger.error("template: this model is not safe to fork once loaded (%s); its "
-                          "replicas start as fresh workers", hazard)  # fmt: skip
+            _logger.error(
+                "template: this model is not safe to fork once loaded (%s); its "
+                "replicas start as fresh workers",
+                hazard,
+            )
             return EXIT_FORK_UNSAFE
-        return _serve_template(args.socket, partial(_serve_new, make_server), args.orphan_timeout)
+        return _serve_template(
+            args.socket, partial(_serve_new, make_server), args.orphan_timeout, args.peer_uid
+        )
     return _serve(make_server(), args.socket, args.orphan_timeout)
 
 
 def _worker_server(model: object, args: argparse.Namespace) -> WorkerServer:
+    limits = InputLimits.from_args(args)
     return WorkerServer(
         model,
         name=args.name,
@@ -163,7 +189,9 @@ def _worker_server(model: object, args: argparse.Namespace) -> WorkerServer:
         batching=args.batching,
         max_batch_size=args.max_batch_size,
         max_batch_wait=args.max_batch_wait_ms / 1000,
-        handler=mlflow_1_handler(model),
+        handler=mlflow_1_handler(model, limits),
+        limits=limits,
+        peer_uid=args.peer_uid,
     )
 
 
@@ -171,9 +199,11 @@ def _serve_new(make_server: Callable[[], WorkerServer], socket_path: Path, orpha
     return _serve(make_server(), socket_path, orphan)
 
 
-def _serve_template(control: Path, serve: Callable[[Path, float], int], orphan: float) -> int:
+def _serve_template(
+    control: Path, serve: Callable[[Path, float], int], orphan: float, peer_uid: int | None
+) -> int:
     try:
-        return serve_template(control, serve, orphan)
+        return serve_template(control, serve, orphan, peer_uid)
     except OSError:
         traceback.print_exc()
         _logger.error("cannot listen on %s", control)

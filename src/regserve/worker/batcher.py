@@ -37,6 +37,7 @@ from functools import partial
 from typing import Any
 
 from regserve.worker import compat, protocol, wire
+from regserve.worker.limits import InputLimits
 
 __all__ = ["BATCHING_MODES", "ROW_WISE_FLAVORS", "BatchRunner", "Batcher", "batchable_by_default"]
 
@@ -78,9 +79,12 @@ class _Group:
 class BatchRunner:
     """Answers a batch of requests for one model (called on a worker thread)."""
 
-    def __init__(self, model: Any, input_schema: Any) -> None:
+    def __init__(
+        self, model: Any, input_schema: Any, limits: InputLimits = protocol.DEFAULT_LIMITS
+    ) -> None:
         self.model = model
         self.input_schema = input_schema
+        self.limits = limits
         self.splittable = True
         self.combined_predicts = 0  # predict calls that served several requests
         self._fast_json = not _signature_from_type_hint(model.metadata)
@@ -107,7 +111,9 @@ class BatchRunner:
 
     def _alone(self, item: _Item) -> wire.Response:
         if item.parsed is None:
-            return protocol.handle(item.body, item.content_type, self.model, self.input_schema)
+            return protocol.handle(
+                item.body, item.content_type, self.model, self.input_schema, self.limits
+            )
         try:
             predictions = protocol.predict(self.model, item.parsed)
             body = protocol.serialize(predictions, item.parsed.unwrapped)
@@ -117,17 +123,17 @@ class BatchRunner:
 
     def _prepare(self, item: _Item) -> tuple[tuple[Any, ...] | None, dict[str, Any] | None]:
         """The item's group key and params; None when it is answered (or to be) on its own."""
-        if self._fast_json:
-            fast = _json_rows_key(item)
-            if fast is not None:
-                return fast
-        if self._csv_columns is not None:
-            csv_key = _csv_rows_key(item, self._csv_columns)
-            if csv_key is not None:
-                return csv_key, None
         try:
+            if self._fast_json:
+                fast = _json_rows_key(item, self.limits)
+                if fast is not None:
+                    return fast
+            if self._csv_columns is not None:
+                csv_key = _csv_rows_key(item, self._csv_columns, self.limits)
+                if csv_key is not None:
+                    return csv_key, None
             item.parsed = protocol.parse(
-                item.body, item.content_type, self.model, self.input_schema
+                item.body, item.content_type, self.model, self.input_schema, self.limits
             )
         except Exception as e:
             item.response = protocol.failure(e, during="parse")
@@ -198,11 +204,14 @@ def _signature_from_type_hint(metadata: Any) -> bool:
     return bool(check()) if callable(check) else False
 
 
-def _json_rows_key(item: _Item) -> tuple[tuple[Any, ...], dict[str, Any] | None] | None:
+def _json_rows_key(
+    item: _Item, limits: InputLimits
+) -> tuple[tuple[Any, ...], dict[str, Any] | None] | None:
     """For a plain JSON DataFrame body whose columns each hold one JSON type: its group key.
 
     The key holds the format, the columns and each column's Python type, and the params; the
-    rows are kept on the item. None when the body is anything else (it is then parsed alone).
+    rows are kept on the item. None when the body is anything else (it is then parsed alone);
+    a ScoringError when it is over ``limits``.
     """
     try:
         mime = protocol.check_content_type(item.content_type)
@@ -210,7 +219,7 @@ def _json_rows_key(item: _Item) -> tuple[tuple[Any, ...], dict[str, Any] | None]
         return None
     if mime != compat.CONTENT_TYPE_JSON:
         return None
-    decoded = protocol.decode_json(item.body)
+    decoded = protocol.decode_json(item.body, limits)
     if not isinstance(decoded, dict):
         return None
     params = decoded.get("params")
@@ -228,11 +237,14 @@ def _json_rows_key(item: _Item) -> tuple[tuple[Any, ...], dict[str, Any] | None]
     return (fmt, columns, types, params_key), params
 
 
-def _csv_rows_key(item: _Item, schema_columns: frozenset[str]) -> tuple[Any, ...] | None:
+def _csv_rows_key(
+    item: _Item, schema_columns: frozenset[str], limits: InputLimits
+) -> tuple[Any, ...] | None:
     """For a plain CSV body whose header names exactly the schema's columns: its group key.
 
     Plain: UTF-8, no quotes, no carriage returns, no blank lines, every row with as many fields
     as the header, so that each line is one row wherever it is parsed. The lines are kept.
+    A ScoringError when the body is over ``limits``.
     """
     try:
         mime = protocol.check_content_type(item.content_type)
@@ -240,6 +252,7 @@ def _csv_rows_key(item: _Item, schema_columns: frozenset[str]) -> tuple[Any, ...
         return None
     if mime != compat.CONTENT_TYPE_CSV:
         return None
+    protocol.check_limit(limits.csv_problem(item.body))
     try:
         text = item.body.decode("utf-8")
     except UnicodeDecodeError:

@@ -5,7 +5,13 @@ Standard library only and import-free: the worker runs it in the model's environ
 
 from __future__ import annotations
 
-__all__ = ["EXIT_FORK_UNSAFE", "EXIT_MODEL_LOAD_FAILED", "EXIT_OK", "EXIT_SOCKET_FAILED"]
+__all__ = [
+    "EXIT_FORK_UNSAFE",
+    "EXIT_MODEL_LOAD_FAILED",
+    "EXIT_OK",
+    "EXIT_SANDBOX_FAILED",
+    "EXIT_SOCKET_FAILED",
+]
 
 EXIT_OK = 0
 EXIT_MODEL_LOAD_FAILED = 3
@@ -15,3 +21,6 @@ EXIT_SOCKET_FAILED = 4
 EXIT_FORK_UNSAFE = 5
 """A template whose loaded model is not safe to ``fork()`` (threads, CUDA): replicas start
 afresh instead (the reason is in the version's log)."""
+EXIT_SANDBOX_FAILED = 6
+"""The worker could not be started in its model's sandbox (``regserve.sandbox.launcher``, which
+exits with this number itself: it cannot import this module)."""

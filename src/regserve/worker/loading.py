@@ -7,7 +7,8 @@ import os
 from functools import partial
 from typing import Any
 
-from regserve.worker import protocol_v1
+from regserve.worker import protocol, protocol_v1
+from regserve.worker.limits import InputLimits
 from regserve.worker.server import Handler
 
 __all__ = ["load_model", "mlflow_1_handler"]
@@ -29,11 +30,11 @@ def load_model(model_path: str) -> Any:
     return mlflow.pyfunc.load_model(model_path)
 
 
-def mlflow_1_handler(model: Any) -> Handler | None:
+def mlflow_1_handler(model: Any, limits: InputLimits = protocol.DEFAULT_LIMITS) -> Handler | None:
     """MLflow 1.x's request format (unbatched) when the environment holds MLflow 1.x, as
     Databricks serves models pinned to mlflow<2; None otherwise."""
     if not protocol_v1.is_mlflow_1():
         return None
     _logger.info("MLflow 1.x environment: serving the MLflow 1.x request format")
     schema = model.metadata.get_input_schema()
-    return partial(protocol_v1.handle, model=model, input_schema=schema)
+    return partial(protocol_v1.handle, model=model, input_schema=schema, limits=limits)

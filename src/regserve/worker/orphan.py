@@ -1,8 +1,8 @@
 """The orphan watch: a worker nobody supervises any more stops by itself.
 
 A worker outlives its regserve process so that the next one can adopt it (see
-``regserve.backends.local.records``). Its supervisor keeps a connection open to it for as long
-as it supervises it; when no connection at all has been open for ``timeout`` seconds, nobody
+``regserve.backends.local.worker_records``). Its supervisor keeps a connection open to it for
+as long as it supervises it; when no connection at all has been open for ``timeout`` seconds, nobody
 came to adopt it, and it stops as on SIGTERM. Standard library only.
 """
 

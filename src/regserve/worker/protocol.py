@@ -15,7 +15,11 @@ these deliberate differences (MLflow answers them badly):
 - a JSON body that is a JSON string holding a JSON object (what ``requests``' ``json=
   json.dumps(data)`` sends) is read as that object (MLflow: a 400);
 - an unexpected exception is a JSON 400 (while parsing) or 500 (otherwise), never a crash; and
-  ``stack_trace`` stays out of responses (it goes to the log).
+  ``stack_trace`` stays out of responses (it goes to the log);
+- an input over the worker's limits (columns, rows, values, JSON depth: :mod:`.limits`) is a
+  400 before pandas sees it;
+- a message never quotes more than a bounded excerpt of the input (:mod:`.text`): MLflow's
+  wording is kept, the quote is cut and says so.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from regserve.worker import compat, wire
+from regserve.worker.limits import InputLimits
+from regserve.worker.text import EXCERPT_CHARS, bounded_message, excerpt
 
 try:  # orjson is fast but optional: a model's environment may not have it.
     import orjson
@@ -38,6 +44,7 @@ except ImportError:  # pragma: no cover - exercised only in environments without
     orjson = None  # type: ignore[assignment]
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "JSON_CONTENT_TYPE",
     "ParsedRequest",
     "ScoringError",
@@ -54,6 +61,7 @@ __all__ = [
 
 JSON_CONTENT_TYPE = "application/json"
 UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+DEFAULT_LIMITS = InputLimits()
 
 _logger = logging.getLogger("regserve.worker")
 
@@ -81,11 +89,15 @@ class ParsedRequest(NamedTuple):
 
 
 def handle(
-    body: bytes, content_type: str | None, model: Any, input_schema: Any = None
+    body: bytes,
+    content_type: str | None,
+    model: Any,
+    input_schema: Any = None,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> wire.Response:
     """Answer one scoring request exactly as MLflow's scoring server would (see module doc)."""
     try:
-        parsed = parse(body, content_type, model, input_schema)
+        parsed = parse(body, content_type, model, input_schema, limits)
     except Exception as e:
         return failure(e, during="parse")
     try:
@@ -95,24 +107,40 @@ def handle(
         return failure(e, during="predict")
 
 
-def parse(body: bytes, content_type: str | None, model: Any, input_schema: Any) -> ParsedRequest:
+def parse(
+    body: bytes,
+    content_type: str | None,
+    model: Any,
+    input_schema: Any,
+    limits: InputLimits = DEFAULT_LIMITS,
+) -> ParsedRequest:
     """Parse a body per its content type; raises ScoringError or MLflow's MlflowException."""
     mime_type = check_content_type(content_type)
     if mime_type == compat.CONTENT_TYPE_JSON:
         data, params, unwrapped = compat.parse_json_data(
-            decode_json(body), model.metadata, input_schema
+            decode_json(body, limits), model.metadata, input_schema
         )
         return ParsedRequest(data, params, unwrapped)
     if mime_type == compat.CONTENT_TYPE_CSV:
+        check_limit(limits.csv_problem(body))
         return ParsedRequest(_parse_csv(body, input_schema), None, False)
     if mime_type == compat.CONTENT_TYPE_PARQUET:
-        return ParsedRequest(compat.parse_parquet_input(io.BytesIO(body)), None, False)
+        check_limit(limits.parquet_problem(body))
+        frame = compat.parse_parquet_input(io.BytesIO(body))
+        check_limit(limits.frame_problem(len(frame), len(frame.columns), "Parquet input"))
+        return ParsedRequest(frame, None, False)
     raise ScoringError(
         415,
         UNSUPPORTED_MEDIA_TYPE,
         "This predictor only supports the following content types:"
-        f" Types: {compat.CONTENT_TYPES}. Got '{content_type}'.",
+        f" Types: {compat.CONTENT_TYPES}. Got '{excerpt(content_type or '')}'.",
     )
+
+
+def check_limit(problem: str | None) -> None:
+    """Refuse an input over the worker's limits (``problem`` from :class:`InputLimits`)."""
+    if problem is not None:
+        raise ScoringError(400, "BAD_REQUEST", problem)
 
 
 def predict(model: Any, parsed: ParsedRequest) -> Any:
@@ -125,7 +153,7 @@ def predict(model: Any, parsed: ParsedRequest) -> Any:
             _logger.warning("the model's predict takes no params: the request's are ignored")
         return model.predict(parsed.data)
     except compat.MlflowException as e:
-        e.message = f"Failed to predict data '{parsed.data}'. \nError: {e.message}"
+        e.message = f"Failed to predict data '{excerpt(str(parsed.data))}'. \nError: {e.message}"
         raise
     except Exception as e:
         raise compat.MlflowException(
@@ -180,18 +208,31 @@ def check_content_type(content_type: str | None) -> str:
     return type_parts[0]
 
 
-def decode_json(body: bytes) -> Any:
-    """The JSON object in the body, or the body itself for MLflow to reject in its own words.
+def decode_json(body: bytes, limits: InputLimits = DEFAULT_LIMITS) -> Any:
+    """The JSON object in the body, or the body itself for MLflow to reject in its own words;
+    a ScoringError when the object is over ``limits``.
 
     A JSON string that holds a JSON object (a double-encoded body) is read as that object.
     """
     try:
         decoded = _loads(body)
-        if isinstance(decoded, str):
-            decoded = _loads(decoded.encode("utf-8", "surrogatepass"))
-    except (ValueError, RecursionError):
+    except ValueError as error:
+        if len(body) > EXCERPT_CHARS:
+            raise _not_json(error, body) from None
         return body
-    return decoded if isinstance(decoded, dict) else body
+    except RecursionError:
+        return body
+    read = body
+    if isinstance(decoded, str):
+        read = decoded.encode("utf-8", "surrogatepass")
+        try:
+            decoded = _loads(read)
+        except (ValueError, RecursionError):
+            return body
+    if not isinstance(decoded, dict):
+        return body
+    check_limit(limits.json_problem(read, decoded))
+    return decoded
 
 
 def canonical_json(value: Any) -> str:
@@ -208,11 +249,32 @@ def _loads(body: bytes) -> Any:
     return json.loads(body)
 
 
+def _not_json(error: ValueError, body: bytes) -> Exception:
+    """MLflow's answer to a body that is not JSON (``_decode_json_input``), written here for a
+    large body: MLflow quotes the whole body in it, twice (a 16 MB body became a 112 MB
+    message, built in memory before it could be cut)."""
+    return compat.MlflowInvalidInputException(
+        "Ensure that input is a valid JSON formatted string. "
+        f"Error: '{_error_repr(error)}'\nInput: \n{excerpt(repr(body[:EXCERPT_CHARS]))}\n"
+    )
+
+
+def _error_repr(error: ValueError) -> str:
+    """``repr(error)``, bounded: a UnicodeDecodeError's repr holds the whole input."""
+    if not isinstance(error, UnicodeDecodeError) or len(error.object) <= EXCERPT_CHARS:
+        return repr(error)
+    quoted = excerpt(repr(error.object[:EXCERPT_CHARS]))
+    return (
+        f"UnicodeDecodeError({error.encoding!r}, {quoted}, {error.start}, {error.end}, "
+        f"{error.reason!r})"
+    )
+
+
 def _parse_csv(body: bytes, input_schema: Any) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as ex:
-        message = f"Ensure that input is a valid UTF-8 encoded string. Error: '{ex!r}'"
+        message = f"Ensure that input is a valid UTF-8 encoded string. Error: '{_error_repr(ex)}'"
         raise compat.MlflowInvalidInputException(message) from ex
     return compat.parse_csv_input(csv_input=io.StringIO(text), schema=input_schema)
 
@@ -237,6 +299,8 @@ def failure(error: Exception, during: str) -> wire.Response:
         return error_response(error.status, error.error_code, error.message)
     if isinstance(error, compat.MlflowException):
         mlflow_error: Any = error  # MLflow's methods are untyped
+        # MLflow's messages may quote the whole input (a 16 MB body, 7 times over once escaped).
+        mlflow_error.message = bounded_message(str(mlflow_error.message))
         payload = json.loads(mlflow_error.serialize_as_json())
         stack_trace = payload.pop("stack_trace", None)
         status = int(mlflow_error.get_http_status_code())
@@ -249,6 +313,8 @@ def failure(error: Exception, during: str) -> wire.Response:
     _logger.error("unexpected error during %s", during, exc_info=error)
     if during == "parse":
         return error_response(
-            400, "BAD_REQUEST", f"Failed to parse the request: {type(error).__name__}: {error}"
+            400,
+            "BAD_REQUEST",
+            f"Failed to parse the request: {type(error).__name__}: {excerpt(str(error))}",
         )
-    return error_response(500, "INTERNAL_ERROR", f"{type(error).__name__}: {error}")
+    return error_response(500, "INTERNAL_ERROR", f"{type(error).__name__}: {excerpt(str(error))}")

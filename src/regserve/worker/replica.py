@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
 
-from regserve.worker import protocol
+from regserve.worker import protocol, wire
+from regserve.worker.limits import InputLimits
 from regserve.worker.loading import load_model, mlflow_1_handler
 from regserve.worker.server import WorkerServer, describe
+from regserve.worker.text import log_safe
 
 __all__ = ["ScoringReplica"]
 
@@ -36,14 +37,18 @@ class ScoringReplica:
         max_batch_size: int = 64,
         max_batch_wait_ms: float = 0.0,
         logger_name: str = "regserve.worker",
+        input_limits: dict[str, int] | None = None,
     ) -> None:
         # The backend names the logger Serve writes to the replica's log ("ray.serve").
         logger = logging.getLogger(logger_name)
         if not _has_handler(logger):
             logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-        logger.info("loading model %s:%s from %s", name, version, model_path)
+        logger.info(
+            "loading model %s:%s from %s", log_safe(name), log_safe(version), log_safe(model_path)
+        )
         started = time.monotonic()
         model = load_model(model_path)
+        limits = InputLimits.from_json(input_limits)
         self._server = WorkerServer(
             model,
             name=name,
@@ -51,9 +56,15 @@ class ScoringReplica:
             batching=batching,
             max_batch_size=max_batch_size,
             max_batch_wait=max_batch_wait_ms / 1000,
-            handler=mlflow_1_handler(model),
+            handler=mlflow_1_handler(model, limits),
+            limits=limits,
         )
-        logger.info("model %s:%s loaded in %.2f s", name, version, time.monotonic() - started)
+        logger.info(
+            "model %s:%s loaded in %.2f s",
+            log_safe(name),
+            log_safe(version),
+            time.monotonic() - started,
+        )
 
     async def __call__(self, content_type: str | None, body: bytes) -> tuple[int, str, bytes]:
         try:
@@ -63,7 +74,7 @@ class ScoringReplica:
             response = protocol.error_response(500, "INTERNAL_ERROR", type(error).__name__)
         return response.status, response.content_type, response.body
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> wire.Pong:
         """Who answers: pid, name, version, MLflow and Python versions (as a worker's PONG)."""
         return describe(self._server.name, self._server.version, self._server.state)
 

@@ -9,7 +9,6 @@ ready, so they may leave in another order than the requests came.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import platform
@@ -22,6 +21,8 @@ from typing import Any
 
 from regserve.worker import protocol, wire
 from regserve.worker.batcher import Batcher, BatchRunner, batchable_by_default
+from regserve.worker.limits import InputLimits
+from regserve.worker.peers import peer_allowed
 
 Handler = Callable[[bytes, str | None], wire.Response]
 """Answers one request: (body, content type) -> response. Never raises."""
@@ -44,7 +45,7 @@ DEFAULT_MAX_BATCH_WAIT = 0.0
 _logger = logging.getLogger("regserve.worker")
 
 
-def describe(name: str | None, version: str | None, state: str) -> dict[str, Any]:
+def describe(name: str | None, version: str | None, state: str) -> wire.Pong:
     """The PONG payload: who this worker is and whether it serves."""
     from mlflow.version import VERSION as mlflow_version
 
@@ -79,6 +80,8 @@ class WorkerServer:
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_batch_wait: float = DEFAULT_MAX_BATCH_WAIT,
         handler: Handler | None = None,
+        limits: InputLimits = protocol.DEFAULT_LIMITS,
+        peer_uid: int | None = None,
     ) -> None:
         input_schema = model.metadata.get_input_schema()
         self.batched = (
@@ -89,15 +92,19 @@ class WorkerServer:
         run: Callable[[Sequence[tuple[bytes, str | None]]], list[wire.Response]]
         self._runner: BatchRunner | None = None
         if self.batched:
-            self._runner = BatchRunner(model, input_schema)
+            self._runner = BatchRunner(model, input_schema, limits)
             run = self._runner.run
         else:
-            one = handler or partial(protocol.handle, model=model, input_schema=input_schema)
+            one = handler or partial(
+                protocol.handle, model=model, input_schema=input_schema, limits=limits
+            )
             run = partial(_handle_each, handler=one)
         self.name = name
         self.version = version
         self.state = "ready"
         self.grace_seconds = grace_seconds
+        self.peer_uid = peer_uid
+        """Only this uid (and root) may connect (:mod:`.peers`); None: anyone."""
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="predict")
         # Batches run on the event loop: predicting holds the GIL anyway, and a hand-off to a
         # pool thread costs a wake-up per batch and GIL ping-pong with the loop (~20% of the
@@ -138,7 +145,7 @@ class WorkerServer:
         if self._stopping is not None:
             self._stopping.set()
 
-    def pong(self) -> bytes:
+    def pong(self) -> wire.Pong:
         info = describe(self.name, self.version, self.state)
         info["batching"] = {
             "enabled": self.batched,
@@ -152,7 +159,7 @@ class WorkerServer:
             "queued": self._batcher.queued,
             "in_flight": len(self._inflight),
         }
-        return json.dumps(info).encode("utf-8")
+        return info
 
     def submit(self, content_type: str | None, body: bytes) -> asyncio.Future[wire.Response]:
         future = self._batcher.submit(content_type, body)
@@ -195,14 +202,18 @@ class FrameConnection(asyncio.Protocol):
     """One gateway connection: frames in, answers out under each request's id. What a frame
     means is the subclass's (:meth:`dispatch`); :class:`_Connection` serves one model."""
 
-    def __init__(self, connections: set[asyncio.Transport]) -> None:
+    def __init__(self, connections: set[asyncio.Transport], peer_uid: int | None) -> None:
         self._connections = connections
+        self._peer_uid = peer_uid
         self._reader = wire.FrameReader()
         self._transport: asyncio.Transport | None = None
         self._outbox: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        if not peer_allowed(transport.get_extra_info("socket"), self._peer_uid):
+            transport.abort()
+            return
         self._transport = transport
         self._connections.add(transport)
 
@@ -211,8 +222,14 @@ class FrameConnection(asyncio.Protocol):
             self._connections.discard(self._transport)
 
     def data_received(self, data: bytes) -> None:
-        for frame in self._reader.feed(data):
-            self.dispatch(frame)
+        while True:
+            try:
+                for frame in self._reader.feed(data):
+                    self.dispatch(frame)
+                return
+            except wire.UnknownKindError as exc:  # skipped: go on with the frames after it
+                _logger.warning("ignoring a frame: %s", exc)
+                data = b""
 
     def dispatch(self, frame: wire.Frame) -> None:
         raise NotImplementedError
@@ -260,13 +277,13 @@ class _Connection(FrameConnection):
     """A connection to a worker serving one model."""
 
     def __init__(self, server: WorkerServer) -> None:
-        super().__init__(server._connections)
+        super().__init__(server._connections, server.peer_uid)
         self._server = server
 
     def dispatch(self, frame: wire.Frame) -> None:
-        if frame.kind == wire.REQUEST:
+        if frame.kind == wire.Kind.REQUEST:
             self.submit(self._server, frame)
-        elif frame.kind == wire.PING:
-            self.write(wire.encode_frame(frame.request_id, wire.PONG, self._server.pong()))
+        elif frame.kind == wire.Kind.PING:
+            self.write(wire.encode_pong(frame.request_id, self._server.pong()))
         else:
-            _logger.warning("ignoring a frame of unknown kind %d", frame.kind)
+            _logger.warning("ignoring a %s frame", frame.kind.name)

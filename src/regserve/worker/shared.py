@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from regserve.worker import protocol, wire
+from regserve.worker.limits import InputLimits
 from regserve.worker.loading import load_model, mlflow_1_handler
 from regserve.worker.server import (
     DEFAULT_MAX_BATCH_SIZE,
@@ -27,6 +27,7 @@ from regserve.worker.server import (
     WorkerServer,
     describe,
 )
+from regserve.worker.text import log_safe
 
 __all__ = ["SharedServer"]
 
@@ -36,8 +37,12 @@ _logger = logging.getLogger("regserve.worker")
 class SharedServer:
     """Hosts the versions the supervisor loads, each answered on the connections bound to it."""
 
-    def __init__(self, name: str | None, *, threads: int, grace_seconds: float) -> None:
+    def __init__(
+        self, name: str | None, *, threads: int, grace_seconds: float, peer_uid: int | None = None
+    ) -> None:
         self.name = name
+        self.peer_uid = peer_uid
+        """Only this uid (and root) may connect (:mod:`.peers`); None: anyone."""
         self.models: dict[str, WorkerServer] = {}
         self.state = "ready"
         self._threads = threads
@@ -76,19 +81,20 @@ class SharedServer:
         if self._stopping is not None:
             self._stopping.set()
 
-    def pong(self) -> bytes:
+    def pong(self) -> wire.Pong:
         info = describe(self.name, None, self.state)
         info["shared"] = True
         info["versions"] = {v: m.state for v, m in self.models.items()}
-        return json.dumps(info).encode("utf-8")
+        return info
 
-    def control(self, frame: wire.Frame, reply: Any) -> None:
+    def control(self, frame: wire.Frame, reply: Callable[[int, wire.Reply], None]) -> None:
         """Run a LOAD or UNLOAD in the background; ``reply(request_id, answer)`` when done."""
 
         async def run() -> None:
+            answer: wire.Reply
             try:
-                if frame.kind == wire.LOAD:
-                    answer = await self.load(json.loads(frame.payload))
+                if frame.kind == wire.Kind.LOAD:
+                    answer = await self.load(wire.decode_load(frame.payload))
                 else:
                     answer = await self.unload(frame.payload.decode("utf-8"))
             except Exception as exc:  # a bad control frame must not stop the others
@@ -100,13 +106,16 @@ class SharedServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def load(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def load(self, request: wire.Load) -> wire.Reply:
         version = str(request["version"])
         if version in self.models:
             return {"ok": True, "error": ""}
         self._unloaded.discard(version)
-        _logger.info("v%s: loading model from %s", version, request["model_path"])
+        _logger.info(
+            "v%s: loading model from %s", log_safe(version), log_safe(request["model_path"])
+        )
         started = time.monotonic()
+        limits = InputLimits.from_json(request.get("limits"))
         try:
             model = await asyncio.to_thread(load_model, str(request["model_path"]))
             server = WorkerServer(
@@ -118,7 +127,8 @@ class SharedServer:
                 batching=str(request.get("batching", "auto")),
                 max_batch_size=int(request.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)),
                 max_batch_wait=float(request.get("max_batch_wait_ms", 0)) / 1000,
-                handler=mlflow_1_handler(model),
+                handler=mlflow_1_handler(model, limits),
+                limits=limits,
             )
         except Exception as exc:
             _logger.exception("v%s: model failed to load", version)
@@ -130,7 +140,7 @@ class SharedServer:
         _refreeze()
         return {"ok": True, "error": ""}
 
-    async def unload(self, version: str) -> dict[str, Any]:
+    async def unload(self, version: str) -> wire.Reply:
         self._unloaded.add(version)
         server = self.models.pop(version, None)
         if server is not None:
@@ -158,13 +168,13 @@ class _SharedConnection(FrameConnection):
     """Unbound: the control connection (PING, LOAD, UNLOAD). After BIND: one version's."""
 
     def __init__(self, host: SharedServer) -> None:
-        super().__init__(host._connections)
+        super().__init__(host._connections, host.peer_uid)
         self._host = host
         self._version: str | None = None
 
     def dispatch(self, frame: wire.Frame) -> None:
         kind = frame.kind
-        if kind == wire.REQUEST:
+        if kind == wire.Kind.REQUEST:
             server = self._host.models.get(self._version) if self._version else None
             if server is None or server.state != "ready":
                 message = f"Version {self._version} is not loaded in this worker."
@@ -174,23 +184,22 @@ class _SharedConnection(FrameConnection):
                 )
             else:
                 self.submit(server, frame)
-        elif kind == wire.PING:
-            self.write(wire.encode_frame(frame.request_id, wire.PONG, self._pong()))
-        elif kind == wire.BIND:
+        elif kind == wire.Kind.PING:
+            self.write(wire.encode_pong(frame.request_id, self._pong()))
+        elif kind == wire.Kind.BIND:
             self._version = frame.payload.decode("utf-8")
-        elif kind in (wire.LOAD, wire.UNLOAD):
+        elif kind in (wire.Kind.LOAD, wire.Kind.UNLOAD):
             self._host.control(frame, self._reply)
         else:
-            _logger.warning("ignoring a frame of unknown kind %d", kind)
+            _logger.warning("ignoring a %s frame", kind.name)
 
-    def _pong(self) -> bytes:
+    def _pong(self) -> wire.Pong:
         if self._version is None:
             return self._host.pong()
         server = self._host.models.get(self._version)
         if server is None:
-            info = describe(self._host.name, self._version, "not loaded")
-            return json.dumps(info).encode("utf-8")
+            return describe(self._host.name, self._version, "not loaded")
         return server.pong()
 
-    def _reply(self, request_id: int, answer: dict[str, Any]) -> None:
-        self.write(wire.encode_frame(request_id, wire.REPLY, json.dumps(answer).encode()))
+    def _reply(self, request_id: int, answer: wire.Reply) -> None:
+        self.write(wire.encode_reply(request_id, answer))

@@ -8,16 +8,22 @@ model on a 2-core machine). A replica forked from the template has all of that i
 reach) and serves within milliseconds: this is what makes a crashed replica come back at once.
 
 The template never serves a request and runs no event loop or thread of its own. Its supervisor
-sends one JSON line on the control socket and reads one back:
+sends frames of :mod:`.wire` on the control socket, each answered by a ``REPLY``
+(``{"ok": false, "error": ...}`` when it cannot be done):
 
-- ``{"op": "fork", "socket": PATH, "log": PATH, "orphan_timeout": S}`` -> ``{"pid": N}``: a
-  replica serving on ``socket`` (its own session; its output appended to ``log``). It is not
-  tied to the template: it outlives it, and regserve's next process adopts it like any worker.
-- ``{"op": "exit", "pid": N}`` -> ``{"code": C}``: how a forked replica ended (as
+- ``FORK`` ``{"socket": PATH, "orphan_timeout": S}`` -> ``pid``: a replica serving on
+  ``socket`` (its own session; its output goes where the template's goes: the version's log,
+  which a template running as the model's user could not open itself). It is not tied to the
+  template: it outlives it, and regserve's next process adopts it like any worker.
+- ``EXIT`` ``{"pid": N}`` -> ``code``: how a forked replica ended (as
   :func:`os.waitstatus_to_exitcode`, e.g. -9 for SIGKILL), or ``null`` when it is unknown.
+- ``STANDBY`` ``{"socket": PATH}`` -> ``pid``: a standby, a copy of this template (forked: the
+  loaded model's pages shared) listening on ``PATH`` in a session of its own. It answers the
+  same requests; its supervisor promotes it when this template dies.
 
 It stops on SIGTERM or SIGINT, or once no supervisor has been connected for ``orphan_timeout``
-seconds. Standard library only (it runs in the model's environment).
+seconds. Like a worker, it accepts connections only from ``peer_uid`` (regserve) and root.
+Standard library only (it runs in the model's environment).
 
 A model is forked only when that is safe: :func:`fork_hazard` names what would not survive
 ``fork()`` (a thread the model started while loading, CUDA initialised, a runtime known to
@@ -28,7 +34,6 @@ deadlock in a forked child), and the worker then exits instead of becoming a tem
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import selectors
@@ -40,7 +45,9 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from regserve.worker import wire
+from regserve.worker.peers import peer_allowed
 
 __all__ = ["fork_hazard", "serve_template"]
 
@@ -83,13 +90,17 @@ def fork_hazard() -> str | None:
 
 
 class _Template:
-    def __init__(self, control: Path, serve: Serve, orphan_timeout: float) -> None:
+    def __init__(
+        self, control: Path, serve: Serve, orphan_timeout: float, peer_uid: int | None
+    ) -> None:
         self._control = control
+        self._peer_uid = peer_uid
         self._serve = serve
         self._orphan_timeout = orphan_timeout
         self._selector = selectors.DefaultSelector()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._buffers: dict[socket.socket, bytes] = {}
+        self._readers: dict[socket.socket, wire.FrameReader] = {}
+        """The supervisors connected (one, or none while it restarts)."""
         self._exit_codes: dict[int, int] = {}
         self._stopping = False
 
@@ -120,7 +131,7 @@ class _Template:
                 else:
                     self._receive(key.fileobj)  # type: ignore[arg-type]
             self._reap()
-            if self._buffers or self._orphan_timeout <= 0:
+            if self._readers or self._orphan_timeout <= 0:
                 alone_since = None
             elif alone_since is None:
                 alone_since = time.monotonic()
@@ -131,7 +142,10 @@ class _Template:
     def _accept(self) -> None:
         with contextlib.suppress(OSError):
             connection, _ = self._listener.accept()
-            self._buffers[connection] = b""
+            if not peer_allowed(connection, self._peer_uid):
+                connection.close()
+                return
+            self._readers[connection] = wire.FrameReader()
             self._selector.register(connection, selectors.EVENT_READ)
 
     def _receive(self, connection: socket.socket) -> None:
@@ -142,53 +156,87 @@ class _Template:
         if not data:
             self._drop(connection)
             return
-        buffer = self._buffers[connection] + data
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            answer = self._answer(line)
-            if answer is None:  # the forked replica returned here: it must never go on
-                return
+        reader = self._readers[connection]
+        while True:
             try:
-                connection.sendall(json.dumps(answer).encode() + b"\n")
-            except OSError:
-                self._drop(connection)
+                for frame in reader.feed(data):
+                    answer = self._answer(frame.kind, frame.payload)
+                    if not self._send(connection, wire.encode_reply(frame.request_id, answer)):
+                        return
                 return
-        self._buffers[connection] = buffer
+            except wire.UnknownKindError as exc:  # skipped: answer it, go on with the rest
+                if not self._send(connection, wire.encode_reply(exc.request_id, _error(exc))):
+                    return
+                data = b""
+
+    def _send(self, connection: socket.socket, frame: bytes) -> bool:
+        try:
+            connection.sendall(frame)
+        except OSError:
+            self._drop(connection)
+            return False
+        return True
 
     def _drop(self, connection: socket.socket) -> None:
         self._selector.unregister(connection)
-        self._buffers.pop(connection, None)
+        self._readers.pop(connection, None)
         connection.close()
 
-    def _answer(self, line: bytes) -> dict[str, Any] | None:
+    def _answer(self, kind: wire.Kind, payload: bytes) -> wire.Reply:
+        # A forked child never returns here: it ends in os._exit.
         try:
-            request = json.loads(line)
-            op = request["op"]
-            if op == "fork":
-                return self._fork(
-                    Path(request["socket"]), Path(request["log"]), float(request["orphan_timeout"])
-                )
-            if op == "exit":
-                return {"code": self._exit_code(int(request["pid"]))}
-            return {"error": f"unknown op {op!r}"}
+            if kind is wire.Kind.FORK:
+                fork = wire.decode_fork(payload)
+                pid = self._fork(Path(fork["socket"]), float(fork["orphan_timeout"]))
+                return {"ok": True, "error": "", "pid": pid}
+            if kind is wire.Kind.EXIT:
+                code = self._exit_code(int(wire.decode_exit(payload)["pid"]))
+                return {"ok": True, "error": "", "code": code}
+            if kind is wire.Kind.STANDBY:
+                pid = self._fork_standby(Path(wire.decode_standby(payload)["socket"]))
+                return {"ok": True, "error": "", "pid": pid}
+            return _error(f"a template does not take {kind.name}")
         except (ValueError, KeyError, TypeError) as exc:
-            return {"error": f"bad request: {exc!r}"}
+            return _error(f"bad request: {exc!r}")
         except OSError as exc:
-            return {"error": f"could not fork: {exc}"}
+            return _error(f"could not fork: {exc}")
 
-    def _fork(self, socket_path: Path, log: Path, orphan_timeout: float) -> dict[str, Any]:
+    def _fork(self, socket_path: Path, orphan_timeout: float) -> int:
         socket_path.unlink(missing_ok=True)
-        log_fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self._become_replica(log_fd, socket_path, orphan_timeout)
-        os.close(log_fd)
+            self._become_replica(socket_path, orphan_timeout)
         _logger.info("template: forked replica pid %s for %s", pid, socket_path)
-        return {"pid": pid}
+        return pid
 
-    def _become_replica(self, log_fd: int, socket_path: Path, orphan_timeout: float) -> None:
+    def _fork_standby(self, socket_path: Path) -> int:
+        socket_path.unlink(missing_ok=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            self._become_standby(socket_path)
+        _logger.info("template: forked standby pid %s on %s", pid, socket_path)
+        return pid
+
+    def _become_standby(self, socket_path: Path) -> None:
+        """In the forked child: a template of its own on ``socket_path``."""
+        code = 1
+        try:
+            self._close()
+            os.setsid()
+            _logger.info("standby template forked from pid %s", os.getppid())
+            code = _Template(socket_path, self._serve, self._orphan_timeout, self._peer_uid).run()
+        except BaseException:  # nothing may return into the template's loop
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _become_replica(self, socket_path: Path, orphan_timeout: float) -> None:
         """In the forked child: let go of the template's sockets and signals, then serve."""
         code = 1
         try:
@@ -196,9 +244,6 @@ class _Template:
             os.setsid()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
-            os.dup2(log_fd, 1)
-            os.dup2(log_fd, 2)
-            os.close(log_fd)
             _logger.info("forked from template pid %s", os.getppid())
             code = self._serve(socket_path, orphan_timeout)
         except BaseException:  # nothing may return into the template's loop
@@ -231,13 +276,19 @@ class _Template:
         return self._exit_codes.get(pid)
 
     def _close(self) -> None:
-        for connection in list(self._buffers):
+        for connection in list(self._readers):
             connection.close()
-        self._buffers.clear()
+        self._readers.clear()
         self._listener.close()
         self._selector.close()
 
 
-def serve_template(control: Path, serve: Serve, orphan_timeout: float) -> int:
+def _error(why: object) -> wire.Reply:
+    return {"ok": False, "error": str(why)}
+
+
+def serve_template(
+    control: Path, serve: Serve, orphan_timeout: float, peer_uid: int | None = None
+) -> int:
     """Answer fork requests on ``control`` until stopped; each replica runs ``serve``."""
-    return _Template(control, serve, orphan_timeout).run()
+    return _Template(control, serve, orphan_timeout, peer_uid).run()

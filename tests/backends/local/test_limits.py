@@ -64,7 +64,7 @@ def children() -> Iterator[Children]:
 
 @pytest.fixture
 def cgroup_limits(tmp_path: Path, children: Children) -> Iterator[ResourceLimits]:
-    limits = ResourceLimits(TYPES, tmp_path, "auto")
+    limits = ResourceLimits(TYPES, tmp_path, "auto", max_pids=64)
     limits.start()
     if not limits.mechanism.startswith("cgroup"):
         require_service(f"no writable cgroups here (the limits fall back to {limits.mechanism})")
@@ -88,7 +88,7 @@ def test_a_clusters_workers_share_one_cgroup_with_the_node_types_limits(
     cgroup_limits: ResourceLimits, children: Children
 ) -> None:
     limits = cgroup_limits.open("fraud/model", "tiny")
-    assert limits.summary.endswith(", 0.5 cores, 100 MiB")
+    assert ", 0.5 cores, 100 MiB" in limits.summary
     workers = [children.start(IDLE), children.start(IDLE)]
     for worker in workers:
         cgroup_limits.place("fraud/model", worker.pid)
@@ -105,6 +105,10 @@ def test_a_clusters_workers_share_one_cgroup_with_the_node_types_limits(
         assert _read(cluster, "cpu", "cpu.cfs_quota_us") == "50000"
         assert _read(cluster, "cpu", "cpu.cfs_period_us") == "100000"
         assert _read(cluster, "memory", "memory.limit_in_bytes") == str(100 * MIB)
+    pids_dir = cluster.dirs.get("pids") or cluster.dirs.get("")
+    if pids_dir is not None and (pids_dir / "pids.max").exists():  # the pids controller is here
+        assert (pids_dir / "pids.max").read_text().strip() == "64"
+        assert limits.summary.endswith(", at most 64 processes")
     children.close()
     cgroup_limits.release("fraud/model")
     assert not any(path.exists() for path in cluster.dirs.values())
@@ -254,9 +258,10 @@ def test_the_description_says_which_running_workers_keep_older_limits(
     cgroup_limits.place("m", old.pid)
     cgroup_limits.open("m", "tiny")
     assert cgroup_limits.describe("m").endswith(
-        ", 0.5 cores, 100 MiB; 1 running worker keeps its previous limits until restarted"
+        "; 1 running worker keeps its previous limits until restarted"
     )
+    assert ", 0.5 cores, 100 MiB" in cgroup_limits.describe("m")
     old.kill()
     old.wait()
     cgroup_limits.explain_exit("m", old.pid, old.returncode)
-    assert cgroup_limits.describe("m").endswith(", 0.5 cores, 100 MiB")
+    assert cgroup_limits.describe("m").endswith(", 0.5 cores, 100 MiB, at most 64 processes")

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from regserve.backends.local.supervisor import LocalBackend
+from regserve.backends.local.backend import LocalBackend
 
 __all__ = ["LocalBackend"]

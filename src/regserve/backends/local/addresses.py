@@ -41,7 +41,7 @@ class Replicas:
 
 
 class LocalTargets:
-    """The local backend's ``address <-> target`` translation (see controller/follower.py)."""
+    """The local backend's ``address <-> target`` translation (see gateways/follower.py)."""
 
     def addresses(self, target: Target) -> list[str]:
         if isinstance(target, ReplicaSet):  # the leader's own replicas

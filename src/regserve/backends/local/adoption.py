@@ -1,6 +1,6 @@
 """Finding, checking and adopting the workers a previous regserve process left running.
 
-At start the backend reads the worker records (:mod:`.records`): a worker whose process is
+At start the backend reads the worker records (:mod:`.worker_records`): a worker whose process is
 still the one recorded and that answers PING on its socket, naming the same pid, is kept as a
 *leftover*, its connection held open (so its orphan watch does not stop it meanwhile). The
 controller then asks, for each version it wants, whether a leftover runs that very model
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.process import find_leftovers, stop_pid
-from regserve.backends.local.records import WorkerRecord, read_record, remove_record
+from regserve.backends.local.worker_records import WorkerRecord, read_record, remove_record
 from regserve.errors import RegServeError
 
 __all__ = ["Leftover", "Leftovers"]

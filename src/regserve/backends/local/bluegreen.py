@@ -41,8 +41,9 @@ async def bring_up(
         new.start()
     deadline = time.monotonic() + timeout
     while True:
-        waiting = {v: new for v, new in list(staged.items())
-                   if current[v].ready and not new.all_ready()}  # fmt: skip
+        waiting = {
+            v: new for v, new in list(staged.items()) if current[v].ready and not new.all_ready()
+        }
         for version, new in sorted(waiting.items()):
             failure = new.failure()
             if failure is not None:
@@ -65,11 +66,22 @@ async def retire(old: ReplicaSet, new: ReplicaSet, drain_timeout: float) -> None
     old.retire(new)
     old.listener = quiet  # its replicas' states are no longer the version's
     state, summary = new.summary()
-    text = (f"Version {new.spec.version} moved to the new cluster (worker pids "
-            f"{_pids(new)}); the previous workers (pids {_pids(old)}) finish their requests "
-            "and stop.")  # fmt: skip
-    new.listener(VersionEvent(new.spec.model_name, new.spec.version, state, summary,
-                              "VERSION_UPDATED", text, next(iter(new.pids()), None)))  # fmt: skip
+    text = (
+        f"Version {new.spec.version} moved to the new cluster (worker pids "
+        f"{_pids(new)}); the previous workers (pids {_pids(old)}) finish their requests "
+        "and stop."
+    )
+    new.listener(
+        VersionEvent(
+            new.spec.model_name,
+            new.spec.version,
+            state,
+            summary,
+            "VERSION_UPDATED",
+            text,
+            next(iter(new.pids()), None),
+        )
+    )
     await old.drain(drain_timeout)
     await old.stop()
 

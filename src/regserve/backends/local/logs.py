@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from urllib.parse import quote
 
-__all__ = ["note", "read_tail", "rotate_if_large"]
+__all__ = ["note", "read_tail", "retire_logs", "rotate_if_large"]
 
 
 def note(path: Path, text: str) -> None:
@@ -15,6 +16,17 @@ def note(path: Path, text: str) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     with path.open("a", encoding="utf-8") as f:
         f.write(f"{stamp} INFO regserve.supervisor: {text}\n")
+
+
+def retire_logs(data_dir: Path, model_name: str) -> None:
+    """A deleted model's logs leave ``logs/<model>/`` for ``logs/.deleted/<time>-<model>/``:
+    kept on disk for the administrator, never shown for a model created under the name later."""
+    folder = data_dir / "logs" / quote(model_name, safe="")
+    if not folder.is_dir():
+        return
+    graveyard = data_dir / "logs" / ".deleted"
+    graveyard.mkdir(mode=0o700, exist_ok=True)
+    os.replace(folder, graveyard / f"{time.strftime('%Y%m%dT%H%M%S')}-{folder.name}")
 
 
 def rotate_if_large(path: Path, max_bytes: int) -> None:

@@ -1,4 +1,9 @@
-"""Where a local worker's socket, pid file and log live."""
+"""Where a local worker's socket, pid file and log live.
+
+Sockets are in a directory per model (``<run dir>/<model digest>/``), owned by the model's own
+user when workers are isolated (:mod:`regserve.sandbox`): its workers bind there, and no other
+model's process can enter it. Pid files (worker records) stay in the run dir, regserve's own.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["WorkerPaths"]
+__all__ = ["WorkerPaths", "run_dir_for", "socket_dir_for"]
 
 # sun_path holds 108 bytes on Linux; keep a margin.
 _MAX_SOCKET_PATH = 100
@@ -33,7 +38,8 @@ class WorkerPaths:
         digest = hashlib.sha1(key.encode()).hexdigest()[:12]
         run_dir = run_dir_for(data_dir)
         log = data_dir / "logs" / quote(model_name, safe="") / f"{version}.log"
-        return cls(run_dir / f"{digest}.sock", run_dir / f"{digest}.pid", log)
+        sockets = socket_dir_for(run_dir, model_name)
+        return cls(sockets / f"{digest}.sock", run_dir / f"{digest}.pid", log)
 
     @classmethod
     def for_template(
@@ -54,13 +60,19 @@ class WorkerPaths:
         digest = hashlib.sha1(f"{model_name}\0shared\0{environment}".encode()).hexdigest()[:12]
         run_dir = run_dir_for(data_dir)
         log = data_dir / "logs" / quote(model_name, safe="") / f"shared-{env_digest}.log"
-        return cls(run_dir / f"{digest}.sock", run_dir / f"{digest}.pid", log)
+        sockets = socket_dir_for(run_dir, model_name)
+        return cls(sockets / f"{digest}.sock", run_dir / f"{digest}.pid", log)
 
 
 def run_dir_for(data_dir: Path) -> Path:
     """The directory of sockets and pid files; a short one under /tmp when the data dir is deep."""
     run_dir = data_dir / "run"
-    if len(str(run_dir)) + 18 > _MAX_SOCKET_PATH:
+    if len(str(run_dir)) + 31 > _MAX_SOCKET_PATH:  # "/<8>/<12>.tpl.sock"
         digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:10]
         run_dir = Path(tempfile.gettempdir()) / f"regserve-{digest}"
     return run_dir
+
+
+def socket_dir_for(run_dir: Path, model_name: str) -> Path:
+    """The directory of a model's sockets (its user's own when workers are isolated)."""
+    return run_dir / hashlib.sha1(f"sockets\0{model_name}".encode()).hexdigest()[:8]

@@ -1,8 +1,8 @@
 """Starting, stopping and reaping local worker processes (one-version and shared alike).
 
 A worker runs in its own session (a terminal's Ctrl-C and regserve's death do not reach it) and
-outlives regserve: its record (:mod:`.records`) lets the next regserve process adopt it, and it
-exits by itself once no supervisor has been connected for ``--orphan-timeout`` seconds.
+outlives regserve: its record (:mod:`.worker_records`) lets the next regserve process adopt
+it, and it exits by itself once no supervisor has been connected for ``--orphan-timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Protocol
 
 from regserve.backends.local.logs import rotate_if_large
 from regserve.backends.local.paths import WorkerPaths
-from regserve.backends.local.records import (
+from regserve.backends.local.worker_records import (
     WorkerRecord,
     is_running,
     process_start_time,
@@ -30,7 +30,8 @@ from regserve.backends.local.records import (
     write_record,
 )
 from regserve.errors import RegServeError
-from regserve.worker.exits import EXIT_MODEL_LOAD_FAILED
+from regserve.sandbox import Sandbox
+from regserve.worker.exits import EXIT_MODEL_LOAD_FAILED, EXIT_SANDBOX_FAILED
 
 __all__ = [
     "UNKNOWN_EXIT",
@@ -79,6 +80,8 @@ def describe_exit(code: int | None) -> str:
         return f"was killed by {name}"
     if code == EXIT_MODEL_LOAD_FAILED:
         return f"exited with code {code} (the model could not be loaded)"
+    if code == EXIT_SANDBOX_FAILED:
+        return f"exited with code {code} (it could not be started in its sandbox; the log says why)"
     if code == UNKNOWN_EXIT:
         return "exited (its exit status is unknown: the worker was not started by this process)"
     return f"exited with code {code}"
@@ -92,28 +95,43 @@ async def spawn_worker(
     log_max_bytes: int,
     record: WorkerRecord | None,
     orphan_timeout: float,
+    sandbox: Sandbox,
     place: Callable[[int], None] | None = None,
 ) -> WorkerProcess:
     """``python -m regserve.worker --socket <paths.socket> *args``, output appended to the log,
-    in its own session (a terminal's Ctrl-C does not reach it), recorded for adoption in
+    in its own session (a terminal's Ctrl-C does not reach it), in the model's ``sandbox``
+    (its user, its environment: nothing of regserve's), recorded for adoption in
     ``paths.pidfile`` (``record`` completed with the pid and its start time; None: a process
     that is not adopted, a template); ``place`` puts it under its cluster's limits right away
     (limits.ResourceLimits.place)."""
     rotate_if_large(paths.log, log_max_bytes)
     paths.socket.unlink(missing_ok=True)
-    env = _worker_environment()
-    if pythonpath is not None:
-        env["PYTHONPATH"] = str(pythonpath)  # the worker only, not regserve's deps
-    argv = [python, "-m", "regserve.worker", "--socket", str(paths.socket),
-            "--orphan-timeout", f"{orphan_timeout:g}", *args]  # fmt: skip
-    pid = _start(argv, env, paths.log)
+    sandbox.prepare(paths.socket.parent)
+    env = sandbox.environment(Path(python).parent, pythonpath)
+    argv = [
+        python,
+        "-m",
+        "regserve.worker",
+        "--socket",
+        str(paths.socket),
+        "--orphan-timeout",
+        f"{orphan_timeout:g}",
+        "--peer-uid",
+        str(sandbox.peer_uid),
+        *args,
+    ]
+    pid = _start(sandbox.command(argv), env, paths.log)
     if place is not None:  # node type limits (backends/local/limits)
         place(pid)
     completed = dataclasses.replace(
-        record or WorkerRecord(0, 0, "", "", ""), pid=pid, start_time=process_start_time(pid) or 0,
-        socket=str(paths.socket), python=python,
-        pythonpath=str(pythonpath) if pythonpath else None, created_at=time.time(),
-    )  # fmt: skip
+        record or WorkerRecord(0, 0, "", "", ""),
+        pid=pid,
+        start_time=process_start_time(pid) or 0,
+        socket=str(paths.socket),
+        python=python,
+        pythonpath=str(pythonpath) if pythonpath else None,
+        created_at=time.time(),
+    )
     if record is not None:
         write_record(paths.pidfile, completed)
     return WorkerProcess(completed)
@@ -131,10 +149,15 @@ def forked_worker(
     if place is not None:
         place(pid)
     completed = dataclasses.replace(
-        record, pid=pid, start_time=process_start_time(pid) or 0, socket=str(paths.socket),
-        python=template.python, pythonpath=template.pythonpath, created_at=time.time(),
+        record,
+        pid=pid,
+        start_time=process_start_time(pid) or 0,
+        socket=str(paths.socket),
+        python=template.python,
+        pythonpath=template.pythonpath,
+        created_at=time.time(),
         forked_from=template.socket,
-    )  # fmt: skip
+    )
     write_record(paths.pidfile, completed)
     return WorkerProcess(completed)
 
@@ -145,10 +168,13 @@ def _start(argv: list[str], env: dict[str, str], log_path: Path) -> int:
     Not asyncio's subprocesses: their transports kill the child when they are closed or
     collected, and a worker must outlive this process (to be adopted by the next one).
     """
-    with log_path.open("ab") as log, open(os.devnull, "rb") as null:
-        actions = [(os.POSIX_SPAWN_DUP2, null.fileno(), 0),
-                   (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
-                   (os.POSIX_SPAWN_DUP2, log.fileno(), 2)]  # fmt: skip
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "ab") as log, open(os.devnull, "rb") as null:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, null.fileno(), 0),
+            (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+            (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+        ]
         return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
 
 
@@ -183,17 +209,6 @@ async def terminate(process: ProcessHandle | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
-
-
-_SERVER_ONLY_ENV = ("_MLFLOW_SERVER_", "MLFLOW_WEBHOOK_")
-
-
-def _worker_environment() -> dict[str, str]:
-    """The environment of a worker: ours, less the hosted MLflow server's configuration."""
-    # The webhook variables include the key MLflow encrypts webhook secrets with (hosted.py).
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SERVER_ONLY_ENV)}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def find_leftovers(run_dir: Path) -> list[tuple[Path, WorkerRecord]]:

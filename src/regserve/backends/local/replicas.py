@@ -4,9 +4,10 @@
   on its own: a crash restarts that replica with the usual backoff; ``max_restarts`` crashes in
   a row make that replica FAILED. The version is READY while at least one replica is.
 - The set is the version's routing :class:`~regserve.router.Target`: a request goes to the
-  ready replica with the fewest requests in flight (ties rotate); when that replica's
-  connection dies before it answered (nothing has been sent to the caller yet), the request
-  is sent once more to another ready replica. A request that timed out is not retried.
+  ready replica with the fewest requests in flight (ties rotate). When that replica's
+  connection dies before it answered (nothing has been sent to the caller yet), the gateway
+  sends the request once more (to another ready replica, or this one restarted:
+  :mod:`regserve.gateway.dispatch`). A request that timed out is not sent again.
 - :meth:`retire` hands the set's traffic to a successor (a blue-green cluster update): requests
   that still reach it go to the successor, and :meth:`drain` waits for those it already sent.
 - With one replica the state messages and events are those of a plain worker; with more, they
@@ -22,7 +23,6 @@ import logging
 import sys
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.local.client import WorkerClient
@@ -39,19 +39,19 @@ from regserve.backends.local.process import (
     terminate,
     wait_exit,
 )
-from regserve.backends.local.records import WorkerRecord
+from regserve.backends.local.supervision import RestartPolicy, supervise, wait_until_ready
 from regserve.backends.local.template import Template
-from regserve.errors import RegServeError, UnavailableError
+from regserve.backends.local.worker_records import WorkerRecord
+from regserve.errors import UnavailableError
+from regserve.sandbox import Sandbox
 from regserve.settings import Settings
+from regserve.states import VersionState
 from regserve.worker import wire
+from regserve.worker.text import log_safe
 
 __all__ = ["ReplicaSet"]
 
 _log = logging.getLogger("regserve.supervisor")
-
-LAUNCHING = "VERSION_STATE_LAUNCHING"
-READY = "VERSION_STATE_READY"
-FAILED = "VERSION_STATE_FAILED"
 
 
 class _Replica:
@@ -65,13 +65,15 @@ class _Replica:
         )
         self.process: ProcessHandle | None = None
         """The worker: spawned here, or adopted from a previous regserve process."""
-        self.state = LAUNCHING
+        self.state = VersionState.LAUNCHING
         self.message = "Starting."
         self.inflight = 0
         self.crashed = False
         """Crashed at least once: its next READY is a restart."""
         self.forked = False
         """Its process was forked from the set's template (which knows its exit status)."""
+        self.replaced = ""
+        """Why its worker was killed on purpose (it overran its deadlines), until it is told."""
         self.stopping = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -94,8 +96,13 @@ class ReplicaSet:
         listener: VersionListener,
         limits: ResourceLimits | None = None,
         fork: bool = False,
+        *,
+        sandbox: Sandbox,
     ) -> None:
         self._settings = settings
+        self._policy = RestartPolicy.of(settings)
+        self._sandbox = sandbox
+        """The model's user, environment and limits (regserve.sandbox)."""
         self._limits = limits
         """The node type's limits (limits/): workers go into the cluster's cgroup."""
         self.spec = spec
@@ -105,25 +112,38 @@ class ReplicaSet:
         """Where state changes go; a set being prepared beside a running one keeps quiet."""
         data_dir = settings.resolved_data_dir()
         self.replicas = [
-            _Replica(i, spec, WorkerPaths.for_version(
-                data_dir, spec.model_name, spec.version, i, generation))
+            _Replica(
+                i,
+                spec,
+                WorkerPaths.for_version(data_dir, spec.model_name, spec.version, i, generation),
+            )
             for i in range(1, count + 1)
-        ]  # fmt: skip
+        ]
         self._ready: tuple[_Replica, ...] = ()
         self._turn = 0
         self.inflight = 0
         self._drained: asyncio.Event | None = None
         """Set when the last request in flight is answered, once someone waits for that."""
         self.successor: ReplicaSet | None = None
-        self.state = LAUNCHING
+        self.state = VersionState.LAUNCHING
         self._abandoned = False
         """Let go of for the next process to adopt: its workers must keep running."""
+        self._watchdog: asyncio.Task[None] | None = None
+        """Replaces a worker that overruns its requests' deadlines (:meth:`_watch_overruns`)."""
         self._template = (
-            Template(WorkerPaths.for_template(data_dir, spec.model_name, spec.version, generation),
-                     self.label, self._launch_template, self._template_fits,
-                     settings.worker_start_timeout, self._place(), self._emit)
-            if fork else None
-        )  # fmt: skip
+            Template(
+                WorkerPaths.for_template(data_dir, spec.model_name, spec.version, generation),
+                self.label,
+                self._launch_template,
+                self._template_fits,
+                settings.worker_start_timeout,
+                self._place(),
+                self._emit,
+                self._policy,
+            )
+            if fork
+            else None
+        )
         """Forks the replicas from one loaded model (worker/template.py); None: fresh ones."""
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -135,10 +155,13 @@ class ReplicaSet:
         if adopted and self._template is not None:
             self._template.warm()  # a crash of an adopted replica is a fork away too
         for replica in self.replicas:
-            replica.paths.socket.parent.mkdir(parents=True, exist_ok=True)
             replica.task = asyncio.create_task(
                 self._supervise(replica),
                 name=f"supervise {self.spec.model_name} v{self.spec.version} r{replica.index}",
+            )
+        if self._settings.overrun_grace > 0:
+            self._watchdog = asyncio.create_task(
+                self._watch_overruns(), name=f"overruns {self.label}"
             )
 
     def adopt(self, replica_index: int, process: ProcessHandle, client: WorkerClient) -> None:
@@ -150,14 +173,16 @@ class ReplicaSet:
         replica.process = process
         replica.crashed = True  # its next start is a restart
         # READY at once, quietly: the controller records the adoption (WORKER_ADOPTED).
-        replica.state, replica.message = READY, "Serving."
-        self._ready = tuple(r for r in self.replicas if r.state == READY)
+        replica.state, replica.message = VersionState.READY, "Serving."
+        self._ready = tuple(r for r in self.replicas if r.state == VersionState.READY)
         self.state, _ = self.summary()
 
     def abandon(self) -> None:
         """Stop supervising and let go of the connections, leaving the workers running (with
         their records) for the next regserve process to adopt."""
         self._abandoned = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for replica in self.replicas:
             replica.stopping.set()
             if replica.task is not None:
@@ -170,6 +195,8 @@ class ReplicaSet:
         """SIGTERM every replica (each finishes its in-flight requests) and forget them."""
         for replica in self.replicas:
             replica.stopping.set()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await asyncio.gather(*(terminate(r.process) for r in self.replicas))
         if self._template is not None:
             await self._template.stop()
@@ -205,25 +232,29 @@ class ReplicaSet:
     def pids(self) -> list[int]:
         return [pid for r in self.replicas if (pid := r.pid) is not None]
 
-    def summary(self) -> tuple[str, str]:
+    def summary(self) -> tuple[VersionState, str]:
         """The version's (state, message) from its replicas'."""
         if len(self.replicas) == 1:
             only = self.replicas[0]
             return only.state, only.message
         ready = len(self._ready)
         if ready:
-            state = READY
-        elif all(r.state == FAILED for r in self.replicas):
-            state = FAILED
+            state = VersionState.READY
+        elif all(r.state == VersionState.FAILED for r in self.replicas):
+            state = VersionState.FAILED
         else:
-            state = LAUNCHING
+            state = VersionState.LAUNCHING
         parts = [f"{ready} of {len(self.replicas)} replicas ready"]
-        parts += [f"replica {r.index}: {r.message}" for r in self.replicas if r.state != READY]
+        parts += [
+            f"replica {r.index}: {r.message}"
+            for r in self.replicas
+            if r.state != VersionState.READY
+        ]
         return state, "; ".join(parts) + ("" if parts[-1].endswith(".") else ".")
 
     def failure(self) -> str | None:
         """Why the set cannot become fully READY (a replica FAILED), or None."""
-        failed = [r for r in self.replicas if r.state == FAILED]
+        failed = [r for r in self.replicas if r.state == VersionState.FAILED]
         if not failed:
             return None
         return "; ".join(f"replica {r.index}: {r.message}" for r in failed)
@@ -250,13 +281,10 @@ class ReplicaSet:
         self.inflight += 1
         replica.inflight += 1
         try:
+            # A worker that dies before it answers raises UnavailableError(sent=True): the
+            # gateway sends the request once more (gateway/dispatch.py), to another replica
+            # or to this one restarted.
             return await replica.client.request(content_type, body, timeout)
-        except UnavailableError:
-            # The connection died before the answer: nothing reached the caller yet.
-            other = self._other(replica)
-            if other is None:
-                raise
-            return await self._retry(other, content_type, body, timeout)
         finally:
             self.inflight -= 1
             replica.inflight -= 1
@@ -274,21 +302,7 @@ class ReplicaSet:
                 best = candidate
         return best
 
-    def _other(self, failed: _Replica) -> _Replica | None:
-        others = [r for r in self._ready if r is not failed and r.pid is not None]
-        return min(others, key=lambda r: r.inflight) if others else None
-
-    async def _retry(
-        self, replica: _Replica, content_type: str | None, body: bytes, timeout: float
-    ) -> wire.Response:
-        _log.info("retrying a request of %s on replica %s", self.label, replica.index)
-        replica.inflight += 1
-        try:
-            return await replica.client.request(content_type, body, timeout)
-        finally:
-            replica.inflight -= 1
-
-    async def ping(self, timeout: float = 2.0) -> dict[str, Any]:
+    async def ping(self, timeout: float = 2.0) -> wire.Pong:
         """The first ready replica's PONG (for ``/metrics``)."""
         for replica in self._ready:
             return await replica.client.ping(timeout)
@@ -300,10 +314,15 @@ class ReplicaSet:
         return f"Replica {replica.index}: " if len(self.replicas) > 1 else ""
 
     def _set(
-        self, replica: _Replica, state: str, message: str, event_type: str = "", text: str = ""
+        self,
+        replica: _Replica,
+        state: VersionState,
+        message: str,
+        event_type: str = "",
+        text: str = "",
     ) -> None:
         replica.state, replica.message = state, message
-        self._ready = tuple(r for r in self.replicas if r.state == READY)
+        self._ready = tuple(r for r in self.replicas if r.state == VersionState.READY)
         self._emit(event_type, text, replica.pid)
 
     def _emit(self, event_type: str = "", text: str = "", pid: int | None = None) -> None:
@@ -318,88 +337,100 @@ class ReplicaSet:
         )
 
     async def _supervise(self, replica: _Replica) -> None:
-        failures = 0
-        adopted = replica.process  # adopted (see adopt): watch it, restart it like any other
-        while not replica.stopping.is_set():
-            if adopted is not None:
-                process, adopted = adopted, None
-            else:
-                attempt = f" (attempt {failures + 1})" if failures else ""
-                self._set(replica, LAUNCHING, f"Loading the model{attempt}.")
-                try:
-                    process = await self._spawn(replica)
-                except (OSError, RegServeError) as exc:
-                    self._fail(replica, f"Could not start the worker: {exc}")
-                    return
-                ready = await self._wait_ready(replica, process)
-                if replica.stopping.is_set():  # stopped while it started: nobody else stops it
-                    if not self._abandoned:
-                        await terminate(process)
-                    return
-                if ready:
-                    self._announce_ready(replica, process.pid)
-                    failures = 0
-            code = await wait_exit(process, replica.client.ping, self._settings.orphan_timeout)
-            if replica.stopping.is_set():
-                return
-            if code == UNKNOWN_EXIT and replica.forked and self._template is not None:
-                code = await self._template.exit_code(process.pid) or code
-            failures += 1
-            tail = read_tail(replica.paths.log, max_lines=15)  # was it killed for memory?
-            oom = (self._limits.explain_exit(self.spec.model_name, process.pid, code, tail)
-                   if self._limits is not None else None)  # fmt: skip
-            why = f"{self._prefix(replica)}Worker pid {process.pid} {oom or describe_exit(code)}"
-            if failures >= self._settings.max_restarts:
-                tail = read_tail(replica.paths.log, max_lines=15)
-                self._fail(replica, f"{why}; it crashed {failures} times in a row. "
-                                    f"Last log lines:\n{tail}")  # fmt: skip
-                return
-            delay = min(
-                self._settings.restart_backoff_base * 2 ** (failures - 1),
-                self._settings.restart_backoff_max,
-            )
-            allowed = self._settings.max_restarts - 1
-            text = f"{why}; restarting in {delay:g} s (restart {failures} of {allowed})."
-            self._set(replica, LAUNCHING, text, "WORKER_CRASHED", text)
-            replica.crashed = True
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(replica.stopping.wait(), delay)
+        # adopted (see adopt): watched, and restarted, like any other
+        await supervise(_Supervised(self, replica), self._policy, replica.stopping, replica.process)
+
+    async def _watch_overruns(self) -> None:
+        """A worker still busy with a request ``overrun_grace`` seconds after its caller got a
+        504 is stuck, or too slow for its deadline: it is killed, and started again (its other
+        requests are sent once more by the gateway)."""
+        grace = self._settings.overrun_grace
+        while True:
+            await asyncio.sleep(min(grace / 4, 1.0))
+            for replica in self._ready:
+                overdue = replica.client.overdue_for()
+                process = replica.process
+                if overdue > grace and process is not None and process.returncode is None:
+                    timeout = self._settings.request_timeout
+                    replica.replaced = (
+                        f"it held a request {overdue:.0f} s past its "
+                        f"{timeout:g} s deadline; it was replaced"
+                    )
+                    text = f"{self._prefix(replica)}Worker pid {process.pid}: {replica.replaced}."
+                    self._emit("WORKER_REPLACED", text, process.pid)
+                    process.kill()
+
+    async def _explain(self, replica: _Replica, pid: int, code: int) -> str:
+        """How a replica's worker ended: its exit, the cluster limit that killed it, or why
+        it was replaced."""
+        if replica.replaced:
+            why, replica.replaced = replica.replaced, ""
+            return f"{self._prefix(replica)}Worker pid {pid} was killed: {why}"
+        if code == UNKNOWN_EXIT and replica.forked and self._template is not None:
+            code = await self._template.exit_code(pid) or code
+        tail = read_tail(replica.paths.log, max_lines=15)  # was it killed for memory?
+        oom = (
+            self._limits.explain_exit(self.spec.model_name, pid, code, tail)
+            if self._limits is not None
+            else None
+        )
+        return f"{self._prefix(replica)}Worker pid {pid} {oom or describe_exit(code)}"
 
     def _announce_ready(self, replica: _Replica, pid: int) -> None:
         prefix = self._prefix(replica)
         if replica.crashed:
             text = f"{prefix}Worker restarted (pid {pid}) and is serving again."
-            self._set(replica, READY, "Serving.", "WORKER_RESTARTED", text)
+            self._set(replica, VersionState.READY, "Serving.", "WORKER_RESTARTED", text)
         elif not self._ready:
             text = f"Version {self.spec.version} is ready (worker pid {pid})."
             if len(self.replicas) > 1:
                 text = f"Version {self.spec.version} is ready ({prefix.lower()}pid {pid})."
-            self._set(replica, READY, "Serving.", "VERSION_READY", text)
+            self._set(replica, VersionState.READY, "Serving.", "VERSION_READY", text)
         else:
             text = f"{prefix}Serving (worker pid {pid})."
-            self._set(replica, READY, "Serving.", "REPLICA_READY", text)
+            self._set(replica, VersionState.READY, "Serving.", "REPLICA_READY", text)
 
     def _fail(self, replica: _Replica, message: str) -> None:
-        others_serve = any(r is not replica and r.state != FAILED for r in self.replicas)
+        others_serve = any(
+            r is not replica and r.state != VersionState.FAILED for r in self.replicas
+        )
         kind = "REPLICA_FAILED" if others_serve else "VERSION_FAILED"
-        self._set(replica, FAILED, message, kind, message)
+        self._set(replica, VersionState.FAILED, message, kind, message)
+
+    def _record(
+        self, replica: int | None = None, template_protocol: int | None = None
+    ) -> WorkerRecord:
+        """The record of a worker of this set, before it runs (pid, socket, python: unknown)."""
+        spec = self.spec
+        return WorkerRecord(
+            0, 0, "", spec.model_name, "",
+            env_key=spec.env_key, version=spec.version, model_path=str(spec.model_path),
+            generation=self.generation, replica=replica, template_protocol=template_protocol,
+        )  # fmt: skip
 
     async def _spawn(self, replica: _Replica) -> ProcessHandle:
-        spec = self.spec
-        record = WorkerRecord(0, 0, "", spec.model_name, "", env_key=spec.env_key,
-                              version=spec.version, model_path=str(spec.model_path),
-                              replica=replica.index, generation=self.generation)  # fmt: skip
+        record = self._record(replica=replica.index)
         process = await self._fork(replica, record)
         replica.forked = process is not None
         if process is None:
             process = await self._start_worker(replica.paths, record)
         replica.process = process
         how = "forked from the template" if replica.forked else "started"
-        _log.info("%s worker pid %s for replica %s of %s (generation %s)",
-                  how, process.pid, replica.index, self.label, self.generation)  # fmt: skip
+        label = log_safe(self.label)
+        _log.info(
+            "%s worker pid %s for replica %s of %s (generation %s)",
+            how,
+            process.pid,
+            replica.index,
+            label,
+            self.generation,
+        )
         if len(self.replicas) > 1 or self.generation:
-            note(replica.paths.log, f"replica {replica.index} of {len(self.replicas)} {how} "
-                 f"as pid {process.pid} (cluster generation {self.generation})")  # fmt: skip
+            note(
+                replica.paths.log,
+                f"replica {replica.index} of {len(self.replicas)} {how} "
+                f"as pid {process.pid} (cluster generation {self.generation})",
+            )
         return process
 
     async def _fork(self, replica: _Replica, record: WorkerRecord) -> WorkerProcess | None:
@@ -408,18 +439,27 @@ class ReplicaSet:
         if template is None:
             return None
         orphan_timeout = self._settings.orphan_timeout
-        pid = await template.fork(replica.paths.socket, replica.paths.log, orphan_timeout)
+        pid = await template.fork(replica.paths.socket, orphan_timeout)
         running = template.process
         if pid is None or running is None:
             return None
         return forked_worker(pid, replica.paths, running.record, record, self._place())
 
-    async def _start_worker(self, paths: WorkerPaths, record: WorkerRecord | None,
-                            extra: tuple[str, ...] = ()) -> WorkerProcess:  # fmt: skip
+    async def _start_worker(
+        self, paths: WorkerPaths, record: WorkerRecord | None, extra: tuple[str, ...] = ()
+    ) -> WorkerProcess:
         """``python -m regserve.worker`` for this version (``--template`` in ``extra``)."""
         spec = self.spec
-        args = ["--model-path", str(spec.model_path), "--name", spec.model_name,
-                "--version", spec.version, *self._worker_args(), *extra]  # fmt: skip
+        args = [
+            "--model-path",
+            str(spec.model_path),
+            "--name",
+            spec.model_name,
+            "--version",
+            spec.version,
+            *self._worker_args(),
+            *extra,
+        ]
         return await spawn_worker(
             str(spec.python or sys.executable),
             args,
@@ -428,46 +468,33 @@ class ReplicaSet:
             self._settings.log_max_bytes,
             record,
             self._settings.orphan_timeout,
+            self._sandbox,
             self._place(),
         )
 
     async def _launch_template(self, paths: WorkerPaths) -> WorkerProcess:
-        spec = self.spec
-        record = WorkerRecord(0, 0, "", spec.model_name, "", env_key=spec.env_key,
-                              version=spec.version, model_path=str(spec.model_path),
-                              generation=self.generation)  # fmt: skip
+        record = self._record(template_protocol=wire.TEMPLATE_PROTOCOL)
         process = await self._start_worker(paths, record, ("--template",))
-        note(paths.log, f"template worker started as pid {process.pid} "
-             f"(cluster generation {self.generation}): replicas are forked from it")  # fmt: skip
+        note(
+            paths.log,
+            f"template worker started as pid {process.pid} "
+            f"(cluster generation {self.generation}): replicas are forked from it",
+        )
         return process
 
     def _template_fits(self, record: WorkerRecord) -> bool:
         spec = self.spec
         python = str(spec.python or sys.executable)
-        return (record.model_path, record.python) == (str(spec.model_path), python)
+        return (record.model_path, record.python, record.template_protocol) == (
+            str(spec.model_path),
+            python,
+            wire.TEMPLATE_PROTOCOL,
+        )
 
     def _place(self) -> Callable[[int], None] | None:
         if self._limits is None:
             return None
         return partial(self._limits.place, self.spec.model_name)
-
-    async def _wait_ready(self, replica: _Replica, process: ProcessHandle) -> bool:
-        """Poll the worker until it answers a ping; False when it exits or takes too long."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.worker_start_timeout
-        while process.returncode is None and not replica.stopping.is_set():
-            if replica.paths.socket.exists():
-                with contextlib.suppress(RegServeError, OSError, ValueError):
-                    await replica.client.ping(timeout=5.0)
-                    return True
-            if loop.time() > deadline:
-                _log.warning("replica %s of %s did not become ready in time; killing it",
-                             replica.index, self.label)  # fmt: skip
-                process.kill()
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(process.wait()), 0.05)
-        return False
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:
@@ -478,3 +505,73 @@ async def _cancelled(task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=1.0)
     with contextlib.suppress(asyncio.CancelledError):
         task.result()
+
+
+class _Supervised:
+    """One replica of a set, as :func:`~regserve.backends.local.supervision.supervise` sees it."""
+
+    def __init__(self, replicas: ReplicaSet, replica: _Replica) -> None:
+        self._set = replicas
+        self._replica = replica
+        self._attempts = 0
+
+    async def launch(self) -> ProcessHandle:
+        attempt = f" (attempt {self._attempts + 1})" if self._attempts else ""
+        self._set._set(self._replica, VersionState.LAUNCHING, f"Loading the model{attempt}.")
+        return await self._set._spawn(self._replica)
+
+    async def wait_ready(self, process: ProcessHandle) -> bool:
+        replica = self._replica
+        ready = await wait_until_ready(
+            process,
+            replica.paths.socket,
+            partial(replica.client.ping, timeout=5.0),
+            replica.stopping,
+            self._set._settings.worker_start_timeout,
+        )
+        if not ready and process.returncode is None and not replica.stopping.is_set():
+            _log.warning(
+                "replica %s of %s did not become ready in time; killed it",
+                replica.index,
+                log_safe(self._set.label),
+            )
+        return ready
+
+    async def serving(self, process: ProcessHandle, restarted: bool) -> None:
+        self._attempts = 0
+        self._set._announce_ready(self._replica, process.pid)
+
+    async def unready(self, process: ProcessHandle) -> bool:
+        return True  # counted as a crash
+
+    async def wait_exit(self, process: ProcessHandle) -> int:
+        return await wait_exit(
+            process, self._replica.client.ping, self._set._settings.orphan_timeout
+        )
+
+    async def explain(self, process: ProcessHandle, code: int) -> str:
+        return await self._set._explain(self._replica, process.pid, code)
+
+    def charge(self, why: str) -> int | None:
+        return None
+
+    def restarting(self, why: str, delay: float, crashes: int) -> None:
+        self._attempts = crashes
+        allowed = self._set._settings.max_restarts - 1
+        when = f"in {delay:g} s" if delay else "now"
+        text = f"{why}; restarting {when} (restart {crashes} of {allowed})."
+        self._set._set(self._replica, VersionState.LAUNCHING, text, "WORKER_CRASHED", text)
+        self._replica.crashed = True
+
+    def give_up(self, why: str, crashes: int) -> None:
+        tail = read_tail(self._replica.paths.log, max_lines=15)
+        self._set._fail(
+            self._replica, f"{why}; it crashed {crashes} times in a row. Last log lines:\n{tail}"
+        )
+
+    def cannot_start(self, error: Exception) -> None:
+        self._set._fail(self._replica, f"Could not start the worker: {error}")
+
+    async def stopped_while_starting(self, process: ProcessHandle) -> None:
+        if not self._set._abandoned:
+            await terminate(process)

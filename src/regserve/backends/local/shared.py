@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from functools import partial
 from pathlib import Path
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
-from regserve.backends.batching import BatchSettings
+from regserve.backends.inputs import input_limits
 from regserve.backends.local.client import WorkerClient
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import note, read_tail
@@ -42,18 +41,20 @@ from regserve.backends.local.process import (
     terminate,
     wait_exit,
 )
-from regserve.backends.local.records import WorkerRecord
-from regserve.errors import RegServeError, TimeoutError_
+from regserve.backends.local.supervision import RestartPolicy, supervise, wait_until_ready
+from regserve.backends.local.worker_records import WorkerRecord
+from regserve.backends.options import BatchSettings
+from regserve.errors import DeadlineExceededError, RegServeError
+from regserve.sandbox import Sandbox
 from regserve.settings import Settings
+from regserve.states import VersionState
 from regserve.worker import wire
+from regserve.worker.text import log_safe
 
 __all__ = ["SharedWorker"]
 
 _log = logging.getLogger("regserve.supervisor")
 
-LAUNCHING = "VERSION_STATE_LAUNCHING"
-READY = "VERSION_STATE_READY"
-FAILED = "VERSION_STATE_FAILED"
 _UNLOAD_WAIT = 30.0
 
 
@@ -65,7 +66,7 @@ class _Member:
     """The model's batching settings now (read at each load, as a one-version worker's
     are at each start)."""
     client: WorkerClient
-    state: str = LAUNCHING
+    state: VersionState = VersionState.LAUNCHING
     loaded_in: int | None = None
     """The pid of the process the model is loaded in."""
     load_deaths: int = 0
@@ -88,9 +89,13 @@ class SharedWorker:
         environment: str,
         listener: VersionListener,
         limits: ResourceLimits | None = None,
+        *,
+        sandbox: Sandbox,
     ) -> None:
         self._settings = settings
         self._limits = limits  # node type limits (backends/local/limits)
+        self._sandbox = sandbox
+        """The model's user, environment and limits (regserve.sandbox)."""
         self.paths = paths
         self.environment = environment
         self._model = first.model_name
@@ -117,7 +122,9 @@ class SharedWorker:
             self._stopping.clear()
             self._task = asyncio.create_task(self._supervise(), name=f"shared {self._model}")
         elif self._up:
-            self._emit(member, LAUNCHING, "Waiting to load the model in the shared worker.")
+            self._emit(
+                member, VersionState.LAUNCHING, "Waiting to load the model in the shared worker."
+            )
             task = asyncio.create_task(self._load(member))
             member.tasks.add(task)
             task.add_done_callback(member.tasks.discard)
@@ -137,7 +144,7 @@ class SharedWorker:
                 # there, and an UNLOAD first makes the worker drop it when it does.
                 if self._alive():
                     with contextlib.suppress(RegServeError, OSError):
-                        await self._control.control(wire.UNLOAD, version.encode(), _UNLOAD_WAIT)
+                        await self._control.unload(version, _UNLOAD_WAIT)
                     self._record_versions()
         member.client.close()  # its in-flight requests have been answered
 
@@ -171,7 +178,7 @@ class SharedWorker:
 
     def target(self, version: str) -> WorkerClient | None:
         member = self._members.get(version)
-        return member.client if member is not None and member.state == READY else None
+        return member.client if member is not None and member.state == VersionState.READY else None
 
     def read_logs(self, version: str, own: str) -> str:
         shared = read_tail(self.paths.log, max_lines=2000, max_bytes=1024 * 1024)
@@ -185,10 +192,10 @@ class SharedWorker:
         return self._process is not None and self._process.returncode is None
 
     def _live(self) -> list[_Member]:
-        return [m for m in self._members.values() if m.state != FAILED]
+        return [m for m in self._members.values() if m.state != VersionState.FAILED]
 
     def _emit(
-        self, member: _Member, state: str, message: str, kind: str = "", text: str = ""
+        self, member: _Member, state: VersionState, message: str, kind: str = "", text: str = ""
     ) -> None:
         member.state = state
         self._listener(
@@ -196,42 +203,7 @@ class SharedWorker:
         )
 
     async def _supervise(self) -> None:
-        failures = 0
-        while not self._stopping.is_set() and self._live():
-            try:
-                process = await self._spawn()
-            except (OSError, RegServeError) as exc:
-                self._fail_all(f"Could not start the shared worker: {exc}")
-                return
-            if await self._wait_ready(process):
-                failures = 0
-                self._up = True
-                for member in self._live():
-                    await self._load(member)
-            code = await wait_exit(process, self._control.ping, self._settings.orphan_timeout)
-            self._up = False
-            if self._stopping.is_set():
-                return
-            why = f"Shared worker pid {process.pid} {self._explain_exit(process.pid, code)}"
-            delay_step = self._count_death(why)
-            if delay_step is None:
-                failures += 1
-                delay_step = failures
-                if failures >= self._settings.max_restarts:
-                    tail = read_tail(self.paths.log, max_lines=15)
-                    self._fail_all(f"{why}; it crashed {failures} times in a row. "
-                                   f"Last log lines:\n{tail}")  # fmt: skip
-                    return
-            delay = min(
-                self._settings.restart_backoff_base * 2 ** (delay_step - 1),
-                self._settings.restart_backoff_max,
-            )
-            for member in self._live():
-                member.loaded_in = None
-                text = f"{why}; restarting it in {delay:g} s."
-                self._emit(member, LAUNCHING, text, "WORKER_CRASHED", text)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+        await supervise(_Supervised(self), RestartPolicy.of(self._settings), self._stopping)
 
     def _explain_exit(self, pid: int, code: int | None) -> str:
         """How the process ended; named by the cluster's limits when they killed it."""
@@ -246,68 +218,73 @@ class SharedWorker:
             return None
         member.load_deaths += 1
         if member.load_deaths >= self._settings.max_restarts:
-            message = (f"{why} while loading this version, {member.load_deaths} times; "
-                       "it is no longer loaded (the other versions keep serving).")  # fmt: skip
-            self._emit(member, FAILED, message, "VERSION_FAILED", message)
+            message = (
+                f"{why} while loading this version, {member.load_deaths} times; "
+                "it is no longer loaded (the other versions keep serving)."
+            )
+            self._emit(member, VersionState.FAILED, message, "VERSION_FAILED", message)
         return member.load_deaths
 
     def _record_versions(self) -> None:
         """Keep the record's list of loaded versions (version -> model path) true."""
         if self._alive() and self._process is not None:
-            loaded = {m.version: str(m.spec.model_path) for m in self._members.values()
-                      if m.loaded_in == self._process.pid}  # fmt: skip
+            loaded = {
+                m.version: str(m.spec.model_path)
+                for m in self._members.values()
+                if m.loaded_in == self._process.pid
+            }
             with contextlib.suppress(OSError):
                 self._process.update_record(self.paths.pidfile, versions=loaded)
 
     def _fail_all(self, message: str) -> None:
         for member in self._live():
-            self._emit(member, FAILED, message, "VERSION_FAILED", message)
+            self._emit(member, VersionState.FAILED, message, "VERSION_FAILED", message)
 
     async def _spawn(self) -> WorkerProcess:
         for member in self._live():
-            self._emit(member, LAUNCHING, "Starting the shared worker.")
+            self._emit(member, VersionState.LAUNCHING, "Starting the shared worker.")
         python = self._python or sys.executable
         args = ["--shared", "--name", self._model]
         self.paths.log.parent.mkdir(parents=True, exist_ok=True)
         place = partial(self._limits.place, self._model) if self._limits else None
         record = WorkerRecord(0, 0, "", self._model, "", shared=True)
         process = await spawn_worker(
-            python, args, self.paths, self._pythonpath, self._settings.log_max_bytes,
-            record, self._settings.orphan_timeout, place,
-        )  # fmt: skip
+            python,
+            args,
+            self.paths,
+            self._pythonpath,
+            self._settings.log_max_bytes,
+            record,
+            self._settings.orphan_timeout,
+            self._sandbox,
+            place,
+        )
         self._process = process
-        _log.info("started shared worker pid %s for '%s'", process.pid, self._model)
+        _log.info("started shared worker pid %s for '%s'", process.pid, log_safe(self._model))
         return process
-
-    async def _wait_ready(self, process: ProcessHandle) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.worker_start_timeout
-        while process.returncode is None and not self._stopping.is_set():
-            if self.paths.socket.exists():
-                with contextlib.suppress(RegServeError, OSError, ValueError):
-                    await self._control.ping(timeout=5.0)
-                    return True
-            if loop.time() > deadline:
-                _log.warning("the shared worker of '%s' did not answer in time", self._model)
-                process.kill()
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(process.wait()), 0.05)
-        return False
 
     async def _load(self, member: _Member) -> None:
         async with self._lock:
             pid = self.pid
-            if (not self._up or pid is None or member.loaded_in == pid or member.state == FAILED
-                    or self._members.get(member.version) is not member):  # fmt: skip
+            if (
+                not self._up
+                or pid is None
+                or member.loaded_in == pid
+                or member.state == VersionState.FAILED
+                or self._members.get(member.version) is not member
+            ):
                 return
-            self._emit(member, LAUNCHING, f"Loading the model in the shared worker (pid {pid}).")
+            self._emit(
+                member,
+                VersionState.LAUNCHING,
+                f"Loading the model in the shared worker (pid {pid}).",
+            )
             reply = await self._send_load(member)
         if reply is None:
             return  # the process died; the supervisor restarts it
         if not reply.get("ok"):
             message = f"The model could not be loaded: {reply.get('error')}"
-            self._emit(member, FAILED, message, "VERSION_FAILED", message)
+            self._emit(member, VersionState.FAILED, message, "VERSION_FAILED", message)
             return
         try:
             await member.client.ping(timeout=5.0)
@@ -317,30 +294,100 @@ class SharedWorker:
         self._record_versions()
         if member.served:
             text = f"Shared worker restarted (pid {pid}); version {member.version} serves again."
-            self._emit(member, READY, "Serving.", "WORKER_RESTARTED", text)
+            self._emit(member, VersionState.READY, "Serving.", "WORKER_RESTARTED", text)
         else:
             text = f"Version {member.version} is ready (shared worker pid {pid})."
-            self._emit(member, READY, "Serving.", "VERSION_READY", text)
+            self._emit(member, VersionState.READY, "Serving.", "VERSION_READY", text)
         member.served = True
 
-    async def _send_load(self, member: _Member) -> dict[str, object] | None:
+    async def _send_load(self, member: _Member) -> wire.Reply | None:
         """LOAD the member; its REPLY, or None when the process died meanwhile."""
         batching = member.batching()
-        payload = json.dumps({
+        load: wire.Load = {
             "version": member.version,
             "model_path": str(member.spec.model_path),
             "batching": batching.mode,
             "max_batch_size": batching.max_batch_size,
             "max_batch_wait_ms": batching.max_batch_wait_ms,
-        }).encode()  # fmt: skip
+            "limits": input_limits(self._settings).to_json(),
+        }
         timeout = self._settings.worker_start_timeout
         try:
-            return await self._control.control(wire.LOAD, payload, timeout)
-        except TimeoutError_:
+            return await self._control.load(load, timeout)
+        except DeadlineExceededError:
             with contextlib.suppress(RegServeError, OSError):  # drop it if it ever loads
-                await self._control.control(wire.UNLOAD, member.version.encode(), 5.0)
+                await self._control.unload(member.version, 5.0)
             return {"ok": False, "error": f"the model did not load within {timeout:g} s"}
         except (RegServeError, OSError):
             if self._died_loading is None:  # later loads fail only because it is gone
                 self._died_loading = member
             return None
+
+
+class _Supervised:
+    """A shared worker's process, as :func:`~regserve.backends.local.supervision.supervise`
+    sees it."""
+
+    def __init__(self, worker: SharedWorker) -> None:
+        self._worker = worker
+
+    async def launch(self) -> ProcessHandle:
+        return await self._worker._spawn()
+
+    async def wait_ready(self, process: ProcessHandle) -> bool:
+        worker = self._worker
+        ready = await wait_until_ready(
+            process,
+            worker.paths.socket,
+            partial(worker._control.ping, timeout=5.0),
+            worker._stopping,
+            worker._settings.worker_start_timeout,
+        )
+        if not ready and process.returncode is None and not worker._stopping.is_set():
+            _log.warning(
+                "the shared worker of '%s' did not answer in time", log_safe(worker._model)
+            )
+        return ready
+
+    async def serving(self, process: ProcessHandle, restarted: bool) -> None:
+        worker = self._worker
+        worker._up = True
+        for member in worker._live():
+            await worker._load(member)
+
+    async def unready(self, process: ProcessHandle) -> bool:
+        return True  # counted as a crash
+
+    async def wait_exit(self, process: ProcessHandle) -> int:
+        worker = self._worker
+        code = await wait_exit(process, worker._control.ping, worker._settings.orphan_timeout)
+        worker._up = False
+        return code
+
+    async def explain(self, process: ProcessHandle, code: int) -> str:
+        return f"Shared worker pid {process.pid} {self._worker._explain_exit(process.pid, code)}"
+
+    def charge(self, why: str) -> int | None:
+        return self._worker._count_death(why)
+
+    def restarting(self, why: str, delay: float, crashes: int) -> None:
+        worker = self._worker
+        when = f"in {delay:g} s" if delay else "now"
+        for member in worker._live():
+            member.loaded_in = None
+            text = f"{why}; restarting it {when}."
+            worker._emit(member, VersionState.LAUNCHING, text, "WORKER_CRASHED", text)
+        if not worker._live():  # every version it hosted failed: nothing to restart it for
+            worker._stopping.set()
+
+    def give_up(self, why: str, crashes: int) -> None:
+        tail = read_tail(self._worker.paths.log, max_lines=15)
+        self._worker._fail_all(
+            f"{why}; it crashed {crashes} times in a row. Last log lines:\n{tail}"
+        )
+
+    def cannot_start(self, error: Exception) -> None:
+        self._worker._fail_all(f"Could not start the shared worker: {error}")
+
+    async def stopped_while_starting(self, process: ProcessHandle) -> None:
+        return None  # close() stops the process (it left it, keep_worker, on purpose)

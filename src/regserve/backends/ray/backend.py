@@ -2,7 +2,7 @@
 
 A version's application (``naming.py``) holds one deployment of
 :class:`~regserve.worker.replica.ScoringReplica` with the version's runtime_env
-(``runtime_env.py``) and its replicas and resources from the cluster config (``options.py``).
+(``runtime_env.py``) and its replicas and resources from the cluster config (``replica_plan.py``).
 One application per version, not per model: Serve redeploys an application as a whole, and a
 new version must not restart the replicas of the versions already serving.
 
@@ -24,18 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from regserve.backends.base import Adopted, VersionEvent, VersionListener, VersionSpec
-from regserve.backends.batching import BatchSettings
-from regserve.backends.local.logs import read_tail
+from regserve.backends.inputs import input_limits
+from regserve.backends.local.logs import read_tail, retire_logs
 from regserve.backends.local.paths import WorkerPaths
+from regserve.backends.options import BatchSettings, ClusterOptions
 from regserve.backends.ray.cluster import RayCluster, reclaim_signals
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
-from regserve.backends.ray.options import ReplicaPlan, plan_replicas
+from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
 from regserve.backends.ray.runtime_env import runtime_env_for
-from regserve.backends.ray.status import FAILED, LAUNCHING, READY, ServeView, version_state
+from regserve.backends.ray.status import ServeView, version_state
 from regserve.backends.ray.target import RayTarget
-from regserve.errors import RegServeError
+from regserve.errors import InvalidParameterError, RegServeError
+from regserve.sandbox import NETWORK_TAG
+from regserve.sandbox.environ import ModelEnvError, read_model_env
 from regserve.settings import Settings
+from regserve.states import VersionState
 from regserve.store import ClusterConfig
 
 __all__ = ["RayBackend"]
@@ -48,7 +52,7 @@ _WATCH_SECONDS = 0.5
 class _Version:
     spec: VersionSpec
     app: str
-    state: str = LAUNCHING
+    state: VersionState = VersionState.LAUNCHING
     message: str = ""
     ever_ready: bool = False
     replicas: int = -1
@@ -73,6 +77,7 @@ class RayBackend:
     ) -> None:
         self._settings = settings
         self._data_dir = settings.resolved_data_dir()
+        self._model_env_dir = settings.model_env_dir or self._data_dir / "model-env"
         self._listener = listener
         self._node_types = node_types
         self._cluster = RayCluster(settings.ray_address, self._data_dir)
@@ -144,7 +149,7 @@ class RayBackend:
         if previous is None or previous == config:
             return
         for version in [v for (m, _), v in self._versions.items() if m == model_name]:
-            if version.submitted and version.state != FAILED:
+            if version.submitted and version.state != VersionState.FAILED:
                 await self._submit(version)
 
     async def stop_cluster(self, model_name: str) -> None:
@@ -160,7 +165,7 @@ class RayBackend:
             return
         version = _Version(spec, app_name(spec.model_name, spec.version))
         self._versions[key] = version
-        self._emit(version, LAUNCHING, "Deploying on Ray Serve.")
+        self._emit(version, VersionState.LAUNCHING, "Deploying on Ray Serve.")
         version.task = asyncio.create_task(self._submit(version), name=f"ray deploy {key}")
 
     async def undeploy(self, model_name: str, version: str) -> None:
@@ -184,13 +189,24 @@ class RayBackend:
 
     def target(self, model_name: str, version: str) -> RayTarget | None:
         entry = self._versions.get((model_name, version))
-        return entry.target if entry is not None and entry.state == READY else None
+        return entry.target if entry is not None and entry.state == VersionState.READY else None
 
     def describe_cluster(self, model_name: str) -> str:
         """The cluster's per-replica resources and replica count, for its events."""
         config = self._clusters.get(model_name) or ClusterConfig("local-default")
-        plan = plan_replicas(config.node_type_id, config.tags, self._node_types)
+        plan = plan_replicas(ClusterOptions.of(config, self._settings), self._node_types)
         return f"Ray Serve, {plan.describe()}"
+
+    def forget_model(self, model_name: str) -> None:
+        retire_logs(self._data_dir, model_name)
+
+    def isolation_warning(self) -> str:
+        return (
+            "On Ray, replicas run in Ray's worker processes, as the user Ray runs as: they get "
+            "none of regserve's secrets (their environment is Ray's, started without them), "
+            "but regserve cannot give them a user of their own, a process cap or no network "
+            "(docs/scale-out.md#what-ray-isolates)."
+        )
 
     def deployed(self, model_name: str) -> set[str]:
         return {v for m, v in self._versions if m == model_name}
@@ -214,21 +230,34 @@ class RayBackend:
     async def _submit(self, version: _Version) -> None:
         spec = version.spec
         config = self._clusters.get(spec.model_name) or ClusterConfig("local-default")
-        plan = plan_replicas(config.node_type_id, config.tags, self._node_types)
-        batching = BatchSettings.from_tags(config.tags)
+        options = ClusterOptions.of(config, self._settings)
+        plan = plan_replicas(options, self._node_types)
+        batching = options.batching
         try:
+            _refuse_isolation(options)
             await self._ray_ready()
+            model_env = read_model_env(self._model_env_dir, spec.model_name)
             runtime_env, notes = runtime_env_for(
-                spec.model_path, self._settings.env_manager, self._cluster.address is not None
+                spec.model_path,
+                self._settings.env_manager,
+                self._cluster.address is not None,
+                model_env,
             )
             for note in notes:
                 self._note(spec, note)
-            self._note(spec, f"deploying as Ray Serve application {version.app}: "
-                             f"{plan.describe()}; runtime_env {runtime_env or 'none'}")  # fmt: skip
+            shown = {**runtime_env, "env_vars": sorted(model_env)} if model_env else runtime_env
+            self._note(
+                spec,
+                f"deploying as Ray Serve application {version.app}: "
+                f"{plan.describe()}; runtime_env {shown or 'none'}",
+            )
             version.submitting = True
             handle = await asyncio.to_thread(self._run_app, version, plan, batching, runtime_env)
         except RegServeError as exc:
             self._fail(version, exc.message)
+            return
+        except ModelEnvError as exc:
+            self._fail(version, f"The model's env file cannot be used: {exc}")
             return
         except Exception as exc:  # Serve refused the application (bad options, no cluster...)
             _log.exception("deploying %s on Ray Serve failed", version.app)
@@ -276,9 +305,15 @@ class RayBackend:
             **options,
         )
         application = deployment.bind(
-            str(spec.model_path), spec.model_name, spec.version, batching.mode,
-            batching.max_batch_size, batching.max_batch_wait_ms, "ray.serve",
-        )  # fmt: skip
+            str(spec.model_path),
+            spec.model_name,
+            spec.version,
+            batching.mode,
+            batching.max_batch_size,
+            batching.max_batch_wait_ms,
+            "ray.serve",
+            input_limits(self._settings).to_json(),
+        )
         run = RunTarget(application, name=version.app, route_prefix=None)
         handles = serve.run_many([run], wait_for_applications_running=False)
         return handles[0]
@@ -290,7 +325,9 @@ class RayBackend:
 
         while True:
             await asyncio.sleep(_WATCH_SECONDS)
-            watched = [v for v in self._versions.values() if v.submitted and v.state != FAILED]
+            watched = [
+                v for v in self._versions.values() if v.submitted and v.state != VersionState.FAILED
+            ]
             if not watched:
                 continue
             try:
@@ -306,7 +343,7 @@ class RayBackend:
         state, message = version_state(view, was_ready=version.ever_ready)
         number = version.spec.version
         event_type, text = "", ""
-        if state == READY and version.state != READY:
+        if state == VersionState.READY and version.state != VersionState.READY:
             if version.ever_ready:
                 event_type = "WORKER_RESTARTED"
                 text = f"Ray Serve is serving version {number} again."
@@ -314,13 +351,15 @@ class RayBackend:
                 event_type = "VERSION_READY"
                 text = f"Version {number} is ready on Ray Serve (application {version.app})."
             version.ever_ready = True
-        elif state == READY and version.replicas != view.running_replicas:
+        elif state == VersionState.READY and version.replicas != view.running_replicas:
             event_type = "REPLICAS_SCALED"
-            text = (f"Ray Serve scaled version {number} from {max(version.replicas, 0)} to "
-                    f"{view.running_replicas} replicas.")  # fmt: skip
-        elif state == LAUNCHING and version.state == READY:
+            text = (
+                f"Ray Serve scaled version {number} from {max(version.replicas, 0)} to "
+                f"{view.running_replicas} replicas."
+            )
+        elif state == VersionState.LAUNCHING and version.state == VersionState.READY:
             event_type, text = "WORKER_CRASHED", message
-        elif state == FAILED:
+        elif state == VersionState.FAILED:
             event_type, text = "VERSION_FAILED", message
         version.replicas = view.running_replicas
         if (state, message) != (version.state, version.message) or event_type:
@@ -330,10 +369,15 @@ class RayBackend:
 
     def _fail(self, version: _Version, message: str) -> None:
         self._note(version.spec, message)
-        self._emit(version, FAILED, message, "VERSION_FAILED", message)
+        self._emit(version, VersionState.FAILED, message, "VERSION_FAILED", message)
 
     def _emit(
-        self, version: _Version, state: str, message: str, event_type: str = "", text: str = ""
+        self,
+        version: _Version,
+        state: VersionState,
+        message: str,
+        event_type: str = "",
+        text: str = "",
     ) -> None:
         version.state, version.message = state, message
         spec = version.spec
@@ -371,3 +415,13 @@ def _view(status: Any, version: _Version) -> ServeView:
         deployment.message or "",
         int(replicas.get("RUNNING", 0)),
     )
+
+
+def _refuse_isolation(options: ClusterOptions) -> None:
+    """What the local backend's sandbox does and Ray cannot: refused, not silently dropped."""
+    if not options.network:
+        raise InvalidParameterError(
+            f"{NETWORK_TAG}=none is not available with --backend ray: Ray starts replicas in "
+            "its own worker processes, which regserve cannot put in a network namespace "
+            "(docs/scale-out.md#what-ray-isolates)."
+        )

@@ -18,6 +18,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from regserve.sandbox.environ import hidden_secrets
+
 __all__ = ["NAMESPACE", "RayCluster", "connect_driver", "prepare_ray_auth", "reclaim_signals"]
 
 _log = logging.getLogger("regserve.ray")
@@ -67,19 +69,30 @@ class RayCluster:
         for attempt in range(1, _START_ATTEMPTS + 1):
             _log.info("starting a local Ray instance on 127.0.0.1 (session in %s)", temp_dir)
             try:
-                ray.init(
-                    address="local", namespace=NAMESPACE, include_dashboard=False,
-                    _node_ip_address="127.0.0.1", object_store_memory=_OBJECT_STORE_BYTES,
-                    _temp_dir=str(temp_dir), log_to_driver=False, configure_logging=False,
-                )  # fmt: skip
+                # Ray's node processes start the replicas (model code): with none of our secrets.
+                with hidden_secrets():
+                    ray.init(
+                        address="local",
+                        namespace=NAMESPACE,
+                        include_dashboard=False,
+                        _node_ip_address="127.0.0.1",
+                        object_store_memory=_OBJECT_STORE_BYTES,
+                        _temp_dir=str(temp_dir),
+                        log_to_driver=False,
+                        configure_logging=False,
+                    )
             except Exception as exc:
                 # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that.
                 # What the failed start left behind would only compete with the next one.
                 _kill_processes_under(temp_dir)
                 if attempt == _START_ATTEMPTS:
                     raise
-                _log.warning("Ray did not start (%s); trying again (%d of %d)",
-                             exc, attempt + 1, _START_ATTEMPTS)  # fmt: skip
+                _log.warning(
+                    "Ray did not start (%s); trying again (%d of %d)",
+                    exc,
+                    attempt + 1,
+                    _START_ATTEMPTS,
+                )
                 continue
             self.started_here = True
             return

@@ -18,20 +18,30 @@ major.minor runs on the cluster's, and the version's log says so.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import regserve
 from regserve.envs.spec import read_env_spec
 
 __all__ = ["runtime_env_for"]
 
 
 def runtime_env_for(
-    model_path: Path, env_manager: str, external_cluster: bool
+    model_path: Path,
+    env_manager: str,
+    external_cluster: bool,
+    model_env: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """(runtime_env, notes for the version's log). Raises EnvSpecError for an unreadable env."""
+    """(runtime_env, notes for the version's log). Raises EnvSpecError for an unreadable env.
+
+    ``model_env``: the model's own variables (its model env file), the only ones it gets from
+    regserve; never the server's."""
     runtime_env: dict[str, Any] = {}
     notes: list[str] = []
+    if model_env:
+        runtime_env["env_vars"] = dict(model_env)
     if env_manager == "virtualenv":
         python = ".".join(platform.python_version_tuple()[:2])
         spec = read_env_spec(model_path, python)
@@ -43,8 +53,7 @@ def runtime_env_for(
                 f"the model was logged with Python {spec.python}; Ray runs it on the "
                 f"cluster's Python {python} (a runtime_env cannot change it)"
             )
-    if external_cluster or runtime_env:
-        import regserve
-
-        runtime_env["py_modules"] = [regserve]
+    if external_cluster or "uv" in runtime_env:
+        # A path, not the module object: Serve writes the application's config as JSON.
+        runtime_env["py_modules"] = [str(Path(regserve.__file__).parent)]
     return runtime_env, notes

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from regserve.states import VersionState
+
 __all__ = ["ServeView", "version_state"]
 
-LAUNCHING = "VERSION_STATE_LAUNCHING"
-READY = "VERSION_STATE_READY"
-FAILED = "VERSION_STATE_FAILED"
 
 _SERVING = frozenset({"HEALTHY", "UPSCALING", "DOWNSCALING"})
 
@@ -33,27 +32,42 @@ class ServeView:
     running_replicas: int = 0
 
 
-def version_state(view: ServeView, was_ready: bool = False) -> tuple[str, str]:
-    """(VERSION_STATE_*, state message) for what Serve reports; ``was_ready``: the version
+def version_state(view: ServeView, was_ready: bool = False) -> tuple[VersionState, str]:
+    """(state, state message) for what Serve reports; ``was_ready``: the version
     has served before (its running replicas keep serving through an update)."""
     if view.app_status is None:
-        return LAUNCHING, "Waiting for Ray Serve to create the application."
+        return VersionState.LAUNCHING, "Waiting for Ray Serve to create the application."
     message = view.deployment_message or view.app_message
     if "DEPLOY_FAILED" in (view.app_status, view.deployment_status):
-        return FAILED, f"Ray Serve could not deploy this version: {message or 'no reason given'}"
+        return (
+            VersionState.FAILED,
+            f"Ray Serve could not deploy this version: {message or 'no reason given'}",
+        )
     status = view.deployment_status
     if status in _SERVING:
         if view.running_replicas == 0:
-            return READY, "Serving on Ray Serve (scaled to zero: a request starts a replica)."
-        return READY, f"Serving on Ray Serve ({_replicas(view.running_replicas)})."
+            return (
+                VersionState.READY,
+                "Serving on Ray Serve (scaled to zero: a request starts a replica).",
+            )
+        return VersionState.READY, f"Serving on Ray Serve ({_replicas(view.running_replicas)})."
     if was_ready and view.running_replicas > 0:
         # A rolling update (new config) or a replica being replaced: the others keep serving.
         why = "replacing unhealthy replicas" if status == "UNHEALTHY" else "updating replicas"
-        return READY, f"Serving on Ray Serve ({_replicas(view.running_replicas)}) while {why}."
+        return (
+            VersionState.READY,
+            f"Serving on Ray Serve ({_replicas(view.running_replicas)}) while {why}.",
+        )
     if status == "UNHEALTHY":
-        return LAUNCHING, f"Ray Serve is replacing unhealthy replicas: {message}".rstrip(": ")
+        return (
+            VersionState.LAUNCHING,
+            f"Ray Serve is replacing unhealthy replicas: {message}".rstrip(": "),
+        )
     detail = f": {message}" if message else ""
-    return LAUNCHING, f"Ray Serve is starting the replicas ({status or view.app_status}){detail}"
+    return (
+        VersionState.LAUNCHING,
+        f"Ray Serve is starting the replicas ({status or view.app_status}){detail}",
+    )
 
 
 def _replicas(count: int) -> str:

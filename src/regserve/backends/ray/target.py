@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from regserve.errors import TimeoutError_, UnavailableError
+from regserve.errors import DeadlineExceededError, UnavailableError
 from regserve.worker import wire
 
 __all__ = ["RayTarget"]
@@ -31,7 +31,7 @@ class RayTarget:
         self.deployment = deployment
 
     async def request(self, content_type: str | None, body: bytes, timeout: float) -> wire.Response:
-        from ray.exceptions import RayError
+        from ray.exceptions import RayActorError, RayError
         from ray.serve.exceptions import RayServeException
 
         response = self._handle.remote(content_type, body)
@@ -39,13 +39,16 @@ class RayTarget:
             status, answer_type, answer = await asyncio.wait_for(_result(response), timeout)
         except asyncio.TimeoutError:
             response.cancel()
-            raise TimeoutError_(
+            raise DeadlineExceededError(
                 f"{self.label} did not answer within {timeout:g} s (the request timeout)."
             ) from None
         except (RayError, RayServeException) as exc:
             _log.warning("%s: %s", self.label, exc)
             raise UnavailableError(
-                f"{self.label} could not answer on Ray Serve ({type(exc).__name__}); retry shortly."
+                f"{self.label} could not answer on Ray Serve ({type(exc).__name__}); "
+                "retry shortly.",
+                # its replica died with it: the gateway sends it again, a bounded number of times
+                sent=isinstance(exc, RayActorError),
             ) from None
         return wire.Response(int(status), str(answer_type), bytes(answer))
 

@@ -24,11 +24,13 @@ class Budget:
     node_type_id: str
     cores: float | None
     memory_bytes: int | None
+    max_pids: int | None = None
+    """Processes and threads the cluster may have at once (``REGSERVE_CLUSTER_MAX_PIDS``)."""
 
     @classmethod
-    def of(cls, node_type: NodeType) -> Budget:
+    def of(cls, node_type: NodeType, max_pids: int | None = None) -> Budget:
         memory = node_type.memory_mb * _MIB if node_type.memory_mb is not None else None
-        return cls(node_type.node_type_id, node_type.cores, memory)
+        return cls(node_type.node_type_id, node_type.cores, memory, max_pids)
 
     @property
     def limited(self) -> bool:

@@ -3,7 +3,9 @@
 Every cluster's cgroup lives under regserve's OWN cgroup, so limits placed on regserve (a
 container's, a service manager's) still hold for its workers:
 ``<mount>/<regserve's cgroup>/regserve/<data-dir hash>/<model>/g<generation>``, one per
-controller on v1 (cpu, memory), one in all on v2. A worker is written into it right after
+controller on v1 (cpu, memory, and pids where it is mounted), one in all on v2. The pids
+controller, where there is one, caps the cluster's processes and threads
+(``REGSERVE_CLUSTER_MAX_PIDS``): a fork bomb stops there. A worker is written into it right after
 it is spawned; the cluster's directory is removed when its last worker is gone.
 """
 
@@ -25,6 +27,8 @@ __all__ = ["CgroupCluster", "CgroupHost", "find_cgroup_v1", "find_cgroup_v2"]
 _log = logging.getLogger("regserve.limits")
 _PERIOD_US = 100_000
 _CONTROLLERS = ("cpu", "memory")
+_OPTIONAL = ("pids",)
+"""Used where the machine has it; limits are enforced without it."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,8 @@ def find_cgroup_v1(key: str) -> CgroupHost | None:
     mounts, own = _mounts("cgroup"), _own_paths()
     if not all(c in mounts and c in own for c in _CONTROLLERS):
         return None
-    bases = {c: _own_dir(mounts[c], own[c]) / "regserve" / key for c in _CONTROLLERS}
+    used = [*_CONTROLLERS, *(c for c in _OPTIONAL if c in mounts and c in own)]
+    bases = {c: _own_dir(mounts[c], own[c]) / "regserve" / key for c in used}
     try:
         for base in bases.values():
             base.mkdir(parents=True, exist_ok=True)
@@ -99,25 +104,26 @@ def find_cgroup_v2(key: str) -> CgroupHost | None:
         return None
     here = _own_dir(mount, own)
     try:
-        if not set(_CONTROLLERS) <= set((here / "cgroup.controllers").read_text().split()):
+        offered = set((here / "cgroup.controllers").read_text().split())
+        if not set(_CONTROLLERS) <= offered:
             return None
         base = here / "regserve" / key
-        _enable_down(here, base)
+        _enable_down(here, base, [*_CONTROLLERS, *(c for c in _OPTIONAL if c in offered)])
     except OSError as exc:
         _log.info("cgroup v2 is mounted but cpu and memory are not delegated here (%s)", exc)
         return None
     return CgroupHost("cgroup v2", {"": base}, v2=True)
 
 
-def _enable_down(top: Path, leaf_parent: Path) -> None:
-    """Create ``leaf_parent`` and enable cpu and memory for the children of every level."""
-    enable = " ".join(f"+{c}" for c in _CONTROLLERS)
+def _enable_down(top: Path, leaf_parent: Path, controllers: list[str]) -> None:
+    """Create ``leaf_parent`` and enable ``controllers`` for the children of every level."""
+    enable = " ".join(f"+{c}" for c in controllers)
     level = top
     for part in (None, *leaf_parent.relative_to(top).parts):
         if part is not None:
             level = level / part
             level.mkdir(exist_ok=True)
-        if not set(_CONTROLLERS) <= set((level / "cgroup.subtree_control").read_text().split()):
+        if not set(controllers) <= set((level / "cgroup.subtree_control").read_text().split()):
             _write(level / "cgroup.subtree_control", enable)
 
 
@@ -136,7 +142,11 @@ class CgroupHost:
     def create(self, model_dir: str, generation: int, budget: Budget) -> CgroupCluster:
         dirs = {c: base / model_dir / f"g{generation}" for c, base in self.bases.items()}
         if self.v2:
-            _enable_down(self.bases[""], dirs[""].parent)
+            top = self.bases[""]
+            offered = set((top / "cgroup.subtree_control").read_text().split())
+            _enable_down(
+                top, dirs[""].parent, [c for c in (*_CONTROLLERS, *_OPTIONAL) if c in offered]
+            )
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)  # exist_ok: workers kept across a restart
         cluster = CgroupCluster(self.name, dirs, budget, v2=self.v2)
@@ -172,7 +182,18 @@ class CgroupCluster:
 
     @property
     def summary(self) -> str:
-        return f"{self._name}, {self.budget.describe_cores()}, {self.budget.describe_memory()}"
+        pids = f", at most {self.budget.max_pids} processes" if self._pids_file() else ""
+        return (
+            f"{self._name}, {self.budget.describe_cores()}, {self.budget.describe_memory()}{pids}"
+        )
+
+    def _pids_file(self) -> Path | None:
+        """Where the cluster's process cap is written (None: no pids controller here)."""
+        if self.budget.max_pids is None:
+            return None
+        directory = self.dirs[""] if self._v2 else self.dirs.get("pids")
+        path = directory / "pids.max" if directory is not None else None
+        return path if path is not None and path.exists() else None
 
     @property
     def _memory_dir(self) -> Path:
@@ -181,6 +202,9 @@ class CgroupCluster:
     def apply(self) -> None:
         """Write the budget's limits (on a new cgroup, or over those of a kept one)."""
         cores, memory = self.budget.cores, self.budget.memory_bytes
+        pids = self._pids_file()
+        if pids is not None:
+            _write(pids, str(self.budget.max_pids))
         if self._v2:
             quota = f"{round(cores * _PERIOD_US)} {_PERIOD_US}" if cores else f"max {_PERIOD_US}"
             _write(self.dirs[""] / "cpu.max", quota)

@@ -18,6 +18,7 @@ from regserve.backends.local.limits.budget import (
 )
 from regserve.backends.local.limits.cgroups import CgroupHost, find_cgroup_v1, find_cgroup_v2
 from regserve.nodes import NodeTypes
+from regserve.worker.text import log_safe
 
 __all__ = ["ResourceLimits"]
 
@@ -41,8 +42,11 @@ class ResourceLimits:
     ``mode`` is ``REGSERVE_RESOURCE_LIMITS``: auto, cgroup2, cgroup1, process or off.
     """
 
-    def __init__(self, node_types: NodeTypes, data_dir: Path, mode: str = "auto") -> None:
+    def __init__(
+        self, node_types: NodeTypes, data_dir: Path, mode: str = "auto", max_pids: int | None = None
+    ) -> None:
         self._node_types = node_types
+        self._max_pids = max_pids
         self._key = hashlib.sha1(str(data_dir).encode()).hexdigest()[:12]
         self._mode = mode
         self._cgroups: CgroupHost | None = None
@@ -101,7 +105,7 @@ class ResourceLimits:
 
     def create(self, model: str, node_type_id: str, generation: int) -> ClusterLimits:
         """The limits of one generation of ``model``'s cluster (blue-green: several at once)."""
-        budget = Budget.of(self._node_types.get_or_default(node_type_id))
+        budget = Budget.of(self._node_types.get_or_default(node_type_id), self._max_pids)
         if not budget.limited:
             return Unlimited(budget, f"no limits ({node_type_id} is the whole machine)")
         if self.mechanism == "off":
@@ -133,8 +137,11 @@ class ResourceLimits:
         known = self._models.get(model)
         if known is None:
             return "no limits"
-        older = sum(1 for pid, limits in known.placed.items()
-                    if limits is not known.current and _running(pid))  # fmt: skip
+        older = sum(
+            1
+            for pid, limits in known.placed.items()
+            if limits is not known.current and _running(pid)
+        )
         if not older:
             return known.current.summary
         workers = (
@@ -152,7 +159,8 @@ class ResourceLimits:
         try:
             known.current.place(pid)
         except OSError as exc:  # the worker runs, unlimited; say so rather than fail it
-            _log.error("could not put worker pid %s of '%s' under its limits: %s", pid, model, exc)
+            what = f"worker pid {pid} of '{log_safe(model)}'"
+            _log.error("could not put %s under its limits: %s", what, exc)
 
     def explain_exit(
         self, model: str, pid: int, returncode: int | None, log_tail: str = ""
@@ -176,7 +184,9 @@ class ResourceLimits:
             return
         for limits in (known.current, *known.retired):
             if not limits.close():
-                _log.warning("the limits of '%s' still hold processes; left in place", model)
+                _log.warning(
+                    "the limits of '%s' still hold processes; left in place", log_safe(model)
+                )
 
     def release_all(self) -> None:
         for model in list(self._models):
