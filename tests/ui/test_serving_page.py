@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.browser.conftest import HTML_DESCRIPTION, HTML_MODEL, STORY_MODEL, UiWorld, screenshot
+from tests.ui.conftest import HTML_DESCRIPTION, HTML_MODEL, STORY_MODEL, UiWorld, screenshot
 from tests.support.server import ADMIN_TOKEN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]

@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from tests.browser.conftest import STORY_MODEL, UiWorld
+from tests.ui.conftest import STORY_MODEL, UiWorld
 from tests.support.server import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e
