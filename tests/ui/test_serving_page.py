@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.ui.conftest import HTML_DESCRIPTION, HTML_MODEL, STORY_MODEL, UiWorld, screenshot
 from tests.support.server import ADMIN_TOKEN
+from tests.ui.conftest import HTML_DESCRIPTION, HTML_MODEL, STORY_MODEL, UiWorld, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -7,8 +7,8 @@ import re
 import httpx
 import pytest
 
-from tests.ui.conftest import STORY_MODEL, UiWorld
 from tests.support.server import ADMIN_TOKEN
+from tests.ui.conftest import STORY_MODEL, UiWorld
 
 pytestmark = pytest.mark.e2e
 
