@@ -6,6 +6,7 @@ resolved version, and the worker's answer is sent back as it is.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.types import Receive, Scope, Send
@@ -28,8 +29,15 @@ from regserve.settings import Settings
 
 __all__ = ["ScoringHandler", "parse_scoring_path"]
 
+_logger = logging.getLogger("regserve.gateway")
 _PREFIX = "/model/"
 _SUFFIX = "/invocations"
+
+
+_UNEXPECTED = RegServeError(
+    "The request failed on the server's side (not because of its input); the server's log "
+    "has the details. Retry, and report it if it persists."
+)
 
 
 def parse_scoring_path(path: str) -> tuple[str, str] | None:
@@ -87,6 +95,9 @@ class ScoringHandler:
             )
         except RegServeError as error:
             status = await send_error(send, error)
+        except Exception:  # a fault of regserve's: logged whole, answered in the error shape
+            _logger.exception("Scoring request to %s/%s failed unexpectedly", name, ref)
+            status = await send_error(send, _UNEXPECTED)
         # A model that is not served is counted under "-": names are the caller's choice.
         model = name if version != "-" or self._router.get(name) is not None else "-"
         self._recorder.observe(model, version, ref, status, time.perf_counter() - started)
