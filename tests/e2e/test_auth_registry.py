@@ -129,6 +129,7 @@ def test_rate_limit_per_token(server: RegServeProcess) -> None:
 def test_admin_token_file_is_private(tmp_path: Path) -> None:
     token, created = ensure_admin_token(None, tmp_path)
     assert created
+    assert token.startswith("rsp_")  # like every token regserve makes: secret scanners know it
     path = tmp_path / "admin-token"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert ensure_admin_token(None, tmp_path) == (token, False)

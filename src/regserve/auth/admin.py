@@ -1,10 +1,13 @@
-"""The bootstrap admin token: ``REGSERVE_ADMIN_TOKEN``, or one made once and kept 0600."""
+"""The bootstrap admin token: ``REGSERVE_ADMIN_TOKEN``, or one made once and kept 0600 (with
+the prefix of every regserve token, so that secret scanners know it; a file written by an
+earlier version, ``rs-...``, is read as it is)."""
 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
+
+from regserve.auth.tokens import new_token
 
 __all__ = ["ensure_admin_token"]
 
@@ -18,7 +21,7 @@ def ensure_admin_token(configured: str | None, data_dir: Path) -> tuple[str, boo
         return path.read_text().strip(), False
     except FileNotFoundError:
         pass
-    token = "rs-" + secrets.token_urlsafe(32)
+    token = new_token()
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
