@@ -32,9 +32,10 @@ typecheck: $(STAMP)
 # Two processes by default: most of a test's time is waiting for servers and workers.
 # PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= 2
-# Lines of regserve run in the pytest processes (not in workers or `regserve up` subprocesses):
-# a full run reached 67.6% (docs/architecture.md#tests). Raise it; never lower it.
-COVERAGE_FLOOR := 66
+# Lines of regserve run in the pytest processes and the Python processes they start (coverage's
+# subprocess patch: `regserve up`, workers in .venv's interpreter; not workers in environments
+# of their own): a full run reached 92.5% (docs/architecture.md#tests). Raise it; never lower it.
+COVERAGE_FLOOR := 91
 # tests/registry first, in a process of its own: MLflow's server and registry tables read
 # their configuration when first imported, and other in-process tests import them too.
 pytest: $(STAMP)

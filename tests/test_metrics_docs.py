@@ -74,6 +74,7 @@ _NOT_EVENTS = {
     "REPLICAS_TAG",
     "TEMPLATE_PROTOCOL",
     "TOKEN_EVENTS_MODEL",
+    "TOKEN_ID",
     "TOKEN_PREFIX",
 }
 """Constants' names and values that share the events' prefixes."""

@@ -152,6 +152,8 @@ class RegServe:
         database, build its app), in a thread; then mount it and let the controller start."""
         if self.settings.registry_start_delay:
             await asyncio.sleep(self.settings.registry_start_delay)
+        if self.node.leading:  # before MLflow's configuration enters the environment
+            await self.backend.environment_settled()
         app, reader, self._hosted_uri = await asyncio.to_thread(_registry, self.settings)
         if app is not None:
             self.gateway.attach_registry(app)

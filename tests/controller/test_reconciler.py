@@ -40,9 +40,10 @@ async def test_enabling_serves_the_ready_versions_and_says_so(
         "Serving enabled for model 'ctl-enable' by 'alice'.",
         "alice",
     )
+    # the endpoint's status follows its versions' (written after the version's event)
+    await eventually(lambda: _endpoint_state(served, "ctl-enable") is EndpointState.READY, "READY")
     endpoint = served.store.get_endpoint("ctl-enable")
     assert endpoint is not None
-    assert endpoint.state is EndpointState.READY
     assert endpoint.actual_config == ClusterConfig("local-default")
     await eventually(lambda: served.routed_ready("ctl-enable", "1"), "v1 routed")
     version = served.router.resolve("ctl-enable", "1")
@@ -50,6 +51,11 @@ async def test_enabling_serves_the_ready_versions_and_says_so(
     assert version.target is not None
     status, _, body = await version.target.request("application/json", BODY, 30)
     assert (status, json.loads(body)) == (200, {"predictions": [0]})
+
+
+def _endpoint_state(served: Served, name: str) -> EndpointState | None:
+    endpoint = served.store.get_endpoint(name)
+    return None if endpoint is None else endpoint.state
 
 
 async def test_an_archived_version_goes_and_a_new_one_comes(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from regserve.sandbox.environ import (
+    ENVIRON_LOCK,
     ModelEnvError,
     for_builds,
     hidden_secrets,
@@ -105,3 +107,31 @@ def test_secrets_are_hidden_from_what_starts_meanwhile(monkeypatch: pytest.Monke
         assert os.environ["OMP_NUM_THREADS"] == "2"
         assert {"REGSERVE_ADMIN_TOKEN", "MLFLOW_TRACKING_TOKEN"} <= set(hidden)
     assert os.environ["REGSERVE_ADMIN_TOKEN"] == "rs-secret"
+
+
+def test_no_thread_configures_the_environment_while_secrets_are_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hosted registry writes its configuration under ENVIRON_LOCK: while a local Ray
+    instance starts with the secrets hidden, that write waits, so Ray's node processes never
+    copy it (found by test_a_ray_replica_sees_no_server_secret, when the registry started in a
+    thread beside Ray's start)."""
+    monkeypatch.setenv("_MLFLOW_SERVER_FILE_STORE", "")  # put back as it was after the test
+    monkeypatch.delenv("_MLFLOW_SERVER_FILE_STORE")
+    seen_while_hidden: list[str | None] = []
+    written = threading.Event()
+
+    def configure() -> None:
+        with ENVIRON_LOCK:
+            os.environ["_MLFLOW_SERVER_FILE_STORE"] = "sqlite:///mlflow.db"
+        written.set()
+
+    with hidden_secrets():
+        writer = threading.Thread(target=configure)
+        writer.start()
+        assert not written.wait(0.3)  # waits for the hidden environment to be put back
+        seen_while_hidden.append(os.environ.get("_MLFLOW_SERVER_FILE_STORE"))
+    writer.join(5)
+    assert written.is_set()
+    assert seen_while_hidden == [None]
+    assert os.environ["_MLFLOW_SERVER_FILE_STORE"] == "sqlite:///mlflow.db"

@@ -77,6 +77,12 @@ class Backend(Protocol):
     async def start(self) -> None:
         """Prepare the backend: find the workers a previous process left (to adopt them)."""
 
+    async def environment_settled(self) -> None:
+        """Return once starting the backend no longer changes this process's environment (a
+        local Ray instance hides regserve's secrets from it while it starts the node processes
+        that run the replicas). The leader calls it before the hosted registry puts its
+        configuration there, which other threads then read."""
+
     async def close(self, keep_workers: bool = False) -> None:
         """Stop every worker; with ``keep_workers``, leave them running for the next
         process to adopt (they stop by themselves if none comes)."""

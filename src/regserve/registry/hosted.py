@@ -24,6 +24,7 @@ from typing import Any
 from regserve.errors import RegServeError
 from regserve.registry.reader import RegistryReader, local_artifacts_resolver
 from regserve.registry.schema import prepare_database
+from regserve.sandbox.environ import ENVIRON_LOCK
 
 __all__ = ["HostedRegistry", "HostedRegistryError", "create_hosted_registry"]
 
@@ -101,8 +102,9 @@ def _create(data_dir: Path, allowed_hosts: Sequence[str] | None) -> HostedRegist
     artifacts_dir = data_dir / "artifacts"
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     db_uri = f"sqlite:///{data_dir / 'mlflow.db'}"
-    _configure_environment(db_uri, artifacts_dir, allowed_hosts)
-    _configure_webhooks(data_dir)
+    with ENVIRON_LOCK:  # not while a local Ray instance starts with the secrets hidden
+        _configure_environment(db_uri, artifacts_dir, allowed_hosts)
+        _configure_webhooks(data_dir)
     prepare_database(data_dir / "mlflow.db")  # a fresh data dir: no migrations to run
     _initialize_stores(db_uri)
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import quote
 
 __all__ = [
+    "ENVIRON_LOCK",
     "ModelEnvError",
     "for_builds",
     "hidden_secrets",
@@ -104,6 +106,11 @@ def for_builds(source: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 _SECRET_PREFIXES = ("REGSERVE_", "_MLFLOW_SERVER", "MLFLOW_WEBHOOK")
+
+ENVIRON_LOCK = threading.RLock()
+"""Held while regserve changes ``os.environ`` once running (the hosted registry's
+configuration) and for the whole of :func:`hidden_secrets`: no thread puts a secret back into
+the environment while another starts processes from it with the secrets hidden."""
 _SECRET_NAMES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "DATABRICKS_TOKEN")
 
 
@@ -111,18 +118,24 @@ _SECRET_NAMES = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "DATABRICK
 def hidden_secrets() -> Iterator[list[str]]:
     """regserve's secrets and server configuration out of ``os.environ`` meanwhile, for a
     library that starts long-lived processes from it (Ray's node processes, which start the
-    replicas); they are put back after. Yields the names hidden."""
-    hidden = {
-        k: v
-        for k, v in os.environ.items()
-        if k.upper().startswith(_SECRET_PREFIXES) or k.upper() in _SECRET_NAMES
-    }
-    for name in hidden:
-        os.environ.pop(name, None)
-    try:
-        yield sorted(hidden)
-    finally:
-        os.environ.update(hidden)
+    replicas); they are put back after. Yields the names hidden.
+
+    Other threads read the environment meanwhile (MLflow's server reads its configuration
+    from it on some requests), so regserve calls this before the hosted registry configures
+    itself (``RegServe.start_registry`` waits for the backend's start), and holds
+    :data:`ENVIRON_LOCK` throughout."""
+    with ENVIRON_LOCK:
+        hidden = {
+            k: v
+            for k, v in os.environ.items()
+            if k.upper().startswith(_SECRET_PREFIXES) or k.upper() in _SECRET_NAMES
+        }
+        for name in hidden:
+            os.environ.pop(name, None)
+        try:
+            yield sorted(hidden)
+        finally:
+            os.environ.update(hidden)
 
 
 def model_env_file(env_dir: Path, model_name: str) -> Path:

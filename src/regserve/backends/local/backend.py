@@ -215,6 +215,10 @@ class LocalBackend:
     async def release_leftovers(self) -> None:
         await self._leftovers.release()
 
+    async def environment_settled(self) -> None:
+        """Workers get an environment of their own (``sandbox/environ.py``): nothing to wait
+        for."""
+
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         """Create the cluster, or move a running one to ``config`` blue-green (see
         :mod:`regserve.backends.local.bluegreen`); ClusterUpdateError when that failed."""

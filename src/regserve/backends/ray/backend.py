@@ -93,8 +93,21 @@ class RayBackend:
 
     async def start(self) -> None:
         """Start (or connect to) Ray in the background: the gateway, the registry and the UI
-        answer at once, and versions wait in LAUNCHING until Ray is up."""
-        self._connecting = asyncio.create_task(self._connect(), name="ray connect")
+        answer at once, and versions wait in LAUNCHING until Ray is up. Once per lead:
+        :meth:`environment_settled` may have begun it."""
+        if self._connecting is None:
+            self._connecting = asyncio.create_task(self._connect(), name="ray connect")
+
+    async def environment_settled(self) -> None:
+        """Starting a local Ray instance hides regserve's secrets from the environment
+        (``RayCluster._start_local``): begin it now and wait for it (its failure is reported
+        where versions wait for Ray). Connecting to a cluster changes nothing."""
+        if self._cluster.address:
+            return
+        await self.start()
+        assert self._connecting is not None
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._connecting)
 
     async def _connect(self) -> None:
         started = time.monotonic()
@@ -139,6 +152,7 @@ class RayBackend:
         if self._connecting is not None:
             with contextlib.suppress(Exception):
                 await self._connecting  # a thread cannot be cancelled: let it finish
+            self._connecting = None  # a next lead connects again
         await asyncio.to_thread(self._cluster.shutdown)
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
