@@ -54,10 +54,13 @@ def _register(c: float) -> str:
     example = frame.head(3)
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            model, name="model", input_example=example, registered_model_name=NAME,
+            model,
+            name="model",
+            input_example=example,
+            registered_model_name=NAME,
             signature=infer_signature(example, model.predict(example)),
             pip_requirements=["scikit-learn", "mlflow"],
-        )  # fmt: skip
+        )
     return str(info.registered_model_version)
 
 
@@ -67,8 +70,10 @@ class Bench:
         self.registry = MlflowClient(tracking_uri=url, registry_uri=url)
 
     def state(self, version: str) -> str | None:
-        r = self.http.get("/api/2.0/preview/mlflow/endpoints/list-versions",
-                          params={"registered_model_name": NAME})  # fmt: skip
+        r = self.http.get(
+            "/api/2.0/preview/mlflow/endpoints/list-versions",
+            params={"registered_model_name": NAME},
+        )
         if r.status_code != 200:
             return None
         states = {v["endpoint_version_name"]: v["state"] for v in r.json()["endpoint_versions"]}
@@ -118,8 +123,12 @@ def main() -> None:
         _until(lambda: bench.state(v1) == "VERSION_STATE_READY")
         rows.append(("enable -> v1 READY", [time.monotonic() - started]))
         v2 = _register(0.5)
-        rows.append(("v2 registered -> latest answers from v2",
-                     [_until(lambda: bench.answered_by("latest") == v2)]))  # fmt: skip
+        rows.append(
+            (
+                "v2 registered -> latest answers from v2",
+                [_until(lambda: bench.answered_by("latest") == v2)],
+            )
+        )
         moves = []
         for i in range(args.rounds):
             target = v2 if i % 2 == 0 else v1

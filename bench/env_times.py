@@ -40,10 +40,12 @@ def save_model(path: Path) -> None:
     frame = pd.DataFrame(data.data, columns=list(ROW))
     model = LogisticRegression(max_iter=300).fit(frame, data.target)
     mlflow.sklearn.save_model(
-        model, str(path), signature=infer_signature(frame, model.predict(frame)),
+        model,
+        str(path),
+        signature=infer_signature(frame, model.predict(frame)),
         input_example=frame.head(2),
         pip_requirements=[f"mlflow=={mlflow.__version__}", "scikit-learn"],
-    )  # fmt: skip
+    )
 
 
 def _wait_ok(
@@ -66,8 +68,16 @@ def _wait_ok(
 def regserve_time(data_dir: Path, registry_db: str, env: dict[str, str], enable: bool) -> float:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [str(BIN / "regserve"), "up", "--port", str(port), "--data-dir", str(data_dir),
-           "--registry-uri", registry_db]  # fmt: skip
+    cmd = [
+        str(BIN / "regserve"),
+        "up",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--registry-uri",
+        registry_db,
+    ]
     started = time.monotonic()
     with (data_dir.parent / f"regserve-{port}.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -81,8 +91,11 @@ def regserve_time(data_dir: Path, registry_db: str, env: dict[str, str], enable:
                 time.sleep(0.1)
         if enable:
             started = time.monotonic()  # cold/warm: from the enable call
-            httpx.post(f"{url}/api/2.0/preview/mlflow/endpoints/enable", headers=headers,
-                       json={"registered_model_name": "env-bench"})  # fmt: skip
+            httpx.post(
+                f"{url}/api/2.0/preview/mlflow/endpoints/enable",
+                headers=headers,
+                json={"registered_model_name": "env-bench"},
+            )
         return _wait_ok(f"{url}/model/env-bench/1/invocations", headers, started, proc)
     finally:
         proc.terminate()
@@ -91,12 +104,24 @@ def regserve_time(data_dir: Path, registry_db: str, env: dict[str, str], enable:
 
 def mlflow_serve_time(model: Path, env: dict[str, str]) -> float:
     port = _free_port()
-    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "uv",
-           "-p", str(port), "-h", "127.0.0.1"]  # fmt: skip
+    cmd = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(model),
+        "--env-manager",
+        "uv",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+    ]
     started = time.monotonic()
     with (model.parent / f"mlflow-{port}.log").open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         return _wait_ok(f"http://127.0.0.1:{port}/invocations", {}, started, proc)
     finally:

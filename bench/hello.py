@@ -32,9 +32,14 @@ def main() -> None:
     args = parser.parse_args()
     # The options regserve's app.serve gives uvicorn (loop and http: uvicorn's "auto").
     uvicorn.run(
-        app, host="127.0.0.1", port=args.port, lifespan="off", log_level="warning",
-        access_log=False, timeout_graceful_shutdown=15,
-    )  # fmt: skip
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=15,
+    )
 
 
 if __name__ == "__main__":

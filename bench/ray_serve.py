@@ -44,9 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
-             object_store_memory=128 * 1024 * 1024, _temp_dir=args.temp_dir,
-             configure_logging=False, log_to_driver=False)  # fmt: skip
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=128 * 1024 * 1024,
+        _temp_dir=args.temp_dir,
+        configure_logging=False,
+        log_to_driver=False,
+    )
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     serve.run(_deployment().bind(args.model_dir), name="iris", route_prefix="/")
     print(f"ray serve ready on http://127.0.0.1:{args.port}/", flush=True)

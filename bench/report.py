@@ -24,15 +24,19 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ours, theirs, top = (found.get((scenario, t)) for t in ("regserve", "mlflow", "ceiling"))
         if not (ours and theirs and top):
             continue
-        out.append({
-            "scenario": scenario,
-            "rps_vs_mlflow": round(ours["rps"] / theirs["rps"], 2) if theirs["rps"] else None,
-            "p99_mlflow_over_ours": round(theirs["p99_ms"] / ours["p99_ms"], 2)
-            if ours["p99_ms"] else None,
-            "p50_mlflow_over_ours": round(theirs["p50_ms"] / ours["p50_ms"], 2)
-            if ours["p50_ms"] else None,
-            "share_of_ceiling": round(ours["rps"] / top["rps"], 3) if top["rps"] else None,
-        })  # fmt: skip
+        out.append(
+            {
+                "scenario": scenario,
+                "rps_vs_mlflow": round(ours["rps"] / theirs["rps"], 2) if theirs["rps"] else None,
+                "p99_mlflow_over_ours": round(theirs["p99_ms"] / ours["p99_ms"], 2)
+                if ours["p99_ms"]
+                else None,
+                "p50_mlflow_over_ours": round(theirs["p50_ms"] / ours["p50_ms"], 2)
+                if ours["p50_ms"]
+                else None,
+                "share_of_ceiling": round(ours["rps"] / top["rps"], 3) if top["rps"] else None,
+            }
+        )
     return out
 
 

@@ -97,10 +97,12 @@ class Targets:
         if target == "regserve":
             auth = (("Authorization", f"Bearer {TOKEN}"),)
             return [
-                (self.regserve.url, Load((f"/model/{MODEL}/{v}/invocations",), scenario.body,
-                                         headers + auth))
+                (
+                    self.regserve.url,
+                    Load((f"/model/{MODEL}/{v}/invocations",), scenario.body, headers + auth),
+                )
                 for v in versions
-            ]  # fmt: skip
+            ]
         if target == "mlflow":
             return [
                 (self.mlflow[i].url, Load(("/invocations",), scenario.body, headers))
@@ -172,9 +174,11 @@ def _regserve_memory(server: Server) -> dict[str, Any]:
     main = rss[server.process.pid][1]
     worker_pids = [pid for pid, (cmd, _) in rss.items() if "regserve.worker" in cmd]
     standbys = standby_pids(server)
-    templates = [pid for pid in worker_pids
-                 if ("--template" in rss[pid][0] and parent(pid) == server.process.pid)
-                 or pid in standbys]  # fmt: skip
+    templates = [
+        pid
+        for pid in worker_pids
+        if ("--template" in rss[pid][0] and parent(pid) == server.process.pid) or pid in standbys
+    ]
     serving = [pid for pid in worker_pids if pid not in templates]
     workers = [rss[pid][1] for pid in worker_pids]
     pss = [pss_mb(pid) for pid in worker_pids]
@@ -248,10 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-versions", default="1,5,20")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray Serve rows")
     parser.add_argument(
-        "--ray-only", action="store_true",
+        "--ray-only",
+        action="store_true",
         help="only the Ray rows (regserve local, regserve --backend ray, plain Ray Serve); "
         "writes bench-ray.json and the Ray section of docs/performance.md",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     require_wrk()
     seconds = 1.0 if args.smoke else args.seconds
@@ -303,11 +308,20 @@ def _run(
     for scenario in scenarios(args.smoke):
         for target in ("mlflow", "regserve", "ceiling"):
             outcome = drive(targets, target, scenario, seconds)
-            rows.append({"scenario": scenario.name, "target": target, **asdict(outcome),
-                         "rps": round(outcome.rps, 1)})  # fmt: skip
-            print(f"  {scenario.name:26} {target:9} {outcome.rps:9.1f} req/s "
-                  f"p50 {outcome.p50_ms:7.2f} ms p99 {outcome.p99_ms:7.2f} ms "
-                  f"errors {outcome.non2xx + outcome.socket_errors}", flush=True)  # fmt: skip
+            rows.append(
+                {
+                    "scenario": scenario.name,
+                    "target": target,
+                    **asdict(outcome),
+                    "rps": round(outcome.rps, 1),
+                }
+            )
+            print(
+                f"  {scenario.name:26} {target:9} {outcome.rps:9.1f} req/s "
+                f"p50 {outcome.p50_ms:7.2f} ms p99 {outcome.p99_ms:7.2f} ms "
+                f"errors {outcome.non2xx + outcome.socket_errors}",
+                flush=True,
+            )
     if not (args.no_ray or args.smoke):  # CI's smoke run stays short: --ray-only --smoke
         rows += ray_rows(regserve, workdir, MODEL, serve_bench_model, seconds, args.smoke)
         _use_registry(regserve)  # back to the first server's registry
@@ -347,11 +361,14 @@ def _run_ray_only(
     rows = ray_rows(regserve, workdir, MODEL, serve_bench_model, seconds, args.smoke)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "machine": {"cpus": os.cpu_count(), "load_average_at_start": load_at_start,
-                    "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_at_start": load_at_start,
+            "python": platform.python_version(),
+        },
         "seconds_per_scenario": seconds,
         "results": rows,
-    }  # fmt: skip
+    }
     (args.out / "bench-ray.json").write_text(json.dumps(result, indent=2) + "\n")
     print(ray_table(rows))
     if not args.smoke:

@@ -166,8 +166,19 @@ def start_mlflow(model_dir: Path, workdir: Path, tag: str) -> Server:
     """``mlflow models serve --env-manager local`` (it starts uvicorn by name: bin on PATH)."""
     port = free_port()
     env = {**os.environ, "PATH": f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [str(_BIN / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager",
-           "local", "-p", str(port), "-h", "127.0.0.1"]  # fmt: skip
+    cmd = [
+        str(_BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(model_dir),
+        "--env-manager",
+        "local",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+    ]
     log = workdir / f"mlflow-{tag}.log"
     server = _start(f"mlflow {tag}", cmd, env, log, f"http://127.0.0.1:{port}")
     server.wait_http("/ping")
@@ -199,14 +210,19 @@ def log_bench_model(name: str, c: float = 1.0) -> tuple[str, str, str, str]:
     with mlflow.start_run(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info = mlflow.sklearn.log_model(
-            model, name="model", input_example=example, registered_model_name=name,
+            model,
+            name="model",
+            input_example=example,
+            registered_model_name=name,
             signature=infer_signature(example, model.predict(example)),
             pip_requirements=["scikit-learn", "mlflow"],
-        )  # fmt: skip
+        )
     return (
-        str(info.registered_model_version), str(info.model_uri), str(info.run_id),
+        str(info.registered_model_version),
+        str(info.model_uri),
+        str(info.run_id),
         str(info.model_id),
-    )  # fmt: skip
+    )
 
 
 def start_ray_serve(model_dir: Path, workdir: Path) -> Server:
@@ -214,8 +230,17 @@ def start_ray_serve(model_dir: Path, workdir: Path) -> Server:
     its HTTP proxy on 127.0.0.1."""
     port = free_port()
     temp_dir = Path(tempfile.mkdtemp(prefix="rs-ray-"))  # short: Ray binds sockets in it
-    cmd = [sys.executable, "-m", "bench.ray_serve", "--port", str(port),
-           "--model-dir", str(model_dir), "--temp-dir", str(temp_dir)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.ray_serve",
+        "--port",
+        str(port),
+        "--model-dir",
+        str(model_dir),
+        "--temp-dir",
+        str(temp_dir),
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     log = workdir / "ray-serve.log"
     server = _start("ray serve", cmd, env, log, f"http://127.0.0.1:{port}")

@@ -71,11 +71,15 @@ def _latency(outcomes: list[Outcome], kills: list[Kill]) -> dict[str, float | No
     windows = [(k.at, k.at + max(k.back_after_s or 0.0, 5.0)) for k in kills]
     took = sorted((o.answered - o.sent) * 1000 for o in outcomes if o.status == 200)
     faulted = sorted(
-        (o.answered - o.sent) * 1000 for o in outcomes
+        (o.answered - o.sent) * 1000
+        for o in outcomes
         if o.status == 200 and any(start <= o.sent <= end for start, end in windows)
-    )  # fmt: skip
-    return {"p50": _quantile(took, 0.5), "p99": _quantile(took, 0.99),
-            "p99_during_faults": _quantile(faulted, 0.99)}  # fmt: skip
+    )
+    return {
+        "p50": _quantile(took, 0.5),
+        "p99": _quantile(took, 0.99),
+        "p99_during_faults": _quantile(faulted, 0.99),
+    }
 
 
 def _quantile(values: list[float], q: float) -> float | None:

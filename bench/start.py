@@ -81,8 +81,17 @@ def start_demo(
     env.pop("MLFLOW_TRACKING_URI", None)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "regserve.cli", "up", "--demo", "--port", str(port),
-               "--data-dir", str(data_dir)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "regserve.cli",
+        "up",
+        "--demo",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
     if env_manager:
         command += ["--env-manager", env_manager]
     spawned = time.monotonic()
@@ -225,9 +234,14 @@ def measure(label: str, env_manager: str | None, source: Path | None, root: Path
     with _stopped_at_end(started):
         again["stop"] = stop(started)
     lines = [f"{at:7.2f}  {line}" for at, line in started.lines]
-    return {"code": label, "env_manager": env_manager or "virtualenv (default)",
-            "fresh": fresh, "restart": again,
-            "fresh_console": fresh_lines, "restart_console": lines}  # fmt: skip
+    return {
+        "code": label,
+        "env_manager": env_manager or "virtualenv (default)",
+        "fresh": fresh,
+        "restart": again,
+        "fresh_console": fresh_lines,
+        "restart_console": lines,
+    }
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -264,8 +278,10 @@ def main(argv: list[str] | None = None) -> None:
                 result = measure(label.replace(" ", "-"), manager, source, root)
                 result["code"] = label
                 results.append(result)
-                print(json.dumps({k: result[k] for k in ("code", "env_manager", "fresh",
-                                                          "restart")}), flush=True)  # fmt: skip
+                print(
+                    json.dumps({k: result[k] for k in ("code", "env_manager", "fresh", "restart")}),
+                    flush=True,
+                )
     load = os.getloadavg()
     print(f"\n{os.cpu_count()} CPUs, load average at the end {load[0]:.2f}, {load[1]:.2f}\n")
     print(_table(results))

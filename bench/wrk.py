@@ -81,10 +81,22 @@ def run_wrk(base_url: str, load: Load, connections: int, seconds: float) -> WrkR
         script.write(_lua(load))
     try:
         out = subprocess.run(
-            [require_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
-             "-s", script.name, base_url],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
-        ).stdout  # fmt: skip
+            [
+                require_wrk(),
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds:g}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                base_url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        ).stdout
     finally:
         Path(script.name).unlink(missing_ok=True)
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))

@@ -44,7 +44,12 @@ def test_each_step_is_printed_once_in_order(tmp_path: Path) -> None:
 def test_the_curl_command_is_one_shell_word_per_part() -> None:
     command = curl_command("http://127.0.0.1:8080/model/m/Production/invocations", "Bearer $T")
     words = shlex.split(command)
-    assert words[:5] == ["curl", "-H", "Authorization: Bearer $T", "-H",
-                         "Content-Type: application/json"]  # fmt: skip
+    assert words[:5] == [
+        "curl",
+        "-H",
+        "Authorization: Bearer $T",
+        "-H",
+        "Content-Type: application/json",
+    ]
     assert words[5] == "-d"
     assert words[-1] == "http://127.0.0.1:8080/model/m/Production/invocations"

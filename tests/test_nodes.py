@@ -14,9 +14,11 @@ def test_defaults_offer_the_machine_first_then_three_budgets() -> None:
     api = NodeTypes.defaults().api()
     assert list(api) == ["local-default", "local-small", "local-medium", "local-large"]
     assert api["local-small"] == {
-        "memory_mb": 2048, "num_cores": 1, "description": "2 GB Memory, 1 Cores",
+        "memory_mb": 2048,
+        "num_cores": 1,
+        "description": "2 GB Memory, 1 Cores",
         "instance_type_id": "local-small",
-    }  # fmt: skip
+    }
     assert (api["local-large"]["num_cores"], api["local-large"]["memory_mb"]) == (4, 8192)
     assert api["local-default"]["instance_type_id"] == "local"
     assert not NodeTypes.defaults()["local-default"].limited
@@ -81,9 +83,17 @@ def test_a_missing_file_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("memory", "mib"),
-    [("300MB", 300), ("300MiB", 300), ("1.5G", 1536), ("2GB", 2048), ("2 GiB", 2048),
-     ("1048576K", 1024), (512, 512), ("512", 512)],
-)  # fmt: skip
+    [
+        ("300MB", 300),
+        ("300MiB", 300),
+        ("1.5G", 1536),
+        ("2GB", 2048),
+        ("2 GiB", 2048),
+        ("1048576K", 1024),
+        (512, 512),
+        ("512", 512),
+    ],
+)
 def test_memory_sizes_are_binary_and_a_bare_number_is_mib(
     tmp_path: Path, memory: object, mib: int
 ) -> None:

@@ -26,8 +26,10 @@ _REQUIREMENTS = re.compile(r"\b(\d+) requirements\b")
 def curl_command(url: str, authorization: str) -> str:
     """A curl scoring one iris row at ``url``; ``authorization`` is the header's value as the
     shell should read it (e.g. ``Bearer $(cat <file>)``)."""
-    body = '{"dataframe_records": [{"sepal_length": 5.1, "sepal_width": 3.5, ' \
-        '"petal_length": 1.4, "petal_width": 0.2}]}'  # fmt: skip
+    body = (
+        '{"dataframe_records": [{"sepal_length": 5.1, "sepal_width": 3.5, '
+        '"petal_length": 1.4, "petal_width": 0.2}]}'
+    )
     return (
         f'curl -H "Authorization: {authorization}" -H "Content-Type: application/json" '
         f"-d {shlex.quote(body)} {url}"

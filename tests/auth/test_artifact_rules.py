@@ -31,27 +31,54 @@ def _store(path: str) -> StorePath:
 @pytest.mark.parametrize(
     ("method", "path", "query", "expected"),
     [
-        ("GET", f"{STORE}/1/models/{MODEL}/artifacts/MLmodel", {},
-         (_store(f"1/models/{MODEL}/artifacts/MLmodel"), False)),
-        ("PUT", f"/ajax-api/2.0/mlflow-artifacts/artifacts/0/{RUN_ID}/artifacts/m/x.pkl", {},
-         (_store(f"0/{RUN_ID}/artifacts/m/x.pkl"), True)),
+        (
+            "GET",
+            f"{STORE}/1/models/{MODEL}/artifacts/MLmodel",
+            {},
+            (_store(f"1/models/{MODEL}/artifacts/MLmodel"), False),
+        ),
+        (
+            "PUT",
+            f"/ajax-api/2.0/mlflow-artifacts/artifacts/0/{RUN_ID}/artifacts/m/x.pkl",
+            {},
+            (_store(f"0/{RUN_ID}/artifacts/m/x.pkl"), True),
+        ),
         ("DELETE", f"{STORE}/0//models/./{MODEL}", {}, (_store(f"0/models/{MODEL}"), True)),
-        ("GET", STORE, {"path": f"0/{RUN_ID}/artifacts/model"},
-         (_store(f"0/{RUN_ID}/artifacts/model"), False)),
+        (
+            "GET",
+            STORE,
+            {"path": f"0/{RUN_ID}/artifacts/model"},
+            (_store(f"0/{RUN_ID}/artifacts/model"), False),
+        ),
         ("GET", STORE, {}, (None, False)),
-        ("POST", f"/api/2.0/mlflow-artifacts/mpu/create/team/7/{RUN_ID}/artifacts/m", {},
-         (_store(f"team/7/{RUN_ID}/artifacts/m"), True)),
+        (
+            "POST",
+            f"/api/2.0/mlflow-artifacts/mpu/create/team/7/{RUN_ID}/artifacts/m",
+            {},
+            (_store(f"team/7/{RUN_ID}/artifacts/m"), True),
+        ),
         ("GET", "/api/2.0/mlflow-artifacts/presigned/0/x", {}, (_store("0/x"), True)),
-        ("GET", "/get-artifact", {"run_uuid": RUN_ID, "path": "model/MLmodel"},
-         (OwnedPath(RUN, RUN_ID, ("model", "MLmodel")), False)),
-        ("GET", "/api/2.0/mlflow/artifacts/list", {"run_id": RUN_ID},
-         (OwnedPath(RUN, RUN_ID, ()), False)),
-        ("GET", f"/ajax-api/2.0/mlflow/logged-models/{MODEL}/artifacts/files",
-         {"artifact_file_path": "./MLmodel"},
-         (OwnedPath(LOGGED_MODEL, MODEL, ("MLmodel",)), False)),
+        (
+            "GET",
+            "/get-artifact",
+            {"run_uuid": RUN_ID, "path": "model/MLmodel"},
+            (OwnedPath(RUN, RUN_ID, ("model", "MLmodel")), False),
+        ),
+        (
+            "GET",
+            "/api/2.0/mlflow/artifacts/list",
+            {"run_id": RUN_ID},
+            (OwnedPath(RUN, RUN_ID, ()), False),
+        ),
+        (
+            "GET",
+            f"/ajax-api/2.0/mlflow/logged-models/{MODEL}/artifacts/files",
+            {"artifact_file_path": "./MLmodel"},
+            (OwnedPath(LOGGED_MODEL, MODEL, ("MLmodel",)), False),
+        ),
         ("GET", "/api/2.0/mlflow/artifacts/list", {}, (None, False)),
     ],
-)  # fmt: skip
+)
 def test_artifact_requests(
     method: str, path: str, query: dict[str, str], expected: tuple[object, bool]
 ) -> None:
@@ -99,8 +126,10 @@ def test_owner_candidates_are_found_by_mlflow_id_formats_outermost_first() -> No
         ("models:/a b@champion", ModelReference("a b")),
         (f"runs:/{RUN_ID}/model", OwnedPath(RUN, RUN_ID, ("model",))),
         (f"mlflow-artifacts:/0/{RUN_ID}/artifacts/model", _store(f"0/{RUN_ID}/artifacts/model")),
-        (f"mlflow-artifacts://host:5000/0/models/{MODEL}/artifacts",
-         _store(f"0/models/{MODEL}/artifacts")),
+        (
+            f"mlflow-artifacts://host:5000/0/models/{MODEL}/artifacts",
+            _store(f"0/models/{MODEL}/artifacts"),
+        ),
         ("models://other-registry/victim/2", None),
         (f"runs:/{RUN_ID}/../other", None),
         (f"mlflow-artifacts:/0/{RUN_ID}/artifacts/%2E%2E", None),
@@ -110,7 +139,7 @@ def test_owner_candidates_are_found_by_mlflow_id_formats_outermost_first() -> No
         ("s3://bucket/some/model", None),
         ("models:/", None),
     ],
-)  # fmt: skip
+)
 def test_source_references(source: str, expected: object) -> None:
     assert source_reference(source) == expected
 

@@ -21,8 +21,9 @@ LOGGED = "m-fedcba9876543210fedcba9876543210"
 def test_levels_include_the_lower_ones() -> None:
     assert PermissionLevel.parse("can_manage") is PermissionLevel.CAN_MANAGE
     assert PermissionLevel.CAN_EDIT.included() == [
-        PermissionLevel.CAN_READ, PermissionLevel.CAN_EDIT,
-    ]  # fmt: skip
+        PermissionLevel.CAN_READ,
+        PermissionLevel.CAN_EDIT,
+    ]
     assert level_for_stage("production") is PermissionLevel.CAN_MANAGE_PRODUCTION_VERSIONS
     assert level_for_stage("Archived") is PermissionLevel.CAN_MANAGE_STAGING_VERSIONS
     with pytest.raises(InvalidParameterError):
@@ -107,17 +108,29 @@ def test_every_mlflow_route_is_classified_and_the_open_ones_are_known() -> None:
     """Anything of MLflow's server that a non-admin may call is named here: a new route in
     a later MLflow release either falls under a documented class or is admin-only."""
     documented = (
-        "/api/2.0/mlflow/registered-models/", "/ajax-api/2.0/mlflow/registered-models/",
-        "/api/2.0/mlflow/model-versions/", "/ajax-api/2.0/mlflow/model-versions/",
-        "/api/2.0/mlflow/experiments/", "/ajax-api/2.0/mlflow/experiments/",
-        "/api/2.0/mlflow/runs/", "/ajax-api/2.0/mlflow/runs/",
-        "/api/2.0/mlflow/metrics/", "/ajax-api/2.0/mlflow/metrics/",
-        "/api/2.0/mlflow/logged-models", "/ajax-api/2.0/mlflow/logged-models",
-        "/api/2.0/mlflow/artifacts/list", "/ajax-api/2.0/mlflow/artifacts/list",
-        "/api/2.0/mlflow-artifacts/", "/ajax-api/2.0/mlflow-artifacts/",
-        "/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info",
-        "/static-files/", "/model-versions/get-artifact", "/get-artifact", "/version",
-    )  # fmt: skip
+        "/api/2.0/mlflow/registered-models/",
+        "/ajax-api/2.0/mlflow/registered-models/",
+        "/api/2.0/mlflow/model-versions/",
+        "/ajax-api/2.0/mlflow/model-versions/",
+        "/api/2.0/mlflow/experiments/",
+        "/ajax-api/2.0/mlflow/experiments/",
+        "/api/2.0/mlflow/runs/",
+        "/ajax-api/2.0/mlflow/runs/",
+        "/api/2.0/mlflow/metrics/",
+        "/ajax-api/2.0/mlflow/metrics/",
+        "/api/2.0/mlflow/logged-models",
+        "/ajax-api/2.0/mlflow/logged-models",
+        "/api/2.0/mlflow/artifacts/list",
+        "/ajax-api/2.0/mlflow/artifacts/list",
+        "/api/2.0/mlflow-artifacts/",
+        "/ajax-api/2.0/mlflow-artifacts/",
+        "/api/3.0/mlflow/server-info",
+        "/ajax-api/3.0/mlflow/server-info",
+        "/static-files/",
+        "/model-versions/get-artifact",
+        "/get-artifact",
+        "/version",
+    )
     rules = _mlflow_server_rules()
     assert len(rules) > 300
     not_admin = {

@@ -26,8 +26,11 @@ def test_bench_smoke_writes_its_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
     run = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=280,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads((out / "bench.json").read_text())
     assert result["smoke"] is True

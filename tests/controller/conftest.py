@@ -93,9 +93,14 @@ async def served(registry: Registry, data_dir: Path) -> AsyncIterator[Served]:
     """A controller reconciling in the background (as ``regserve up`` runs it), stopped with
     its workers afterwards."""
     settings = Settings(
-        data_dir=data_dir, registry_uri=registry.uri, env_manager="local", worker_users="off",
-        resource_limits="off", poll_interval=scaled(30), worker_start_timeout=scaled(120),
-    )  # fmt: skip
+        data_dir=data_dir,
+        registry_uri=registry.uri,
+        env_manager="local",
+        worker_users="off",
+        resource_limits="off",
+        poll_interval=scaled(30),
+        worker_start_timeout=scaled(120),
+    )
     store = StateStore(f"sqlite:///{data_dir / 'state.db'}")
     store.migrate()
     events: asyncio.Queue[VersionEvent] = asyncio.Queue()

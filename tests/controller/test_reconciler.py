@@ -32,9 +32,13 @@ async def test_enabling_serves_the_ready_versions_and_says_so(
     # the state is stored before its event is written
     await eventually(lambda: "VERSION_READY" in served.event_types("ctl-enable"), "the event")
     assert served.event_types("ctl-enable") == [
-        "SERVING_ENABLED", "CLUSTER_STARTING", "CLUSTER_STARTED", "WORKER_ISOLATION_OFF",
-        "VERSION_DEPLOYING", "VERSION_READY",
-    ]  # fmt: skip
+        "SERVING_ENABLED",
+        "CLUSTER_STARTING",
+        "CLUSTER_STARTED",
+        "WORKER_ISOLATION_OFF",
+        "VERSION_DEPLOYING",
+        "VERSION_READY",
+    ]
     enabled = served.store.list_events("ctl-enable")[0]
     assert (enabled.message, enabled.principal) == (
         "Serving enabled for model 'ctl-enable' by 'alice'.",

@@ -304,8 +304,12 @@ def _admin(server: RegServeProcess, method: str, url: str, **kw: Any) -> dict[st
 
 
 def _token_for(server: RegServeProcess, name: str, lifetime: int = 3600) -> str:
-    data = _admin(server, "POST", "/api/2.0/token-management/on-behalf-of/tokens",
-                  json={"application_id": name, "lifetime_seconds": lifetime})  # fmt: skip
+    data = _admin(
+        server,
+        "POST",
+        "/api/2.0/token-management/on-behalf-of/tokens",
+        json={"application_id": name, "lifetime_seconds": lifetime},
+    )
     return str(data["token_value"])
 
 
@@ -314,16 +318,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     server = RegServeProcess(tmp_path_factory.mktemp("auth") / "data").start()
     for name in ("nobody", "reader", "editor", "manager", "no-entitlement"):
         entitled = name == "manager"
-        _admin(server, "POST", f"{SCIM}/Users", json={
-            "userName": name,
-            "entitlements": [{"value": "allow-cluster-create"}] if entitled else [],
-        })  # fmt: skip
+        _admin(
+            server,
+            "POST",
+            f"{SCIM}/Users",
+            json={
+                "userName": name,
+                "entitlements": [{"value": "allow-cluster-create"}] if entitled else [],
+            },
+        )
     _admin(server, "POST", "/api/2.0/mlflow/registered-models/create", json={"name": MODEL})
     _admin(server, "PUT", f"{PERMS}/{MODEL}", json={"access_control_list": ACL})
-    tokens = {n: _token_for(server, u) for n, u in (
-        ("no permission", "nobody"), ("CAN_READ", "reader"), ("CAN_EDIT", "editor"),
-        ("CAN_MANAGE", "manager"), ("no-entitlement", "no-entitlement"),
-    )}  # fmt: skip
+    tokens = {
+        n: _token_for(server, u)
+        for n, u in (
+            ("no permission", "nobody"),
+            ("CAN_READ", "reader"),
+            ("CAN_EDIT", "editor"),
+            ("CAN_MANAGE", "manager"),
+            ("no-entitlement", "no-entitlement"),
+        )
+    }
     tokens["admin"] = ADMIN_TOKEN
     expired = _token_for(server, "reader", lifetime=1)
     revoked = _token_for(server, "reader")
@@ -333,16 +348,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     auth = {"Authorization": f"Bearer {revoked}"}
     listed = httpx.get(f"{server.url}/api/2.0/token/list", headers=auth).json()["token_infos"]
     newest = max(listed, key=lambda t: t["creation_time"])
-    r = httpx.post(f"{server.url}/api/2.0/token/delete", json={"token_id": newest["token_id"]},
-                   headers={"Authorization": f"Bearer {revoked}"})  # fmt: skip
+    r = httpx.post(
+        f"{server.url}/api/2.0/token/delete",
+        json={"token_id": newest["token_id"]},
+        headers={"Authorization": f"Bearer {revoked}"},
+    )
     assert r.status_code == 200, r.text
     headers = {name: {"Authorization": f"Bearer {tok}"} for name, tok in tokens.items()}
-    headers.update({
-        "no token": {}, "malformed": {"Authorization": "Basic !!!"},
-        "unknown": {"Authorization": "Bearer rsp_not-a-token"},
-        "expired": {"Authorization": f"Bearer {expired}"},
-        "revoked": {"Authorization": f"Bearer {revoked}"},
-    })  # fmt: skip
+    headers.update(
+        {
+            "no token": {},
+            "malformed": {"Authorization": "Basic !!!"},
+            "unknown": {"Authorization": "Bearer rsp_not-a-token"},
+            "expired": {"Authorization": f"Bearer {expired}"},
+            "revoked": {"Authorization": f"Bearer {revoked}"},
+        }
+    )
     time.sleep(1.1)  # the expired token's second is over
     _admin(server, "POST", f"{EP}/enable", **_MODEL_BODY)
     with httpx.Client(base_url=server.url, timeout=30) as http:
@@ -420,11 +441,17 @@ def test_enable_needs_the_cluster_create_entitlement(world: World) -> None:
 
 def test_basic_auth_and_audit_events_name_the_principal(world: World) -> None:
     auth = httpx.BasicAuth("token", world.tokens["CAN_MANAGE"])
-    r = httpx.put(f"{world.server.url}{EP}/update-cluster-config", auth=auth, json={
-        "registered_model_name": MODEL,
-        "desired_cluster_config": {"node_type_id": "local-default", "tags": [
-            {"key": "team", "value": "audit"}]},
-    })  # fmt: skip
+    r = httpx.put(
+        f"{world.server.url}{EP}/update-cluster-config",
+        auth=auth,
+        json={
+            "registered_model_name": MODEL,
+            "desired_cluster_config": {
+                "node_type_id": "local-default",
+                "tags": [{"key": "team", "value": "audit"}],
+            },
+        },
+    )
     assert r.status_code == 200, r.text
     events = world.server.events(MODEL)
     updated = [e for e in events if e["event_type"] == "CLUSTER_CONFIG_UPDATED"]
@@ -435,8 +462,15 @@ def test_basic_auth_and_audit_events_name_the_principal(world: World) -> None:
     assert all(e.get("principal") for e in enabled)
     audit = world.server.client.get("/api/2.0/regserve/audit-events").json()["events"]
     kinds = {e["event_type"] for e in audit}
-    assert {"TOKEN_CREATED", "TOKEN_REVOKED", "PERMISSIONS_CHANGED", "PRINCIPAL_CREATED",
-            "SERVING_ENABLED", "SERVING_DISABLED", "CLUSTER_CONFIG_UPDATED"} <= kinds  # fmt: skip
+    assert {
+        "TOKEN_CREATED",
+        "TOKEN_REVOKED",
+        "PERMISSIONS_CHANGED",
+        "PRINCIPAL_CREATED",
+        "SERVING_ENABLED",
+        "SERVING_DISABLED",
+        "CLUSTER_CONFIG_UPDATED",
+    } <= kinds
     revoked = [e for e in audit if e["event_type"] == "TOKEN_REVOKED"]
     assert revoked[0]["principal"] == "reader"
 

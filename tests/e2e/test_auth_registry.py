@@ -37,8 +37,14 @@ def _cli(
     server: RegServeProcess, *args: str, token: str = ADMIN_TOKEN
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REGSERVE_HOST": server.url, "REGSERVE_TOKEN": token}
-    return subprocess.run([sys.executable, "-m", "regserve.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "regserve.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -66,8 +72,17 @@ def test_edit_registers_but_only_production_rights_promote(
         with pytest.raises(MlflowException, match="CAN_MANAGE"):
             reg.client.delete_registered_model(MODEL)
 
-        _ok(_cli(server, "permissions", "grant", MODEL, "CAN_MANAGE_PRODUCTION_VERSIONS",
-                 "--user", "ds"))  # fmt: skip
+        _ok(
+            _cli(
+                server,
+                "permissions",
+                "grant",
+                MODEL,
+                "CAN_MANAGE_PRODUCTION_VERSIONS",
+                "--user",
+                "ds",
+            )
+        )
         reg.stage(MODEL, version, "Production")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -77,8 +92,10 @@ def test_edit_registers_but_only_production_rights_promote(
         reg.client.create_registered_model("ds-own")
         reg.client.delete_registered_model("ds-own")
     shown = json.loads(_ok(_cli(server, "permissions", "show", MODEL, "-o", "json")))
-    levels = {e.get("user_name"): e["all_permissions"][0]["permission_level"]
-              for e in shown["access_control_list"]}  # fmt: skip
+    levels = {
+        e.get("user_name"): e["all_permissions"][0]["permission_level"]
+        for e in shown["access_control_list"]
+    }
     assert levels["ds"] == "CAN_MANAGE_PRODUCTION_VERSIONS"
 
 
@@ -87,8 +104,21 @@ def test_cli_tokens_principals_and_revocation(server: RegServeProcess) -> None:
     assert "scorer-bot" in out
     listed = json.loads(_ok(_cli(server, "principal", "list", "-o", "json")))
     assert [p["displayName"] for p in listed["service_principals"]] == ["scorer-bot"]
-    made = json.loads(_ok(_cli(server, "token", "create", "--for", "scorer-bot",
-                               "--comment", "scoring", "-o", "json")))  # fmt: skip
+    made = json.loads(
+        _ok(
+            _cli(
+                server,
+                "token",
+                "create",
+                "--for",
+                "scorer-bot",
+                "--comment",
+                "scoring",
+                "-o",
+                "json",
+            )
+        )
+    )
     bot = made["token_value"]
     # A non-admin cannot create principals: a message and the "not allowed" exit code.
     denied = _cli(server, "principal", "create", "other", token=bot)
@@ -183,14 +213,16 @@ def test_registered_files_follow_the_model_acl(
         assert "only the principal who created it" in overwrite.json()["message"]
         assert "flavors" in http.get(mlmodel, headers=reader).text
         # httpx would resolve a literal "..": the server decodes this one into the path.
-        climbing = http.get(f"/api/2.0/mlflow-artifacts/artifacts/0/%2E%2E/{root}/MLmodel",
-                            headers=outsider)  # fmt: skip
+        climbing = http.get(
+            f"/api/2.0/mlflow-artifacts/artifacts/0/%2E%2E/{root}/MLmodel", headers=outsider
+        )
         assert climbing.status_code == 400, climbing.text
         assert "flavors" not in climbing.text
 
         # Files of runs that back no registered version stay open to every principal.
-        run = http.post("/api/2.0/mlflow/runs/create", json={"experiment_id": "0"},
-                        headers=outsider).json()["run"]["info"]  # fmt: skip
+        run = http.post(
+            "/api/2.0/mlflow/runs/create", json={"experiment_id": "0"}, headers=outsider
+        ).json()["run"]["info"]
         notes = f"/api/2.0/mlflow-artifacts/artifacts/0/{run['run_id']}/artifacts/notes.txt"
         assert http.put(notes, content=b"mine", headers=outsider).status_code == 200
         assert http.get(notes, headers=outsider).text == "mine"
@@ -206,8 +238,9 @@ def test_principals_can_be_deactivated_changed_and_deleted(server: RegServeProce
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
         assert http.get(f"{PERMS}/kept").status_code == 200
 
-        shown = json.loads(_ok(_cli(server, "principal", "update", "leaver", "--inactive",
-                                    "-o", "json")))  # fmt: skip
+        shown = json.loads(
+            _ok(_cli(server, "principal", "update", "leaver", "--inactive", "-o", "json"))
+        )
         assert shown["active"] is False
         r = http.get(f"{PERMS}/kept")
         assert r.status_code == 401

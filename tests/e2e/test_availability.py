@@ -49,8 +49,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegServeProcess
         assert server.api("PUT", "update-cluster-config", json=config).status_code == 200
         for model in (ONE, TWO):
             server.wait_version_state(model, "1", READY)
-        wait_for(lambda: "2 of 2 replicas ready" in server.versions(TWO)["1"]["state_message"],
-                 120, "both replicas of the second model")  # fmt: skip
+        wait_for(
+            lambda: "2 of 2 replicas ready" in server.versions(TWO)["1"]["state_message"],
+            120,
+            "both replicas of the second model",
+        )
         yield server
     finally:
         server.close()
@@ -105,8 +108,11 @@ def test_a_killed_only_worker_costs_no_request(server: RegServeProcess) -> None:
         for _ in range(3):
             victim = _processes(server, ONE)["replica-1"]
             _kill([victim])
-            wait_for(lambda v=victim: _processes(server, ONE).get("replica-1", v) != v, 60,
-                     "the replica to be started again")  # fmt: skip
+            wait_for(
+                lambda v=victim: _processes(server, ONE).get("replica-1", v) != v,
+                60,
+                "the replica to be started again",
+            )
             sent = load.count()
             wait_for(lambda s=sent: load.count() >= s + 30, 30, "answers after the restart")
     answers = load.snapshot()
@@ -132,19 +138,25 @@ def test_random_kills_of_any_worker_process_under_load(server: RegServeProcess) 
                 running = _processes(server, model)
                 if not running:
                     continue
-                roles = chooser.sample(sorted(running), k=min(2 if round_ % 4 == 3 else 1,
-                                                              len(running)))  # fmt: skip
+                roles = chooser.sample(
+                    sorted(running), k=min(2 if round_ % 4 == 3 else 1, len(running))
+                )
                 _kill([running[r] for r in roles])
                 killed += [f"{model}:{r}" for r in roles]
             time.sleep(chooser.uniform(1.5, 3.0))
-        wait_for(lambda: all(m and _processes(server, m).get("replica-1") for m in (ONE, TWO)),
-                 120, "every replica back")  # fmt: skip
+        wait_for(
+            lambda: all(m and _processes(server, m).get("replica-1") for m in (ONE, TWO)),
+            120,
+            "every replica back",
+        )
     for model, load in loads.items():
         answers = load.snapshot()
         failed = load.failures()
         ratio = 1 - len(failed) / len(answers)
-        print(f"\n{model}: {len(answers)} requests, {len(failed)} failed ({ratio:.4%}), "
-              f"p99 {_p99(answers) * 1000:.0f} ms; kills: {killed}")  # fmt: skip
+        print(
+            f"\n{model}: {len(answers)} requests, {len(failed)} failed ({ratio:.4%}), "
+            f"p99 {_p99(answers) * 1000:.0f} ms; kills: {killed}"
+        )
         assert ratio >= (0.9999 if model == TWO else 0.999), failed[:5]
     assert any("template" in k for k in killed)  # the fault model includes templates
 
@@ -153,9 +165,12 @@ def test_random_kills_of_any_worker_process_under_load(server: RegServeProcess) 
 def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegServeProcess]:
     """A server with a 3 s deadline, a 1 s overrun grace and a queue of 2."""
     server = RegServeProcess(
-        tmp_path_factory.mktemp("tight") / "data", request_timeout="3", overrun_grace="1",
-        max_queued_requests="2", fork_replicas="false",
-    ).start()  # fmt: skip
+        tmp_path_factory.mktemp("tight") / "data",
+        request_timeout="3",
+        overrun_grace="1",
+        max_queued_requests="2",
+        fork_replicas="false",
+    ).start()
     try:
         with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN):
             log_sleepy_version("sleepy", 8.0)
@@ -197,10 +212,12 @@ def test_a_full_queue_answers_503_with_retry_after(tight: RegServeProcess) -> No
     answers: list[httpx.Response] = []
 
     def send() -> None:
-        with httpx.Client(base_url=tight.url, timeout=30,
-                          headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:  # fmt: skip
-            answers.append(http.post("/model/sleepy/1/invocations",
-                                     json={"dataframe_records": [ROW]}))  # fmt: skip
+        with httpx.Client(
+            base_url=tight.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as http:
+            answers.append(
+                http.post("/model/sleepy/1/invocations", json={"dataframe_records": [ROW]})
+            )
 
     threads = [threading.Thread(target=send) for _ in range(6)]
     for thread in threads:

@@ -115,8 +115,11 @@ def _answered_by(server: RegServeProcess, model: str, ref: str) -> str | None:
 def _bad_requests(server: RegServeProcess, model: str) -> list[tuple[int, str, bytes]]:
     url = f"/model/{model}/1/invocations"
     answers = []
-    requests = [("application/json", b"{not json"), ("text/plain", b"x"),
-                ("application/json", b'{"dataframe_records": [{"a": "b"}]}')]  # fmt: skip
+    requests = [
+        ("application/json", b"{not json"),
+        ("text/plain", b"x"),
+        ("application/json", b'{"dataframe_records": [{"a": "b"}]}'),
+    ]
     for content_type, body in requests:
         r = server.client.post(url, content=body, headers={"Content-Type": content_type})
         answers.append((r.status_code, r.headers["content-type"], r.content))
@@ -159,8 +162,11 @@ def test_the_core_story_on_each_backend(
 
     # archive v1: its URL answers 404 with the reason; v2 keeps serving
     registry.stage(model, "1", "Archived")
-    wait_for(lambda: server.score(model, "1", {"dataframe_records": [ROW]}).status_code == 404,
-             60, "v1 URL to give 404")  # fmt: skip
+    wait_for(
+        lambda: server.score(model, "1", {"dataframe_records": [ROW]}).status_code == 404,
+        60,
+        "v1 URL to give 404",
+    )
     r = server.score(model, "1", {"dataframe_records": [ROW]})
     assert "archived" in r.json()["message"]
     assert "1" not in server.versions(model)
@@ -193,9 +199,11 @@ def test_ray_scales_to_zero_and_the_first_request_waits(
     registry.register(model)
     server.enable(model)
     _wait_ready(server, model, "1")
-    tags = [{"key": "regserve.min_replicas", "value": "0"},
-            {"key": "regserve.max_replicas", "value": "1"},
-            {"key": "regserve.downscale_delay_s", "value": "1"}]  # fmt: skip
+    tags = [
+        {"key": "regserve.min_replicas", "value": "0"},
+        {"key": "regserve.max_replicas", "value": "1"},
+        {"key": "regserve.downscale_delay_s", "value": "1"},
+    ]
     config = {"node_type_id": "local-default", "tags": tags}
     body = {"registered_model_name": model, "desired_cluster_config": config}
     r = server.api("PUT", "update-cluster-config", json=body)
@@ -211,8 +219,11 @@ def test_ray_scales_to_zero_and_the_first_request_waits(
     assert _answered_by(server, model, "1") == "1"
     messages = [e["message"] for e in server.events(model) if e["event_type"] == "REPLICAS_SCALED"]
     assert any("to 0 replicas" in m for m in messages), messages
-    wait_for(lambda: any("from 0 to 1" in e["message"] for e in server.events(model)),
-             30, "the scale-up event")  # fmt: skip
+    wait_for(
+        lambda: any("from 0 to 1" in e["message"] for e in server.events(model)),
+        30,
+        "the scale-up event",
+    )
     server.disable(model)
 
 
@@ -299,8 +310,9 @@ def test_a_follower_gateway_serves_ray_versions(
     follower = RegServeProcess(leader.data_dir, backend="ray").start(timeout=120)
     try:
         assert follower.health()["role"] == "follower"
-        answered = wait_for(lambda: _answered_by(follower, model, "1"), 120,
-                            "the follower to serve the Ray version")  # fmt: skip
+        answered = wait_for(
+            lambda: _answered_by(follower, model, "1"), 120, "the follower to serve the Ray version"
+        )
         assert answered == "1"
         assert _answered_by(follower, model, "latest") == "1"
         log = follower.log_path.read_text(errors="replace")

@@ -75,8 +75,20 @@ def test_enable_wait_fails_with_the_failed_version(server: RegServeProcess) -> N
 
 def test_cluster_show_and_set(server: RegServeProcess) -> None:
     ok(run_cli(server.url, "serving", "enable", MODEL))
-    ok(run_cli(server.url, "cluster", "set", MODEL, "--node-type", "local-default",
-               "--tag", "regserve.batching=off", "--tag", "team=fraud"))  # fmt: skip
+    ok(
+        run_cli(
+            server.url,
+            "cluster",
+            "set",
+            MODEL,
+            "--node-type",
+            "local-default",
+            "--tag",
+            "regserve.batching=off",
+            "--tag",
+            "team=fraud",
+        )
+    )
     shown = json.loads(ok(run_cli(server.url, "cluster", "show", MODEL, "-o", "json")))
     assert shown == {
         "node_type_id": "local-default",
@@ -115,8 +127,9 @@ def test_exit_codes(server: RegServeProcess, tmp_path: Path) -> None:
 
 def test_profiles_supply_host_and_token(server: RegServeProcess, tmp_path: Path) -> None:
     profiles = tmp_path / "profiles.ini"
-    profiles.write_text(f"[default]\nhost = http://127.0.0.1:1\n[ci]\nhost = {server.url}\n"
-                        f"token = {ADMIN_TOKEN}\n")  # fmt: skip
+    profiles.write_text(
+        f"[default]\nhost = http://127.0.0.1:1\n[ci]\nhost = {server.url}\ntoken = {ADMIN_TOKEN}\n"
+    )
     env = {"REGSERVE_CONFIG_FILE": str(profiles)}
     listed = run_cli(None, "serving", "list", "--profile", "ci", "-o", "json", token=None, **env)
     assert MODEL in ok(listed)
@@ -132,12 +145,19 @@ def test_logs_follow_keeps_running_until_interrupted(server: RegServeProcess) ->
     ok(run_cli(server.url, "serving", "enable", MODEL, "--wait"))
     import os
 
-    env = {**os.environ, "REGSERVE_HOST": server.url, "REGSERVE_TOKEN": ADMIN_TOKEN,
-           "REGSERVE_CONFIG_FILE": "/nonexistent"}  # fmt: skip
+    env = {
+        **os.environ,
+        "REGSERVE_HOST": server.url,
+        "REGSERVE_TOKEN": ADMIN_TOKEN,
+        "REGSERVE_CONFIG_FILE": "/nonexistent",
+    }
     follower = subprocess.Popen(
         [sys.executable, "-m", "regserve.cli", "logs", MODEL, "1", "-f", "--interval", "0.2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(4)
         assert follower.poll() is None, follower.stderr.read() if follower.stderr else ""

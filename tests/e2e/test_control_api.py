@@ -81,8 +81,11 @@ def test_metric_history_counts_requests(env: tuple[RegServeProcess, UserRegistry
     assert server.score(MODEL, "1", {"dataframe_records": [{"bad": 1}]}).status_code == 400
     r = server.api("GET", "get-metric-history", params={"registered_model_name": MODEL})
     points = r.json()["metrics"]
-    requests = sum(p["value"] for p in points if p["key"] == "requests_per_minute"
-                   and p["endpoint_version_name"] == "1")  # fmt: skip
+    requests = sum(
+        p["value"]
+        for p in points
+        if p["key"] == "requests_per_minute" and p["endpoint_version_name"] == "1"
+    )
     errors = sum(p["value"] for p in points if p["key"] == "errors_per_minute")
     assert requests >= 6
     assert errors >= 1
@@ -113,22 +116,41 @@ def test_cluster_config_and_node_types(env: tuple[RegServeProcess, UserRegistry]
 @pytest.mark.parametrize(
     ("method", "route", "kwargs", "status", "code"),
     [
-        ("GET", "get-status", {"params": {"registered_model_name": "never"}}, 400,
-         "INVALID_PARAMETER_VALUE"),
+        (
+            "GET",
+            "get-status",
+            {"params": {"registered_model_name": "never"}},
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
         ("GET", "get-status", {}, 400, "INVALID_PARAMETER_VALUE"),
-        ("POST", "enable", {"json": {"registered_model_name": "no-such-model"}}, 404,
-         "RESOURCE_DOES_NOT_EXIST"),
+        (
+            "POST",
+            "enable",
+            {"json": {"registered_model_name": "no-such-model"}},
+            404,
+            "RESOURCE_DOES_NOT_EXIST",
+        ),
         ("POST", "enable", {"json": {}}, 400, "INVALID_PARAMETER_VALUE"),
         ("POST", "enable", {"content": b"{not json", "headers": JSON_HEADERS}, 400, "BAD_REQUEST"),
-        ("POST", "disable", {"json": {"registered_model_name": "never"}}, 400,
-         "INVALID_PARAMETER_VALUE"),
+        (
+            "POST",
+            "disable",
+            {"json": {"registered_model_name": "never"}},
+            400,
+            "INVALID_PARAMETER_VALUE",
+        ),
         ("GET", "no-such-route", {}, 404, "ENDPOINT_NOT_FOUND"),
     ],
-)  # fmt: skip
+)
 def test_caller_mistakes_get_clear_4xx(
-    env: tuple[RegServeProcess, UserRegistry], method: str, route: str, kwargs: dict[str, object],
-    status: int, code: str,
-) -> None:  # fmt: skip
+    env: tuple[RegServeProcess, UserRegistry],
+    method: str,
+    route: str,
+    kwargs: dict[str, object],
+    status: int,
+    code: str,
+) -> None:
     server, _ = env
     r = server.api(method, route, **kwargs)  # type: ignore[arg-type]
     assert r.status_code == status, r.text

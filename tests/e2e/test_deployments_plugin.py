@@ -69,8 +69,9 @@ def test_python_api_lifecycle(world: tuple[RegServeProcess, Any]) -> None:
     wanted = [{"key": "regserve.batching", "value": "off"}]
     wait_for(
         lambda: client.get_deployment(MODEL)["actual_cluster_config"]["tags"] == wanted,
-        120, "the blue-green update to apply the tag",
-    )  # fmt: skip
+        120,
+        "the blue-green update to apply the tag",
+    )
 
     client.delete_deployment(MODEL)
     with pytest.raises(MlflowException) as gone:
@@ -83,8 +84,12 @@ def _mlflow(*args: str) -> str:
     env = {**os.environ}
     done = subprocess.run(
         [sys.executable, "-m", "mlflow", "deployments", *args],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 

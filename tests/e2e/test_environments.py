@@ -146,13 +146,24 @@ def test_an_unresolvable_requirement_fails_that_version_only(
 def mlflow2_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A client environment holding MLflow 2.x, as a team that has not upgraded would have."""
     venv = tmp_path_factory.mktemp("mlflow2-client") / "venv"
-    subprocess.run([UV, "venv", "--python", sys.executable, str(venv)], check=True,
-                   capture_output=True)  # fmt: skip
     subprocess.run(
-        [UV, "pip", "install", "--python", str(venv / "bin" / "python"), MLFLOW_2,
-         "scikit-learn==1.5.2", "pandas<3"],
-        check=True, capture_output=True, timeout=900,
-    )  # fmt: skip
+        [UV, "venv", "--python", sys.executable, str(venv)], check=True, capture_output=True
+    )
+    subprocess.run(
+        [
+            UV,
+            "pip",
+            "install",
+            "--python",
+            str(venv / "bin" / "python"),
+            MLFLOW_2,
+            "scikit-learn==1.5.2",
+            "pandas<3",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     return venv / "bin" / "python"
 
 
@@ -180,10 +191,18 @@ def test_a_model_logged_with_mlflow_2_beside_one_logged_with_3(
 ) -> None:
     server, _ = env
     name = "two-mlflows"
-    child_env = {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_TRACKING_TOKEN": ADMIN_TOKEN,
-                 "PATH": "/usr/bin:/bin"}  # fmt: skip
-    subprocess.run([str(mlflow2_python), "-c", LOG_WITH_MLFLOW_2, name], env=child_env,
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    child_env = {
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_TRACKING_TOKEN": ADMIN_TOKEN,
+        "PATH": "/usr/bin:/bin",
+    }
+    subprocess.run(
+        [str(mlflow2_python), "-c", LOG_WITH_MLFLOW_2, name],
+        env=child_env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     v3 = log_version_reporter(name, [MLFLOW, "scikit-learn==1.5.2"])
     server.enable(name)
     server.wait_version_state(name, "1", "VERSION_STATE_READY", timeout=600)
@@ -192,8 +211,11 @@ def test_a_model_logged_with_mlflow_2_beside_one_logged_with_3(
     assert r.status_code == 200, r.text
     assert r.json() == {"predictions": [0]}
     assert _answer(server, name, v3).endswith(f"mlflow={mlflow.__version__}")
-    reused_or_built = [e["message"] for e in _events(server, name, "1")
-                       if e["event_type"] in ("ENV_BUILT", "ENV_REUSED")]  # fmt: skip
+    reused_or_built = [
+        e["message"]
+        for e in _events(server, name, "1")
+        if e["event_type"] in ("ENV_BUILT", "ENV_REUSED")
+    ]
     assert reused_or_built
     assert "MLflow 2.22.0" in reused_or_built[0]
     # the same protocol errors from the MLflow 2.x worker
@@ -222,13 +244,23 @@ def _python_310() -> Path:
 def mlflow1_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A client environment holding MLflow 1.30 (on Python 3.10, which MLflow 1.x supports)."""
     venv = tmp_path_factory.mktemp("mlflow1-client") / "venv"
-    subprocess.run([UV, "venv", "--python", str(_python_310()), str(venv)], check=True,
-                   capture_output=True)  # fmt: skip
     subprocess.run(
-        [UV, "pip", "install", "--python", str(venv / "bin" / "python"), *MLFLOW_1,
-         "setuptools<70"],
-        check=True, capture_output=True, timeout=900,
-    )  # fmt: skip
+        [UV, "venv", "--python", str(_python_310()), str(venv)], check=True, capture_output=True
+    )
+    subprocess.run(
+        [
+            UV,
+            "pip",
+            "install",
+            "--python",
+            str(venv / "bin" / "python"),
+            *MLFLOW_1,
+            "setuptools<70",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
     return venv / "bin" / "python"
 
 
@@ -278,14 +310,25 @@ def test_a_model_pinned_to_mlflow_1_speaks_the_1x_format(
 
     server, _ = env
     name = "mlflow-one"
-    child_env = {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_TRACKING_TOKEN": ADMIN_TOKEN,
-                 "PATH": "/usr/bin:/bin"}  # fmt: skip
-    subprocess.run([str(mlflow1_python), "-c", LOG_WITH_MLFLOW_1, name, *MLFLOW_1],
-                   env=child_env, check=True, capture_output=True, timeout=300)  # fmt: skip
+    child_env = {
+        "MLFLOW_TRACKING_URI": server.url,
+        "MLFLOW_TRACKING_TOKEN": ADMIN_TOKEN,
+        "PATH": "/usr/bin:/bin",
+    }
+    subprocess.run(
+        [str(mlflow1_python), "-c", LOG_WITH_MLFLOW_1, name, *MLFLOW_1],
+        env=child_env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     server.enable(name)
     server.wait_version_state(name, "1", "VERSION_STATE_READY", timeout=900)
-    built = [e["message"] for e in _events(server, name, "1")
-             if e["event_type"] in ("ENV_BUILT", "ENV_REUSED")]  # fmt: skip
+    built = [
+        e["message"]
+        for e in _events(server, name, "1")
+        if e["event_type"] in ("ENV_BUILT", "ENV_REUSED")
+    ]
     assert "MLflow 1.30.1" in built[0]
 
     model_dir = server.model_dir(name, "1")

@@ -38,10 +38,22 @@ class MlflowServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MlflowServer:
-        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-               "--port", str(self.port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{self.root / 'registry.db'}",
-               "--artifacts-destination", str(self.root / "artifacts")]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'registry.db'}",
+            "--artifacts-destination",
+            str(self.root / "artifacts"),
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         with (self.root / "mlflow-server.log").open("ab") as log:
             self.process = subprocess.Popen(
@@ -70,9 +82,14 @@ class MlflowServer:
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         done = subprocess.run(
-            [sys.executable, "-c", script, self.url, name, *iris_requirements()], env=env, cwd=ROOT,
-            capture_output=True, text=True, timeout=300, check=True,
-        )  # fmt: skip
+            [sys.executable, "-c", script, self.url, name, *iris_requirements()],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
         return done.stdout.strip().splitlines()[-1]
 
 
@@ -95,21 +112,28 @@ def test_registry_outage_keeps_serving_and_recovers(registry: MlflowServer, tmp_
         server.wait_version_state("outage-model", "1", "VERSION_STATE_READY")
 
         registry.kill()
-        wait_for(lambda: "REGISTRY_UNAVAILABLE" in _event_types(server, "outage-model"), 30,
-                 "the outage to be recorded")  # fmt: skip
+        wait_for(
+            lambda: "REGISTRY_UNAVAILABLE" in _event_types(server, "outage-model"),
+            30,
+            "the outage to be recorded",
+        )
         statuses = [
             server.score("outage-model", "1", {"dataframe_records": [ROW]}).status_code
             for _ in range(50)
         ]
         assert statuses == [200] * 50
         assert server.versions("outage-model")["1"]["state"] == "VERSION_STATE_READY"
-        outage = next(e for e in server.events("outage-model")
-                      if e["event_type"] == "REGISTRY_UNAVAILABLE")  # fmt: skip
+        outage = next(
+            e for e in server.events("outage-model") if e["event_type"] == "REGISTRY_UNAVAILABLE"
+        )
         assert "serving what runs" in outage["message"]
 
         registry.start()  # the same port and database
-        wait_for(lambda: "REGISTRY_RECOVERED" in _event_types(server, "outage-model"), 60,
-                 "the registry to be seen again")  # fmt: skip
+        wait_for(
+            lambda: "REGISTRY_RECOVERED" in _event_types(server, "outage-model"),
+            60,
+            "the registry to be seen again",
+        )
         assert registry.register("outage-model") == "2"
         server.wait_version_state("outage-model", "2", "VERSION_STATE_READY")
         r = server.score("outage-model", "latest", {"dataframe_records": [ROW]})
@@ -147,9 +171,12 @@ def _write_until_dead(server: RegServeProcess, acked: Acknowledged, prefix: str)
                 if r.status_code != 200:
                     return
                 acked.principals.append(name)
-                r = http.patch(f"/api/2.0/permissions/registered-models/{MODEL}", json={
-                    "access_control_list": [{"user_name": name, "permission_level": "CAN_READ"}]
-                })  # fmt: skip
+                r = http.patch(
+                    f"/api/2.0/permissions/registered-models/{MODEL}",
+                    json={
+                        "access_control_list": [{"user_name": name, "permission_level": "CAN_READ"}]
+                    },
+                )
                 if r.status_code != 200:
                     return
                 acked.grants.append(name)
@@ -158,11 +185,16 @@ def _write_until_dead(server: RegServeProcess, acked: Acknowledged, prefix: str)
                     return
                 acked.tokens.append(r.json()["token_info"]["token_id"])
                 acked.tags.append(name)
-                r = http.put(f"{EP}/update-cluster-config", json={
-                    "registered_model_name": MODEL,
-                    "desired_cluster_config": {"node_type_id": "local-default",
-                                               "tags": [{"key": "marker", "value": name}]},
-                })  # fmt: skip
+                r = http.put(
+                    f"{EP}/update-cluster-config",
+                    json={
+                        "registered_model_name": MODEL,
+                        "desired_cluster_config": {
+                            "node_type_id": "local-default",
+                            "tags": [{"key": "marker", "value": name}],
+                        },
+                    },
+                )
                 if r.status_code != 200:
                     return
                 acked.acked_tags.append(name)
@@ -226,9 +258,12 @@ def test_sigterm_drains_requests_in_flight(
     answers: list[int] = []
 
     def call() -> None:
-        r = httpx.post(f"{regserve.url}/model/drain-model/1/invocations",
-                       json={"dataframe_records": [ROW]}, timeout=30,
-                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})  # fmt: skip
+        r = httpx.post(
+            f"{regserve.url}/model/drain-model/1/invocations",
+            json={"dataframe_records": [ROW]},
+            timeout=30,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
         answers.append(r.status_code)
 
     callers = [threading.Thread(target=call) for _ in range(4)]

@@ -55,28 +55,49 @@ names = st.one_of(
 )
 # The control routes never name the served model: a fuzzed "disable" would stop it.
 other_names = names.filter(lambda s: s != MODEL)
-fields = st.sampled_from([
-    "registered_model_name", "endpoint_version_name", "desired_cluster_config", "node_type_id",
-    "tags", "max_events", "access_control_list", "lifetime_seconds", "comment", "token_id",
-    "name", "version", "stage",
-])  # fmt: skip
+fields = st.sampled_from(
+    [
+        "registered_model_name",
+        "endpoint_version_name",
+        "desired_cluster_config",
+        "node_type_id",
+        "tags",
+        "max_events",
+        "access_control_list",
+        "lifetime_seconds",
+        "comment",
+        "token_id",
+        "name",
+        "version",
+        "stage",
+    ]
+)
 bodies = st.one_of(
     st.dictionaries(fields, st.one_of(values, other_names), max_size=4).map(json.dumps),
     values.map(json.dumps),
     st.text(max_size=60),
 ).map(str.encode)
-control_routes = st.sampled_from([
-    ("POST", f"{EP}/enable"), ("POST", f"{EP}/disable"), ("GET", f"{EP}/get-status"),
-    ("GET", f"{EP}/list-versions"), ("GET", f"{EP}/list-version-aliases"),
-    ("POST", f"{EP}/get-version-logs"), ("GET", f"{EP}/get-event-history"),
-    ("GET", f"{EP}/get-metric-history"), ("PUT", f"{EP}/update-cluster-config"),
-    ("POST", "/api/2.0/token/create"), ("POST", "/api/2.0/token/delete"),
-    ("PATCH", "/api/2.0/permissions/registered-models/fuzz-x"),
-    ("POST", "/api/2.0/mlflow/registered-models/get"),
-    ("GET", "/api/2.0/mlflow/model-versions/get"),
-    ("POST", "/api/2.0/mlflow/model-versions/transition-stage"),
-    ("GET", "/api/2.0/mlflow-artifacts/artifacts"), ("DELETE", f"{EP}/list"),
-])  # fmt: skip
+control_routes = st.sampled_from(
+    [
+        ("POST", f"{EP}/enable"),
+        ("POST", f"{EP}/disable"),
+        ("GET", f"{EP}/get-status"),
+        ("GET", f"{EP}/list-versions"),
+        ("GET", f"{EP}/list-version-aliases"),
+        ("POST", f"{EP}/get-version-logs"),
+        ("GET", f"{EP}/get-event-history"),
+        ("GET", f"{EP}/get-metric-history"),
+        ("PUT", f"{EP}/update-cluster-config"),
+        ("POST", "/api/2.0/token/create"),
+        ("POST", "/api/2.0/token/delete"),
+        ("PATCH", "/api/2.0/permissions/registered-models/fuzz-x"),
+        ("POST", "/api/2.0/mlflow/registered-models/get"),
+        ("GET", "/api/2.0/mlflow/model-versions/get"),
+        ("POST", "/api/2.0/mlflow/model-versions/transition-stage"),
+        ("GET", "/api/2.0/mlflow-artifacts/artifacts"),
+        ("DELETE", f"{EP}/list"),
+    ]
+)
 content_types = st.sampled_from(
     ["application/json", "text/csv", "application/x-parquet", "text/plain", "", "image/png"]
 )

@@ -78,9 +78,11 @@ async def _fire(url: str, requests: list[tuple[str, bytes, Any]]) -> list[httpx.
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as client:
         return await asyncio.gather(
-            *(client.post(url, content=body, headers={"Content-Type": ct})
-              for ct, body, _ in requests)
-        )  # fmt: skip
+            *(
+                client.post(url, content=body, headers={"Content-Type": ct})
+                for ct, body, _ in requests
+            )
+        )
 
 
 def _worker_stats(server: RegServeProcess) -> dict[str, Any]:

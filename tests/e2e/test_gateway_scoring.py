@@ -70,13 +70,15 @@ def test_bad_input_never_kills_a_worker_nor_changes_what_is_served(served: Serve
     server = served.server
     before = server.versions(MODEL)
     garbage = [
-        (None, b""), ("application/json", b"\xff\xfe\x00garbage"),
+        (None, b""),
+        ("application/json", b"\xff\xfe\x00garbage"),
         ("application/json", b"[" * 100_000),
-        ("text/csv", b"\x00\x01\x02"), ("application/vnd.apache.parquet", b"PAR1" + b"\x00" * 64),
+        ("text/csv", b"\x00\x01\x02"),
+        ("application/vnd.apache.parquet", b"PAR1" + b"\x00" * 64),
         ("application/json", json.dumps({"dataframe_records": [{"x": "y"}] * 5000}).encode()),
         ("application/json", b'{"inputs": ' + b"1e999999" + b"}"),
         ("multipart/form-data; boundary=x", b"--x--"),
-    ]  # fmt: skip
+    ]
     for content_type, body in garbage:
         headers = {"Content-Type": content_type} if content_type else {}
         r = server.client.post(f"/model/{MODEL}/1/invocations", content=body, headers=headers)

@@ -122,8 +122,14 @@ def test_one_gateway_leads_and_both_serve_by_version_stage_and_alias(
     _ensure_served(pair, registry)  # enabled through the follower, B
     for server in (pair.a, pair.b):
         assert wait_for(lambda s=server: _served_by(s, "1", "1"), 10, f"v1 on {server.url}")
-        for ref, version in (("2", "2"), ("Staging", "1"), ("production", "2"),
-                             ("champion", "2"), ("@champion", "2"), ("latest", "2")):  # fmt: skip
+        for ref, version in (
+            ("2", "2"),
+            ("Staging", "1"),
+            ("production", "2"),
+            ("champion", "2"),
+            ("@champion", "2"),
+            ("latest", "2"),
+        ):
             assert _scores(server, ref) == version, (server.url, ref)
         missing = server.score(MODEL, "no-such-alias", _payload())
         assert missing.status_code == 404
@@ -155,8 +161,10 @@ def test_token_and_permission_changes_hold_at_once_on_the_other_gateway(
     started = time.monotonic()
     wait_for(
         lambda: pair.a.score(MODEL, "1", _payload(), headers=headers).status_code == 200,
-        5, "the grant made on B to hold on A", interval=0.05,
-    )  # fmt: skip
+        5,
+        "the grant made on B to hold on A",
+        interval=0.05,
+    )
     grant_seconds = time.monotonic() - started
 
     # A token revoked through A gets 401 on B at once (B has it cached, with a 60 s TTL).

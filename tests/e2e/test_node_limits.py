@@ -63,9 +63,11 @@ def _log_memory_hog(name: str) -> str:
     with mlflow.start_run(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=Hog(), input_example=pd.DataFrame({"mb": [1]}),
+            name="model",
+            python_model=Hog(),
+            input_example=pd.DataFrame({"mb": [1]}),
             registered_model_name=name,
-        )  # fmt: skip
+        )
     return str(info.registered_model_version)
 
 
@@ -82,8 +84,11 @@ def _cgroup_dirs(pid: int) -> dict[str, Path]:
             if controller in ("cpu", "memory"):
                 found[controller] = Path("/sys/fs/cgroup", controller, path.lstrip("/"))
             elif controller == "cgroup2" and "/regserve/" in path:
-                root = Path("/sys/fs/cgroup/unified" if Path("/sys/fs/cgroup/unified").is_dir()
-                            else "/sys/fs/cgroup")  # fmt: skip
+                root = Path(
+                    "/sys/fs/cgroup/unified"
+                    if Path("/sys/fs/cgroup/unified").is_dir()
+                    else "/sys/fs/cgroup"
+                )
                 found["cpu"] = found["memory"] = root / path.lstrip("/")
     return found
 
@@ -107,9 +112,12 @@ def test_a_cluster_is_a_resource_boundary_and_an_oom_kill_is_named(
     offered = server.client.get("/api/2.0/clusters/list-node-types").json()["node_types"]
     assert [t["node_type_id"] for t in offered] == ["local-default", "tiny", "roomy"]
     assert offered[1] == {
-        "node_type_id": "tiny", "memory_mb": 500, "num_cores": 0.5,
-        "description": "500 MB Memory, 0.5 Cores", "instance_type_id": "tiny",
-    }  # fmt: skip
+        "node_type_id": "tiny",
+        "memory_mb": 500,
+        "num_cores": 0.5,
+        "description": "500 MB Memory, 0.5 Cores",
+        "instance_type_id": "tiny",
+    }
 
     version = _log_memory_hog(MODEL)
     assert server.enable(MODEL).status_code == 200
@@ -118,15 +126,21 @@ def test_a_cluster_is_a_resource_boundary_and_an_oom_kill_is_named(
 
     # A node type change starts new workers beside the running one, in the new node type's
     # cgroup, then retires the old one (blue-green).
-    r = server.api("PUT", "update-cluster-config", json={
-        "registered_model_name": MODEL, "desired_cluster_config": {"node_type_id": "tiny"},
-    })  # fmt: skip
+    r = server.api(
+        "PUT",
+        "update-cluster-config",
+        json={
+            "registered_model_name": MODEL,
+            "desired_cluster_config": {"node_type_id": "tiny"},
+        },
+    )
     assert r.status_code == 200, r.text
     limits = [f"(limits: cgroup v{n}, 0.5 cores, 500 MiB" for n in (1, 2)]
     wait_for(
         lambda: any(w in m for m in _events(server, "CLUSTER_UPDATED") for w in limits),
-        120, "the cluster to move to the tiny node type",
-    )  # fmt: skip
+        120,
+        "the cluster to move to the tiny node type",
+    )
     restarted = server.versions(MODEL)[version]
     assert restarted["state"] == READY
     assert restarted["worker_pid"] != first["worker_pid"]
@@ -163,8 +177,16 @@ def test_a_bad_node_types_file_stops_regserve_at_start(tmp_path: Path) -> None:
     path.write_text("node_types:\n  - {id: tiny, cores: 1}\n")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["REGSERVE_NODE_TYPES_FILE"] = str(path)
-    command = [sys.executable, "-m", "regserve.cli", "up", "--port", str(free_port()),
-               "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "regserve.cli",
+        "up",
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().endswith(

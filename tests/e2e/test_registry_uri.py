@@ -28,10 +28,18 @@ def test_serves_from_an_existing_database_registry(tmp_path: Path) -> None:
         "assert log_iris_version('external-model', requirements=sys.argv[3:]) == '1'\n"
     )
     subprocess.run(
-        [sys.executable, "-c", script, registry_uri, str(tmp_path / "artifacts"),
-         *iris_requirements()],
-        check=True, cwd=Path(__file__).parents[2], timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            script,
+            registry_uri,
+            str(tmp_path / "artifacts"),
+            *iris_requirements(),
+        ],
+        check=True,
+        cwd=Path(__file__).parents[2],
+        timeout=300,
+    )
 
     server = RegServeProcess(tmp_path / "data").start("--registry-uri", registry_uri)
     try:

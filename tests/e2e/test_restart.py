@@ -174,8 +174,10 @@ def test_a_stop_during_a_cluster_update_ends_and_keeps_the_serving_worker(
     """SIGTERM while a blue-green update starts the new cluster: regserve exits at once (the
     update is abandoned, its starting workers stopped), the serving worker is kept and adopted."""
     worker = served.versions(MODEL)["1"]["worker_pid"]
-    config = {"node_type_id": "local-default",
-              "tags": [{"key": "regserve.max_batch_size", "value": "32"}]}  # fmt: skip
+    config = {
+        "node_type_id": "local-default",
+        "tags": [{"key": "regserve.max_batch_size", "value": "32"}],
+    }
     r = served.api(
         "PUT",
         "update-cluster-config",
@@ -201,10 +203,11 @@ def test_a_stop_during_a_cluster_update_ends_and_keeps_the_serving_worker(
 def _generation_pids(run_dir: Path, generation: int) -> list[int]:
     """The running workers of that cluster generation, by their records."""
     return [
-        pid for path in run_dir.glob("*.pid")
+        pid
+        for path in run_dir.glob("*.pid")
         if (data := json.loads(path.read_text())).get("generation") == generation
         and _running(pid := int(data["pid"]))
-    ]  # fmt: skip
+    ]
 
 
 def _record(run_dir: Path, version: str) -> tuple[Path, dict[str, Any]]:
@@ -240,10 +243,21 @@ def test_records_of_dead_foreign_wrong_or_unwanted_workers_are_not_adopted(
     stale_socket = run_dir / "stale.sock"
     model_dir = Path(own["model_path"])  # what v1's worker serves
     stale = subprocess.Popen(
-        [sys.executable, "-m", "regserve.worker", "--socket", str(stale_socket),
-         "--model-path", str(model_dir), "--name", MODEL, "--version", "7"],
+        [
+            sys.executable,
+            "-m",
+            "regserve.worker",
+            "--socket",
+            str(stale_socket),
+            "--model-path",
+            str(model_dir),
+            "--name",
+            MODEL,
+            "--version",
+            "7",
+        ],
         start_new_session=True,
-    )  # fmt: skip
+    )
     wait_for(stale_socket.exists, 120, "the stale worker to listen")
     fake = [
         ("foreign", foreign.pid, _start_time(foreign.pid), "1"),
@@ -251,8 +265,14 @@ def test_records_of_dead_foreign_wrong_or_unwanted_workers_are_not_adopted(
         ("stale", stale.pid, _start_time(stale.pid), "7"),
     ]
     for name, pid, started, version in fake:
-        record = {**own, "pid": pid, "start_time": started, "version": version,
-                  "socket": str(run_dir / f"{name}.sock"), "forked_from": None}  # fmt: skip
+        record = {
+            **own,
+            "pid": pid,
+            "start_time": started,
+            "version": version,
+            "socket": str(run_dir / f"{name}.sock"),
+            "forked_from": None,
+        }
         (run_dir / f"{name}.pid").write_text(json.dumps(record))
     try:
         served.start()

@@ -62,26 +62,47 @@ def test_rollouts_under_load_fail_and_misroute_nothing(
     one, both = {"1"}, {"1", "2"}
 
     # A new version arrives: latest moves to it once it is READY; the rest stay.
-    _during(server, {"latest": both, "1": one, "Production": one, "champion": one},
-            lambda: registry.register(MODEL, c=0.5), "latest", "2")  # fmt: skip
+    _during(
+        server,
+        {"latest": both, "1": one, "Production": one, "champion": one},
+        lambda: registry.register(MODEL, c=0.5),
+        "latest",
+        "2",
+    )
 
     # The Production stage moves to version 2 (version 1 stays in Production: the highest wins).
-    _during(server, {"Production": both, "1": one, "champion": one, "2": {"2"}},
-            lambda: registry.stage(MODEL, "2", "Production"), "Production", "2")  # fmt: skip
+    _during(
+        server,
+        {"Production": both, "1": one, "champion": one, "2": {"2"}},
+        lambda: registry.stage(MODEL, "2", "Production"),
+        "Production",
+        "2",
+    )
 
     # The alias moves.
-    _during(server, {"champion": both, "1": one, "2": {"2"}},
-            lambda: registry.alias(MODEL, "champion", "2"), "champion", "2")  # fmt: skip
+    _during(
+        server,
+        {"champion": both, "1": one, "2": {"2"}},
+        lambda: registry.alias(MODEL, "champion", "2"),
+        "champion",
+        "2",
+    )
 
     # The version every stage and latest ref answers from is archived: they fall back to 1
     # while version 2's worker finishes what it was sent and stops.
-    load = _during(server, {"Production": both, "latest": both, "1": one},
-                   lambda: registry.stage(MODEL, "2", "Archived"), "Production", "1")  # fmt: skip
+    load = _during(
+        server,
+        {"Production": both, "latest": both, "1": one},
+        lambda: registry.stage(MODEL, "2", "Archived"),
+        "Production",
+        "1",
+    )
     assert load.last_version("latest") == "1"
     # VERSION_REMOVED is recorded once its worker has answered what it was sent and stopped.
     removed = wait_for(
         lambda: [e for e in server.events(MODEL) if e["event_type"] == "VERSION_REMOVED"],
-        60, "version 2 to be removed",
-    )  # fmt: skip
+        60,
+        "version 2 to be removed",
+    )
     assert "archived" in removed[0]["message"], removed
     assert "2" not in server.versions(MODEL)

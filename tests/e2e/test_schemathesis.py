@@ -140,17 +140,29 @@ def test_scoring_the_served_version(
 # Each answered 500 or 503 before its fix: (method, URL, request, status now).
 FOUND = [
     # int() refuses what str.isdigit() accepts: a SCIM id or a ref of "²".
-    ("PATCH", "/api/2.0/preview/scim/v2/ServicePrincipals/²",
-     {"json": {"Operations": [{"op": "add", "path": "active", "value": True}]}}, 404),
+    (
+        "PATCH",
+        "/api/2.0/preview/scim/v2/ServicePrincipals/²",
+        {"json": {"Operations": [{"op": "add", "path": "active", "value": True}]}},
+        404,
+    ),
     ("POST", f"/model/{MODEL}/²/invocations", {"json": {"dataframe_records": [ROW]}}, 404),
     # MLflow refuses names with ':' or '/' as INVALID_PARAMETER_VALUE; it was read as an
     # unavailable registry (503).
     ("GET", "/api/2.0/regserve/models/get", {"params": {"registered_model_name": "a:b"}}, 400),
-    ("GET", "/api/2.0/regserve/models/get-input-example",
-     {"params": {"registered_model_name": "a:b", "version": "1"}}, 400),
-    ("PATCH", "/api/2.0/permissions/registered-models/a:b",
-     {"json": {"access_control_list": []}}, 400),
-]  # fmt: skip
+    (
+        "GET",
+        "/api/2.0/regserve/models/get-input-example",
+        {"params": {"registered_model_name": "a:b", "version": "1"}},
+        400,
+    ),
+    (
+        "PATCH",
+        "/api/2.0/permissions/registered-models/a:b",
+        {"json": {"access_control_list": []}},
+        400,
+    ),
+]
 
 
 @pytest.mark.parametrize(("method", "url", "request_", "status"), FOUND)

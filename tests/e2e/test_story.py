@@ -67,8 +67,11 @@ def test_the_whole_story(regserve: RegServeProcess, registry: UserRegistry) -> N
 
     # archive v1: its URL gives 404 and its worker process is gone
     registry.stage(MODEL, "1", "Archived")
-    wait_for(lambda: regserve.score(MODEL, "1", {"dataframe_records": [ROW]}).status_code == 404,
-             30, "v1 URL to give 404")  # fmt: skip
+    wait_for(
+        lambda: regserve.score(MODEL, "1", {"dataframe_records": [ROW]}).status_code == 404,
+        30,
+        "v1 URL to give 404",
+    )
     assert "1" not in regserve.versions(MODEL)
     wait_for(lambda: not _alive(v1["worker_pid"]), 20, "v1's worker to exit")
     r = regserve.score(MODEL, "champion", {"dataframe_records": [ROW]})
@@ -78,9 +81,14 @@ def test_the_whole_story(regserve: RegServeProcess, registry: UserRegistry) -> N
     # kill -9 a worker: it comes back, and the events say so
     old_pid = regserve.versions(MODEL)["2"]["worker_pid"]
     os.kill(old_pid, signal.SIGKILL)
-    wait_for(lambda: (regserve.versions(MODEL)["2"].get("worker_pid") not in (None, old_pid)
-                      and regserve.versions(MODEL)["2"]["state"] == "VERSION_STATE_READY"),
-             30, "v2 to be restarted")  # fmt: skip
+    wait_for(
+        lambda: (
+            regserve.versions(MODEL)["2"].get("worker_pid") not in (None, old_pid)
+            and regserve.versions(MODEL)["2"]["state"] == "VERSION_STATE_READY"
+        ),
+        30,
+        "v2 to be restarted",
+    )
     assert _answered_by(regserve, "Production") == "2"
     types = [
         e["event_type"] for e in regserve.events(MODEL) if e.get("endpoint_version_name") == "2"
@@ -109,9 +117,16 @@ def test_the_whole_story(regserve: RegServeProcess, registry: UserRegistry) -> N
     wait_for(lambda: _answered_by(regserve, "Production") == "2", 120, "serving after restart")
     assert regserve.versions(MODEL)["2"]["worker_pid"] == worker
     types = [e["event_type"] for e in regserve.events(MODEL)]
-    for expected in ["SERVING_ENABLED", "CLUSTER_STARTED", "VERSION_DEPLOYING", "VERSION_READY",
-                     "VERSION_REMOVED", "SERVING_DISABLED", "CLUSTER_TERMINATED",
-                     "WORKER_ADOPTED"]:  # fmt: skip
+    for expected in [
+        "SERVING_ENABLED",
+        "CLUSTER_STARTED",
+        "VERSION_DEPLOYING",
+        "VERSION_READY",
+        "VERSION_REMOVED",
+        "SERVING_DISABLED",
+        "CLUSTER_TERMINATED",
+        "WORKER_ADOPTED",
+    ]:
         assert expected in types, expected
 
     # stopping regserve for good (SIGINT, Ctrl-C) stops its workers

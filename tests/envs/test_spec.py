@@ -81,9 +81,12 @@ def test_mlflow_major_from_pins(tmp_path: Path, line: str, major: int) -> None:
 
 @pytest.mark.parametrize(
     ("files", "fragment"),
-    [({}, "has no python_env.yaml"), ({"conda_yaml": "[1, 2"}, "not valid YAML"),
-     ({"python_env_yaml": "python: banana\n", "requirements_txt": "x\n"}, "not a version")],
-)  # fmt: skip
+    [
+        ({}, "has no python_env.yaml"),
+        ({"conda_yaml": "[1, 2"}, "not valid YAML"),
+        ({"python_env_yaml": "python: banana\n", "requirements_txt": "x\n"}, "not a version"),
+    ],
+)
 def test_unreadable_environments(tmp_path: Path, files: dict[str, str], fragment: str) -> None:
     with pytest.raises(EnvSpecError, match=fragment):
         read_env_spec(write(tmp_path, **files), "3.11")

@@ -37,7 +37,7 @@ async def test_a_json_body_is_read_as_json(
         (None, "not JSON (it came with no Content-Type)"),
         ("text/csv", "not Content-Type: text/csv"),
     ],
-)  # fmt: skip
+)
 async def test_what_is_not_json_is_told_the_header(
     api: httpx.AsyncClient, content_type: str | None, said: str
 ) -> None:

@@ -68,8 +68,10 @@ def test_the_scoring_route_is_described(spec: dict[str, Any]) -> None:
     op = spec["paths"][SCORING_PATH]["post"]
     assert [p["name"] for p in op["parameters"]] == ["name", "ref"]
     assert set(op["requestBody"]["content"]) == {
-        "application/json", "text/csv", "application/x-parquet",
-    }  # fmt: skip
+        "application/json",
+        "text/csv",
+        "application/x-parquet",
+    }
     assert {"413", "415", "503", "504"} <= set(op["responses"])
 
 

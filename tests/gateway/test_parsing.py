@@ -23,9 +23,17 @@ def test_bearer_and_basic_token() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, b"", b"Bearer", b"Bearer ", b"Basic !!!", basic("admin", "abc"), basic("token", ""),
-     b"Digest x"],
-)  # fmt: skip
+    [
+        None,
+        b"",
+        b"Bearer",
+        b"Bearer ",
+        b"Basic !!!",
+        basic("admin", "abc"),
+        basic("token", ""),
+        b"Digest x",
+    ],
+)
 def test_malformed_credentials(header: bytes | None) -> None:
     with pytest.raises(UnauthenticatedError):
         token_from_header(header)

@@ -20,37 +20,54 @@ from regserve.sandbox.environ import (
 )
 
 SERVER = {
-    "PATH": "/root/.pyenv/shims:/usr/bin", "HOME": "/root", "LANG": "C.UTF-8",
-    "LC_ALL": "C.UTF-8", "TZ": "UTC", "REGSERVE_ADMIN_TOKEN": "rs-secret",
-    "MLFLOW_TRACKING_TOKEN": "mlflow-secret", "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "PATH": "/root/.pyenv/shims:/usr/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TZ": "UTC",
+    "REGSERVE_ADMIN_TOKEN": "rs-secret",
+    "MLFLOW_TRACKING_TOKEN": "mlflow-secret",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
     "_MLFLOW_SERVER_BACKEND_STORE_URI": "postgresql://u:pw@db/mlflow",
-    "OMP_NUM_THREADS": "2", "UV_INDEX_URL": "https://index.example/simple",
-}  # fmt: skip
+    "OMP_NUM_THREADS": "2",
+    "UV_INDEX_URL": "https://index.example/simple",
+}
 
 
 def _env(**kwargs: object) -> dict[str, str]:
     defaults: dict[str, object] = {
-        "home": Path("/data/homes/m-1"), "user": "regserve-61200", "bin_dir": Path("/env/bin"),
-        "pythonpath": None, "passed": (), "model_env": {}, "source": SERVER,
-    }  # fmt: skip
+        "home": Path("/data/homes/m-1"),
+        "user": "regserve-61200",
+        "bin_dir": Path("/env/bin"),
+        "pythonpath": None,
+        "passed": (),
+        "model_env": {},
+        "source": SERVER,
+    }
     return worker_environment(**{**defaults, **kwargs})  # type: ignore[arg-type]
 
 
 def test_a_worker_gets_only_the_allow_list() -> None:
     env = _env()
     assert env == {
-        "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TZ": "UTC",
-        "PATH": "/env/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/data/homes/m-1",
-        "TMPDIR": "/data/homes/m-1/tmp", "USER": "regserve-61200", "LOGNAME": "regserve-61200",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TZ": "UTC",
+        "PATH": "/env/bin:/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/data/homes/m-1",
+        "TMPDIR": "/data/homes/m-1/tmp",
+        "USER": "regserve-61200",
+        "LOGNAME": "regserve-61200",
         "PYTHONUNBUFFERED": "1",
-    }  # fmt: skip
+    }
 
 
 def test_passed_names_and_the_model_env_come_through_but_never_a_secret() -> None:
     env = _env(
         passed=("OMP_NUM_THREADS", "REGSERVE_ADMIN_TOKEN", "MLFLOW_TRACKING_TOKEN"),
-        model_env={"MODEL_API_KEY": "k"}, pythonpath=Path("/envs/_worker/abc"),
-    )  # fmt: skip
+        model_env={"MODEL_API_KEY": "k"},
+        pythonpath=Path("/envs/_worker/abc"),
+    )
     assert env["OMP_NUM_THREADS"] == "2"
     assert env["MODEL_API_KEY"] == "k"
     assert env["PYTHONPATH"] == "/envs/_worker/abc"
@@ -61,10 +78,19 @@ def test_passed_names_and_the_model_env_come_through_but_never_a_secret() -> Non
 
 @pytest.mark.parametrize(
     ("name", "refused"),
-    [("OMP_NUM_THREADS", False), ("HF_TOKEN", False), ("REGSERVE_ADMIN_TOKEN", True),
-     ("regserve_admin_token", True), ("MLFLOW_TRACKING_TOKEN", True), ("LD_PRELOAD", True),
-     ("PYTHONPATH", True), ("PATH", True), ("1BAD", True), ("A-B", True)],
-)  # fmt: skip
+    [
+        ("OMP_NUM_THREADS", False),
+        ("HF_TOKEN", False),
+        ("REGSERVE_ADMIN_TOKEN", True),
+        ("regserve_admin_token", True),
+        ("MLFLOW_TRACKING_TOKEN", True),
+        ("LD_PRELOAD", True),
+        ("PYTHONPATH", True),
+        ("PATH", True),
+        ("1BAD", True),
+        ("A-B", True),
+    ],
+)
 def test_which_names_configuration_may_pass(name: str, refused: bool) -> None:
     assert (refused_name(name) is not None) is refused
 

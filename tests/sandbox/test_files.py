@@ -46,8 +46,11 @@ def test_a_model_s_files_are_its_group_s_to_read_and_nobody_s_to_change(tmp_path
         info = path.lstat()
         assert (info.st_uid, info.st_gid) == (os.geteuid(), 2_000_000_200)
     assert [_mode(p) for p in (model, model / "sub", model / "MLmodel", model / "run.sh")] == [
-        0o750, 0o750, 0o640, 0o750
-    ]  # fmt: skip
+        0o750,
+        0o750,
+        0o640,
+        0o750,
+    ]
 
 
 def test_an_environment_is_open_to_read_and_closed_to_write(tmp_path: Path) -> None:

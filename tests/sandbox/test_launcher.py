@@ -31,17 +31,33 @@ def _launch(
     *options: str, command: list[str], **kwargs: object
 ) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-I", "-S", launcher.__file__, *options, "--", *command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
-                          env={"PATH": "/usr/bin:/bin"}, **kwargs)  # type: ignore[call-overload]  # fmt: skip
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+        **kwargs,
+    )  # type: ignore[call-overload]
 
 
 def test_the_worker_runs_as_the_user_with_no_group_and_no_way_back(tmp_path: Path) -> None:
     open_way_to(tmp_path / "x")  # pytest made its directories 0700
-    script = ("import os; print(os.getresuid(), os.getresgid(), os.getgroups(), os.getcwd());"
-              "print([l for l in open('/proc/self/status') if l.startswith('NoNewPrivs')][0]);"
-              "os.setuid(0)")  # fmt: skip
-    done = _launch("--uid", str(UID), "--gid", str(UID), "--home", str(tmp_path),
-                   command=[SYSTEM_PYTHON, "-c", script])  # fmt: skip
+    script = (
+        "import os; print(os.getresuid(), os.getresgid(), os.getgroups(), os.getcwd());"
+        "print([l for l in open('/proc/self/status') if l.startswith('NoNewPrivs')][0]);"
+        "os.setuid(0)"
+    )
+    done = _launch(
+        "--uid",
+        str(UID),
+        "--gid",
+        str(UID),
+        "--home",
+        str(tmp_path),
+        command=[SYSTEM_PYTHON, "-c", script],
+    )
     first, second = done.stdout.splitlines()[:2]
     assert first == f"({UID}, {UID}, {UID}) ({UID}, {UID}, {UID}) [] {tmp_path}"
     assert second.split() == ["NoNewPrivs:", "1"]
@@ -72,10 +88,13 @@ def test_no_network_leaves_only_loopback() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        script = ("import socket; print(sorted(n for _, n in socket.if_nameindex()));"
-                  f"socket.create_connection(('127.0.0.1', {port}), timeout=3)")  # fmt: skip
-        done = _launch("--uid", str(UID), "--network", "none",
-                       command=[SYSTEM_PYTHON, "-c", script])  # fmt: skip
+        script = (
+            "import socket; print(sorted(n for _, n in socket.if_nameindex()));"
+            f"socket.create_connection(('127.0.0.1', {port}), timeout=3)"
+        )
+        done = _launch(
+            "--uid", str(UID), "--network", "none", command=[SYSTEM_PYTHON, "-c", script]
+        )
         host = _launch("--uid", str(UID), command=[SYSTEM_PYTHON, "-c", script])
     assert done.stdout.strip() == "['lo']"
     assert "ConnectionRefusedError" in done.stderr  # this host's port is not there
@@ -83,8 +102,22 @@ def test_no_network_leaves_only_loopback() -> None:
 
 
 def test_kill_all_stops_every_process_of_the_user() -> None:
-    sleepers = [subprocess.Popen([sys.executable, "-I", "-S", launcher.__file__, "--uid", str(UID),
-                                  "--", "/bin/sleep", "60"]) for _ in range(3)]  # fmt: skip
+    sleepers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                launcher.__file__,
+                "--uid",
+                str(UID),
+                "--",
+                "/bin/sleep",
+                "60",
+            ]
+        )
+        for _ in range(3)
+    ]
     time.sleep(0.5)
     assert all(p.poll() is None for p in sleepers)
     done = _launch("--uid", str(UID), command=["kill-all"])
@@ -94,15 +127,22 @@ def test_kill_all_stops_every_process_of_the_user() -> None:
 
 @pytest.mark.parametrize(
     ("options", "said"),
-    [(["--uid", "x", "--", "/bin/true"], "invalid literal"),
-     (["--uid", str(UID), "/bin/true"], "no command after --"),
-     (["--shell", "1", "--", "/bin/true"], "unknown options"),
-     (["--uid", str(UID), "--home", "/nonexistent", "--", "/bin/true"], "No such file"),
-     (["--uid", str(UID), "--", "/nonexistent/python"], "No such file")],
-)  # fmt: skip
+    [
+        (["--uid", "x", "--", "/bin/true"], "invalid literal"),
+        (["--uid", str(UID), "/bin/true"], "no command after --"),
+        (["--shell", "1", "--", "/bin/true"], "unknown options"),
+        (["--uid", str(UID), "--home", "/nonexistent", "--", "/bin/true"], "No such file"),
+        (["--uid", str(UID), "--", "/nonexistent/python"], "No such file"),
+    ],
+)
 def test_a_sandbox_that_cannot_be_made_runs_nothing(options: list[str], said: str) -> None:
-    done = subprocess.run([sys.executable, "-I", "-S", launcher.__file__, *options],
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", launcher.__file__, *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == EXIT_SANDBOX_FAILED == launcher.EXIT_SANDBOX_FAILED
     assert "regserve sandbox: the worker could not be started" in done.stderr
     assert said in done.stderr

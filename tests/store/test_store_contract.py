@@ -203,8 +203,9 @@ def test_audit_events_name_the_principal(store: StateStore) -> None:
     store.add_event("m", "SERVING_ENABLED", "on", principal="alice")
     audit = store.list_audit_events()
     assert [(e[1], e[2], e[4]) for e in audit] == [
-        ("", "TOKEN_CREATED", "admin"), ("m", "SERVING_ENABLED", "alice"),
-    ]  # fmt: skip
+        ("", "TOKEN_CREATED", "admin"),
+        ("m", "SERVING_ENABLED", "alice"),
+    ]
     assert store.list_events("m")[-1].principal == "alice"
 
 

@@ -32,8 +32,13 @@ def run_cli(
     full.update(env)
     return subprocess.run(
         [sys.executable, "-m", "regserve.cli", *args],
-        env=full, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        env=full,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:

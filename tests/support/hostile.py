@@ -149,10 +149,12 @@ def log_hostile_version(name: str, kind: str) -> str:
         with mlflow.start_run(), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=Hostile(), registered_model_name=name,
+                name="model",
+                python_model=Hostile(),
+                registered_model_name=name,
                 signature=ModelSignature(inputs=Schema([ColSpec("string", "target")])),
                 pip_requirements=[f"mlflow=={mlflow.__version__}", "cloudpickle", "pandas"],
-            )  # fmt: skip
+            )
     finally:
         cloudpickle.unregister_pickle_by_value(me)
     return str(info.registered_model_version)

@@ -65,8 +65,14 @@ class ScoringLoad:
                 try:
                     r = http.post(path, json={"dataframe_records": [ROW]})
                     now = time.monotonic()
-                    answer = Answer(ref, r.status_code, r.headers.get("x-model-version"),
-                                    r.text[:300], now, now - sent)  # fmt: skip
+                    answer = Answer(
+                        ref,
+                        r.status_code,
+                        r.headers.get("x-model-version"),
+                        r.text[:300],
+                        now,
+                        now - sent,
+                    )
                 except httpx.HTTPError as exc:
                     now = time.monotonic()
                     answer = Answer(ref, 0, None, repr(exc), now, now - sent)

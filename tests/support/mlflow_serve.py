@@ -26,9 +26,18 @@ def mlflow_models_serve(
     bin_dir = str(Path(python or sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     command = [
-        str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", str(model_dir),
-        "--env-manager", "local", "-p", str(port), "-h", "127.0.0.1",
-    ]  # fmt: skip
+        str(Path(bin_dir) / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        str(model_dir),
+        "--env-manager",
+        "local",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+    ]
     log_path = log_dir / f"mlflow-serve-{port}.log"
     with log_path.open("wb") as log:
         # Its own session, so that stopping it also stops the uvicorn it starts.

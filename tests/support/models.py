@@ -53,9 +53,12 @@ def save_iris_model(path: Path, c: float = 1.0) -> Path:
     example = frame.head(3)
     signature = infer_signature(example, model.predict(example))
     mlflow.sklearn.save_model(
-        model, str(path), signature=signature, input_example=example,
+        model,
+        str(path),
+        signature=signature,
+        input_example=example,
         pip_requirements=_iris_requirements(model, signature, example),
-    )  # fmt: skip
+    )
     return path
 
 
@@ -136,9 +139,11 @@ def log_broken_version(name: str) -> str:
     with mlflow.start_run(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=Broken(), registered_model_name=name,
+            name="model",
+            python_model=Broken(),
+            registered_model_name=name,
             pip_requirements=_pyfunc_requirements("broken", Broken()),
-        )  # fmt: skip
+        )
     return str(info.registered_model_version)
 
 
@@ -182,9 +187,12 @@ def log_threaded_version(name: str) -> str:
     with mlflow.start_run(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=model, input_example=frame.head(1),
-            pip_requirements=_pyfunc_requirements("threaded", model), registered_model_name=name,
-        )  # fmt: skip
+            name="model",
+            python_model=model,
+            input_example=frame.head(1),
+            pip_requirements=_pyfunc_requirements("threaded", model),
+            registered_model_name=name,
+        )
     return str(info.registered_model_version)
 
 
@@ -219,8 +227,10 @@ def _environment(requirements: list[str], conda_channels: list[str] | None) -> d
     if conda_channels is None:
         return {"pip_requirements": requirements}
     python = ".".join(map(str, sys.version_info[:3]))
-    conda_env = {"channels": conda_channels,
-                 "dependencies": [f"python={python}", "pip", {"pip": requirements}]}  # fmt: skip
+    conda_env = {
+        "channels": conda_channels,
+        "dependencies": [f"python={python}", "pip", {"pip": requirements}],
+    }
     return {"conda_env": conda_env}
 
 
@@ -255,9 +265,12 @@ def save_row_id_model(path: Path) -> Path:
             "row-id", model, signature=signature, input_example=example
         )
         mlflow.pyfunc.save_model(
-            str(path), python_model=model, signature=signature, input_example=example,
+            str(path),
+            python_model=model,
+            signature=signature,
+            input_example=example,
             pip_requirements=requirements,
-        )  # fmt: skip
+        )
     return path
 
 
@@ -270,9 +283,13 @@ def log_row_id_version(name: str) -> str:
             "row-id", model, signature=signature, input_example=example
         )
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=model, signature=signature, input_example=example,
-            pip_requirements=requirements, registered_model_name=name,
-        )  # fmt: skip
+            name="model",
+            python_model=model,
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements,
+            registered_model_name=name,
+        )
     return str(info.registered_model_version)
 
 

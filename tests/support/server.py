@@ -73,8 +73,17 @@ class RegServeProcess:
         """Start and wait until /health says ready (200), or with ``ready=False`` only until
         it listens (/health answers, 503 while the registry starts)."""
         open_way_to(self.data_dir)
-        cmd = [sys.executable, "-m", "regserve.cli", "up", "--port", str(self.port),
-               "--data-dir", str(self.data_dir), *args]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "regserve.cli",
+            "up",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *args,
+        ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         expected = (200,) if ready else (200, 503)

@@ -53,11 +53,22 @@ def ui_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
             reg.client.create_registered_model(HTML_MODEL, description=HTML_DESCRIPTION)
             _admin(server, "POST", "/api/2.0/preview/scim/v2/Users", json={"userName": "viewer"})
             for model in (STORY_MODEL, HTML_MODEL):
-                _admin(server, "PATCH", f"/api/2.0/permissions/registered-models/{model}", json={
-                    "access_control_list": [{"user_name": "viewer", "permission_level": "CAN_READ"}]
-                })  # fmt: skip
-            token = _admin(server, "POST", "/api/2.0/token-management/on-behalf-of/tokens",
-                           json={"application_id": "viewer", "lifetime_seconds": 3600})  # fmt: skip
+                _admin(
+                    server,
+                    "PATCH",
+                    f"/api/2.0/permissions/registered-models/{model}",
+                    json={
+                        "access_control_list": [
+                            {"user_name": "viewer", "permission_level": "CAN_READ"}
+                        ]
+                    },
+                )
+            token = _admin(
+                server,
+                "POST",
+                "/api/2.0/token-management/on-behalf-of/tokens",
+                json={"application_id": "viewer", "lifetime_seconds": 3600},
+            )
             yield UiWorld(server, reg, str(token["token_value"]))
     finally:
         server.close()

@@ -131,8 +131,9 @@ def test_sign_out_clears_the_cookie(http: httpx.Client) -> None:
 
 def test_reader_sees_why_it_may_not_enable(http: httpx.Client, ui_world: UiWorld) -> None:
     auth = {"Authorization": f"Bearer {ui_world.reader_token}"}
-    r = http.get("/api/2.0/regserve/models/get", params={"registered_model_name": STORY_MODEL},
-                 headers=auth)  # fmt: skip
+    r = http.get(
+        "/api/2.0/regserve/models/get", params={"registered_model_name": STORY_MODEL}, headers=auth
+    )
     body = r.json()
     assert body["permission_level"] == "CAN_READ"
     assert "lacks CAN_MANAGE" in body["enable_refusal"]
@@ -147,8 +148,11 @@ def test_input_example_is_a_ready_request_body(http: httpx.Client) -> None:
     assert r.status_code == 200, r.text
     example = r.json()["input_example"]
     assert example["dataframe_split"]["columns"] == [
-        "sepal_length", "sepal_width", "petal_length", "petal_width"
-    ]  # fmt: skip
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    ]
     params["version"] = "99"
     r = http.get("/api/2.0/regserve/models/get-input-example", params=params, headers=auth)
     assert r.status_code == 404

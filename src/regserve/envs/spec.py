@@ -21,13 +21,44 @@ from regserve.worker import wire
 __all__ = ["CONDA_ONLY", "EnvSpec", "EnvSpecError", "read_env_spec"]
 
 # Conda packages with no PyPI equivalent: system libraries and toolchains conda ships.
-CONDA_ONLY = frozenset({
-    "_libgcc_mutex", "_openmp_mutex", "blas", "ca-certificates", "cudatoolkit", "cudnn",
-    "icu", "intel-openmp", "ld_impl_linux-64", "libblas", "libcblas", "libffi", "libgcc-ng",
-    "libgfortran-ng", "libgomp", "liblapack", "libopenblas", "libstdcxx-ng", "libuuid",
-    "libzlib", "mkl", "mkl-service", "ncurses", "openssl", "r-base", "readline", "sqlite",
-    "tk", "tzdata", "xz", "zlib", "nccl", "cuda-toolkit", "cuda-nvcc",
-})  # fmt: skip
+CONDA_ONLY = frozenset(
+    {
+        "_libgcc_mutex",
+        "_openmp_mutex",
+        "blas",
+        "ca-certificates",
+        "cudatoolkit",
+        "cudnn",
+        "icu",
+        "intel-openmp",
+        "ld_impl_linux-64",
+        "libblas",
+        "libcblas",
+        "libffi",
+        "libgcc-ng",
+        "libgfortran-ng",
+        "libgomp",
+        "liblapack",
+        "libopenblas",
+        "libstdcxx-ng",
+        "libuuid",
+        "libzlib",
+        "mkl",
+        "mkl-service",
+        "ncurses",
+        "openssl",
+        "r-base",
+        "readline",
+        "sqlite",
+        "tk",
+        "tzdata",
+        "xz",
+        "zlib",
+        "nccl",
+        "cuda-toolkit",
+        "cuda-nvcc",
+    }
+)
 _PYTHON_VERSION = re.compile(r"^(\d+)\.(\d+)")
 _MLFLOW_PIN = re.compile(r"^mlflow(?:-skinny)?\s*(==|<|<=|~=)\s*(\d+)(?:\.(\d+))?")
 

@@ -170,8 +170,10 @@ def _example_and_signature(model: Any) -> tuple[Any, Any]:
     import pandas as pd
     from mlflow.models import infer_signature
 
-    example = pd.DataFrame([[5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2], [4.7, 3.2, 1.3, 0.2]],
-                           columns=list(IRIS_COLUMNS))  # fmt: skip
+    example = pd.DataFrame(
+        [[5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2], [4.7, 3.2, 1.3, 0.2]],
+        columns=list(IRIS_COLUMNS),
+    )
     return example, infer_signature(example, model.predict(example))
 
 

@@ -56,9 +56,13 @@ _log = logging.getLogger("regserve.sandbox")
 
 NETWORK_TAG = "regserve.network"
 NEEDED_CAPABILITIES = {
-    0: "CAP_CHOWN", 1: "CAP_DAC_OVERRIDE", 3: "CAP_FOWNER", 5: "CAP_KILL", 6: "CAP_SETGID",
+    0: "CAP_CHOWN",
+    1: "CAP_DAC_OVERRIDE",
+    3: "CAP_FOWNER",
+    5: "CAP_KILL",
+    6: "CAP_SETGID",
     7: "CAP_SETUID",
-}  # fmt: skip
+}
 """What regserve needs to run workers as other users, give them their files and stop them."""
 _LAUNCHER = Path(launcher.__file__)
 
