@@ -33,6 +33,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from regserve.envs.bytecode import (
+    compile_command,
+    link_bytecode,
+    own_site_packages,
+    site_packages,
+)
 from regserve.envs.interpreters import pick_interpreter
 from regserve.envs.spec import EnvSpec
 from regserve.errors import RegServeError
@@ -174,6 +180,7 @@ class EnvironmentManager:
             await progress(f"Installing {count} requirements from {spec.source} with uv.")
             await self._install(tmp, requirements, log, progress)
             await asyncio.to_thread(make_readonly_tree, tmp)
+            await self._compile(tmp, log, progress)
             mlflow_version = await self._verify(tmp, log)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -220,10 +227,6 @@ class EnvironmentManager:
             "--python",
             str(env_dir / "bin" / "python"),
             "--no-config",
-            # workers import from bytecode written once here: the environment is read-only to
-            # them, and PYTHONDONTWRITEBYTECODE (common in containers) would make every start
-            # compile MLflow, pandas and the model's libraries again
-            "--compile-bytecode",
             "-r",
             str(requirements),
             *self._index_args(),
@@ -252,6 +255,21 @@ class EnvironmentManager:
             await asyncio.to_thread(self._isolation.kill_all, BUILDER)
             requirements_copy.unlink(missing_ok=True)
 
+    async def _compile(self, env_dir: Path, log: Path, progress: Progress) -> None:
+        """Bytecode for every module of the environment (``envs/bytecode.py``): linked from
+        regserve's own where it is the same file, compiled for the rest. A module that does not
+        compile is left to its import (the log says which)."""
+        site = site_packages(env_dir)
+        if site is None:
+            return
+        linked = 0
+        if site.parent.name == f"python{sys.version_info[0]}.{sys.version_info[1]}":
+            linked = await asyncio.to_thread(link_bytecode, site, own_site_packages())
+        await progress(f"Compiling bytecode ({linked} modules already compiled by regserve's).")
+        await self._run(
+            log, "compile bytecode", compile_command(env_dir / "bin" / "python", site), check=False
+        )
+
     def _can_run(self, python: Path) -> bool:
         """Whether the workers' users can start ``python`` (always, without users of their own)."""
         if self._builder.user is None:
@@ -262,9 +280,15 @@ class EnvironmentManager:
         return self._usable[key]
 
     async def _run(
-        self, log: Path, what: str, argv: list[str], env: dict[str, str] | None = None
+        self,
+        log: Path,
+        what: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        check: bool = True,
     ) -> None:
-        """Run an installer step, its output appended to the version's log."""
+        """Run an installer step, its output appended to the version's log (EnvBuildError when
+        it fails, unless not ``check``)."""
         env = {**(env or installer_environment()), "UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
         env.pop("VIRTUAL_ENV", None)
         tail: deque[str] = deque(maxlen=25)
@@ -283,7 +307,7 @@ class EnvironmentManager:
                 out.write(b"[environment] " + raw)
                 tail.append(raw.decode("utf-8", "replace").rstrip())
             code = await process.wait()
-        if code != 0:
+        if code != 0 and check:
             detail = "\n".join(line for line in tail if line.strip())
             raise EnvBuildError(f"{what} failed (exit code {code}):\n{detail}")
 
