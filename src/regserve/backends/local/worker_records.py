@@ -68,15 +68,18 @@ class WorkerRecord:
     template_protocol: int | None = None
     """What a template's control socket speaks (``wire.TEMPLATE_PROTOCOL``); None for a worker,
     and for a template started before templates spoke wire frames."""
+    warm_protocol: int | None = None
+    """What a warm process's control socket speaks (``wire.WARM_PROTOCOL``); None for others."""
     format: int = _RECORD_FORMAT
 
     def describe(self) -> str:
         model = log_safe(self.model_name)  # written into log lines
-        what = (
-            f"shared worker of '{model}'"
-            if self.shared
-            else (f"worker of version {log_safe(self.version)} of '{model}'")
-        )
+        if self.shared:
+            what = f"shared worker of '{model}'"
+        elif self.warm_protocol is not None:
+            what = f"warm process of '{model}'"
+        else:
+            what = f"worker of version {log_safe(self.version)} of '{model}'"
         return f"{what} (pid {self.pid})"
 
 
