@@ -33,7 +33,7 @@ async def test_enabling_serves_the_ready_versions_and_says_so(
     await eventually(lambda: "VERSION_READY" in served.event_types("ctl-enable"), "the event")
     assert served.event_types("ctl-enable") == [
         "SERVING_ENABLED", "CLUSTER_STARTING", "CLUSTER_STARTED", "WORKER_ISOLATION_OFF",
-        "VERSION_DEPLOYING", "VERSION_READY",
+        "VERSION_DEPLOYING", "WARM_PROCESS_STARTED", "VERSION_READY",
     ]  # fmt: skip
     enabled = served.store.list_events("ctl-enable")[0]
     assert (enabled.message, enabled.principal) == (

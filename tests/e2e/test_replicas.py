@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
+from regserve.backends.local.worker_records import is_running, read_record
 from tests.support.load import ScoringLoad
 from tests.support.models import log_threaded_version
 from tests.support.processes import alive
@@ -64,10 +65,12 @@ def _pid(server: RegServeProcess, replica: int, generation: int = 0) -> int:
 def _template_pids(server: RegServeProcess) -> list[int]:
     """The running template workers of this server, found by their command line, which names
     their control socket in its run dir (the replicas forked from them have that command line
-    too, and a ``*.pid`` record)."""
+    too, and a ``*.pid`` record), or by their records (a template forked from the model's warm
+    process runs the warm process's command line)."""
     run_dir = str(run_dir_for(server.data_dir.resolve())).encode()
     replicas = _worker_pids(server)
-    found = []
+    records = [read_record(p) for p in run_dir_for(server.data_dir.resolve()).glob("*.tpl*")]
+    found = [r.pid for r in records if r is not None and is_running(r) and r.forked_from]
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes()
@@ -76,7 +79,7 @@ def _template_pids(server: RegServeProcess) -> list[int]:
         pid = int(proc.name) if proc.name.isdigit() else 0
         if b"--template" in cmdline and run_dir in cmdline and pid not in replicas:
             found.append(pid)
-    return found
+    return sorted(set(found))
 
 
 def _worker_pids(server: RegServeProcess) -> set[int]:

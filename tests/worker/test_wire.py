@@ -17,7 +17,7 @@ def test_kinds_keep_their_numbers_on_the_wire() -> None:
     assert numbers == {
         "REQUEST": 1, "RESPONSE": 2, "PING": 3, "PONG": 4,
         "BIND": 5, "LOAD": 6, "UNLOAD": 7, "REPLY": 8,
-        "FORK": 9, "STANDBY": 10, "EXIT": 11,
+        "FORK": 9, "STANDBY": 10, "EXIT": 11, "TEMPLATE": 12,
     }  # fmt: skip
     for kind in wire.Kind:
         frame = _one_frame(wire.encode_frame(7, kind, b"x"))
@@ -51,6 +51,7 @@ def test_typed_bodies_round_trip() -> None:
     fork: wire.Fork = {"socket": "/run/r1.sock", "orphan_timeout": 30.0}
     standby: wire.Standby = {"socket": "/run/t.s1.sock"}
     query: wire.Exit = {"pid": 1234}
+    template: wire.TemplateFork = {"argv": ["--template", "--socket", "/run/t.sock"]}
     cases = [
         (wire.encode_pong(1, pong), wire.Kind.PONG, wire.decode_pong, pong),
         (wire.encode_load(2, load), wire.Kind.LOAD, wire.decode_load, load),
@@ -60,6 +61,12 @@ def test_typed_bodies_round_trip() -> None:
         (wire.encode_fork(6, fork), wire.Kind.FORK, wire.decode_fork, fork),
         (wire.encode_standby(7, standby), wire.Kind.STANDBY, wire.decode_standby, standby),
         (wire.encode_exit(8, query), wire.Kind.EXIT, wire.decode_exit, query),
+        (
+            wire.encode_template_fork(9, template),
+            wire.Kind.TEMPLATE,
+            wire.decode_template_fork,
+            template,
+        ),
     ]
     for data, kind, decode, body in cases:
         frame = _one_frame(data)

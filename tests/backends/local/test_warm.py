@@ -20,7 +20,7 @@ import pytest
 from regserve.backends.base import VersionSpec
 from regserve.backends.local.backend import LocalBackend
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
-from regserve.backends.local.worker_records import WorkerRecord, read_record
+from regserve.backends.local.worker_records import WorkerRecord, is_running, read_record
 from regserve.settings import Settings
 from tests.support.models import save_iris_model
 from tests.support.processes import alive
@@ -121,6 +121,13 @@ async def test_later_versions_are_forked_from_the_warm_process(
     assert template.forked_from == warm.socket  # forked from the warm process...
     assert parent_pid(template.pid) == warm.pid  # ...which is its parent
     assert template.model_path == str(iris_copies[1])
+    replica = read_record(
+        WorkerPaths.for_version(warm_settings.resolved_data_dir(), "iris", "2").pidfile
+    )
+    assert replica is not None
+    assert replica.forked_from == template.socket
+    assert replica.origin == warm.socket  # the command line it runs: adoptable
+    assert is_running(replica)
     warm_event = next(e for e in events if e.event_type == "WARM_PROCESS_STARTED")
     assert f"pid {warm.pid}" in warm_event.message
     assert "sklearn" in warm_event.message

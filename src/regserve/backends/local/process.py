@@ -155,8 +155,8 @@ def forked_worker(
 ) -> WorkerProcess:
     """A replica a template worker forked (:mod:`regserve.worker.template`), recorded for
     adoption like a spawned worker: it runs the template's interpreter and command line (which
-    names the socket of the process the template itself was started as: its own, or, for a
-    standby or a template forked from a warm process, that process's)."""
+    names the template's socket, or, for a standby or a template forked from a warm process,
+    the socket of the process the chain started with: ``origin``)."""
     if place is not None:
         place(pid)
     completed = dataclasses.replace(
@@ -167,7 +167,8 @@ def forked_worker(
         python=template.python,
         pythonpath=template.pythonpath,
         created_at=time.time(),
-        forked_from=template.forked_from or template.socket,
+        forked_from=template.socket,
+        origin=template.origin or template.forked_from,
     )
     write_record(paths.pidfile, completed)
     return WorkerProcess(completed)
