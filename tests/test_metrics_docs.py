@@ -75,9 +75,11 @@ _NOT_EVENTS = {
     "TEMPLATE_PROTOCOL",
     "WARM_PROTOCOL",
     "TOKEN_EVENTS_MODEL",
+    "TOKEN_ID",
     "TOKEN_PREFIX",
 }
-"""Constants' names and values that share the events' prefixes."""
+"""Constants' names and values (and the CLI's ``TOKEN_ID`` metavar) that share the events'
+prefixes."""
 
 
 def _source_event_types() -> set[str]:
