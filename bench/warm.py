@@ -33,6 +33,8 @@ from sklearn.linear_model import LogisticRegression
 
 from regserve.backends.base import VersionEvent, VersionSpec
 from regserve.backends.local.backend import LocalBackend
+from regserve.backends.local.paths import run_dir_for
+from regserve.backends.local.worker_records import read_record
 from regserve.settings import Settings
 
 MODEL = "iris"
@@ -92,10 +94,27 @@ async def one_round(mode: str, models: list[Path]) -> float:
         begin = time.monotonic()
         await backend.deploy(VersionSpec(MODEL, "2", models[1]))
         await _first_prediction(backend, "2")
-        return time.monotonic() - begin
+        seconds = time.monotonic() - begin
+        if mode == "warm":
+            print(f"  warm process memory: {_warm_memory(settings)}", flush=True)
+        return seconds
     finally:
         await backend.close()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _warm_memory(settings: Settings) -> str:
+    """The warm process's RSS and PSS (its pages are shared with the templates it forked)."""
+    records = list(run_dir_for(settings.resolved_data_dir()).glob("*.warm"))
+    record = read_record(records[0]) if records else None
+    if record is None:
+        return "no warm process"
+    try:
+        rollup = Path(f"/proc/{record.pid}/smaps_rollup").read_text().splitlines()
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    sizes = {line.split()[0]: int(line.split()[1]) for line in rollup[1:] if line.endswith("kB")}
+    return f"RSS {sizes['Rss:'] / 1024:.0f} MiB, PSS {sizes['Pss:'] / 1024:.0f} MiB"
 
 
 def _happened(events: list[VersionEvent], event_type: str) -> bool:
