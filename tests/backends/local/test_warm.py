@@ -237,3 +237,25 @@ async def test_a_restarted_backend_adopts_the_warm_process(
     finally:
         await second.close()
     assert not alive(warm.pid)
+
+
+async def test_warm_start_off_starts_templates_cold(
+    warm_settings: Settings,
+    events: Events,
+    iris_copies: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REGSERVE_WARM_START", "0")
+    assert Settings().warm_start is False
+    cold = warm_settings.model_copy(update={"warm_start": False})
+    backend = LocalBackend(cold, events)
+    await backend.start()
+    try:
+        await deploy_ready(backend, "1", iris_copies[0])
+        template = template_record(cold, "1")
+        assert template is not None
+        assert template.forked_from is None  # started as itself
+        assert warm_record(cold) is None
+        assert "WARM_PROCESS_STARTED" not in events.types()
+    finally:
+        await backend.close()

@@ -185,6 +185,8 @@ class WarmProcess:
         """The process last started or adopted (until it is connected it is nowhere else)."""
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.adopted = False
+        """The running process was left by a previous regserve process."""
 
     @property
     def label(self) -> str:
@@ -217,9 +219,13 @@ class WarmProcess:
         control = await self._wait_up()
         if control is None:
             return None
-        rotate_if_large(paths.log, self._settings.log_max_bytes)
-        paths.socket.unlink(missing_ok=True)
-        fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            rotate_if_large(paths.log, self._settings.log_max_bytes)
+            paths.socket.unlink(missing_ok=True)
+            fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            _log.warning("%s: the version's log cannot be opened (%s)", self.label, exc)
+            return None
         try:
             fork: wire.TemplateFork = {"argv": argv}
             answer = await control.ask(lambda rid: wire.encode_template_fork(rid, fork), fd)
@@ -283,6 +289,7 @@ class WarmProcess:
 
     async def _launch(self) -> WorkerProcess:
         adopted = await self._adopt()
+        self.adopted = adopted is not None
         if adopted is not None:
             self._process = adopted
             return adopted
@@ -375,11 +382,13 @@ class _Supervised:
         warm = self._warm
         warm._set_phase(_Phase.UP)
         how = f" after {self._lost}" if self._lost else ""
+        state = "was adopted" if warm.adopted else "is ready"
         text = (
-            f"The warm process pid {process.pid} ({warm.spec.python}) is ready{how}: new "
+            f"The warm process pid {process.pid} ({warm.spec.python}) {state}{how}: new "
             f"templates of this model are forked from it ({', '.join(warm.spec.modules)} "
             "imported once)."
         )
+        self._lost = ""
         _log.info("%s", text)
         warm._report("WARM_PROCESS_STARTED", text)
 
