@@ -329,3 +329,52 @@ def test_a_request_waits_out_a_restart_by_default(
         assert [e["message"] for e in _events(server, "WORKER_CRASHED")]
     finally:
         server.close()
+
+
+def test_a_new_version_s_template_is_forked_from_the_model_s_warm_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's warm process runs in its sandbox (its user when regserve is root, the
+    allow-listed environment) and version 2's template is forked from it."""
+    server = _serve(tmp_path, monkeypatch)
+    try:
+        run_dir = run_dir_for(server.data_dir.resolve())
+        wait_for(lambda: _events(server, "WARM_PROCESS_STARTED"), 60, "the warm process")
+        [record_path] = run_dir.glob("*.warm")
+        warm = read_record(record_path)
+        assert warm is not None
+        with user_registry(monkeypatch, server.url, ADMIN_TOKEN) as registry:
+            assert registry.register(MODEL) == "2"
+        server.wait_version_state(MODEL, "2", "VERSION_STATE_READY")
+        template = read_record(
+            WorkerPaths.for_template(server.data_dir.resolve(), MODEL, "2").pidfile
+        )
+        assert template is not None
+        assert template.forked_from == warm.socket
+        assert _parent(template.pid) == warm.pid
+        replica = _pid(server, 1)  # version 1's: a worker of the same model
+        owner = os.stat(f"/proc/{replica}").st_uid
+        assert os.stat(f"/proc/{warm.pid}").st_uid == owner
+        if os.geteuid() == 0:  # regserve can change user: the model's own
+            assert owner != 0
+        environ = Path(f"/proc/{warm.pid}/environ").read_bytes()
+        assert b"REGSERVE_" not in environ
+        assert ADMIN_TOKEN.encode() not in environ
+        score = server.client.post(
+            f"/model/{MODEL}/2/invocations", json={"dataframe_split": SPLIT_IRIS}
+        )
+        assert score.status_code == 200, score.text
+    finally:
+        server.close()
+    assert not alive(warm.pid)
+
+
+SPLIT_IRIS = {
+    "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+    "data": [[5.1, 3.5, 1.4, 0.2]],
+}
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
