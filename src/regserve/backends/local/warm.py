@@ -149,8 +149,16 @@ class _Control:
         return wire.decode_reply(answer.payload)
 
     def close(self) -> None:
-        with self._lock:
-            self._close()
+        """Close it now, also while a question is in flight in a thread (never waits for it:
+        the shutdown ends that question's wait, and its thread closes the socket)."""
+        self.lost = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close()
+            finally:
+                self._lock.release()
 
     def _close(self) -> None:
         self.lost = True
@@ -236,7 +244,8 @@ class WarmProcess:
             _log.warning("%s forked no template: %s", self.label, answer)
             return None
         if self._place is not None:
-            self._place(pid)
+            with contextlib.suppress(OSError):  # it is in the warm process's cgroup (the model's)
+                self._place(pid)
         warm = control.process.record
         completed = dataclasses.replace(
             record,
