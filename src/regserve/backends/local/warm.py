@@ -399,7 +399,8 @@ class _Supervised:
         )
         self._lost = ""
         _log.info("%s", text)
-        warm._report("WARM_PROCESS_STARTED", text)
+        if not warm.adopted:  # adopted: nothing changed for the model's owner
+            warm._report("WARM_PROCESS_STARTED", text)
 
     async def unready(self, process: ProcessHandle) -> bool:
         await terminate(process)
