@@ -17,7 +17,7 @@ optimisation, never a dependency:
   templates start cold. So do ``REGSERVE_MAX_RESTARTS`` crashes in a row.
 - It is supervised like every worker (:mod:`.supervision`): death is seen at once (a pidfd),
   restarts back off from the second crash in a row; each time it is ready,
-  ``WARM_PROCESS_STARTED``.
+  ``WARM_PROCESS_STARTED`` (not when it was adopted: nothing changed for the model's owner).
 - It outlives regserve: its record (``<digest>.warm``) lets the next process adopt it when it
   still runs the same interpreter and speaks ``wire.WARM_PROTOCOL``; nobody adopting it, it
   stops after ``REGSERVE_ORPHAN_TIMEOUT``.
