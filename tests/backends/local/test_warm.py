@@ -163,11 +163,17 @@ async def test_a_warm_process_killed_at_any_moment_costs_at_most_a_cold_start(
     again = warm_record(warm_settings)
     assert again is not None
     assert again.pid != warm.pid
-    # Killed while the version's template is being forked and loads.
+    # Killed right after it forked the version's template, which is loading its model: the
+    # template, in its own session, goes on.
     await backend.deploy(VersionSpec("iris", "3", iris_copies[2]))
+    await eventually(lambda: template_record(warm_settings, "3") is not None, "v3's template")
     os.kill(again.pid, signal.SIGKILL)
     await eventually(lambda: backend.target("iris", "3") is not None, "v3 ready")
     assert await predict(backend, "3") == {"predictions": [0, 0]}
+    template = template_record(warm_settings, "3")
+    assert template is not None
+    assert template.forked_from == again.socket  # forked from the one killed
+    assert alive(template.pid)
     assert {"VERSION_FAILED", "WARM_PROCESS_DISABLED"}.isdisjoint(events.types())
     crashed = warm.pid, again.pid
     assert not any(alive(pid) for pid in crashed)
