@@ -66,18 +66,20 @@ def test_monitoring_md_describes_every_metric(exported: dict[str, set[str]]) -> 
 
 
 _EVENT_TYPE = re.compile(
-    r'"((?:SERVING|CLUSTER|VERSION|ENV|REPLICAS?|WORKER|TEMPLATE|REGISTRY|PERMISSIONS|LEADER'
-    r'|TOKEN|PRINCIPAL)_[A-Z_]+)"'
+    r'"((?:SERVING|CLUSTER|VERSION|ENV|REPLICAS?|WORKER|TEMPLATE|WARM|REGISTRY|PERMISSIONS'
+    r'|LEADER|TOKEN|PRINCIPAL)_[A-Z_]+)"'
 )
 _NOT_EVENTS = {
     "PERMISSIONS_PREFIX",
     "REPLICAS_TAG",
     "TEMPLATE_PROTOCOL",
+    "WARM_PROTOCOL",
     "TOKEN_EVENTS_MODEL",
     "TOKEN_ID",
     "TOKEN_PREFIX",
 }
-"""Constants' names and values that share the events' prefixes."""
+"""Constants' names and values (and the CLI's ``TOKEN_ID`` metavar) that share the events'
+prefixes."""
 
 
 def _source_event_types() -> set[str]:
@@ -92,7 +94,7 @@ def _source_event_types() -> set[str]:
 def test_monitoring_md_lists_every_event_type() -> None:
     """Every event type regserve records is in the events table, and nothing else is."""
     emitted = _source_event_types()
-    assert {"WORKER_CRASHED", "TEMPLATE_DISABLED", "LEADER_ELECTED"} <= emitted
+    assert {"WORKER_CRASHED", "TEMPLATE_DISABLED", "WARM_PROCESS_DISABLED"} <= emitted
     text = (DOCS / "monitoring.md").read_text()
     table = text[text.index("## Events") : text.index("## Registry webhooks")]
     listed = set(re.findall(r"`([A-Z]+(?:_[A-Z]+)+)`", table))

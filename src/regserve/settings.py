@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         "once: a replica starts, and a crashed one restarts, in milliseconds. Turn off for "
         "models whose libraries do not survive a fork (per model: tag regserve.fork_replicas).",
     )
+    warm_start: bool = Field(
+        True,
+        description="Keep, per served model and environment, a warm process that imported "
+        "MLflow and the flavor's libraries once, and fork the model's templates from it: a new "
+        "version or a lost template costs a model load, not an interpreter start (needs "
+        "fork_replicas; 0 turns it off).",
+    )
     replicas: int = Field(
         1,
         ge=1,

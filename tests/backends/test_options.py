@@ -67,8 +67,9 @@ def test_labels_need_no_new_workers_but_node_types_and_regserve_tags_do() -> Non
         old, _config("local-small", team="fraud", **{"regserve.batching": "on"})
     )
     assert needs_new_workers(old, _config(team="fraud", **{"regserve.batching": "off"}))
-    assert needs_new_workers(old, _config(team="fraud", **{"regserve.batching": "on",
-                                                           "regserve.replicas": "2"}))  # fmt: skip
+    assert needs_new_workers(
+        old, _config(team="fraud", **{"regserve.batching": "on", "regserve.replicas": "2"})
+    )
 
 
 @pytest.mark.parametrize("value", ["off", "", "NONE!", "true"])
@@ -120,8 +121,13 @@ def test_batching_defaults_without_tags() -> None:
     settings = _batching()
     assert settings == BatchSettings("auto", 64, 0.0)
     assert settings.worker_args() == [
-        "--batching", "auto", "--max-batch-size", "64", "--max-batch-wait-ms", "0",
-    ]  # fmt: skip
+        "--batching",
+        "auto",
+        "--max-batch-size",
+        "64",
+        "--max-batch-wait-ms",
+        "0",
+    ]
 
 
 def test_batching_tags_set_each_field_and_reach_the_worker_parser() -> None:

@@ -42,8 +42,11 @@ def _plan(node: str, tags: tuple[tuple[str, str], ...] = ()) -> ReplicaPlan:
 
 def test_the_default_node_type_reserves_nothing_and_sized_ones_reserve_their_budget() -> None:
     default = _plan("local-default").deployment_options()
-    assert default == {"ray_actor_options": {"num_cpus": 0.0}, "max_ongoing_requests": 256,
-                       "num_replicas": 1}  # fmt: skip
+    assert default == {
+        "ray_actor_options": {"num_cpus": 0.0},
+        "max_ongoing_requests": 256,
+        "num_replicas": 1,
+    }
     small = _plan("local-small", (("regserve.replicas", "2"),))
     options = small.deployment_options()
     assert options["ray_actor_options"] == {"num_cpus": 1.0, "memory": 2048 * 1024 * 1024}
@@ -52,22 +55,31 @@ def test_the_default_node_type_reserves_nothing_and_sized_ones_reserve_their_bud
 
 
 def test_autoscaling_tags_including_scale_to_zero() -> None:
-    tags = (("regserve.min_replicas", "0"), ("regserve.max_replicas", "3"),
-            ("regserve.target_ongoing_requests", "8"),
-            ("regserve.downscale_delay_s", "5"))  # fmt: skip
+    tags = (
+        ("regserve.min_replicas", "0"),
+        ("regserve.max_replicas", "3"),
+        ("regserve.target_ongoing_requests", "8"),
+        ("regserve.downscale_delay_s", "5"),
+    )
     options = _plan("local-default", tags).deployment_options()
     assert "num_replicas" not in options
     assert options["autoscaling_config"] == {
-        "min_replicas": 0, "max_replicas": 3, "target_ongoing_requests": 8.0,
-        "downscale_delay_s": 5.0, "downscale_to_zero_delay_s": 5.0,
-    }  # fmt: skip
+        "min_replicas": 0,
+        "max_replicas": 3,
+        "target_ongoing_requests": 8.0,
+        "downscale_delay_s": 5.0,
+        "downscale_to_zero_delay_s": 5.0,
+    }
 
 
 @pytest.mark.parametrize(
     "tags",
-    [(("regserve.num_cpus", "-1"),), (("regserve.max_ongoing_requests", "nan"),),
-     (("regserve.memory_mb", "lots"),)],
-)  # fmt: skip
+    [
+        (("regserve.num_cpus", "-1"),),
+        (("regserve.max_ongoing_requests", "nan"),),
+        (("regserve.memory_mb", "lots"),),
+    ],
+)
 def test_tags_that_do_not_parse_are_ignored(tags: tuple[tuple[str, str], ...]) -> None:
     assert _plan("local-default", tags) == _plan("local-default")
 
@@ -90,7 +102,7 @@ def test_overrides_of_the_node_types_figures() -> None:
         (ServeView("DEPLOY_FAILED", "app", "DEPLOY_FAILED", "boom"), FAILED, "version: boom"),
         (ServeView("DEPLOY_FAILED", "env build failed"), FAILED, "env build failed"),
     ],
-)  # fmt: skip
+)
 def test_serve_status_maps_to_version_states(view: ServeView, state: str, words: str) -> None:
     got, message = version_state(view)
     assert got == state

@@ -37,6 +37,7 @@ async def test_enabling_serves_the_ready_versions_and_says_so(
         "CLUSTER_STARTED",
         "WORKER_ISOLATION_OFF",
         "VERSION_DEPLOYING",
+        "WARM_PROCESS_STARTED",
         "VERSION_READY",
     ]
     enabled = served.store.list_events("ctl-enable")[0]

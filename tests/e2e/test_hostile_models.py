@@ -89,9 +89,12 @@ def arena(
     types = root / "node-types.yaml"
     types.write_text("node_types:\n  - {id: tiny, cores: 0.5, memory: 400MiB}\n")
     server = RegServeProcess(
-        root / "data", env_manager=env_manager, cluster_max_pids=str(MAX_PIDS),
-        node_types_file=str(types), fork_replicas="false",
-    ).start()  # fmt: skip
+        root / "data",
+        env_manager=env_manager,
+        cluster_max_pids=str(MAX_PIDS),
+        node_types_file=str(types),
+        fork_replicas="false",
+    ).start()
     try:  # a failed or timed-out set-up stops the server too
         token, versions = _set_up(server)
         attacker = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
@@ -110,12 +113,17 @@ def _set_up(server: RegServeProcess) -> tuple[str, dict[str, str]]:
     assert admin.post("/api/2.0/mlflow/registered-models/create", json={"name": HOSTILE}).is_success
     sp = admin.post("/api/2.0/preview/scim/v2/ServicePrincipals", json={"displayName": ATTACKER})
     assert sp.status_code == 200, sp.text
-    made = admin.post("/api/2.0/token-management/on-behalf-of/tokens",
-                      json={"application_id": ATTACKER, "comment": "attacker"})  # fmt: skip
+    made = admin.post(
+        "/api/2.0/token-management/on-behalf-of/tokens",
+        json={"application_id": ATTACKER, "comment": "attacker"},
+    )
     assert made.status_code == 200, made.text
     token = str(made.json()["token_value"])
-    grant = {"access_control_list": [
-        {"service_principal_name": ATTACKER, "permission_level": "CAN_EDIT"}]}  # fmt: skip
+    grant = {
+        "access_control_list": [
+            {"service_principal_name": ATTACKER, "permission_level": "CAN_EDIT"}
+        ]
+    }
     assert admin.patch(f"/api/2.0/permissions/registered-models/{HOSTILE}", json=grant).is_success
     with pytest.MonkeyPatch.context() as mp:
         with user_registry(mp, server.url, ADMIN_TOKEN):
@@ -142,8 +150,9 @@ def _worker_uids(model: str, server: RegServeProcess) -> set[int]:
 
 def test_the_attacker_may_edit_its_model_but_not_serve_it(arena: Arena) -> None:
     """The premise: CAN_EDIT registers versions and scores them, and nothing more."""
-    r = arena.attacker.post("/api/2.0/preview/mlflow/endpoints/disable",
-                            json={"registered_model_name": VICTIM})  # fmt: skip
+    r = arena.attacker.post(
+        "/api/2.0/preview/mlflow/endpoints/disable", json={"registered_model_name": VICTIM}
+    )
     assert r.status_code == 403, r.text
     r = arena.attacker.post(f"/model/{VICTIM}/1/invocations", json={"dataframe_records": [{}]})
     assert r.status_code == 403, r.text
@@ -168,8 +177,16 @@ def test_the_environment_holds_no_secret(arena: Arena) -> None:
 
 def test_regserve_files_and_other_models_files_cannot_be_read(arena: Arena) -> None:
     data = arena.server.data_dir
-    secrets = ["state.db", "state.db-wal", "mlflow.db", "admin-token", "webhook-secret",
-               "mlflow-webhook-key", "users.json", "regserve.pid"]  # fmt: skip
+    secrets = [
+        "state.db",
+        "state.db-wal",
+        "mlflow.db",
+        "admin-token",
+        "webhook-secret",
+        "mlflow-webhook-key",
+        "users.json",
+        "regserve.pid",
+    ]
     victim_files = [p for p in (data / "models").rglob("*") if VICTIM in str(p) and p.is_file()]
     victim_logs = [p for p in (data / "logs").rglob("*") if p.is_file()]
     targets = [str(data / name) for name in secrets if (data / name).exists()]
@@ -188,8 +205,17 @@ def test_regserve_files_and_other_models_files_cannot_be_read(arena: Arena) -> N
 def test_the_data_dir_is_regserve_s_alone(arena: Arena) -> None:
     """Issue 16, item 12: no file of regserve's is readable by another user, whatever reads it."""
     data = arena.server.data_dir
-    files = [data / n for n in ("state.db", "state.db-wal", "mlflow.db", "admin-token",
-                                "webhook-secret", "mlflow-webhook-key")]  # fmt: skip
+    files = [
+        data / n
+        for n in (
+            "state.db",
+            "state.db-wal",
+            "mlflow.db",
+            "admin-token",
+            "webhook-secret",
+            "mlflow-webhook-key",
+        )
+    ]
     files += [p for p in (data / "logs").rglob("*") if p.is_file()]
     modes = {str(p.relative_to(data)): oct(p.stat().st_mode & 0o777) for p in files if p.exists()}
     assert set(modes.values()) == {"0o600"}, modes
@@ -235,8 +261,9 @@ def test_memory_past_the_node_type_kills_only_the_hog(arena: Arena) -> None:
     if not mechanism.startswith("cgroup"):
         require_service(f"no writable cgroups here (node types fall back to {mechanism})")
     hog = _serve_one(arena, "hog", "memory", node_type="tiny")
-    r = arena.attacker.post(f"/model/{hog}/1/invocations", timeout=120,
-                            json={"dataframe_records": [{"target": "2000"}]})  # fmt: skip
+    r = arena.attacker.post(
+        f"/model/{hog}/1/invocations", timeout=120, json={"dataframe_records": [{"target": "2000"}]}
+    )
     assert r.status_code != 200, r.text[:300]
 
     def killed_for_memory() -> bool:
@@ -273,10 +300,17 @@ def test_the_other_model_answered_every_request(arena: Arena) -> None:
 
 
 def test_a_bad_network_tag_is_refused(arena: Arena) -> None:
-    r = arena.server.api("PUT", "update-cluster-config", json={
-        "registered_model_name": VICTIM, "desired_cluster_config": {
-            "node_type_id": "local-default", "tags": [{"key": "regserve.network", "value": "off"}]
-        }})  # fmt: skip
+    r = arena.server.api(
+        "PUT",
+        "update-cluster-config",
+        json={
+            "registered_model_name": VICTIM,
+            "desired_cluster_config": {
+                "node_type_id": "local-default",
+                "tags": [{"key": "regserve.network", "value": "off"}],
+            },
+        },
+    )
     assert r.status_code == 400
     assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     assert "'none'" in r.json()["message"]
@@ -286,22 +320,30 @@ def test_a_bad_network_tag_is_refused(arena: Arena) -> None:
 
 
 def _serve_one(
-    arena: Arena, name: str, kind: str, node_type: str = "local-default",
+    arena: Arena,
+    name: str,
+    kind: str,
+    node_type: str = "local-default",
     tags: dict[str, str] | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """Register ``name`` (one version running ``kind``) as the attacker, served by the admin
     with ``node_type`` and ``tags``."""
     admin = arena.server.client
     assert admin.post("/api/2.0/mlflow/registered-models/create", json={"name": name}).is_success
-    grant = {"access_control_list": [
-        {"service_principal_name": ATTACKER, "permission_level": "CAN_EDIT"}]}  # fmt: skip
+    grant = {
+        "access_control_list": [
+            {"service_principal_name": ATTACKER, "permission_level": "CAN_EDIT"}
+        ]
+    }
     assert admin.patch(f"/api/2.0/permissions/registered-models/{name}", json=grant).is_success
     token = arena.attacker.headers["Authorization"].removeprefix("Bearer ")
     with pytest.MonkeyPatch.context() as mp, user_registry(mp, arena.server.url, token):
         log_hostile_version(name, kind)
     assert arena.server.enable(name).status_code == 200
-    config = {"node_type_id": node_type,
-              "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]}  # fmt: skip
+    config = {
+        "node_type_id": node_type,
+        "tags": [{"key": k, "value": v} for k, v in (tags or {}).items()],
+    }
     r = arena.server.api(
         "PUT",
         "update-cluster-config",
@@ -315,9 +357,11 @@ def _serve_one(
 
 def _applied(server: RegServeProcess, name: str, config: dict[str, Any]) -> bool:
     actual = server.status(name).get("actual_cluster_config") or {}
-    return bool(actual.get("node_type_id") == config["node_type_id"] and
-                json.dumps(actual.get("tags", []), sort_keys=True) ==
-                json.dumps(config["tags"], sort_keys=True))  # fmt: skip
+    return bool(
+        actual.get("node_type_id") == config["node_type_id"]
+        and json.dumps(actual.get("tags", []), sort_keys=True)
+        == json.dumps(config["tags"], sort_keys=True)
+    )
 
 
 def _processes_of(uid: int) -> list[int]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from regserve.backends.local.paths import WorkerPaths, run_dir_for
+from regserve.backends.local.worker_records import is_running, read_record
 from tests.support.load import ScoringLoad
 from tests.support.models import log_threaded_version
 from tests.support.processes import alive
@@ -64,10 +65,12 @@ def _pid(server: RegServeProcess, replica: int, generation: int = 0) -> int:
 def _template_pids(server: RegServeProcess) -> list[int]:
     """The running template workers of this server, found by their command line, which names
     their control socket in its run dir (the replicas forked from them have that command line
-    too, and a ``*.pid`` record)."""
+    too, and a ``*.pid`` record), or by their records (a template forked from the model's warm
+    process runs the warm process's command line)."""
     run_dir = str(run_dir_for(server.data_dir.resolve())).encode()
     replicas = _worker_pids(server)
-    found = []
+    records = [read_record(p) for p in run_dir_for(server.data_dir.resolve()).glob("*.tpl*")]
+    found = [r.pid for r in records if r is not None and is_running(r) and r.forked_from]
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes()
@@ -76,7 +79,7 @@ def _template_pids(server: RegServeProcess) -> list[int]:
         pid = int(proc.name) if proc.name.isdigit() else 0
         if b"--template" in cmdline and run_dir in cmdline and pid not in replicas:
             found.append(pid)
-    return found
+    return sorted(set(found))
 
 
 def _worker_pids(server: RegServeProcess) -> set[int]:
@@ -89,13 +92,17 @@ def _events(server: RegServeProcess, kind: str) -> list[dict[str, Any]]:
 
 
 def _update(server: RegServeProcess, node_type: str, **tags: str) -> Any:
-    return server.api("PUT", "update-cluster-config", json={
-        "registered_model_name": MODEL,
-        "desired_cluster_config": {
-            "node_type_id": node_type,
-            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+    return server.api(
+        "PUT",
+        "update-cluster-config",
+        json={
+            "registered_model_name": MODEL,
+            "desired_cluster_config": {
+                "node_type_id": node_type,
+                "tags": [{"key": k, "value": v} for k, v in tags.items()],
+            },
         },
-    })  # fmt: skip
+    )
 
 
 def _state_message(server: RegServeProcess) -> str:
@@ -110,14 +117,20 @@ def test_killed_replica_costs_no_request_and_comes_back(two_replicas: RegServePr
         wait_for(lambda: load.count() >= 50, 30, "load to be running")
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
-        restarted = wait_for(lambda: _events(server, "WORKER_RESTARTED"), 120,
-                             "replica 2 to serve again", interval=0.05)  # fmt: skip
+        restarted = wait_for(
+            lambda: _events(server, "WORKER_RESTARTED"),
+            120,
+            "replica 2 to serve again",
+            interval=0.05,
+        )
         back_in = time.monotonic() - killed_at
         sent_before = load.count()
         wait_for(lambda: load.count() >= sent_before + 50, 30, "more load after the restart")
     assert load.failures() == [], load.failures()[:5]
-    print(f"\nkill -9 of replica 2 -> serving again in {back_in:.2f} s; "
-          f"{load.count()} requests, none failed")  # fmt: skip
+    print(
+        f"\nkill -9 of replica 2 -> serving again in {back_in:.2f} s; "
+        f"{load.count()} requests, none failed"
+    )
     assert back_in < 60  # the target is 5 s (docs/reliability.md has the measured figure)
     crashed = _events(server, "WORKER_CRASHED")
     assert len(crashed) == 1, crashed
@@ -154,8 +167,11 @@ def test_a_lost_template_costs_nothing_its_standby_takes_over(
         os.kill(template, signal.SIGKILL)
         wait_for(lambda: _events(server, "TEMPLATE_RESTARTED"), 30, "the standby to take over")
         assert _read_pid(control.pidfile) == standby  # promoted, not started anew
-        wait_for(lambda: standby_record.exists() and _read_pid(standby_record) != standby,
-                 60, "a new standby")  # fmt: skip
+        wait_for(
+            lambda: standby_record.exists() and _read_pid(standby_record) != standby,
+            60,
+            "a new standby",
+        )
         victim = _pid(server, 1)
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: _events(server, "WORKER_RESTARTED"), 60, "replica 1 to serve again")
@@ -166,8 +182,11 @@ def test_a_lost_template_costs_nothing_its_standby_takes_over(
         for pid in both:  # both at once: only now is a template started cold
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: len(_events(server, "TEMPLATE_RESTARTED")) >= 2, 30, "the second loss")
-        wait_for(lambda: _template_pids(server) and not set(_template_pids(server)) & set(both),
-                 120, "a template started cold")  # fmt: skip
+        wait_for(
+            lambda: _template_pids(server) and not set(_template_pids(server)) & set(both),
+            120,
+            "a template started cold",
+        )
         sent = load.count()
         wait_for(lambda: load.count() >= sent + 50, 30, "more load after all that")
     assert load.failures() == [], load.failures()[:5]
@@ -264,11 +283,16 @@ def test_reconfigure_under_load_moves_to_new_workers(
         kinds = [e["event_type"] for e in server.events(MODEL)]  # oldest first
         tail = kinds[kinds.index("CLUSTER_UPDATING") :]
         assert [k for k in tail if k.startswith("CLUSTER_") or k == "VERSION_UPDATED"] == [
-            "CLUSTER_UPDATING", "VERSION_UPDATED", "CLUSTER_UPDATED"
-        ]  # fmt: skip
+            "CLUSTER_UPDATING",
+            "VERSION_UPDATED",
+            "CLUSTER_UPDATED",
+        ]
         assert "2 of 2 replicas ready" in _state_message(server)
-        endpoint = next(e for e in server.api("GET", "list").json()["endpoints"]
-                        if e["registered_model_name"] == MODEL)  # fmt: skip
+        endpoint = next(
+            e
+            for e in server.api("GET", "list").json()["endpoints"]
+            if e["registered_model_name"] == MODEL
+        )
         assert endpoint["actual_cluster_config"]["node_type_id"] == "local-small"
     finally:
         server.close()
@@ -286,8 +310,9 @@ def test_failed_update_keeps_the_old_cluster_serving(
         with _load(server, ["1"], clients=2) as load:
             wait_for(lambda: load.count() >= 20, 30, "load to be running")
             assert _update(server, "local-default", **{"regserve.replicas": "2"}).status_code == 200
-            failed = wait_for(lambda: _events(server, "CLUSTER_UPDATE_FAILED"), 120,
-                              "the update to fail")  # fmt: skip
+            failed = wait_for(
+                lambda: _events(server, "CLUSTER_UPDATE_FAILED"), 120, "the update to fail"
+            )
         assert load.failures() == [], load.failures()[:5]
         assert "could not be loaded" in failed[0]["message"]
         assert "keeps serving" in failed[0]["message"]
@@ -296,9 +321,23 @@ def test_failed_update_keeps_the_old_cluster_serving(
         status = server.status(MODEL)
         assert status["state"] == "ENDPOINT_STATE_READY"
         assert "The last cluster update failed" in status["state_message"]
-        assert server.score(MODEL, "1", {"dataframe_records": [{
-            "sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2,
-        }]}).status_code == 200  # fmt: skip
+        assert (
+            server.score(
+                MODEL,
+                "1",
+                {
+                    "dataframe_records": [
+                        {
+                            "sepal_length": 5.1,
+                            "sepal_width": 3.5,
+                            "petal_length": 1.4,
+                            "petal_width": 0.2,
+                        }
+                    ]
+                },
+            ).status_code
+            == 200
+        )
     finally:
         server.close()
 
@@ -326,3 +365,52 @@ def test_a_request_waits_out_a_restart_by_default(
         assert [e["message"] for e in _events(server, "WORKER_CRASHED")]
     finally:
         server.close()
+
+
+def test_a_new_version_s_template_is_forked_from_the_model_s_warm_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's warm process runs in its sandbox (its user when regserve is root, the
+    allow-listed environment) and version 2's template is forked from it."""
+    server = _serve(tmp_path, monkeypatch)
+    try:
+        run_dir = run_dir_for(server.data_dir.resolve())
+        wait_for(lambda: _events(server, "WARM_PROCESS_STARTED"), 60, "the warm process")
+        [record_path] = run_dir.glob("*.warm")
+        warm = read_record(record_path)
+        assert warm is not None
+        with user_registry(monkeypatch, server.url, ADMIN_TOKEN) as registry:
+            assert registry.register(MODEL) == "2"
+        server.wait_version_state(MODEL, "2", "VERSION_STATE_READY")
+        template = read_record(
+            WorkerPaths.for_template(server.data_dir.resolve(), MODEL, "2").pidfile
+        )
+        assert template is not None
+        assert template.forked_from == warm.socket
+        assert _parent(template.pid) == warm.pid
+        replica = _pid(server, 1)  # version 1's: a worker of the same model
+        owner = os.stat(f"/proc/{replica}").st_uid
+        assert os.stat(f"/proc/{warm.pid}").st_uid == owner
+        if os.geteuid() == 0:  # regserve can change user: the model's own
+            assert owner != 0
+        environ = Path(f"/proc/{warm.pid}/environ").read_bytes()
+        assert b"REGSERVE_" not in environ
+        assert ADMIN_TOKEN.encode() not in environ
+        score = server.client.post(
+            f"/model/{MODEL}/2/invocations", json={"dataframe_split": SPLIT_IRIS}
+        )
+        assert score.status_code == 200, score.text
+    finally:
+        server.close()
+    assert not alive(warm.pid)
+
+
+SPLIT_IRIS = {
+    "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+    "data": [[5.1, 3.5, 1.4, 0.2]],
+}
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])

@@ -45,6 +45,20 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegServeProcess
     server.close()
 
 
+@pytest.fixture
+def served_cold(tmp_path: Path) -> Iterator[RegServeProcess]:
+    """A server whose templates start cold (REGSERVE_WARM_START=0): a cluster update then
+    lasts seconds, long enough to stop regserve in the middle of it (forked from the model's
+    warm process, the new template loads in about one and the update is over)."""
+    server = RegServeProcess(tmp_path / "data", warm_start="0").start()
+    with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN):
+        log_iris_version(MODEL)
+    assert server.enable(MODEL).status_code == 200
+    server.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    yield server
+    server.close()
+
+
 def _running(pid: int) -> bool:
     """A live process (not a zombie waiting to be reaped)."""
     try:
@@ -169,34 +183,34 @@ def test_kill_9_then_up_adopts_the_running_worker(served: RegServeProcess) -> No
 
 
 def test_a_stop_during_a_cluster_update_ends_and_keeps_the_serving_worker(
-    served: RegServeProcess,
+    served_cold: RegServeProcess,
 ) -> None:
     """SIGTERM while a blue-green update starts the new cluster: regserve exits at once (the
     update is abandoned, its starting workers stopped), the serving worker is kept and adopted."""
-    worker = served.versions(MODEL)["1"]["worker_pid"]
+    worker = served_cold.versions(MODEL)["1"]["worker_pid"]
     config = {
         "node_type_id": "local-default",
         "tags": [{"key": "regserve.max_batch_size", "value": "32"}],
     }
-    r = served.api(
+    r = served_cold.api(
         "PUT",
         "update-cluster-config",
         json={"registered_model_name": MODEL, "desired_cluster_config": config},
     )
     assert r.status_code == 200, r.text
-    wait_for(lambda: "CLUSTER_UPDATING" in _types(served), 30, "the update to start")
-    run_dir = run_dir_for(served.data_dir.resolve())
+    wait_for(lambda: "CLUSTER_UPDATING" in _types(served_cold), 30, "the update to start")
+    run_dir = run_dir_for(served_cold.data_dir.resolve())
     time.sleep(1.0)  # inside the seconds the new cluster's template spends loading the model
     started = time.monotonic()
-    served.stop()  # SIGTERM: the workers are kept, the update is not
-    assert served.process is not None
-    assert served.process.returncode == 0
+    served_cold.stop()  # SIGTERM: the workers are kept, the update is not
+    assert served_cold.process is not None
+    assert served_cold.process.returncode == 0
     stopped_in = time.monotonic() - started
     assert stopped_in < 30, stopped_in  # it hung until killed before the fix
     assert _running(worker)
     wait_for(lambda: not _generation_pids(run_dir, 1), 30, "the new cluster's workers to stop")
-    served.start()
-    version = served.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
+    served_cold.start()
+    version = served_cold.wait_version_state(MODEL, "1", "VERSION_STATE_READY")
     assert version["worker_pid"] == worker  # adopted
 
 
@@ -272,6 +286,7 @@ def test_records_of_dead_foreign_wrong_or_unwanted_workers_are_not_adopted(
             "version": version,
             "socket": str(run_dir / f"{name}.sock"),
             "forked_from": None,
+            "origin": None,
         }
         (run_dir / f"{name}.pid").write_text(json.dumps(record))
     try:

@@ -83,11 +83,19 @@ class WorkerProcess:
         self.socket_path = workdir / "w.sock"
         self.log_path = workdir / "worker.log"
         self.command = [
-            sys.executable, "-m", "regserve.worker",
-            "--socket", str(self.socket_path),
-            "--model-path", str(model_dir),
-            "--name", name, "--version", "1", *args,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "regserve.worker",
+            "--socket",
+            str(self.socket_path),
+            "--model-path",
+            str(model_dir),
+            "--name",
+            name,
+            "--version",
+            "1",
+            *args,
+        ]
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT)
 

@@ -20,9 +20,13 @@ from tests.support.fuzz import FUZZ
 from tests.worker.conftest import WireClient, WorkerProcess
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-    st.text(max_size=12), st.sampled_from(["NaN", "Infinity", "-1e400", "1" * 30]),
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=12),
+    st.sampled_from(["NaN", "Infinity", "-1e400", "1" * 30]),
+)
 values = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -59,12 +63,20 @@ garbage = st.binary(max_size=200)
 csv_bodies = st.lists(st.lists(st.text(max_size=6), max_size=5), max_size=5).map(
     lambda rows: "\n".join(",".join(r) for r in rows).encode()
 )
-content_types = st.sampled_from([
-    "application/json", "application/json; charset=utf-8", "text/csv", "text/csv; charset=utf-8",
-    "application/x-parquet", "application/octet-stream", "text/plain",
-    "application/json;format=pandas-split",
-    "", "application/json; charset=latin-1",
-])  # fmt: skip
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/csv",
+        "text/csv; charset=utf-8",
+        "application/x-parquet",
+        "application/octet-stream",
+        "text/plain",
+        "application/json;format=pandas-split",
+        "",
+        "application/json; charset=latin-1",
+    ]
+)
 requests = st.one_of(
     st.tuples(st.just("application/json"), json_bodies),
     st.tuples(st.just("text/csv"), csv_bodies),

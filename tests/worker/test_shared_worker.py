@@ -23,8 +23,16 @@ BODY = json.dumps({"dataframe_records": [ROW]}).encode()
 def shared(short_dir: Path) -> Iterator[Path]:
     socket_path = short_dir / "s.sock"
     log = (short_dir / "shared.log").open("wb")
-    cmd = [sys.executable, "-m", "regserve.worker", "--socket", str(socket_path), "--shared",
-           "--name", "iris"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "regserve.worker",
+        "--socket",
+        str(socket_path),
+        "--shared",
+        "--name",
+        "iris",
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while not socket_path.exists():

@@ -15,10 +15,19 @@ def _one_frame(data: bytes) -> wire.Frame:
 def test_kinds_keep_their_numbers_on_the_wire() -> None:
     numbers = {kind.name: int(kind) for kind in wire.Kind}
     assert numbers == {
-        "REQUEST": 1, "RESPONSE": 2, "PING": 3, "PONG": 4,
-        "BIND": 5, "LOAD": 6, "UNLOAD": 7, "REPLY": 8,
-        "FORK": 9, "STANDBY": 10, "EXIT": 11,
-    }  # fmt: skip
+        "REQUEST": 1,
+        "RESPONSE": 2,
+        "PING": 3,
+        "PONG": 4,
+        "BIND": 5,
+        "LOAD": 6,
+        "UNLOAD": 7,
+        "REPLY": 8,
+        "FORK": 9,
+        "STANDBY": 10,
+        "EXIT": 11,
+        "TEMPLATE": 12,
+    }
     for kind in wire.Kind:
         frame = _one_frame(wire.encode_frame(7, kind, b"x"))
         assert (frame.request_id, frame.kind, frame.payload) == (7, kind, b"x")
@@ -38,19 +47,31 @@ def test_request_and_response_round_trip() -> None:
 
 def test_typed_bodies_round_trip() -> None:
     pong: wire.Pong = {
-        "pid": 42, "state": "ready", "name": "m", "version": None, "protocol": 1,
-        "mlflow_version": "3.1.0", "python": "3.11.7", "shared": True, "versions": {"1": "ready"},
-    }  # fmt: skip
+        "pid": 42,
+        "state": "ready",
+        "name": "m",
+        "version": None,
+        "protocol": 1,
+        "mlflow_version": "3.1.0",
+        "python": "3.11.7",
+        "shared": True,
+        "versions": {"1": "ready"},
+    }
     load: wire.Load = {
-        "version": "2", "model_path": "/models/m/2", "batching": "auto",
-        "max_batch_size": 64, "max_batch_wait_ms": 0.5, "limits": {"max_rows": 10},
-    }  # fmt: skip
+        "version": "2",
+        "model_path": "/models/m/2",
+        "batching": "auto",
+        "max_batch_size": 64,
+        "max_batch_wait_ms": 0.5,
+        "limits": {"max_rows": 10},
+    }
     reply: wire.Reply = {"ok": False, "error": "ValueError: no"}
     forked: wire.Reply = {"ok": True, "error": "", "pid": 1234}
     exited: wire.Reply = {"ok": True, "error": "", "code": None}
     fork: wire.Fork = {"socket": "/run/r1.sock", "orphan_timeout": 30.0}
     standby: wire.Standby = {"socket": "/run/t.s1.sock"}
     query: wire.Exit = {"pid": 1234}
+    template: wire.TemplateFork = {"argv": ["--template", "--socket", "/run/t.sock"]}
     cases = [
         (wire.encode_pong(1, pong), wire.Kind.PONG, wire.decode_pong, pong),
         (wire.encode_load(2, load), wire.Kind.LOAD, wire.decode_load, load),
@@ -60,6 +81,12 @@ def test_typed_bodies_round_trip() -> None:
         (wire.encode_fork(6, fork), wire.Kind.FORK, wire.decode_fork, fork),
         (wire.encode_standby(7, standby), wire.Kind.STANDBY, wire.decode_standby, standby),
         (wire.encode_exit(8, query), wire.Kind.EXIT, wire.decode_exit, query),
+        (
+            wire.encode_template_fork(9, template),
+            wire.Kind.TEMPLATE,
+            wire.decode_template_fork,
+            template,
+        ),
     ]
     for data, kind, decode, body in cases:
         frame = _one_frame(data)

@@ -97,10 +97,20 @@ def test_model_load_failure_exits_3_with_traceback(tmp_path: Path, short_dir: Pa
     broken.mkdir()
     (broken / "MLmodel").write_text("flavors: {python_function: {loader_module: no_such_mod}}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "regserve.worker", "--socket", str(short_dir / "w.sock"),
-         "--model-path", str(broken)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "regserve.worker",
+            "--socket",
+            str(short_dir / "w.sock"),
+            "--model-path",
+            str(broken),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 3, result.stderr
     assert "Traceback (most recent call last)" in result.stderr
     assert not (short_dir / "w.sock").exists()

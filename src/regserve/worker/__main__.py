@@ -2,7 +2,8 @@
 [--batching auto|on|off --max-batch-size N --max-batch-wait-ms MS] [--max-input-columns N
 --max-input-rows N --max-input-values N --max-json-depth N] [--orphan-timeout S]``, or
 ``python -m regserve.worker --socket PATH --shared [--name N] [--orphan-timeout S]``, or
-``python -m regserve.worker --template --socket CONTROL --model-path DIR [...]``.
+``python -m regserve.worker --template --socket CONTROL --model-path DIR [...]``, or
+``python -m regserve.worker --warm --socket CONTROL --preload MODULE,... [...]``.
 
 Loads the model, then listens on the Unix socket, and serves until SIGTERM or SIGINT. Its output
 is the version's log: what it loads, how long that took, where it listens, and errors with
@@ -11,11 +12,13 @@ connection has been open for S seconds: its supervisor is gone and nobody adopte
 ``--shared`` it listens at once with no model and loads the versions it is told to
 (:mod:`.shared`); its output is the shared worker's log, each line about one model naming its
 version. With ``--template`` it loads the model and then, instead of serving, forks the
-version's replicas on request (:mod:`.template`): each one serves within milliseconds.
+version's replicas on request (:mod:`.template`): each one serves within milliseconds. With
+``--warm`` it loads no model: it imports the modules named by ``--preload`` and forks
+templates on request (:mod:`.warm`), each of which then only loads its model.
 
 Exit codes (:mod:`.exits`): 0 stopped cleanly; 2 bad arguments; 3 the model failed to load; 4
-the socket could not be bound; 5 (``--template``) the loaded model is not safe to fork; 1
-anything else.
+the socket could not be bound; 5 (``--template``, ``--warm``) the loaded model (the imported
+libraries) is not safe to fork; 1 anything else.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from regserve.worker.server import (
 from regserve.worker.shared import SharedServer
 from regserve.worker.template import fork_hazard, serve_template
 from regserve.worker.text import log_safe
+from regserve.worker.warm import preload, serve_warm
 
 _logger = logging.getLogger("regserve.worker")
 
@@ -67,6 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--template",
         action="store_true",
         help="load the model, then fork replicas on request on the --socket (control socket)",
+    )
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="import the --preload modules, then fork templates on request on the --socket",
+    )
+    parser.add_argument(
+        "--preload",
+        default="",
+        help="comma-separated modules a --warm process imports (mlflow.pyfunc,pandas,sklearn)",
     )
     parser.add_argument("--name", help="registered model name (reported in PONG)")
     parser.add_argument("--version", help="model version (reported in PONG)")
@@ -108,8 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="accept connections only from this uid (and root): regserve's",
     )
     args = parser.parse_args(argv)
-    if not args.shared and args.model_path is None:
-        parser.error("--model-path is required (unless --shared)")
+    if not (args.shared or args.warm) and args.model_path is None:
+        parser.error("--model-path is required (unless --shared or --warm)")
     return args
 
 
@@ -134,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         # The pid tells replicas apart: a version's replicas share its log file.
         format="%(asctime)s %(levelname)s %(name)s [pid %(process)d]: %(message)s",
     )
+    if args.warm:
+        return _warm(args)
     if args.shared:
         shared = SharedServer(
             args.name,
@@ -176,6 +192,32 @@ def main(argv: list[str] | None = None) -> int:
             args.socket, partial(_serve_new, make_server), args.orphan_timeout, args.peer_uid
         )
     return _serve(make_server(), args.socket, args.orphan_timeout)
+
+
+def _warm(args: argparse.Namespace) -> int:
+    """``--warm``: import the libraries once, then fork templates from this process."""
+    modules = [m for m in args.preload.split(",") if m]
+    started = time.monotonic()
+    preload(modules)
+    _logger.info(
+        "warm process: %s imported in %.2f s", ", ".join(modules), time.monotonic() - started
+    )
+    gc.collect()
+    gc.freeze()  # the pages its templates share stay shared (see main)
+    hazard = fork_hazard()
+    if hazard is not None:
+        _logger.error(
+            "warm process: not safe to fork once its libraries are imported (%s); templates "
+            "start cold",
+            hazard.replace("the model started threads while loading", "threads were started"),
+        )
+        return EXIT_FORK_UNSAFE
+    try:
+        return serve_warm(args.socket, main, args.orphan_timeout, args.peer_uid)
+    except OSError:
+        traceback.print_exc()
+        _logger.error("cannot listen on %s", args.socket)
+        return EXIT_SOCKET_FAILED
 
 
 def _worker_server(model: object, args: argparse.Namespace) -> WorkerServer:

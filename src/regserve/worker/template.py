@@ -36,24 +36,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import selectors
 import signal
-import socket
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from regserve.worker import wire
-from regserve.worker.peers import peer_allowed
+from regserve.worker.control import ControlServer
 
 __all__ = ["fork_hazard", "serve_template"]
 
 _logger = logging.getLogger("regserve.worker")
-_TICK = 0.5
-_KEPT_EXIT_CODES = 256
 
 Serve = Callable[[Path, float], int]
 """Serve the loaded model on a socket until stopped (in the forked replica): the exit code."""
@@ -89,117 +84,28 @@ def fork_hazard() -> str | None:
     return None
 
 
-class _Template:
+class _Template(ControlServer):
+    role = "template"
+
     def __init__(
         self, control: Path, serve: Serve, orphan_timeout: float, peer_uid: int | None
     ) -> None:
-        self._control = control
-        self._peer_uid = peer_uid
+        super().__init__(control, orphan_timeout, peer_uid)
         self._serve = serve
-        self._orphan_timeout = orphan_timeout
-        self._selector = selectors.DefaultSelector()
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._readers: dict[socket.socket, wire.FrameReader] = {}
-        """The supervisors connected (one, or none while it restarts)."""
-        self._exit_codes: dict[int, int] = {}
-        self._stopping = False
 
-    def run(self) -> int:
-        self._control.unlink(missing_ok=True)
-        self._listener.bind(str(self._control))
-        self._listener.listen(8)
-        self._selector.register(self._listener, selectors.EVENT_READ)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._stop)
+    def ready(self) -> None:
         _logger.info("template ready on %s: replicas are forked from this process", self._control)
-        try:
-            self._loop()
-        finally:
-            self._close()
-            self._control.unlink(missing_ok=True)
-        return 0
 
-    def _stop(self, signum: int, frame: object) -> None:
-        self._stopping = True
-
-    def _loop(self) -> None:
-        alone_since: float | None = None
-        while not self._stopping:
-            for key, _ in self._selector.select(_TICK):
-                if key.fileobj is self._listener:
-                    self._accept()
-                else:
-                    self._receive(key.fileobj)  # type: ignore[arg-type]
-            self._reap()
-            if self._readers or self._orphan_timeout <= 0:
-                alone_since = None
-            elif alone_since is None:
-                alone_since = time.monotonic()
-            elif time.monotonic() - alone_since >= self._orphan_timeout:
-                _logger.warning("template: no supervisor for %g s, stopping", self._orphan_timeout)
-                return
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            connection, _ = self._listener.accept()
-            if not peer_allowed(connection, self._peer_uid):
-                connection.close()
-                return
-            self._readers[connection] = wire.FrameReader()
-            self._selector.register(connection, selectors.EVENT_READ)
-
-    def _receive(self, connection: socket.socket) -> None:
-        try:
-            data = connection.recv(65536)
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(connection)
-            return
-        reader = self._readers[connection]
-        while True:
-            try:
-                for frame in reader.feed(data):
-                    answer = self._answer(frame.kind, frame.payload)
-                    if not self._send(connection, wire.encode_reply(frame.request_id, answer)):
-                        return
-                return
-            except wire.UnknownKindError as exc:  # skipped: answer it, go on with the rest
-                if not self._send(connection, wire.encode_reply(exc.request_id, _error(exc))):
-                    return
-                data = b""
-
-    def _send(self, connection: socket.socket, frame: bytes) -> bool:
-        try:
-            connection.sendall(frame)
-        except OSError:
-            self._drop(connection)
-            return False
-        return True
-
-    def _drop(self, connection: socket.socket) -> None:
-        self._selector.unregister(connection)
-        self._readers.pop(connection, None)
-        connection.close()
-
-    def _answer(self, kind: wire.Kind, payload: bytes) -> wire.Reply:
+    def answer(self, kind: wire.Kind, payload: bytes, fds: list[int]) -> wire.Reply:
         # A forked child never returns here: it ends in os._exit.
-        try:
-            if kind is wire.Kind.FORK:
-                fork = wire.decode_fork(payload)
-                pid = self._fork(Path(fork["socket"]), float(fork["orphan_timeout"]))
-                return {"ok": True, "error": "", "pid": pid}
-            if kind is wire.Kind.EXIT:
-                code = self._exit_code(int(wire.decode_exit(payload)["pid"]))
-                return {"ok": True, "error": "", "code": code}
-            if kind is wire.Kind.STANDBY:
-                pid = self._fork_standby(Path(wire.decode_standby(payload)["socket"]))
-                return {"ok": True, "error": "", "pid": pid}
-            return _error(f"a template does not take {kind.name}")
-        except (ValueError, KeyError, TypeError) as exc:
-            return _error(f"bad request: {exc!r}")
-        except OSError as exc:
-            return _error(f"could not fork: {exc}")
+        if kind is wire.Kind.FORK:
+            fork = wire.decode_fork(payload)
+            pid = self._fork(Path(fork["socket"]), float(fork["orphan_timeout"]))
+            return {"ok": True, "error": "", "pid": pid}
+        if kind is wire.Kind.STANDBY:
+            pid = self._fork_standby(Path(wire.decode_standby(payload)["socket"]))
+            return {"ok": True, "error": "", "pid": pid}
+        return super().answer(kind, payload, fds)
 
     def _fork(self, socket_path: Path, orphan_timeout: float) -> int:
         socket_path.unlink(missing_ok=True)
@@ -225,7 +131,7 @@ class _Template:
         """In the forked child: a template of its own on ``socket_path``."""
         code = 1
         try:
-            self._close()
+            self.close()
             os.setsid()
             _logger.info("standby template forked from pid %s", os.getppid())
             code = _Template(socket_path, self._serve, self._orphan_timeout, self._peer_uid).run()
@@ -240,7 +146,7 @@ class _Template:
         """In the forked child: let go of the template's sockets and signals, then serve."""
         code = 1
         try:
-            self._close()
+            self.close()
             os.setsid()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
@@ -252,39 +158,6 @@ class _Template:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self._keep(pid, status)
-
-    def _keep(self, pid: int, status: int) -> None:
-        if len(self._exit_codes) >= _KEPT_EXIT_CODES:
-            self._exit_codes.pop(next(iter(self._exit_codes)))
-        self._exit_codes[pid] = os.waitstatus_to_exitcode(status)
-
-    def _exit_code(self, pid: int) -> int | None:
-        with contextlib.suppress(ChildProcessError):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                self._keep(done, status)
-        return self._exit_codes.get(pid)
-
-    def _close(self) -> None:
-        for connection in list(self._readers):
-            connection.close()
-        self._readers.clear()
-        self._listener.close()
-        self._selector.close()
-
-
-def _error(why: object) -> wire.Reply:
-    return {"ok": False, "error": str(why)}
 
 
 def serve_template(

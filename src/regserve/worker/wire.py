@@ -29,6 +29,14 @@ A template worker (``--template``: it loads the model once and forks the version
 - ``EXIT``:     JSON :class:`Exit` ``{"pid"}``: ``code``: how that forked process ended (as
   ``os.waitstatus_to_exitcode``), or null when it runs or is not the template's.
 
+A warm process (``--warm``: MLflow and the flavor's libraries imported, no model;
+:mod:`.warm`) takes ``EXIT`` as a template does, and:
+
+- ``TEMPLATE``: JSON :class:`TemplateFork` ``{"argv"}``: a template worker forked from it,
+  started as ``python -m regserve.worker *argv`` would be (``--template`` among them); the
+  frame carries one file descriptor (``SCM_RIGHTS``), the version's log, which becomes the
+  template's output; ``pid``: the template's.
+
 Request ids are chosen by the gateway and echoed back, so many requests can be in flight on
 one connection and answered out of order. A frame of a kind this end does not know is read
 whole (the stream stays in step) and raised as :class:`UnknownKindError`.
@@ -46,6 +54,7 @@ __all__ = [
     "HEADER",
     "PROTOCOL_VERSION",
     "TEMPLATE_PROTOCOL",
+    "WARM_PROTOCOL",
     "Exit",
     "Fork",
     "Frame",
@@ -57,6 +66,7 @@ __all__ = [
     "Request",
     "Response",
     "Standby",
+    "TemplateFork",
     "UnknownKindError",
     "WireError",
     "decode_exit",
@@ -67,6 +77,7 @@ __all__ = [
     "decode_request",
     "decode_response",
     "decode_standby",
+    "decode_template_fork",
     "encode_exit",
     "encode_fork",
     "encode_frame",
@@ -76,12 +87,16 @@ __all__ = [
     "encode_request",
     "encode_response",
     "encode_standby",
+    "encode_template_fork",
 ]
 
 PROTOCOL_VERSION = 1
 TEMPLATE_PROTOCOL = 1
 """What a template's control socket speaks (the FORK, STANDBY and EXIT frames); a template
 whose record names another (or none: it spoke JSON lines) is not adopted."""
+WARM_PROTOCOL = 1
+"""What a warm process's control socket speaks (the TEMPLATE and EXIT frames); a warm process
+whose record names another is not adopted."""
 HEADER = struct.Struct("!IQB")
 _CT = struct.Struct("!H")
 _STATUS_CT = struct.Struct("!HH")
@@ -102,6 +117,7 @@ class Kind(IntEnum):
     FORK = 9
     STANDBY = 10
     EXIT = 11
+    TEMPLATE = 12
 
 
 _KINDS = {kind.value: kind for kind in Kind}  # a dict lookup: cheaper than Kind(value)
@@ -165,11 +181,11 @@ class _ReplyBase(TypedDict):
 
 
 class Reply(_ReplyBase, total=False):
-    """The REPLY body: whether a LOAD, UNLOAD, FORK, STANDBY or EXIT succeeded (if not, why),
-    and its result."""
+    """The REPLY body: whether a LOAD, UNLOAD, FORK, STANDBY, TEMPLATE or EXIT succeeded (if
+    not, why), and its result."""
 
     pid: int
-    """FORK, STANDBY: the process forked."""
+    """FORK, STANDBY, TEMPLATE: the process forked."""
     code: int | None
     """EXIT: the process's exit code (null: it runs, or is unknown)."""
 
@@ -191,6 +207,13 @@ class Exit(TypedDict):
     """The EXIT body: the forked process asked about."""
 
     pid: int
+
+
+class TemplateFork(TypedDict):
+    """The TEMPLATE body: the template worker's command-line arguments (after ``-m
+    regserve.worker``)."""
+
+    argv: list[str]
 
 
 class Frame(NamedTuple):
@@ -287,6 +310,18 @@ def encode_exit(request_id: int, query: Exit) -> bytes:
 
 def decode_exit(payload: bytes) -> Exit:
     return cast(Exit, _json_object(payload, Kind.EXIT))
+
+
+def encode_template_fork(request_id: int, fork: TemplateFork) -> bytes:
+    return encode_frame(request_id, Kind.TEMPLATE, json.dumps(fork).encode("utf-8"))
+
+
+def decode_template_fork(payload: bytes) -> TemplateFork:
+    body = _json_object(payload, Kind.TEMPLATE)
+    argv = body.get("argv")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise WireError("a TEMPLATE body's argv is a list of strings")
+    return {"argv": argv}
 
 
 def _json_object(payload: bytes, kind: Kind) -> dict[str, Any]:

@@ -32,9 +32,13 @@ def data_dir() -> Iterator[Path]:
 def settings(data_dir: Path) -> Settings:
     """Workers as this process's user (no sandbox users), quick restarts."""
     return Settings(
-        data_dir=data_dir, worker_users="off", max_restarts=3,
-        restart_backoff_base=0.1, restart_backoff_max=0.2, worker_start_timeout=scaled(120),
-    )  # fmt: skip
+        data_dir=data_dir,
+        worker_users="off",
+        max_restarts=3,
+        restart_backoff_base=0.1,
+        restart_backoff_max=0.2,
+        worker_start_timeout=scaled(120),
+    )
 
 
 class Events(list[VersionEvent]):

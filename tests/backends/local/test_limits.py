@@ -24,12 +24,14 @@ from regserve.nodes import NodeType, NodeTypes
 from tests.conftest import require_service
 
 MIB = 1024 * 1024
-TYPES = NodeTypes([
-    NodeType("local-default", None, None, "the machine"),
-    NodeType("tiny", 0.5, 100, "100 MB Memory, 0.5 Cores"),
-    NodeType("small", 1, 200, "200 MB Memory, 1 Cores"),
-    NodeType("sliver", 0.1, 100, "100 MB Memory, 0.1 Cores"),
-])  # fmt: skip
+TYPES = NodeTypes(
+    [
+        NodeType("local-default", None, None, "the machine"),
+        NodeType("tiny", 0.5, 100, "100 MB Memory, 0.5 Cores"),
+        NodeType("small", 1, 200, "200 MB Memory, 1 Cores"),
+        NodeType("sliver", 0.1, 100, "100 MB Memory, 0.1 Cores"),
+    ]
+)
 IDLE = "import sys; sys.stdin.read()"
 HOG = "import sys; sys.stdin.readline(); b = b'x' * (300 * 1024 * 1024); print('survived')"
 
@@ -42,9 +44,12 @@ class Children:
 
     def start(self, code: str) -> subprocess.Popen[str]:
         child = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.all.append(child)
         return child
 
@@ -141,8 +146,9 @@ def test_the_cpu_quota_throttles_the_cluster(
     # A tenth of a core; the loop runs until it has had 0.2 s of CPU (2 s at best), so it
     # asks for more than its share whatever else this machine's cores are doing.
     cgroup_limits.open("busy", "sliver")
-    busy = children.start("import sys, time\nsys.stdin.readline()\n"
-                          "while time.process_time() < 0.2: pass\n")  # fmt: skip
+    busy = children.start(
+        "import sys, time\nsys.stdin.readline()\nwhile time.process_time() < 0.2: pass\n"
+    )
     cgroup_limits.place("busy", busy.pid)
     busy.communicate("go\n", timeout=30)
     cluster = _cgroup(cgroup_limits, "busy")

@@ -78,8 +78,11 @@ async def test_a_killed_process_comes_back_at_once_and_serves_again() -> None:
     recorder.processes[-1].kill()
     await asyncio.wait_for(task, 10)
     assert recorder.said[:4] == [
-        "launch", "serving restarted=False", "restarting exit -9 in 0 (1)", "launch"
-    ]  # fmt: skip
+        "launch",
+        "serving restarted=False",
+        "restarting exit -9 in 0 (1)",
+        "launch",
+    ]
     assert recorder.said[4] == "serving restarted=True"
 
 
@@ -88,10 +91,16 @@ async def test_crashes_in_a_row_back_off_then_give_up() -> None:
     policy = RestartPolicy(max_restarts=3, backoff_base=0.05, backoff_max=1.0)
     await asyncio.wait_for(supervise(recorder, policy, asyncio.Event()), 10)
     assert recorder.said == [
-        "launch", "unready", "restarting exit 1 in 0 (1)",
-        "launch", "unready", "restarting exit 1 in 0.05 (2)",
-        "launch", "unready", "give up exit 1 (3)",
-    ]  # fmt: skip
+        "launch",
+        "unready",
+        "restarting exit 1 in 0 (1)",
+        "launch",
+        "unready",
+        "restarting exit 1 in 0.05 (2)",
+        "launch",
+        "unready",
+        "give up exit 1 (3)",
+    ]
 
 
 async def test_a_stop_while_starting_stops_what_started() -> None:

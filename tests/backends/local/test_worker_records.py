@@ -24,8 +24,9 @@ from regserve.worker.orphan import watch_orphan
 
 
 def _record(pid: int, start_time: int, socket: str) -> WorkerRecord:
-    return WorkerRecord(pid, start_time, socket, "m", sys.executable, version="1",
-                        model_path="/models/m/1")  # fmt: skip
+    return WorkerRecord(
+        pid, start_time, socket, "m", sys.executable, version="1", model_path="/models/m/1"
+    )
 
 
 def test_a_record_is_written_whole_and_read_back(tmp_path: Path) -> None:

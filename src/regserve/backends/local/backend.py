@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from regserve.backends.local.paths import WorkerPaths, run_dir_for
 from regserve.backends.local.process import WorkerProcess
 from regserve.backends.local.replicas import ReplicaSet
 from regserve.backends.local.shared import SharedWorker
+from regserve.backends.local.warm_pool import WarmPool
 from regserve.backends.local.worker_records import WorkerRecord
 from regserve.backends.options import BatchSettings, ClusterOptions, needs_new_workers
 from regserve.envs.local import local_interpreter
@@ -89,6 +91,8 @@ class LocalBackend:
         """model -> version -> the replicas a cluster update is starting beside the running."""
         self._updating: dict[str, asyncio.Lock] = {}
         self._leftovers = Leftovers()
+        self._warm = WarmPool(settings, self._limits.place, self._warm_teller)
+        """Each model's warm processes, its templates are forked from (warm_pool.py)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -120,6 +124,7 @@ class LocalBackend:
             self._local_found.cancel()
         if not keep_workers:
             await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
+            await self._warm.stop_all()
             await self._leftovers.release()
             self._limits.close()  # limits: remove every cluster's cgroup
             return
@@ -127,6 +132,7 @@ class LocalBackend:
         # connections starts their orphan watch, which the next process's connections stop.
         for replicas in self._sets.values():
             replicas.abandon()
+        self._warm.abandon_all()
         # A cluster update in progress is not kept: the next process starts it again from
         # the desired config. Its workers and template are stopped, not left behind.
         staged = [s for sets in self._staged.values() for s in sets.values()]
@@ -302,6 +308,7 @@ class LocalBackend:
         await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys() if m == model_name))
         for staged in self._staged.pop(model_name, {}).values():
             await staged.stop()
+        await self._warm.release(model_name, ())
         self._clusters.pop(model_name, None)
         self._options.pop(model_name, None)
         # What the model's code left behind (its own children, a fork bomb's) goes too.
@@ -362,6 +369,7 @@ class LocalBackend:
         sandbox = sandbox or self._isolation.sandbox_for(spec.model_name, options.network)
         limits = input_limits(self._settings).worker_args()
         args = partial(_worker_args, options.batching, limits)
+        warm = self._warm.for_version(spec, sandbox) if options.fork_replicas else None
         return ReplicaSet(
             self._settings,
             spec,
@@ -372,6 +380,7 @@ class LocalBackend:
             self._limits,
             options.fork_replicas,
             sandbox=sandbox,
+            warm=warm,
         )
 
     def _batching(self, model_name: str) -> BatchSettings:
@@ -415,6 +424,30 @@ class LocalBackend:
                 # Routes no longer lead here; what was sent before is answered first.
                 await stopping.drain(self._settings.request_timeout)
                 await stopping.stop()
+        await self._warm.release(model_name, self._interpreters(model_name))
+
+    def _interpreters(self, model_name: str) -> set[str]:
+        """The interpreters the model's replica sets (running or staged) run."""
+        sets = [*(s for (m, _), s in self._sets.items() if m == model_name)]
+        sets += self._staged.get(model_name, {}).values()
+        return {str(s.spec.python) for s in sets}
+
+    def _warm_teller(self, model_name: str, python: str) -> Callable[[str, str], None]:
+        """Where the events of the model's warm process for ``python`` go: the version that
+        runs there deployed last (the one whose template it serves first)."""
+
+        def tell(event_type: str, text: str) -> None:
+            sets = [
+                s
+                for (m, _), s in self._sets.items()
+                if m == model_name and str(s.spec.python) == python
+            ]
+            if sets:
+                sets[-1].tell(event_type, text)
+            else:
+                _log.info("%s: %s", log_safe(model_name), text)
+
+        return tell
 
     def target(self, model_name: str, version: str) -> Target | None:
         group = self._shared.get((model_name, version))

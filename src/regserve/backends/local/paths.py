@@ -54,6 +54,18 @@ class WorkerPaths:
         return cls(paths.socket.with_name(f"{name}.sock"), paths.pidfile.with_name(name), paths.log)
 
     @classmethod
+    def for_warm(cls, data_dir: Path, model_name: str, environment: str) -> WorkerPaths:
+        """A model's warm process for one environment (its interpreter): its control socket,
+        its record (``<digest>.warm``, not a ``*.pid``: worker adoption never takes it for a
+        worker) and its own log beside the versions' (``warm-<env digest>.log``)."""
+        env_digest = hashlib.sha1(environment.encode()).hexdigest()[:10]
+        digest = hashlib.sha1(f"{model_name}\0warm\0{environment}".encode()).hexdigest()[:12]
+        run_dir = run_dir_for(data_dir)
+        log = data_dir / "logs" / quote(model_name, safe="") / f"warm-{env_digest}.log"
+        sockets = socket_dir_for(run_dir, model_name)
+        return cls(sockets / f"{digest}.warm.sock", run_dir / f"{digest}.warm", log)
+
+    @classmethod
     def for_shared(cls, data_dir: Path, model_name: str, environment: str) -> WorkerPaths:
         """A shared worker's: one per (model, environment); its log sits beside the versions'."""
         env_digest = hashlib.sha1(environment.encode()).hexdigest()[:10]

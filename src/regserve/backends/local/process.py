@@ -44,6 +44,7 @@ __all__ = [
     "stop_pid",
     "terminate",
     "wait_exit",
+    "worker_argv",
 ]
 
 _log = logging.getLogger("regserve.supervisor")
@@ -51,6 +52,10 @@ _STOP_GRACE = 15.0
 _KEEPALIVE_MAX = 30.0
 UNKNOWN_EXIT = 1000
 """The exit code of an adopted worker that is not our child: its status is not ours to read."""
+_ASK_EXIT_TIMEOUT = 5.0
+
+ExitStatus = Callable[[int], Awaitable[int | None]]
+"""How the process ``pid`` ended, asked of its parent (None: unknown)."""
 
 
 class ProcessHandle(Protocol):
@@ -108,18 +113,7 @@ async def spawn_worker(
     paths.socket.unlink(missing_ok=True)
     sandbox.prepare(paths.socket.parent)
     env = sandbox.environment(Path(python).parent, pythonpath)
-    argv = [
-        python,
-        "-m",
-        "regserve.worker",
-        "--socket",
-        str(paths.socket),
-        "--orphan-timeout",
-        f"{orphan_timeout:g}",
-        "--peer-uid",
-        str(sandbox.peer_uid),
-        *args,
-    ]
+    argv = [python, "-m", "regserve.worker", *worker_argv(paths, orphan_timeout, sandbox, args)]
     pid = _start(sandbox.command(argv), env, paths.log)
     if place is not None:  # node type limits (backends/local/limits)
         place(pid)
@@ -137,6 +131,21 @@ async def spawn_worker(
     return WorkerProcess(completed)
 
 
+def worker_argv(
+    paths: WorkerPaths, orphan_timeout: float, sandbox: Sandbox, args: list[str]
+) -> list[str]:
+    """The arguments of ``python -m regserve.worker`` serving on ``paths.socket``."""
+    return [
+        "--socket",
+        str(paths.socket),
+        "--orphan-timeout",
+        f"{orphan_timeout:g}",
+        "--peer-uid",
+        str(sandbox.peer_uid),
+        *args,
+    ]
+
+
 def forked_worker(
     pid: int,
     paths: WorkerPaths,
@@ -145,7 +154,9 @@ def forked_worker(
     place: Callable[[int], None] | None = None,
 ) -> WorkerProcess:
     """A replica a template worker forked (:mod:`regserve.worker.template`), recorded for
-    adoption like a spawned worker: it runs the template's interpreter and command line."""
+    adoption like a spawned worker: it runs the template's interpreter and command line (which
+    names the template's socket, or, for a standby or a template forked from a warm process,
+    the socket of the process the chain started with: ``origin``)."""
     if place is not None:
         place(pid)
     completed = dataclasses.replace(
@@ -157,6 +168,7 @@ def forked_worker(
         pythonpath=template.pythonpath,
         created_at=time.time(),
         forked_from=template.socket,
+        origin=template.origin or template.forked_from,
     )
     write_record(paths.pidfile, completed)
     return WorkerProcess(completed)
@@ -266,12 +278,15 @@ class WorkerProcess:
     """A worker process, started by this regserve process or adopted from a previous one,
     watched through a pidfd (Linux >= 5.3; else by polling /proc). Quacks like
     :class:`asyncio.subprocess.Process`: ``pid``, ``returncode``, ``wait``, ``terminate``,
-    ``kill``. Its exit code is known when it is our child, else it is ``UNKNOWN_EXIT``."""
+    ``kill``. Its exit code is known when it is our child, else ``exit_status`` (its parent,
+    asked: a template forked from a warm process) tells it, else it is ``UNKNOWN_EXIT``."""
 
     _POLL = 0.2
 
-    def __init__(self, record: WorkerRecord) -> None:
+    def __init__(self, record: WorkerRecord, exit_status: ExitStatus | None = None) -> None:
         self._record = record
+        self._exit_status = exit_status
+        self._asking: asyncio.Task[None] | None = None
         self._returncode: int | None = None
         self._pidfd: int | None = None
         with contextlib.suppress(OSError, AttributeError):
@@ -335,5 +350,17 @@ class WorkerProcess:
 
     def _finish(self) -> None:
         code = _reap_child(self.pid)
+        if code is None and self._exit_status is not None:
+            self._asking = asyncio.get_running_loop().create_task(self._ask_exit(self._exit_status))
+            return
+        self._set_exit(code)
+
+    async def _ask_exit(self, exit_status: ExitStatus) -> None:
+        code: int | None = None
+        with contextlib.suppress(Exception):  # its parent gone or out of step: unknown
+            code = await asyncio.wait_for(exit_status(self.pid), _ASK_EXIT_TIMEOUT)
+        self._set_exit(code)
+
+    def _set_exit(self, code: int | None) -> None:
         self._returncode = UNKNOWN_EXIT if code is None else code
         self._exited.set()

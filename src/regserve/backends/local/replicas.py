@@ -38,9 +38,11 @@ from regserve.backends.local.process import (
     spawn_worker,
     terminate,
     wait_exit,
+    worker_argv,
 )
 from regserve.backends.local.supervision import RestartPolicy, supervise, wait_until_ready
 from regserve.backends.local.template import Template
+from regserve.backends.local.warm import WarmProcess
 from regserve.backends.local.worker_records import WorkerRecord
 from regserve.errors import UnavailableError
 from regserve.sandbox import Sandbox
@@ -98,6 +100,7 @@ class ReplicaSet:
         fork: bool = False,
         *,
         sandbox: Sandbox,
+        warm: WarmProcess | None = None,
     ) -> None:
         self._settings = settings
         self._policy = RestartPolicy.of(settings)
@@ -105,6 +108,8 @@ class ReplicaSet:
         """The model's user, environment and limits (regserve.sandbox)."""
         self._limits = limits
         """The node type's limits (limits/): workers go into the cluster's cgroup."""
+        self._warm = warm
+        """The model's warm process for this environment: the template is forked from it."""
         self.spec = spec
         self.generation = generation
         self._worker_args = worker_args
@@ -325,6 +330,10 @@ class ReplicaSet:
         self._ready = tuple(r for r in self.replicas if r.state == VersionState.READY)
         self._emit(event_type, text, replica.pid)
 
+    def tell(self, event_type: str, text: str) -> None:
+        """Record an event about the version (its state unchanged): its warm process's."""
+        self._emit(event_type, text)
+
     def _emit(self, event_type: str = "", text: str = "", pid: int | None = None) -> None:
         """Tell the listener the set's state, with an event (``event_type``, ``text``) if any;
         the pid named is a READY replica's, else ``pid``."""
@@ -403,10 +412,18 @@ class ReplicaSet:
         """The record of a worker of this set, before it runs (pid, socket, python: unknown)."""
         spec = self.spec
         return WorkerRecord(
-            0, 0, "", spec.model_name, "",
-            env_key=spec.env_key, version=spec.version, model_path=str(spec.model_path),
-            generation=self.generation, replica=replica, template_protocol=template_protocol,
-        )  # fmt: skip
+            0,
+            0,
+            "",
+            spec.model_name,
+            "",
+            env_key=spec.env_key,
+            version=spec.version,
+            model_path=str(spec.model_path),
+            generation=self.generation,
+            replica=replica,
+            template_protocol=template_protocol,
+        )
 
     async def _spawn(self, replica: _Replica) -> ProcessHandle:
         record = self._record(replica=replica.index)
@@ -445,12 +462,10 @@ class ReplicaSet:
             return None
         return forked_worker(pid, replica.paths, running.record, record, self._place())
 
-    async def _start_worker(
-        self, paths: WorkerPaths, record: WorkerRecord | None, extra: tuple[str, ...] = ()
-    ) -> WorkerProcess:
-        """``python -m regserve.worker`` for this version (``--template`` in ``extra``)."""
+    def _args(self, extra: tuple[str, ...] = ()) -> list[str]:
+        """This version's worker options (``--template`` in ``extra``)."""
         spec = self.spec
-        args = [
+        return [
             "--model-path",
             str(spec.model_path),
             "--name",
@@ -460,9 +475,15 @@ class ReplicaSet:
             *self._worker_args(),
             *extra,
         ]
+
+    async def _start_worker(
+        self, paths: WorkerPaths, record: WorkerRecord | None, extra: tuple[str, ...] = ()
+    ) -> WorkerProcess:
+        """``python -m regserve.worker`` for this version (``--template`` in ``extra``)."""
+        spec = self.spec
         return await spawn_worker(
             str(spec.python or sys.executable),
-            args,
+            self._args(extra),
             paths,
             spec.worker_path if spec.python is not None else None,
             self._settings.log_max_bytes,
@@ -474,13 +495,28 @@ class ReplicaSet:
 
     async def _launch_template(self, paths: WorkerPaths) -> WorkerProcess:
         record = self._record(template_protocol=wire.TEMPLATE_PROTOCOL)
-        process = await self._start_worker(paths, record, ("--template",))
+        process = await self._fork_template(paths, record)
+        if process is not None:
+            how = f"forked from the warm process pid {self._warm.pid if self._warm else '?'}"
+        else:
+            process = await self._start_worker(paths, record, ("--template",))
+            how = "started"
         note(
             paths.log,
-            f"template worker started as pid {process.pid} "
+            f"template worker {how} as pid {process.pid} "
             f"(cluster generation {self.generation}): replicas are forked from it",
         )
         return process
+
+    async def _fork_template(
+        self, paths: WorkerPaths, record: WorkerRecord
+    ) -> WorkerProcess | None:
+        """The template forked from the model's warm process; None: start it cold."""
+        if self._warm is None:
+            return None
+        args = self._args(("--template",))
+        argv = worker_argv(paths, self._settings.orphan_timeout, self._sandbox, args)
+        return await self._warm.fork_template(argv, paths, record)
 
     def _template_fits(self, record: WorkerRecord) -> bool:
         spec = self.spec

@@ -8,7 +8,8 @@ version may run in several workers (replicas, generations) and a shared worker r
 versions. A record is trusted only when its process is still the one that was started: the
 same pid *and* the same kernel start time (``/proc/<pid>/stat``), which guards against pid
 reuse, and a command line naming its socket (or, for a replica forked from a template, the
-template's control socket).
+template's control socket; for a process forked from a forked one, the socket of the process
+its chain started with).
 """
 
 from __future__ import annotations
@@ -65,18 +66,25 @@ class WorkerRecord:
     """The control socket of the template it was forked from (its command line is the
     template's, naming that socket); None for a worker started as its own process."""
     created_at: float = 0.0
+    origin: str | None = None
+    """The socket its command line names when that is neither ``socket`` nor ``forked_from``:
+    a process forked from one that was forked itself (a replica of a standby, or of a template
+    forked from a warm process) runs the command line of the process its chain started with."""
     template_protocol: int | None = None
     """What a template's control socket speaks (``wire.TEMPLATE_PROTOCOL``); None for a worker,
     and for a template started before templates spoke wire frames."""
+    warm_protocol: int | None = None
+    """What a warm process's control socket speaks (``wire.WARM_PROTOCOL``); None for others."""
     format: int = _RECORD_FORMAT
 
     def describe(self) -> str:
         model = log_safe(self.model_name)  # written into log lines
-        what = (
-            f"shared worker of '{model}'"
-            if self.shared
-            else (f"worker of version {log_safe(self.version)} of '{model}'")
-        )
+        if self.shared:
+            what = f"shared worker of '{model}'"
+        elif self.warm_protocol is not None:
+            what = f"warm process of '{model}'"
+        else:
+            what = f"worker of version {log_safe(self.version)} of '{model}'"
         return f"{what} (pid {self.pid})"
 
 
@@ -106,7 +114,7 @@ def is_running(record: WorkerRecord) -> bool:
         cmdline = Path(f"/proc/{record.pid}/cmdline").read_bytes()
     except OSError:
         return False
-    named = record.forked_from or record.socket
+    named = record.origin or record.forked_from or record.socket
     return b"regserve.worker" in cmdline and named.encode() in cmdline
 
 

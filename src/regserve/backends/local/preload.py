@@ -1,0 +1,78 @@
+"""What a model's warm process imports (:mod:`regserve.worker.warm`): the libraries every model
+environment has, and those of the model's flavors, read from its ``MLmodel`` file.
+
+Kept simple on purpose: a fixed table from flavor name to the library that flavor loads with,
+plus the pyfunc flavor's ``loader_module`` (``mlflow.sklearn``, ``mlflow.pyfunc.model``...). A
+module the environment does not have is skipped by the warm process; a library the table does
+not name is imported by the template that loads the model, as it would be without a warm
+process. Nothing of the model's own code is named (it is not on the warm process's path
+anyway): every version of the model is forked from the same warm process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import yaml
+
+__all__ = ["BASE_MODULES", "FLAVOR_LIBRARIES", "preload_modules"]
+
+_log = logging.getLogger("regserve.supervisor")
+
+BASE_MODULES = ("mlflow", "mlflow.pyfunc", "pandas", "numpy")
+"""Imported by every warm process: what loading any MLflow model imports."""
+
+FLAVOR_LIBRARIES = {
+    "sklearn": "sklearn",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "catboost": "catboost",
+    "statsmodels": "statsmodels.api",
+    "pytorch": "torch",
+    "tensorflow": "tensorflow",
+    "keras": "keras",
+    "onnx": "onnxruntime",
+    "transformers": "transformers",
+    "sentence_transformers": "sentence_transformers",
+    "spacy": "spacy",
+    "prophet": "prophet",
+    "h2o": "h2o",
+}
+"""A flavor (a key of ``MLmodel``'s ``flavors``) -> the library it loads with. Some of these do
+not survive ``fork()`` (TensorFlow, and torch once CUDA is up): the warm process finds that out
+itself (``fork_hazard``) and its supervisor starts templates cold."""
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def preload_modules(model_path: Path) -> list[str]:
+    """The modules a warm process for this model imports (the base ones when its ``MLmodel``
+    cannot be read)."""
+    modules = list(BASE_MODULES)
+    for module in _flavor_modules(model_path / "MLmodel"):
+        if module not in modules and _MODULE.match(module):
+            modules.append(module)
+    return modules
+
+
+def _flavor_modules(mlmodel: Path) -> list[str]:
+    try:
+        flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
+    except (OSError, yaml.YAMLError, AttributeError) as exc:
+        _log.info(
+            "no flavors read from %s (%s): the warm process imports MLflow only", mlmodel, exc
+        )
+        return []
+    if not isinstance(flavors, dict):
+        return []
+    found: list[str] = []
+    for name, options in flavors.items():
+        library = FLAVOR_LIBRARIES.get(str(name))
+        if library is not None:
+            found.append(library)
+        loader = options.get("loader_module") if isinstance(options, dict) else None
+        if name == "python_function" and isinstance(loader, str):
+            found.append(loader)
+    return found
