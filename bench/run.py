@@ -26,15 +26,15 @@ from typing import Any
 import httpx
 
 from bench import report
-from bench.procs import parent, pss_mb
+from bench.procs import pss_mb
 from bench.ray_phase import ray_rows, ray_table, update_ray_docs
 from bench.servers import (
     COLUMNS,
     TOKEN,
     Server,
     log_bench_model,
+    record_pids,
     served_model_dir,
-    standby_pids,
     start_ceiling,
     start_mlflow,
     start_regserve,
@@ -167,25 +167,22 @@ def serve_bench_model(server: Server) -> None:
 
 
 def _regserve_memory(server: Server) -> dict[str, Any]:
-    """The main process, the serving workers and the templates they are forked from (a
-    template's parent is regserve, its standby is in its record; a forked replica has its
-    template's command line)."""
+    """The main process, the serving workers, the templates they are forked from (and the
+    templates' standbys) and the warm processes the templates are forked from, told apart by
+    their records (a forked process has its parent's command line)."""
     rss = server.rss()
     main = rss[server.process.pid][1]
     worker_pids = [pid for pid, (cmd, _) in rss.items() if "regserve.worker" in cmd]
-    standbys = standby_pids(server)
-    templates = [
-        pid
-        for pid in worker_pids
-        if ("--template" in rss[pid][0] and parent(pid) == server.process.pid) or pid in standbys
-    ]
-    serving = [pid for pid in worker_pids if pid not in templates]
+    templates = record_pids(server, "*.tpl") | record_pids(server, "*.tpl.standby")
+    warm = record_pids(server, "*.warm")
+    serving = [pid for pid in worker_pids if pid not in templates and pid not in warm]
     workers = [rss[pid][1] for pid in worker_pids]
     pss = [pss_mb(pid) for pid in worker_pids]
     return {
         "main_mb": round(main, 1),
         "workers": len(serving),
-        "templates": len(templates),
+        "templates": len([pid for pid in worker_pids if pid in templates]),
+        "warm": len([pid for pid in worker_pids if pid in warm]),
         "workers_mb": round(sum(workers), 1),
         "per_worker_mb": round(sum(workers) / len(serving), 1) if serving else 0.0,
         "total_mb": round(main + sum(workers), 1),

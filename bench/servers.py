@@ -28,8 +28,8 @@ __all__ = [
     "free_port",
     "log_bench_model",
     "open_way_to",
+    "record_pids",
     "served_model_dir",
-    "standby_pids",
     "start_ceiling",
     "start_mlflow",
     "start_regserve",
@@ -141,13 +141,15 @@ def open_way_to(data_dir: Path) -> None:
             return
 
 
-def standby_pids(server: Server) -> set[int]:
-    """The standby templates of ``server`` (idle forks of a template, from their records)."""
+def record_pids(server: Server, pattern: str) -> set[int]:
+    """The pids in ``server``'s worker records named like ``pattern`` in its run dir: ``*.pid``
+    serving workers, ``*.tpl`` templates, ``*.tpl.standby`` their standbys, ``*.warm`` warm
+    processes (a forked process has its parent's command line: records tell them apart)."""
     if server.data_dir is None:
         return set()
     pids: set[int] = set()
-    for record in run_dir_for(server.data_dir).glob("*.tpl.standby"):
-        with contextlib.suppress(OSError, ValueError):
+    for record in run_dir_for(server.data_dir).glob(pattern):
+        with contextlib.suppress(OSError, ValueError, KeyError):
             pids.add(int(json.loads(record.read_text())["pid"]))
     return pids
 

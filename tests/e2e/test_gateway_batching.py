@@ -86,10 +86,11 @@ async def _fire(url: str, requests: list[tuple[str, bytes, Any]]) -> list[httpx.
 
 
 def _worker_stats(server: RegServeProcess) -> dict[str, Any]:
-    # The worker's socket (in its model's directory); the template it was forked from, and
-    # the template's standby, have control sockets (*.tpl.sock, *.tpl.s<n>.sock).
+    # The serving worker's socket, from its record (<digest>.pid); the template it was forked
+    # from, the template's standby and the model's warm process have control sockets and
+    # records of their own (*.tpl, *.tpl.standby, *.warm).
     run_dir = Path(server.data_dir, "run")
-    (socket_path,) = [p for p in run_dir.rglob("*.sock") if ".tpl." not in p.name]
+    (socket_path,) = [json.loads(p.read_text())["socket"] for p in run_dir.glob("*.pid")]
     client = WireClient(socket_path)
     try:
         return dict(client.ping()["batching"])

@@ -11,7 +11,7 @@ import pytest
 from tests.conformance_cases import CASES, Case
 from tests.support.conformance import Answer, assert_conformant
 from tests.support.mlflow_serve import mlflow_models_serve
-from tests.support.models import log_sleepy_version
+from tests.support.models import log_sleepy_version, log_slow_loading_version
 from tests.support.registry import UserRegistry, user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
 
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "conformance-iris"
 SLEEPY = "sleepy"
+SLOW = "slow-start"
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
@@ -164,17 +165,21 @@ def test_a_request_over_the_timeout_is_504_and_the_worker_lives_on(served: Serve
 
 
 def test_a_version_still_starting_is_503_with_retry_after(served: Served) -> None:
+    """A request waits for a starting version up to its deadline (3 s here), then gets 503 with
+    Retry-After; a version that loads for 8 s is still starting then (a warm start forks its
+    template at once, but the load is the model's own)."""
     server = served.server
-    version = served.registry.register(MODEL)
+    version = log_slow_loading_version(SLOW, 8.0)
+    assert server.enable(SLOW).status_code == 200
 
     def starting() -> bool:
-        v = server.versions(MODEL).get(version)
+        v = server.versions(SLOW).get(version)
         return v is not None and v["state"] != "VERSION_STATE_READY"
 
     wait_for(starting, 30, f"v{version} to be deploying")
-    r = server.score(MODEL, version, {"dataframe_records": [ROW]})
-    assert r.status_code == 503
+    r = server.score(SLOW, version, {"dataframe_records": [ROW]})
+    assert r.status_code == 503, r.text
     assert r.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
     assert int(r.headers["retry-after"]) >= 1
-    server.wait_version_state(MODEL, version, "VERSION_STATE_READY")
-    assert server.score(MODEL, version, {"dataframe_records": [ROW]}).status_code == 200
+    server.wait_version_state(SLOW, version, "VERSION_STATE_READY")
+    assert server.score(SLOW, version, {"dataframe_records": [ROW]}).status_code == 200

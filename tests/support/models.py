@@ -126,6 +126,29 @@ def log_sleepy_version(name: str, seconds: float) -> str:
     return str(info.registered_model_version)
 
 
+def log_slow_loading_version(name: str, seconds: float) -> str:
+    """Register a pyfunc that takes ``seconds`` to load (a large model's weights, say), then
+    echoes the row count: its version stays starting that long, warm start or not."""
+    import time
+
+    class SlowLoading(mlflow.pyfunc.PythonModel):  # defined here so cloudpickle ships it by value
+        def load_context(self, context):  # type: ignore[no-untyped-def]
+            time.sleep(seconds)
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            return [len(model_input)] * len(model_input)
+
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=SlowLoading(),
+            registered_model_name=name,
+            pip_requirements=_pyfunc_requirements("slow-loading", SlowLoading()),
+        )
+    return str(info.registered_model_version)
+
+
 def log_broken_version(name: str) -> str:
     """Register a pyfunc whose loading always fails, with a recognisable message."""
 
