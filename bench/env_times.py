@@ -35,7 +35,7 @@ ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_widt
 BODY = {"dataframe_records": [ROW]}
 
 
-def save_model(path: Path) -> None:
+def save_model(path: Path) -> Path:
     data = load_iris()
     frame = pd.DataFrame(data.data, columns=list(ROW))
     model = LogisticRegression(max_iter=300).fit(frame, data.target)
@@ -46,6 +46,7 @@ def save_model(path: Path) -> None:
         input_example=frame.head(2),
         pip_requirements=[f"mlflow=={mlflow.__version__}", "scikit-learn"],
     )
+    return path
 
 
 def _wait_ok(

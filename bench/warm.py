@@ -25,12 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import mlflow
-import pandas as pd
-from mlflow.models import infer_signature
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
-
+from bench.env_times import ROW, save_model
 from regserve.backends.base import VersionEvent, VersionSpec
 from regserve.backends.local.backend import LocalBackend
 from regserve.backends.local.paths import run_dir_for
@@ -38,23 +33,9 @@ from regserve.backends.local.worker_records import read_record
 from regserve.settings import Settings
 
 MODEL = "iris"
-ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 BODY = json.dumps({"dataframe_records": [ROW]}).encode()
 MODES = ("cold", "warm")
 _TIMEOUT = 600.0
-
-
-def save_model(path: Path) -> Path:
-    data = load_iris()
-    frame = pd.DataFrame(data.data, columns=list(ROW))
-    model = LogisticRegression(max_iter=300).fit(frame, data.target)
-    mlflow.sklearn.save_model(
-        model,
-        str(path),
-        signature=infer_signature(frame, model.predict(frame)),
-        pip_requirements=[f"mlflow=={mlflow.__version__}", "scikit-learn"],
-    )
-    return path
 
 
 async def _first_prediction(backend: LocalBackend, version: str) -> None:

@@ -152,11 +152,14 @@ def forked_worker(
     template: WorkerRecord,
     record: WorkerRecord,
     place: Callable[[int], None] | None = None,
+    exit_status: ExitStatus | None = None,
 ) -> WorkerProcess:
-    """A replica a template worker forked (:mod:`regserve.worker.template`), recorded for
-    adoption like a spawned worker: it runs the template's interpreter and command line (which
-    names the template's socket, or, for a standby or a template forked from a warm process,
-    the socket of the process the chain started with: ``origin``)."""
+    """A process another forked: a replica a template worker forked
+    (:mod:`regserve.worker.template`), or a template a warm process forked
+    (:mod:`regserve.worker.warm`), recorded for adoption like a spawned worker: it runs its
+    parent's interpreter and command line (which names the parent's socket, or, for a standby
+    or a template forked from a warm process, the socket of the process the chain started
+    with: ``origin``). ``exit_status``: how it ended, asked of its parent."""
     if place is not None:
         place(pid)
     completed = dataclasses.replace(
@@ -171,7 +174,7 @@ def forked_worker(
         origin=template.origin or template.forked_from,
     )
     write_record(paths.pidfile, completed)
-    return WorkerProcess(completed)
+    return WorkerProcess(completed, exit_status)
 
 
 def _start(argv: list[str], env: dict[str, str], log_path: Path) -> int:

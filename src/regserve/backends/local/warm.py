@@ -36,7 +36,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from regserve.backends.local.process import (
     ProcessHandle,
     WorkerProcess,
     describe_exit,
+    forked_worker,
     spawn_worker,
     stop_pid,
     terminate,
@@ -54,10 +54,8 @@ from regserve.backends.local.supervision import RestartPolicy, supervise
 from regserve.backends.local.worker_records import (
     WorkerRecord,
     is_running,
-    process_start_time,
     read_record,
     remove_record,
-    write_record,
 )
 from regserve.sandbox import Sandbox
 from regserve.settings import Settings
@@ -243,22 +241,14 @@ class WarmProcess:
         if not isinstance(pid, int):
             _log.warning("%s forked no template: %s", self.label, answer)
             return None
+        return forked_worker(
+            pid, paths, control.process.record, record, self._place_forked, self.exit_code
+        )
+
+    def _place_forked(self, pid: int) -> None:
         if self._place is not None:
             with contextlib.suppress(OSError):  # it is in the warm process's cgroup (the model's)
                 self._place(pid)
-        warm = control.process.record
-        completed = dataclasses.replace(
-            record,
-            pid=pid,
-            start_time=process_start_time(pid) or 0,
-            socket=str(paths.socket),
-            python=warm.python,
-            pythonpath=warm.pythonpath,
-            created_at=time.time(),
-            forked_from=warm.socket,
-        )
-        write_record(paths.pidfile, completed)
-        return WorkerProcess(completed, exit_status=self.exit_code)
 
     async def exit_code(self, pid: int) -> int | None:
         """How a template forked from it ended (None: unknown, or the warm process is gone)."""
