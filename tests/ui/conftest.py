@@ -16,11 +16,14 @@ import httpx
 import pytest
 
 from tests.conftest import require_service
+from tests.support.models import log_broken_version
 from tests.support.registry import UserRegistry, user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess
 
 CHROMIUM = "/usr/bin/chromium"
 STORY_MODEL = "ui-story"
+BROKEN_MODEL = "ui-broken"  # enabled by the fixture: its only version fails to load
+BROKEN_CAUSE = "RuntimeError: deliberately broken model: cannot load weights.bin"
 HTML_MODEL = "<img src=x onerror=alert(1)>&amp; \"quoted\" 'model'"
 HTML_DESCRIPTION = "<script>alert('description')</script><b>not bold</b>"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
@@ -51,6 +54,8 @@ def ui_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
             assert reg.register(STORY_MODEL) == "1"
             reg.stage(STORY_MODEL, "1", "Staging")
             reg.client.create_registered_model(HTML_MODEL, description=HTML_DESCRIPTION)
+            assert log_broken_version(BROKEN_MODEL) == "1"
+            assert server.enable(BROKEN_MODEL).status_code == 200
             _admin(server, "POST", "/api/2.0/preview/scim/v2/Users", json={"userName": "viewer"})
             for model in (STORY_MODEL, HTML_MODEL):
                 _admin(
@@ -91,6 +96,22 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         yield chromium
         chromium.close()
+
+
+def signed_in_page(browser: Any, ui_world: UiWorld, token: str, width: int = 1280) -> Any:
+    """A fresh browser context, signed in with ``token`` through the sign-in form; the console's
+    errors are collected in ``page.console_errors``."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.goto(f"{ui_world.url}/ui/")
+    assert "/ui/signin" in page.url  # unauthenticated: redirected to sign in
+    page.get_by_label("Access token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{ui_world.url}/ui/")
+    return page
 
 
 def screenshot(page: Any, name: str) -> None:

@@ -9,23 +9,18 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.server import ADMIN_TOKEN
-from tests.ui.conftest import HTML_DESCRIPTION, HTML_MODEL, STORY_MODEL, UiWorld, screenshot
+from tests.ui.conftest import (
+    HTML_DESCRIPTION,
+    HTML_MODEL,
+    STORY_MODEL,
+    UiWorld,
+    screenshot,
+    signed_in_page,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 READY_S = 120_000  # ms: a version's worker loads sklearn and the model
-
-
-def _page(browser: Any, ui_world: UiWorld, token: str, width: int = 1280) -> Any:
-    """A fresh browser context, signed in with ``token`` through the sign-in form."""
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
-    page.goto(f"{ui_world.url}/ui/")
-    assert "/ui/signin" in page.url  # unauthenticated: redirected to sign in
-    page.get_by_label("Access token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{ui_world.url}/ui/")
-    return page
 
 
 def _open_model(page: Any, ui_world: UiWorld, name: str) -> None:
@@ -149,7 +144,7 @@ def _contains(text: str) -> re.Pattern[str]:
 def test_a_reader_sees_enable_disabled_with_the_reason(browser: Any, ui_world: UiWorld) -> None:
     from playwright.sync_api import expect
 
-    page = _page(browser, ui_world, ui_world.reader_token)
+    page = signed_in_page(browser, ui_world, ui_world.reader_token)
     _open_model(page, ui_world, HTML_MODEL)
     enable = page.get_by_role("button", name="Enable Serving")
     expect(enable).to_be_disabled()
@@ -162,7 +157,7 @@ def test_a_reader_sees_enable_disabled_with_the_reason(browser: Any, ui_world: U
 def test_names_and_descriptions_with_html_render_as_text(browser: Any, ui_world: UiWorld) -> None:
     from playwright.sync_api import expect
 
-    page = _page(browser, ui_world, ADMIN_TOKEN)
+    page = signed_in_page(browser, ui_world, ADMIN_TOKEN)
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     expect(page.get_by_role("link", name=HTML_MODEL, exact=True)).to_be_visible()
@@ -176,7 +171,7 @@ def test_names_and_descriptions_with_html_render_as_text(browser: Any, ui_world:
 
 
 def test_the_page_fits_a_narrow_screen(browser: Any, ui_world: UiWorld) -> None:
-    page = _page(browser, ui_world, ADMIN_TOKEN, width=390)
+    page = signed_in_page(browser, ui_world, ADMIN_TOKEN, width=390)
     _open_model(page, ui_world, STORY_MODEL)
     page.locator("#version-list button").first.wait_for()
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")

@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from regserve import __version__
 from regserve.auth.levels import PermissionLevel
 from regserve.errors import RegServeError
-from regserve.gateway.context import identity_of, services_of
+from regserve.gateway.context import identity_of, services_of, shown_of
 from regserve.gateway.cookies import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
@@ -27,6 +27,7 @@ from regserve.gateway.cookies import (
     safe_next,
 )
 from regserve.gateway.errors import status_for
+from regserve.ui.failures import headline
 
 __all__ = ["install_ui", "router", "static_files"]
 
@@ -168,7 +169,7 @@ def _user(request: Request) -> str:
     return identity_of(request).name
 
 
-async def _model_rows(request: Request) -> list[dict[str, str]]:
+async def _model_rows(request: Request) -> list[dict[str, str | None]]:
     """Every registered model the caller may read, with its serving state."""
     services = services_of(request)
     names: list[str] = []
@@ -176,15 +177,13 @@ async def _model_rows(request: Request) -> list[dict[str, str]]:
         names = await asyncio.to_thread(services.reader.list_models)
     endpoints = {e.model_name: e for e in await asyncio.to_thread(services.store.list_endpoints)}
     readable = await services.access.readable(identity_of(request), names)
-    rows = []
+    shown = shown_of(request)
+    rows: list[dict[str, str | None]] = []
     for name in readable:
         endpoint = endpoints.get(name)
         state = endpoint.state.name if endpoint else "NOT_ENABLED"
+        line = headline(shown(endpoint.state_message) if endpoint else "")
         rows.append(
-            {
-                "name": name,
-                "state": state,
-                "message": endpoint.state_message if endpoint else "",
-            }
+            {"name": name, "state": state, "message": line.text, "log_version": line.log_version}
         )
     return rows

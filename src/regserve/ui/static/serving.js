@@ -30,6 +30,34 @@
   const titled = (s) => pretty(s).replace(/^\w/, (c) => c.toUpperCase());
   const when = (ms) => new Date(ms).toLocaleString();
 
+  // A failed version's message carries its log's last lines: show the exception line and link
+  // to the full log. The same rule as regserve/ui/failures.py (the model list): change both.
+  const EXCEPTION_LINE = /^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning|Failure|Fault)(?::\s.*)?$/;
+  function headline(message, version) {
+    const lines = (message || "").split("\n");
+    if (lines.length < 2) return { text: message || "", logVersion: null };
+    const first = lines[0].replace(/\s*Last log lines:\s*$/, "");
+    const causes = lines.slice(1).map((l) => l.trimEnd()).filter((l) => EXCEPTION_LINE.test(l));
+    const scope = first.match(/^[^.]*\(failed: v(\w+)[^)]*\)\./);
+    const logVersion = version || (scope ? scope[1] : null);
+    if (!causes.length) return { text: first, logVersion };
+    return { text: scope ? `${scope[0]} ${causes.at(-1)}` : causes.at(-1), logVersion };
+  }
+
+  // Fills `node` with a message's headline and, when it was shortened, a link to the log.
+  function drawMessage(node, message, version) {
+    const line = headline(message, version);
+    const parts = [line.text];
+    if (line.logVersion) {
+      parts.push(" ", el("a", {
+        href: "#logs-" + encodeURIComponent(line.logVersion), class: "log-link", text: "Full log",
+        onclick: (event) => { event.preventDefault(); showLog(line.logVersion); },
+      }));
+    }
+    node.replaceChildren(...parts);
+    return node;
+  }
+
   function badge(node, state) {
     node.textContent = titled(state);
     node.className = "badge state-" + pretty(state).replace(/ /g, "_");
@@ -43,7 +71,7 @@
     $("status-disabled").hidden = !!status;
     if (status) {
       badge($("status-badge"), status.state);
-      $("status-message").textContent = status.state_message || "";
+      drawMessage($("status-message"), status.state_message, null);
     }
     const manage = view.level === "CAN_MANAGE";
     $("enable").disabled = !!view.refusal;
@@ -110,9 +138,9 @@
     $("version-title").textContent = info ? "Version " + info.version : "No version selected";
     if (info) badge($("version-state"), state); else $("version-state").textContent = "";
     $("version-tags").replaceChildren(...(info ? tagList(info) : []));
-    $("version-message").textContent = served ? served.state_message || ""
+    drawMessage($("version-message"), served ? served.state_message || ""
       : info && info.current_stage === "Archived" ? "Archived versions are not served."
-      : view.enabled ? "" : "Enable serving to deploy this version.";
+      : view.enabled ? "" : "Enable serving to deploy this version.", info ? info.version : null);
     $("urls").replaceChildren(...refs.map((ref) => {
       const id = "url-" + ref.replace(/[^A-Za-z0-9_-]/g, "_");
       return el("li", {},
@@ -158,6 +186,15 @@
     refreshVersionTabs();
   }
 
+  // The Model Versions tab, `version` selected, its Logs sub-tab open and in view.
+  function showLog(version) {
+    if (view.versions.some((v) => v.version === version)) selectVersion(version);
+    else view.selected = version;
+    $("tab-versions").click();
+    $("tab-logs").click();
+    $("logs").scrollIntoView({ block: "nearest" });
+  }
+
   async function loadExample(version, show) {
     if (view.examples[version] === undefined) {
       const r = await api("GET", `/api/2.0/regserve/models/get-input-example?${Q}&version=${encodeURIComponent(version)}`);
@@ -194,7 +231,7 @@
       el("td", { class: "nowrap", text: when(e.timestamp) }),
       el("td", {}, el("span", { class: "event-type", text: e.event_type })),
       withVersion ? el("td", { text: e.endpoint_version_name || "" }) : null,
-      el("td", { class: "message", text: e.message })));
+      drawMessage(el("td", { class: "message" }), e.message, e.endpoint_version_name || null)));
   }
 
   function drawEvents(tableId, events, withVersion) {
@@ -411,7 +448,9 @@
     $("add-tag").addEventListener("click", addTag);
     $("instance-type").addEventListener("change", () => { view.clusterDirty = true; });
     $("cluster-form").addEventListener("submit", saveCluster);
-    refresh();
+    const wanted = location.hash.match(/^#logs-(.+)$/);
+    if (wanted) view.selected = decodeURIComponent(wanted[1]);
+    refresh().then(() => { if (wanted) showLog(view.selected); });
     setInterval(refresh, REFRESH_MS);
   });
 })();
