@@ -100,11 +100,18 @@ def browser() -> Iterator[Any]:
 
 def signed_in_page(browser: Any, ui_world: UiWorld, token: str, width: int = 1280) -> Any:
     """A fresh browser context, signed in with ``token`` through the sign-in form; the console's
-    errors are collected in ``page.console_errors``."""
+    errors are collected in ``page.console_errors`` as ``"text [url]"``."""
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     page.console_errors = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    page.on(
+        "console",
+        lambda m: (
+            page.console_errors.append(f"{m.text} [{m.location.get('url', '')}]")
+            if m.type == "error"
+            else None
+        ),
+    )
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
     page.goto(f"{ui_world.url}/ui/")
     assert "/ui/signin" in page.url  # unauthenticated: redirected to sign in

@@ -71,6 +71,8 @@ def install_ui(api: FastAPI) -> None:
     it in: the gateway does not import the UI)."""
     api.include_router(router)
     api.mount("/ui/static", static_files(), name="ui-static")
+    # After the static files: a catch-all before them would answer for them too.
+    api.add_api_route("/ui/{path:path}", not_found, methods=["GET"], include_in_schema=False)
 
 
 @router.get("/ui")
@@ -135,9 +137,38 @@ async def serving_page(request: Request, name: str) -> Response:
         await services.access.require(
             identity_of(request), name, PermissionLevel.CAN_READ, "open its Serving page"
         )
+        exists = await _model_exists(request, name)
+        endpoint = await asyncio.to_thread(services.store.get_endpoint, name)
     except RegServeError as error:
         return _page("error.html", status_for(error), message=error.message, user=_user(request))
-    return _page("serving.html", model=name, user=_user(request))
+    if not exists:
+        return _page(
+            "error.html",
+            404,
+            heading="Model not found",
+            message=f"Registered model '{name}' does not exist.",
+            user=_user(request),
+        )
+    # Never served: the event and metric routes answer 400, the page does not ask them.
+    return _page("serving.html", model=name, served=endpoint is not None, user=_user(request))
+
+
+async def not_found(request: Request, path: str) -> Response:
+    """Any other ``/ui/`` address: a page, not the framework's JSON 404."""
+    return _page(
+        "error.html",
+        404,
+        heading="Page not found",
+        message=f"There is no page at /ui/{path}.",
+        user=_user(request),
+    )
+
+
+async def _model_exists(request: Request, name: str) -> bool:
+    reader = services_of(request).reader
+    if reader is None:  # a gateway without a registry: the page's own calls will tell
+        return True
+    return await asyncio.to_thread(reader.snapshot, name) is not None
 
 
 def _signin_form(request: Request, target: str, error: str = "", status: int = 200) -> Response:

@@ -16,6 +16,7 @@
     tab: "tab-versions", sub: "tab-logs", selected: null, enabled: false, level: "",
     refusal: null, versions: [], served: {}, aliases: {}, examples: {},
     cluster: null, clusterDirty: false, nodeTypes: null, busy: false, again: false,
+    known: root.dataset.served === "true", // served now or before: it has events and metrics
   };
   const drawn = new Map();
   // True (and remembered) when `data` differs from what was last drawn under `key`.
@@ -239,7 +240,8 @@
     const body = $(tableId).querySelector("tbody");
     const rows = eventRows(events, withVersion);
     if (!rows.length) {
-      rows.push(el("tr", {}, el("td", { colspan: withVersion ? 4 : 3, class: "muted", text: "No events yet." })));
+      rows.push(el("tr", {}, el("td", { colspan: withVersion ? 4 : 3, class: "muted",
+        text: view.known ? "No events yet." : "No events yet: serving was never enabled for this model." })));
     }
     body.replaceChildren(...rows);
   }
@@ -259,21 +261,22 @@
         if (atEnd) logs.scrollTop = logs.scrollHeight;
       }
     } else {
-      const r = await api("GET", `${EP}/get-event-history?${Q}&endpoint_version_name=${v}`);
-      drawEvents("version-events", r.ok ? r.data.events : [], false);
+      const r = view.known
+        ? await api("GET", `${EP}/get-event-history?${Q}&endpoint_version_name=${v}`) : null;
+      drawEvents("version-events", r && r.ok ? r.data.events : [], false);
     }
   }
 
   async function refreshModelEvents() {
-    const r = await api("GET", `${EP}/get-event-history?${Q}`);
-    drawEvents("model-events", r.ok ? r.data.events : [], true);
+    const r = view.known ? await api("GET", `${EP}/get-event-history?${Q}`) : null;
+    drawEvents("model-events", r && r.ok ? r.data.events : [], true);
   }
 
   // -- metrics --------------------------------------------------------------------------------
 
   async function refreshMetrics() {
-    const r = await api("GET", `${EP}/get-metric-history?${Q}`);
-    const metrics = r.ok ? r.data.metrics : [];
+    const r = view.known ? await api("GET", `${EP}/get-metric-history?${Q}`) : null;
+    const metrics = r && r.ok ? r.data.metrics : [];
     if (!changed("metrics", metrics)) return;
     const charts = [
       ["Requests per second", "req/s", "requests_per_minute", (x) => x / 60],
@@ -402,25 +405,36 @@
     }
   }
 
+  // Only routes that can answer are asked: the list of served models says whether this one is
+  // served (get-status, list-versions and list-version-aliases answer 400 when it is not), and
+  // a model never served has no events or metrics to ask for.
   async function refreshOnce() {
-    const [model, status, versions, aliases] = await Promise.all([
+    const [model, list] = await Promise.all([
       api("GET", `/api/2.0/regserve/models/get?${Q}`),
-      api("GET", `${EP}/get-status?${Q}`),
-      api("GET", `${EP}/list-versions?${Q}`),
-      api("GET", `${EP}/list-version-aliases?${Q}`),
+      api("GET", `${EP}/list`),
     ]);
     $("page-error").hidden = model.ok;
-    if (!model.ok) { $("page-error").textContent = errorText(model); return; }
+    if (!model.ok) {
+      $("page-error").textContent = errorText(model);
+      if (model.status === 404) stopRefreshing(); // the model was deleted: nothing to re-read
+      return;
+    }
+    const endpoint = list.ok
+      ? list.data.endpoints.find((e) => e.registered_model_name === MODEL) || null : null;
+    if (endpoint) view.known = true;
+    const [versions, aliases] = endpoint ? await Promise.all([
+      api("GET", `${EP}/list-versions?${Q}`),
+      api("GET", `${EP}/list-version-aliases?${Q}`),
+    ]) : [null, null];
     const info = model.data.registered_model;
     view.level = model.data.permission_level;
     view.refusal = model.data.enable_refusal;
     view.versions = info.versions;
     $("description").textContent = info.description || "";
-    view.served = Object.fromEntries((versions.ok ? versions.data.endpoint_versions : [])
+    view.served = Object.fromEntries((versions && versions.ok ? versions.data.endpoint_versions : [])
       .map((v) => [v.endpoint_version_name, v]));
-    view.aliases = Object.fromEntries((aliases.ok ? aliases.data.aliases : [])
+    view.aliases = Object.fromEntries((aliases && aliases.ok ? aliases.data.aliases : [])
       .map((a) => [a.alias, a.endpoint_version_name]));
-    const endpoint = status.ok ? status.data.endpoint_status : null;
     drawStatus(endpoint);
     if (view.selected === null || !view.versions.some((v) => v.version === view.selected)) {
       const live = view.versions.filter((v) => v.current_stage !== "Archived");
@@ -437,6 +451,12 @@
     ]);
   }
 
+  let timer = null;
+  function stopRefreshing() {
+    clearInterval(timer);
+    timer = null;
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     tabs(root.querySelector('[aria-label="Serving"]'), (id) => { view.tab = id; refresh(); });
     tabs(root.querySelector('[aria-label="Version details"]'), (id) => { view.sub = id; refreshVersionTabs(); });
@@ -451,6 +471,6 @@
     const wanted = location.hash.match(/^#logs-(.+)$/);
     if (wanted) view.selected = decodeURIComponent(wanted[1]);
     refresh().then(() => { if (wanted) showLog(view.selected); });
-    setInterval(refresh, REFRESH_MS);
+    timer = setInterval(refresh, REFRESH_MS);
   });
 })();
