@@ -56,8 +56,20 @@ def ui_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
             reg.client.create_registered_model(HTML_MODEL, description=HTML_DESCRIPTION)
             assert log_broken_version(BROKEN_MODEL) == "1"
             assert server.enable(BROKEN_MODEL).status_code == 200
+            _admin(  # a tag: readers see the cluster's tags but no way to change them
+                server,
+                "PUT",
+                "/api/2.0/preview/mlflow/endpoints/update-cluster-config",
+                json={
+                    "registered_model_name": BROKEN_MODEL,
+                    "desired_cluster_config": {
+                        "node_type_id": "local-default",
+                        "tags": [{"key": "team", "value": "ml"}],
+                    },
+                },
+            )
             _admin(server, "POST", "/api/2.0/preview/scim/v2/Users", json={"userName": "viewer"})
-            for model in (STORY_MODEL, HTML_MODEL):
+            for model in (STORY_MODEL, HTML_MODEL, BROKEN_MODEL):
                 _admin(
                     server,
                     "PATCH",

@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.server import ADMIN_TOKEN
 from tests.ui.conftest import (
+    BROKEN_MODEL,
     HTML_DESCRIPTION,
     HTML_MODEL,
     STORY_MODEL,
@@ -151,6 +152,26 @@ def test_a_reader_sees_enable_disabled_with_the_reason(browser: Any, ui_world: U
     expect(page.locator("#enable-reason")).to_contain_text("lacks CAN_MANAGE")
     expect(page.locator("#enable-reason")).to_be_visible()
     screenshot(page, "reader")
+    page.context.close()
+
+
+def test_a_reader_sees_the_cluster_read_only(browser: Any, ui_world: UiWorld) -> None:
+    from playwright.sync_api import expect
+
+    page = signed_in_page(browser, ui_world, ui_world.reader_token)
+    _open_model(page, ui_world, BROKEN_MODEL)
+    expect(page.locator("#status-badge")).not_to_be_empty()
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+    expect(page.locator("#enable-reason")).to_contain_text("Stopping serving needs CAN_MANAGE")
+    page.get_by_role("tab", name="Cluster Settings").click()
+    expect(page.locator("#tags")).to_contain_text("team")
+    expect(page.get_by_label("Instance Type")).to_be_disabled()
+    expect(page.get_by_role("button", name="Edit tag team")).to_have_count(0)
+    expect(page.get_by_role("button", name="Delete tag team")).to_have_count(0)
+    expect(page.get_by_role("button", name="Add", exact=True)).to_be_hidden()
+    expect(page.get_by_label("Key", exact=True)).to_be_hidden()
+    expect(page.get_by_role("button", name="Save", exact=True)).to_be_hidden()
+    expect(page.locator("#cluster-reason")).to_contain_text("Changing the cluster needs CAN_MANAGE")
     page.context.close()
 
 

@@ -17,6 +17,7 @@
     refusal: null, versions: [], served: {}, aliases: {}, examples: {},
     cluster: null, clusterDirty: false, nodeTypes: null, busy: false, again: false,
     known: root.dataset.served === "true", // served now or before: it has events and metrics
+    clusterLocked: null,
   };
   const drawn = new Map();
   // True (and remembered) when `data` differs from what was last drawn under `key`.
@@ -76,7 +77,7 @@
     }
     const manage = view.level === "CAN_MANAGE";
     $("enable").disabled = !!view.refusal;
-    $("stop").disabled = !manage;
+    $("stop").hidden = !manage;
     const reason = view.refusal && !status ? view.refusal
       : !manage && status ? `Stopping serving needs CAN_MANAGE; you hold ${view.level || "no permission"}.` : "";
     $("enable-reason").textContent = reason;
@@ -308,8 +309,18 @@
       $("instance-type").value = config.node_type_id;
       drawTags();
     }
+    // A caller who may not change the cluster sees it read-only: nothing to edit, no Save.
     const manage = view.level === "CAN_MANAGE";
-    $("save-cluster").disabled = !status || !manage;
+    const locked = !manage;
+    if (locked !== view.clusterLocked) {
+      view.clusterLocked = locked;
+      $("instance-type").disabled = locked;
+      $("add-tag-fields").hidden = locked;
+      $("tags-actions-head").hidden = locked;
+      $("save-cluster").hidden = locked;
+      drawTags();
+    }
+    $("save-cluster").disabled = !status;
     $("cluster-reason").textContent = !status ? "Enable serving to configure its cluster."
       : manage ? "" : `Changing the cluster needs CAN_MANAGE; you hold ${view.level || "no permission"}.`;
   }
@@ -324,6 +335,7 @@
         return el("tr", {}, el("td", {}, key), el("td", {}, value),
           el("td", {}, el("button", { type: "button", class: "btn btn-small", onclick: done, text: "Done" })));
       }
+      if (view.clusterLocked) return el("tr", {}, el("td", { text: tag.key }), el("td", { text: tag.value }));
       return el("tr", {}, el("td", { text: tag.key }), el("td", { text: tag.value }), el("td", { class: "actions" },
         el("button", { type: "button", class: "btn btn-small", "aria-label": `Edit tag ${tag.key}`, text: "Edit",
           onclick: () => drawTags(i) }),
@@ -331,7 +343,8 @@
           text: "Delete", onclick: () => { tags.splice(i, 1); view.clusterDirty = true; drawTags(); } })));
     }));
     if (!tags.length) {
-      $("tags").querySelector("tbody").append(el("tr", {}, el("td", { colspan: 3, class: "muted", text: "No tags." })));
+      $("tags").querySelector("tbody").append(el("tr", {},
+        el("td", { colspan: view.clusterLocked ? 2 : 3, class: "muted", text: "No tags." })));
     }
   }
 
