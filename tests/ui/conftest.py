@@ -23,6 +23,7 @@ from tests.support.server import ADMIN_TOKEN, RegServeProcess
 CHROMIUM = "/usr/bin/chromium"
 STORY_MODEL = "ui-story"
 BROKEN_MODEL = "ui-broken"  # enabled by the fixture: its only version fails to load
+TWO_MODEL = "ui-two"  # enabled by the fixture: two iris versions
 BROKEN_CAUSE = "RuntimeError: deliberately broken model: cannot load weights.bin"
 HTML_MODEL = "<img src=x onerror=alert(1)>&amp; \"quoted\" 'model'"
 HTML_DESCRIPTION = "<script>alert('description')</script><b>not bold</b>"
@@ -55,6 +56,8 @@ def ui_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiWorld]:
             reg.stage(STORY_MODEL, "1", "Staging")
             reg.client.create_registered_model(HTML_MODEL, description=HTML_DESCRIPTION)
             assert log_broken_version(BROKEN_MODEL) == "1"
+            assert [reg.register(TWO_MODEL), reg.register(TWO_MODEL, c=0.3)] == ["1", "2"]
+            assert server.enable(TWO_MODEL).status_code == 200
             assert server.enable(BROKEN_MODEL).status_code == 200
             _admin(  # a tag: readers see the cluster's tags but no way to change them
                 server,

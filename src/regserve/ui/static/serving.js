@@ -181,6 +181,7 @@
   }
 
   function selectVersion(version) {
+    if (version !== view.selected) clearResponse();
     view.selected = version;
     drawVersionList();
     drawVersionDetail();
@@ -197,6 +198,52 @@
     $("logs").scrollIntoView({ block: "nearest" });
   }
 
+  // JSON as a person reads a request: objects and arrays of objects or arrays open up, one
+  // item a line; an array or object of plain values stays on one line (a row, the columns).
+  function formatJson(value, indent = "") {
+    const plain = (v) => v === null || typeof v !== "object";
+    const inline = (v) => plain(v) ? JSON.stringify(v) : Array.isArray(v)
+      ? `[${v.map(inline).join(", ")}]`
+      : `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${inline(x)}`).join(", ")}}`;
+    if (plain(value)) return JSON.stringify(value);
+    const items = Array.isArray(value) ? value : Object.values(value);
+    if (indent && items.every(plain)) return inline(value);
+    if (!items.length) return Array.isArray(value) ? "[]" : "{}";
+    const inner = indent + "  ";
+    const lines = Array.isArray(value) ? value.map((v) => inner + formatJson(v, inner))
+      : Object.entries(value).map(([k, v]) => `${inner}${JSON.stringify(k)}: ${formatJson(v, inner)}`);
+    const [open, close] = Array.isArray(value) ? ["[", "]"] : ["{", "}"];
+    return `${open}\n${lines.join(",\n")}\n${indent}${close}`;
+  }
+
+  // The request box's JSON, or null with the reason shown (nothing is sent).
+  function requestJson() {
+    const text = $("request-body").value;
+    try {
+      const value = JSON.parse(text);
+      $("request-error").hidden = true;
+      return value;
+    } catch (error) {
+      $("request-error").textContent = text.trim()
+        ? `The request is not valid JSON (${error.message}): fix it and send again.`
+        : "The request is empty: type a JSON body or press Show Example.";
+      $("request-error").hidden = false;
+      return null;
+    }
+  }
+
+  function formatRequest() {
+    const value = requestJson();
+    if (value !== null) $("request-body").value = formatJson(value);
+  }
+
+  function clearResponse() {
+    $("response-status").textContent = "";
+    $("response-status").className = "badge";
+    $("response-latency").textContent = "";
+    $("response-body").textContent = "";
+  }
+
   async function loadExample(version, show) {
     if (view.examples[version] === undefined) {
       const r = await api("GET", `/api/2.0/regserve/models/get-input-example?${Q}&version=${encodeURIComponent(version)}`);
@@ -206,7 +253,8 @@
     if (!show) return;
     const example = view.examples[version];
     if (example.input_example) {
-      $("request-body").value = JSON.stringify(example.input_example, null, 2);
+      $("request-body").value = formatJson(example.input_example);
+      $("request-error").hidden = true;
       $("send-hint").textContent = `Loaded the input example logged with version ${version}.`;
     } else {
       $("send-hint").textContent = example.error;
@@ -215,15 +263,17 @@
 
   async function sendRequest() {
     const version = view.selected;
+    if (requestJson() === null) return;
     $("response-status").textContent = "Sending…";
     $("response-status").className = "badge";
     const r = await api("POST", `/model/${encodeURIComponent(MODEL)}/${encodeURIComponent(version)}/invocations`,
       $("request-body").value);
+    if (version !== view.selected) return; // another version was picked meanwhile
     $("response-status").textContent = `${r.status || "No answer"}`;
     $("response-status").className = "badge " + (r.ok ? "state-ready" : "state-failed");
     const answeredBy = r.headers.get("X-Model-Version");
     $("response-latency").textContent = `${Math.round(r.ms)} ms` + (answeredBy ? ` · version ${answeredBy}` : "");
-    $("response-body").textContent = r.data !== null ? JSON.stringify(r.data, null, 2) : r.text;
+    $("response-body").textContent = r.data !== null ? formatJson(r.data) : r.text;
   }
 
   // -- logs and events ------------------------------------------------------------------------
@@ -400,6 +450,7 @@
     if (!ok) return;
     const r = await api("POST", `${EP}/disable`, { registered_model_name: MODEL });
     actionResult(r.ok ? "Serving stopped." : errorText(r));
+    if (r.ok) clearResponse();
     refresh();
   }
 
@@ -478,6 +529,7 @@
     $("stop").addEventListener("click", stop);
     $("show-example").addEventListener("click", () => view.selected && loadExample(view.selected, true));
     $("send-request").addEventListener("click", sendRequest);
+    $("format-request").addEventListener("click", formatRequest);
     $("add-tag").addEventListener("click", addTag);
     $("instance-type").addEventListener("change", () => { view.clusterDirty = true; });
     $("cluster-form").addEventListener("submit", saveCluster);
