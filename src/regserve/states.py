@@ -80,6 +80,9 @@ def endpoint_state(
     if failed:
         parts.append(f"failed: {_names(failed)}")
     summary = "; ".join(parts)
+    if len(ready) == len(versions):
+        served = f"{len(ready)} version" + ("s" if len(ready) > 1 else "")
+        return EndpointState.READY, f"Serving {served} ({summary})."
     if ready:
         return EndpointState.READY, f"Serving {len(ready)} of {len(versions)} versions ({summary})."
     if not pending:

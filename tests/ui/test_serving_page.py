@@ -46,6 +46,7 @@ def test_the_serving_story(browser: Any, ui_world: UiWorld) -> None:
     enable.click()
     expect(page.locator("#status-badge")).to_have_text("Ready", timeout=READY_S)
     expect(page.locator("#version-state")).to_have_text("Ready", timeout=READY_S)
+    expect(page.locator("#status-message")).to_have_text("Serving 1 version (ready: v1).")
     expect(page.locator("#urls")).to_contain_text(f"/model/{STORY_MODEL}/Staging/invocations")
     expect(page.locator("#snippet-curl")).to_contain_text(f"/model/{STORY_MODEL}/1/invocations")
 
@@ -98,10 +99,16 @@ def test_the_serving_story(browser: Any, ui_world: UiWorld) -> None:
 
     # Stop, confirmed
     page.get_by_role("button", name="Stop").click()
-    page.get_by_role("button", name="Stop serving").click()
+    confirm = page.get_by_role("button", name="Stop serving")
+    expect(confirm).to_have_css("background-color", "rgb(196, 58, 58)")  # red: it stops
+    confirm.click()
     expect(page.get_by_role("button", name="Enable Serving")).to_be_visible(timeout=20_000)
     r = ui_world.server.api("GET", "get-status", params={"registered_model_name": STORY_MODEL})
     assert r.status_code == 400  # serving is off
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_have_text("You have signed out.")
+    expect(page.get_by_label("Access token")).to_be_visible()
     context.close()
 
 
@@ -110,7 +117,8 @@ def _change_cluster_settings(page: Any, ui_world: UiWorld) -> None:
 
     page.get_by_role("tab", name="Cluster Settings").click()
     select = page.get_by_label("Instance Type")
-    expect(select).to_contain_text("2 GB Memory, 1 Cores")
+    expect(select).to_contain_text("2 GB Memory, 1 core)")
+    expect(select).not_to_contain_text("Cores")
     select.select_option("local-small")
     for key, value in (("team", "ui"), ("temporary", "x")):
         page.get_by_label("Key", exact=True).fill(key)
@@ -120,6 +128,9 @@ def _change_cluster_settings(page: Any, ui_world: UiWorld) -> None:
     page.get_by_label("Tag value").fill("ui-edited")
     page.get_by_role("button", name="Done").click()
     page.get_by_role("button", name="Delete tag temporary").click()
+    page.get_by_label("Key", exact=True).fill("team")  # already there: refused
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator("#tag-error")).to_contain_text("There is already a tag 'team'")
     expect(page.locator("#tags tbody tr")).to_have_count(1)
     page.wait_for_timeout(4500)  # a refresh must not undo unsaved edits
     expect(page.locator("#tags")).to_contain_text("ui-edited")
@@ -130,6 +141,7 @@ def _change_cluster_settings(page: Any, ui_world: UiWorld) -> None:
     screenshot(page, "cluster-confirm")
     page.get_by_role("button", name="Save and relaunch").click()
     expect(page.locator("#cluster-result")).to_contain_text("Saved")
+    expect(page.locator("#tag-error")).to_be_hidden()  # the refused Add is old news
     status = ui_world.server.status(STORY_MODEL)
     config = status.get("desired_cluster_config") or status["actual_cluster_config"]
     assert config == {

@@ -81,8 +81,11 @@ async def ui_root() -> Response:
 
 
 @router.get(SIGNIN_PATH)
-async def signin_page(request: Request, next: str | None = None) -> Response:
-    return _signin_form(request, safe_next(next))
+async def signin_page(
+    request: Request, next: str | None = None, signed_out: str | None = None
+) -> Response:
+    notice = "You have signed out." if signed_out else ""
+    return _signin_form(request, safe_next(next), notice=notice)
 
 
 @router.post(SIGNIN_PATH)
@@ -171,9 +174,11 @@ async def _model_exists(request: Request, name: str) -> bool:
     return await asyncio.to_thread(reader.snapshot, name) is not None
 
 
-def _signin_form(request: Request, target: str, error: str = "", status: int = 200) -> Response:
+def _signin_form(
+    request: Request, target: str, error: str = "", status: int = 200, notice: str = ""
+) -> Response:
     csrf = secrets.token_urlsafe(24)
-    response = _page("signin.html", status, csrf=csrf, next=target, error=error)
+    response = _page("signin.html", status, csrf=csrf, next=target, error=error, notice=notice)
     response.set_cookie(
         SIGNIN_COOKIE,
         csrf,

@@ -350,8 +350,11 @@
     if (!view.nodeTypes) {
       const r = await api("GET", "/api/2.0/clusters/list-node-types");
       view.nodeTypes = r.ok ? r.data.node_types : [];
+      // The API says "1 Cores", as Databricks does; the page says "1 core".
+      const cores = (text) => text.replace(/\b(\d+(?:\.\d+)?) Cores\b/,
+        (_, n) => `${n} ${Number(n) === 1 ? "core" : "cores"}`);
       $("instance-type").replaceChildren(...view.nodeTypes.map((t) => el("option",
-        { value: t.node_type_id, text: `${t.node_type_id} (${t.description})` })));
+        { value: t.node_type_id, text: `${t.node_type_id} (${cores(t.description)})` })));
     }
     const config = status ? status.desired_cluster_config || status.actual_cluster_config : null;
     if (config && !view.clusterDirty) {
@@ -425,7 +428,10 @@
       desired_cluster_config: { node_type_id: nodeType, tags: view.cluster.tags },
     });
     $("cluster-result").textContent = r.ok ? "Saved: a new cluster is launching." : errorText(r);
-    if (r.ok) view.clusterDirty = false;
+    if (r.ok) {
+      view.clusterDirty = false;
+      $("tag-error").hidden = true; // an Add refused before the Save is no longer the news
+    }
     refresh();
   }
 
@@ -446,7 +452,8 @@
 
   async function stop() {
     const ok = await confirmAction("Stop serving?",
-      `Every served version of '${MODEL}' stops answering and its cluster is terminated.`, "Stop serving");
+      `Every served version of '${MODEL}' stops answering and its cluster is terminated.`, "Stop serving",
+      true);
     if (!ok) return;
     const r = await api("POST", `${EP}/disable`, { registered_model_name: MODEL });
     actionResult(r.ok ? "Serving stopped." : errorText(r));

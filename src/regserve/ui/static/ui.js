@@ -51,12 +51,14 @@ window.regserve = (() => {
     return `HTTP ${result.status} ${result.text.slice(0, 300)}`;
   }
 
-  // A modal confirmation (the page's <dialog id="confirm">); resolves to true on OK.
-  function confirmAction(title, message, okLabel) {
+  // A modal confirmation (the page's <dialog id="confirm">); resolves to true on OK. A
+  // `danger`ous action (one that stops something) has a red OK button.
+  function confirmAction(title, message, okLabel, danger = false) {
     const dialog = document.getElementById("confirm");
     document.getElementById("confirm-title").textContent = title;
     document.getElementById("confirm-text").textContent = message;
     document.getElementById("confirm-ok").textContent = okLabel;
+    document.getElementById("confirm-ok").className = danger ? "btn btn-danger-solid" : "btn btn-primary";
     dialog.returnValue = "";
     return new Promise((resolve) => {
       dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
@@ -108,7 +110,7 @@ window.regserve = (() => {
     for (const button of document.querySelectorAll('[data-action="signout"]')) {
       button.addEventListener("click", async () => {
         await api("POST", "/ui/signout");
-        location.assign("/ui/signin");
+        location.assign("/ui/signin?signed_out=1");
       });
     }
   });
