@@ -119,6 +119,8 @@ def _change_cluster_settings(page: Any, ui_world: UiWorld) -> None:
     select = page.get_by_label("Instance Type")
     expect(select).to_contain_text("2 GB Memory, 1 core)")
     expect(select).not_to_contain_text("Cores")
+    expect(page.locator("#instance-note")).to_contain_text("the local backend enforces it")
+    expect(page.locator("#instance-note")).not_to_contain_text("not enforce")
     select.select_option("local-small")
     for key, value in (("team", "ui"), ("temporary", "x")):
         page.get_by_label("Key", exact=True).fill(key)
@@ -137,9 +139,14 @@ def _change_cluster_settings(page: Any, ui_world: UiWorld) -> None:
     screenshot(page, "cluster")
     page.get_by_role("button", name="Save", exact=True).click()
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("a new cluster launched")
+    expect(dialog).to_contain_text("The versions keep serving from the running cluster")
+    expect(dialog).not_to_contain_text("terminated")
+    expect(dialog).not_to_contain_text("unavailable")
     screenshot(page, "cluster-confirm")
-    page.get_by_role("button", name="Save and relaunch").click()
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    update = page.locator("#cluster-update")
+    expect(update).to_contain_text("Updating cluster: local-default -> local-small")
+    expect(update).to_be_hidden(timeout=READY_S)  # done: the new cluster serves
     expect(page.locator("#cluster-result")).to_contain_text("Saved")
     expect(page.locator("#tag-error")).to_be_hidden()  # the refused Add is old news
     status = ui_world.server.status(STORY_MODEL)

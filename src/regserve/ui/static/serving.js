@@ -84,6 +84,23 @@
     $("enable-reason").hidden = !reason;
   }
 
+  // "Updating cluster: A -> B" while the desired config is not the running one yet (not when
+  // the last update failed: the status message says so).
+  function drawClusterUpdate(status) {
+    const desired = status && status.desired_cluster_config;
+    const actual = status && status.actual_cluster_config;
+    const failed = status && /The last cluster update failed/.test(status.state_message || "");
+    let text = "";
+    if (desired && actual && !failed) {
+      text = desired.node_type_id !== actual.node_type_id
+        ? `Updating cluster: ${actual.node_type_id} -> ${desired.node_type_id}`
+        : `Updating cluster: ${actual.node_type_id} (new tags)`;
+      text += "; the versions keep serving meanwhile.";
+    }
+    $("cluster-update").textContent = text;
+    $("cluster-update").hidden = !text;
+  }
+
   // -- versions -------------------------------------------------------------------------------
 
   function refsOf(version) {
@@ -419,15 +436,18 @@
   async function saveCluster(event) {
     event.preventDefault();
     const nodeType = $("instance-type").value;
+    // Updates are blue-green: the running cluster serves until the new one's versions are Ready.
     const ok = await confirmAction("Save cluster settings?",
-      `The serving cluster of '${MODEL}' will be terminated and a new cluster launched with ` +
-      `instance type ${nodeType}. Versions are unavailable while they start again.`, "Save and relaunch");
+      `A new serving cluster of '${MODEL}' starts with instance type ${nodeType} beside the ` +
+      "running one. The versions keep serving from the running cluster while the new one " +
+      "starts; traffic moves to it once its versions are Ready.", "Save");
     if (!ok) return;
     const r = await api("PUT", `${EP}/update-cluster-config`, {
       registered_model_name: MODEL,
       desired_cluster_config: { node_type_id: nodeType, tags: view.cluster.tags },
     });
-    $("cluster-result").textContent = r.ok ? "Saved: a new cluster is launching." : errorText(r);
+    $("cluster-result").textContent = r.ok
+      ? "Saved: the new cluster is starting; the versions keep serving meanwhile." : errorText(r);
     if (r.ok) {
       view.clusterDirty = false;
       $("tag-error").hidden = true; // an Add refused before the Save is no longer the news
@@ -507,6 +527,7 @@
     view.aliases = Object.fromEntries((aliases && aliases.ok ? aliases.data.aliases : [])
       .map((a) => [a.alias, a.endpoint_version_name]));
     drawStatus(endpoint);
+    drawClusterUpdate(endpoint);
     if (view.selected === null || !view.versions.some((v) => v.version === view.selected)) {
       const live = view.versions.filter((v) => v.current_stage !== "Archived");
       const pick = (live.length ? live : view.versions).at(-1);
