@@ -296,11 +296,13 @@
   // -- logs and events ------------------------------------------------------------------------
 
   function eventRows(events, withVersion) {
+    // data-label: a narrow screen shows each row as a card, its cells labelled (ui.css)
     return events.slice().reverse().map((e) => el("tr", {},
-      el("td", { class: "nowrap", text: when(e.timestamp) }),
-      el("td", {}, el("span", { class: "event-type", text: e.event_type })),
-      withVersion ? el("td", { text: e.endpoint_version_name || "" }) : null,
-      drawMessage(el("td", { class: "message" }), e.message, e.endpoint_version_name || null)));
+      el("td", { class: "nowrap", "data-label": "Timestamp", text: when(e.timestamp) }),
+      el("td", { "data-label": "Event Type" }, el("span", { class: "event-type", text: e.event_type })),
+      withVersion ? el("td", { "data-label": "Version", text: e.endpoint_version_name || "" }) : null,
+      drawMessage(el("td", { class: "message", "data-label": "Message" }), e.message,
+        e.endpoint_version_name || null)));
   }
 
   function drawEvents(tableId, events, withVersion) {
