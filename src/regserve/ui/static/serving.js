@@ -17,7 +17,7 @@
     refusal: null, versions: [], served: {}, aliases: {}, examples: {},
     cluster: null, clusterDirty: false, nodeTypes: null, busy: false, again: false,
     known: root.dataset.served === "true", // served now or before: it has events and metrics
-    clusterLocked: null,
+    clusterLocked: null, metrics: [], rangeHours: 1,
   };
   const drawn = new Map();
   // True (and remembered) when `data` differs from what was last drawn under `key`.
@@ -346,21 +346,36 @@
 
   async function refreshMetrics() {
     const r = view.known ? await api("GET", `${EP}/get-metric-history?${Q}`) : null;
-    const metrics = r && r.ok ? r.data.metrics : [];
-    if (!changed("metrics", metrics)) return;
+    view.metrics = r && r.ok ? r.data.metrics : [];
+    drawMetrics();
+  }
+
+  // Redrawn each minute even without new figures: the x-axis ends at now.
+  function drawMetrics() {
+    const t1 = Date.now();
+    if (!changed("metrics", [view.metrics, view.rangeHours, Math.floor(t1 / 60000)])) return;
+    const t0 = t1 - view.rangeHours * 3600000;
     const charts = [
-      ["Requests per second", "req/s", "requests_per_minute", (x) => x / 60],
-      ["Latency p50", "ms", "latency_p50_ms", (x) => x],
-      ["Latency p99", "ms", "latency_p99_ms", (x) => x],
-      ["Errors per minute", "errors", "errors_per_minute", (x) => x],
+      ["Requests per minute", "requests", "requests_per_minute", true],
+      ["Latency p50", "ms", "latency_p50_ms", false],
+      ["Latency p99", "ms", "latency_p99_ms", false],
+      ["Errors per minute", "errors", "errors_per_minute", true],
     ];
-    $("charts").replaceChildren(...charts.map(([title, unit, key, scale]) => {
+    $("charts").replaceChildren(...charts.map(([title, unit, key, count]) => {
       const series = {};
-      for (const m of metrics.filter((m) => m.key === key)) {
-        (series[m.endpoint_version_name] ||= []).push([m.timestamp, scale(m.value)]);
+      for (const m of view.metrics.filter((m) => m.key === key)) {
+        (series[m.endpoint_version_name] ||= []).push([m.timestamp, m.value]);
       }
-      return window.regserveCharts.lineChart(title, unit, series);
+      return window.regserveCharts.lineChart(title, unit, series, { t0, t1, count });
     }));
+  }
+
+  function selectRange(hours) {
+    view.rangeHours = hours;
+    for (const button of document.querySelectorAll("[data-range]")) {
+      button.setAttribute("aria-pressed", String(Number(button.dataset.range) === hours));
+    }
+    drawMetrics();
   }
 
   // -- cluster settings -----------------------------------------------------------------------
@@ -560,6 +575,9 @@
     $("show-example").addEventListener("click", () => view.selected && loadExample(view.selected, true));
     $("send-request").addEventListener("click", sendRequest);
     $("format-request").addEventListener("click", formatRequest);
+    for (const button of document.querySelectorAll("[data-range]")) {
+      button.addEventListener("click", () => selectRange(Number(button.dataset.range)));
+    }
     $("add-tag").addEventListener("click", addTag);
     $("instance-type").addEventListener("change", () => { view.clusterDirty = true; });
     $("cluster-form").addEventListener("submit", saveCluster);
