@@ -33,6 +33,8 @@ def test_the_serving_story(browser: Any, ui_world: UiWorld) -> None:
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{ui_world.url}/ui/models/{STORY_MODEL}")
     expect(page.get_by_label("Access token")).to_be_visible()
     screenshot(page, "signin")
@@ -109,6 +111,7 @@ def test_the_serving_story(browser: Any, ui_world: UiWorld) -> None:
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("status")).to_have_text("You have signed out.")
     expect(page.get_by_label("Access token")).to_be_visible()
+    assert console_errors == []  # a whole walk: enable, every tab, stop, sign out
     context.close()
 
 
