@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -24,7 +26,7 @@ from regserve.envs import EnvironmentManager
 from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
 from regserve.metrics import ControlMetrics
 from regserve.redaction import PathRedactor
-from regserve.registry.models import ModelSnapshot
+from regserve.registry.models import ModelSnapshot, VersionInfo
 from regserve.router import ModelRoutes, Router, ServedVersion
 from regserve.settings import Settings
 from regserve.states import EndpointState, VersionState, endpoint_state
@@ -357,7 +359,9 @@ class Controller:
         running = self._backend.deployed(name) | set(served.downloads) | set(served.versions)
         for version in sorted(running - desired, key=int):
             await self._remove(name, served, version)
-        for version in sorted(desired - running, key=int):
+        # In the order their workers should start (the backend's start queue orders the
+        # starts that wait; this orders the ones that find a free slot at once).
+        for version in sorted(desired - running, key=partial(_start_order, served.snapshot)):
             if not await self._adopt(name, served, version):
                 self._begin_deploy(name, served, version)
 
@@ -410,7 +414,7 @@ class Controller:
             served.downloads.pop(version, None)
         if self._served.get(name) is not served or version not in served.versions:
             return  # disabled or archived meanwhile
-        await self._backend.deploy(spec)
+        await self._backend.deploy(_with_order(spec, served.snapshot))
 
     async def _prepare(self, name: str, served: _Served, version: str) -> VersionSpec:
         dest = self._model_path(served, version)
@@ -571,6 +575,28 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _pointed_at(snapshot: ModelSnapshot, info: VersionInfo) -> bool:
+    return info.stage in ("Staging", "Production") or info.version in snapshot.aliases.values()
+
+
+def _start_order(snapshot: ModelSnapshot | None, version: str) -> tuple[bool, int]:
+    """Versions a stage or alias points at first, then the newest."""
+    info = snapshot.version(version) if snapshot is not None else None
+    if snapshot is None or info is None:
+        return (True, -int(version))
+    return (not _pointed_at(snapshot, info), -info.creation_timestamp)
+
+
+def _with_order(spec: VersionSpec, snapshot: ModelSnapshot | None) -> VersionSpec:
+    """``spec`` with what orders its workers' starts (from the registry as now)."""
+    info = snapshot.version(spec.version) if snapshot is not None else None
+    if snapshot is None or info is None:
+        return spec
+    return dataclasses.replace(
+        spec, pointed_at=_pointed_at(snapshot, info), registered_at=info.creation_timestamp
+    )
 
 
 def _active_versions(snapshot: ModelSnapshot | None) -> set[str]:
