@@ -82,7 +82,7 @@ async def test_ten_versions_start_two_at_a_time_the_production_one_first(
         assert ready.index("10") < ready.index("1")  # then the newest
         waited = [e for e in events if e.event_type == "WORKER_STARTING" and "waiting" in e.message]
         assert waited
-        assert "ahead); at most 2 workers start at once" in waited[-1].message
+        assert "ahead); at most 2 start at once" in waited[-1].message
 
         for version in map(str, range(1, 11)):
             target = served.router.resolve(name, version).target

@@ -68,13 +68,13 @@ async def test_a_waiting_start_is_told_its_place_and_how_long_it_waited() -> Non
     await eventually(lambda: places == [1], "c told: one ahead")
     await asyncio.sleep(0.2)
     first.set()
-    assert (await running).ahead == 0
+    assert not (await running).queued
     await eventually(lambda: places == [1, 0], "c told: none ahead")
     second.set()
     await before
     third.set()
     turn = await waiting
-    assert turn.ahead == 1
+    assert (turn.queued, turn.ahead) == (True, 1)
     assert turn.waited >= 0.2
 
 

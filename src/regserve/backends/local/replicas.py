@@ -391,11 +391,11 @@ class ReplicaSet:
         slots = self._starts.slots if self._starts is not None else 0
         waited = (
             f"after waiting {turn.waited:.1f} s for a start slot ({turn.ahead} ahead)"
-            if turn.ahead or turn.waited >= 0.05
+            if turn.queued
             else "at once"
         )
         text = (
-            f"{self._prefix(replica)}Worker start began {waited}; at most {slots} workers "
+            f"{self._prefix(replica)}Worker start began {waited}; at most {slots} "
             "start at once (REGSERVE_WORKER_START_PARALLELISM)."
         )
         self._set(replica, VersionState.LAUNCHING, "Loading the model.", "WORKER_STARTING", text)

@@ -72,10 +72,12 @@ class _Ticket:
 class Turn:
     """A start's turn, while it is held."""
 
+    queued: bool
+    """It had to wait (no slot was free, or others waited already)."""
     waited: float
     """Seconds it waited for it."""
     ahead: int
-    """Starts that were ahead of it when it came (0: it did not wait)."""
+    """Starts that were ahead of it when it came."""
 
 
 class StartQueue:
@@ -108,12 +110,13 @@ class StartQueue:
         ``async with`` block; it passes to the next waiting start when the block ends."""
         came = time.monotonic()
         first = 0
-        if self._held < self.slots and not self._waiting:
-            self._held += 1
-        else:
+        queued = self._held >= self.slots or bool(self._waiting)
+        if queued:
             first = await self._wait(priority, ahead)
+        else:
+            self._held += 1
         try:
-            yield Turn(time.monotonic() - came, first)
+            yield Turn(queued, time.monotonic() - came, first)
         finally:
             self._release()
 
