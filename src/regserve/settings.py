@@ -113,8 +113,8 @@ class Settings(BaseSettings):
         ge=1,
         description="Workers (templates, fresh workers) that start at once on the local "
         "backend, each loading its model; the others wait for a turn: a crashed worker that "
-        "had served first, then versions a stage or alias points at, then the newest. Default: "
-        "the CPUs regserve may run on, at least 2.",
+        "had served first, then versions a stage or alias points at, then those called "
+        "lately, then the newest. Default: the CPUs regserve may run on, at least 2.",
     )
     max_restarts: int = Field(
         4, description="Consecutive crashes before a version is marked FAILED."

@@ -1,12 +1,14 @@
 """A big enable converges (issue 20, item 0): worker starts take turns, at most
-REGSERVE_WORKER_START_PARALLELISM at once, the version a stage points at first, then the
-newest; a start's timeout runs from its turn, not from when it began to wait. Real registry,
-store, backend and workers, seen through the store's states and events."""
+REGSERVE_WORKER_START_PARALLELISM at once, the version a stage points at first, then one
+called lately, then the newest; a start's timeout runs from its turn, not from when it began
+to wait. Real registry, store, backend and workers, seen through the store's states and
+events."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,6 +65,13 @@ async def test_ten_versions_start_two_at_a_time_the_production_one_first(
         registry.register(name)
     registry.promote(name, "5", "Production")
     async with serving(registry, data_dir, worker_start_parallelism=2) as served:
+        # v3 was called a minute ago (the gateway's per-minute aggregates, as a previous
+        # regserve process flushed them): after the Production version, before the others
+        minute = (int(time.time()) // 60 - 1) * 60_000
+        traffic = {"requests": 3, "errors": 0, "latency_p50_ms": 1.0, "latency_p99_ms": 2.0}
+        served.store.add_metrics(
+            [{"model_name": name, "version": "3", "minute": minute, **traffic}]
+        )
         seen: list[tuple[int, int]] = []
         watch = asyncio.create_task(_watch(served, name, seen))
         await served.controller.enable(name)
@@ -79,6 +88,7 @@ async def test_ten_versions_start_two_at_a_time_the_production_one_first(
         ready = [e.version for e in events if e.event_type == "VERSION_READY"]
         assert sorted(ready, key=int) == [str(v) for v in range(1, 11)]
         assert ready.index("5") < min(ready.index("1"), ready.index("2"))
+        assert ready.index("3") < min(ready.index("1"), ready.index("2"))
         assert ready.index("10") < ready.index("1")  # then the newest
         waited = [e for e in events if e.event_type == "WORKER_STARTING" and "waiting" in e.message]
         assert waited

@@ -46,6 +46,9 @@ class VersionSpec:
     when starts wait for their turn (the local backend's ``StartQueue``)."""
     registered_at: int = 0
     """When it was registered (ms): among those waiting, newer versions start first."""
+    called_at: int = 0
+    """The minute (ms) it was last called, as the store's traffic aggregates say (0: not
+    lately): such versions start after those pointed at, before the others."""
 
 
 @dataclass(frozen=True)

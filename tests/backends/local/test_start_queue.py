@@ -31,7 +31,7 @@ async def _hold(
 async def test_at_most_its_slots_start_at_once_and_the_rest_go_by_priority() -> None:
     queue = StartQueue(2)
     log: list[str] = []
-    gates = {name: asyncio.Event() for name in "abcdef"}
+    gates = {name: asyncio.Event() for name in "abcdefgh"}
     priorities = {
         "a": OTHER,
         "b": OTHER,
@@ -39,19 +39,21 @@ async def test_at_most_its_slots_start_at_once_and_the_rest_go_by_priority() -> 
         "d": StartPriority.of(Urgency.OTHER, 2),
         "e": StartPriority.of(Urgency.POINTED_AT, 0),
         "f": StartPriority.of(Urgency.RESTART, 0),
+        "g": StartPriority.of(Urgency.CALLED, 0, called_at=1),
+        "h": StartPriority.of(Urgency.CALLED, 5, called_at=2),  # called last: before g
     }
     tasks = {}
-    for name in "abcdef":
+    for name in "abcdefgh":
         tasks[name] = asyncio.create_task(_hold(queue, name, priorities[name], log, gates[name]))
         await asyncio.sleep(0)
     await eventually(lambda: log == ["a", "b"], "the first two started")
-    assert (queue.running, queue.waiting) == (2, 4)
-    for done in range(6):  # the first running one finishes, the next by priority starts
+    assert (queue.running, queue.waiting) == (2, 6)
+    for done in range(8):  # the first running one finishes, the next by priority starts
         name = log[done]
         gates[name].set()
         await tasks[name]
         assert queue.running <= 2
-    assert log == ["a", "b", "f", "e", "d", "c"]
+    assert log == ["a", "b", "f", "e", "h", "g", "d", "c"]
     assert (queue.running, queue.waiting) == (0, 0)
 
 

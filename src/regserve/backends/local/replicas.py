@@ -370,7 +370,7 @@ class ReplicaSet:
                 yield
                 return
             urgency = Urgency.RESTART if replica.served else self._urgency()
-            priority = StartPriority.of(urgency, self.spec.registered_at)
+            priority = StartPriority.of(urgency, self.spec.registered_at, self.spec.called_at)
             async with self._starts.turn(priority, partial(self._waiting, replica)) as turn:
                 self._began(replica, turn)
                 yield
@@ -379,7 +379,9 @@ class ReplicaSet:
         return self._template is not None and self._template.up
 
     def _urgency(self) -> Urgency:
-        return Urgency.POINTED_AT if self.spec.pointed_at else Urgency.OTHER
+        if self.spec.pointed_at:
+            return Urgency.POINTED_AT
+        return Urgency.CALLED if self.spec.called_at else Urgency.OTHER
 
     def _waiting(self, replica: _Replica, ahead: int) -> None:
         """``replica``'s start waits for a turn, ``ahead`` others first."""

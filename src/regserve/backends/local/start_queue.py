@@ -9,7 +9,8 @@ replica set waits for a *turn* here, and holds it from its launch until it serve
 - **bounded**: at most ``slots`` turns are held at once; the rest wait;
 - **ordered**: the waiting starts go by :class:`StartPriority`, then in the order they came:
   a crashed worker that had served first (its version was serving: availability first), then
-  versions a stage or an alias points at, then the newest versions;
+  versions a stage or an alias points at, then versions called lately (the most recent
+  first), then the newest versions;
 - **timed from the turn**: nothing here counts against a start timeout; a supervisor measures
   its timeouts from when it launched, after its turn came;
 - **told**: a waiting start is told how many starts are ahead of it each time that changes.
@@ -43,7 +44,9 @@ class Urgency(enum.IntEnum):
     """A worker that served and crashed: its version was serving."""
     POINTED_AT = 1
     """A version a stage or an alias points at: what callers name."""
-    OTHER = 2
+    CALLED = 2
+    """A version that was called lately (before a restart of regserve, or a re-enable)."""
+    OTHER = 3
 
 
 @dataclass(frozen=True, order=True)
@@ -51,12 +54,14 @@ class StartPriority:
     """Where a start stands among the waiting ones: smaller goes first (fields in order)."""
 
     urgency: Urgency
+    latest_call: int = 0
+    """Minus the time of the version's last call (ms): the most recently called go first."""
     newest: int = 0
     """Minus the version's registration time (ms): newer versions go first."""
 
     @classmethod
-    def of(cls, urgency: Urgency, registered_at: int) -> StartPriority:
-        return cls(urgency, -registered_at)
+    def of(cls, urgency: Urgency, registered_at: int, called_at: int = 0) -> StartPriority:
+        return cls(urgency, -called_at, -registered_at)
 
 
 @dataclass(order=True)
