@@ -65,17 +65,25 @@ def watch(http: httpx.Client, count: int, aliased: str, timeout: float) -> dict[
     r.raise_for_status()
     first = alias = None
     peak = os.getloadavg()[0]
+    launching = 0
     while time.monotonic() - started < timeout:
         states = _states(http)
         ready = [v for v, state in states.items() if state == _READY]
         now = time.monotonic() - started
         peak = max(peak, os.getloadavg()[0])
+        launching = max(launching, sum(s == "VERSION_STATE_LAUNCHING" for s in states.values()))
         if ready and first is None:
             first = now
         if aliased in ready and alias is None:
             alias = now
         if len(ready) == count:
-            return {"first": first, "alias": alias, "all": now, "peak_load": peak}
+            return {
+                "first": first,
+                "alias": alias,
+                "all": now,
+                "peak_load": peak,
+                "launching": launching,
+            }
         time.sleep(0.5)
     raise TimeoutError(f"not all {count} versions READY after {timeout:g} s: {_states(http)}")
 
@@ -129,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         f"first version READY: {times['first']:.1f} s; v{aliased} (@{ALIAS}) READY: "
         f"{times['alias']:.1f} s; all {args.versions} READY: {times['all']:.1f} s"
     )
+    print(f"most versions LAUNCHING at once (polled every 0.5 s): {times['launching']}")
     print(f"sweep: {answered} of {args.versions} versions answered 200")
     print("events: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
