@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -103,7 +104,17 @@ class Settings(BaseSettings):
         "got a 504) before it is replaced by a new one; 0: never replaced.",
     )
     worker_start_timeout: float = Field(
-        300.0, description="Seconds a worker may take to load its model before it counts as failed."
+        300.0,
+        description="Seconds a worker may take to load its model before it counts as failed, "
+        "from when its start got its turn (see worker_start_parallelism).",
+    )
+    worker_start_parallelism: int = Field(
+        default_factory=lambda: max(2, len(os.sched_getaffinity(0))),
+        ge=1,
+        description="Workers (templates, fresh workers) that start at once on the local "
+        "backend, each loading its model; the others wait for a turn: a crashed worker that "
+        "had served first, then versions a stage or alias points at, then those called "
+        "lately, then the newest. Default: the CPUs regserve may run on, at least 2.",
     )
     max_restarts: int = Field(
         4, description="Consecutive crashes before a version is marked FAILED."

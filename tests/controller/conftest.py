@@ -12,6 +12,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
@@ -37,11 +38,18 @@ class Registry:
     model_dir: Path
     client: MlflowClient
 
-    def register(self, name: str) -> str:
-        """A new version of ``name`` (the registered model made when missing)."""
+    def register(self, name: str, source: Path | None = None) -> str:
+        """A new version of ``name`` (the registered model made when missing), of the saved
+        iris model or of the model saved in ``source``."""
         if not self.client.search_registered_models(f"name = '{name}'"):
             self.client.create_registered_model(name)
-        return str(self.client.create_model_version(name, source=str(self.model_dir)).version)
+        source = source or self.model_dir
+        return str(self.client.create_model_version(name, source=str(source)).version)
+
+    def promote(self, name: str, version: str, stage: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated, still used
+            self.client.transition_model_version_stage(name, version, stage)
 
     def archive(self, name: str, version: str) -> None:
         with warnings.catch_warnings():
@@ -92,15 +100,23 @@ def data_dir() -> Iterator[Path]:
 async def served(registry: Registry, data_dir: Path) -> AsyncIterator[Served]:
     """A controller reconciling in the background (as ``regserve up`` runs it), stopped with
     its workers afterwards."""
-    settings = Settings(
-        data_dir=data_dir,
-        registry_uri=registry.uri,
-        env_manager="local",
-        worker_users="off",
-        resource_limits="off",
-        poll_interval=scaled(30),
-        worker_start_timeout=scaled(120),
-    )
+    async with serving(registry, data_dir) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serving(registry: Registry, data_dir: Path, **changes: Any) -> AsyncIterator[Served]:
+    """The ``served`` fixture's controller, with ``changes`` to its settings."""
+    options: dict[str, Any] = {
+        "data_dir": data_dir,
+        "registry_uri": registry.uri,
+        "env_manager": "local",
+        "worker_users": "off",
+        "resource_limits": "off",
+        "poll_interval": scaled(30),
+        "worker_start_timeout": scaled(120),
+    }
+    settings = Settings(**{**options, **changes})
     store = StateStore(f"sqlite:///{data_dir / 'state.db'}")
     store.migrate()
     events: asyncio.Queue[VersionEvent] = asyncio.Queue()

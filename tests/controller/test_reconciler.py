@@ -37,6 +37,7 @@ async def test_enabling_serves_the_ready_versions_and_says_so(
         "CLUSTER_STARTED",
         "WORKER_ISOLATION_OFF",
         "VERSION_DEPLOYING",
+        "WORKER_STARTING",
         "WARM_PROCESS_STARTED",
         "VERSION_READY",
     ]

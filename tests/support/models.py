@@ -329,3 +329,26 @@ def save_summary_model(path: Path) -> Path:
         requirements = _pyfunc_requirements("summary", Summary())
         mlflow.pyfunc.save_model(str(path), python_model=Summary(), pip_requirements=requirements)
     return path
+
+
+def save_slow_loading_model(path: Path, seconds: float) -> Path:
+    """Save a pyfunc that takes ``seconds`` to load, then echoes the row count (for starts that
+    must take a while: ``log_slow_loading_version`` registers one through a run)."""
+    import time
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+
+        class SlowLoading(mlflow.pyfunc.PythonModel):  # cloudpickle ships it by value
+            def load_context(self, context):  # type: ignore[no-untyped-def]
+                time.sleep(seconds)
+
+            def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+                return [len(model_input)] * len(model_input)
+
+        # Served with --env-manager local only: no inference of requirements (seconds per kind).
+        requirements = [f"mlflow=={mlflow.__version__}", "cloudpickle"]
+        mlflow.pyfunc.save_model(
+            str(path), python_model=SlowLoading(), pip_requirements=requirements
+        )
+    return path

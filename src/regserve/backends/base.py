@@ -41,6 +41,14 @@ class VersionSpec:
     """Put on PYTHONPATH when ``python`` is set: where the worker package is for that env."""
     env_key: str | None = None
     """The environment ``python`` belongs to (``--env-manager virtualenv``), for the records."""
+    pointed_at: bool = False
+    """A stage or an alias points at it: its workers start before the model's other versions'
+    when starts wait for their turn (the local backend's ``StartQueue``)."""
+    registered_at: int = 0
+    """When it was registered (ms): among those waiting, newer versions start first."""
+    called_at: int = 0
+    """The minute (ms) it was last called, as the store's traffic aggregates say (0: not
+    lately): such versions start after those pointed at, before the others."""
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -24,7 +27,7 @@ from regserve.envs import EnvironmentManager
 from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
 from regserve.metrics import ControlMetrics
 from regserve.redaction import PathRedactor
-from regserve.registry.models import ModelSnapshot
+from regserve.registry.models import ModelSnapshot, VersionInfo
 from regserve.router import ModelRoutes, Router, ServedVersion
 from regserve.settings import Settings
 from regserve.states import EndpointState, VersionState, endpoint_state
@@ -36,6 +39,8 @@ __all__ = ["Controller", "RegistryReaderLike"]
 _log = logging.getLogger("regserve.controller")
 _LOG_MESSAGE = 2000
 """Characters of an event's message its log line keeps."""
+_CALLED_WITHIN = 24 * 3600.0
+"""Seconds back a version's last call counts for the order of starts."""
 
 
 class RegistryReaderLike(Protocol):
@@ -57,6 +62,8 @@ class _Served:
     """A cluster update in progress (the old cluster serves meanwhile)."""
     update_failed: tuple[ClusterConfig, str] | None = None
     """The config the last update failed to move to, and why (not retried until set again)."""
+    called: dict[str, int] = field(default_factory=dict)
+    """Version -> the last minute (ms) it was called, read when versions are to be deployed."""
 
 
 class Controller:
@@ -357,9 +364,24 @@ class Controller:
         running = self._backend.deployed(name) | set(served.downloads) | set(served.versions)
         for version in sorted(running - desired, key=int):
             await self._remove(name, served, version)
-        for version in sorted(desired - running, key=int):
+        new = desired - running
+        if new:
+            served.called = await asyncio.to_thread(self._last_called, name)
+        # In the order their workers should start (the backend's start queue orders the
+        # starts that wait; this orders the ones that find a free slot at once).
+        order = partial(_start_order, served.snapshot, served.called)
+        for version in sorted(new, key=order):
             if not await self._adopt(name, served, version):
                 self._begin_deploy(name, served, version)
+
+    def _last_called(self, name: str) -> dict[str, int]:
+        """Version -> the last minute (ms) it was called within ``_CALLED_WITHIN``."""
+        since = int((time.time() - _CALLED_WITHIN) * 1000)
+        called: dict[str, int] = {}
+        for point in self._store.metric_history(name, since):
+            if point.key == "requests_per_minute" and point.value > 0 and point.version:
+                called[point.version] = max(called.get(point.version, 0), point.timestamp)
+        return called
 
     def _model_path(self, served: _Served, version: str) -> Path:
         """Where the version's files are kept (``model_files.local_model_path``)."""
@@ -410,7 +432,7 @@ class Controller:
             served.downloads.pop(version, None)
         if self._served.get(name) is not served or version not in served.versions:
             return  # disabled or archived meanwhile
-        await self._backend.deploy(spec)
+        await self._backend.deploy(_with_order(spec, served.snapshot, served.called))
 
     async def _prepare(self, name: str, served: _Served, version: str) -> VersionSpec:
         dest = self._model_path(served, version)
@@ -571,6 +593,36 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def _pointed_at(snapshot: ModelSnapshot, info: VersionInfo) -> bool:
+    return info.stage in ("Staging", "Production") or info.version in snapshot.aliases.values()
+
+
+def _start_order(
+    snapshot: ModelSnapshot | None, called: dict[str, int], version: str
+) -> tuple[bool, int, int]:
+    """Versions a stage or alias points at first, then those called lately (the most recent
+    first), then the newest: the backend's ``StartPriority``."""
+    info = snapshot.version(version) if snapshot is not None else None
+    if snapshot is None or info is None:
+        return (True, -called.get(version, 0), -int(version))
+    return (not _pointed_at(snapshot, info), -called.get(version, 0), -info.creation_timestamp)
+
+
+def _with_order(
+    spec: VersionSpec, snapshot: ModelSnapshot | None, called: dict[str, int]
+) -> VersionSpec:
+    """``spec`` with what orders its workers' starts (from the registry as now)."""
+    info = snapshot.version(spec.version) if snapshot is not None else None
+    if snapshot is None or info is None:
+        return spec
+    return dataclasses.replace(
+        spec,
+        pointed_at=_pointed_at(snapshot, info),
+        registered_at=info.creation_timestamp,
+        called_at=called.get(spec.version, 0),
+    )
 
 
 def _active_versions(snapshot: ModelSnapshot | None) -> set[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from regserve.backends.local.process import ProcessHandle
@@ -23,6 +25,18 @@ class Recorder:
     said: list[str] = field(default_factory=list)
     processes: list[ProcessHandle] = field(default_factory=list)
     launched: asyncio.Event = field(default_factory=asyncio.Event)
+    turns: bool = False
+    """Write down when a start's turn is taken and given back."""
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self.turns:
+            self.said.append("turn")
+        try:
+            yield
+        finally:
+            if self.turns:
+                self.said.append("turn over")
 
     async def launch(self) -> ProcessHandle:
         process = await asyncio.create_subprocess_exec(*self.argv)
@@ -121,3 +135,30 @@ async def test_a_process_that_cannot_start_is_said_once() -> None:
     recorder = Recorder(["/nonexistent/program"])
     await asyncio.wait_for(supervise(recorder, RestartPolicy(3, 1.0, 1.0), asyncio.Event()), 10)
     assert recorder.said == ["cannot start FileNotFoundError"]
+
+
+async def test_a_start_holds_its_turn_from_its_launch_until_it_serves_or_failed() -> None:
+    recorder = Recorder(["false"], ready=False, turns=True)
+    policy = RestartPolicy(max_restarts=2, backoff_base=0.05, backoff_max=1.0)
+    await asyncio.wait_for(supervise(recorder, policy, asyncio.Event()), 10)
+    assert recorder.said == [
+        "turn",
+        "launch",
+        "unready",
+        "turn over",  # given back before the crash is handled and the backoff waited
+        "restarting exit 1 in 0 (1)",
+        "turn",
+        "launch",
+        "unready",
+        "turn over",
+        "give up exit 1 (2)",
+    ]
+    serving = Recorder(["sleep", "60"], turns=True)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(supervise(serving, policy, stopping))
+    await asyncio.wait_for(serving.launched.wait(), 10)
+    await asyncio.sleep(0.1)
+    stopping.set()
+    serving.processes[-1].kill()
+    await asyncio.wait_for(task, 10)
+    assert serving.said == ["turn", "launch", "serving restarted=False", "turn over"]

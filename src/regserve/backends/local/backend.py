@@ -36,6 +36,7 @@ from regserve.backends.local.paths import WorkerPaths, run_dir_for
 from regserve.backends.local.process import WorkerProcess
 from regserve.backends.local.replicas import ReplicaSet
 from regserve.backends.local.shared import SharedWorker
+from regserve.backends.local.start_queue import StartQueue
 from regserve.backends.local.warm_pool import WarmPool
 from regserve.backends.local.worker_records import WorkerRecord
 from regserve.backends.options import BatchSettings, ClusterOptions, needs_new_workers
@@ -93,6 +94,9 @@ class LocalBackend:
         self._leftovers = Leftovers()
         self._warm = WarmPool(settings, self._limits.place, self._warm_teller)
         """Each model's warm processes, its templates are forked from (warm_pool.py)."""
+        self._starts = StartQueue(settings.worker_start_parallelism)
+        """Every replica set's starts that load a model take turns here (start_queue.py):
+        first starts, crash restarts, scale-ups and blue-green updates alike."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -381,6 +385,7 @@ class LocalBackend:
             options.fork_replicas,
             sandbox=sandbox,
             warm=warm,
+            starts=self._starts,
         )
 
     def _batching(self, model_name: str) -> BatchSettings:

@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
@@ -40,6 +41,7 @@ from regserve.backends.local.process import (
     wait_exit,
     worker_argv,
 )
+from regserve.backends.local.start_queue import StartPriority, StartQueue, Turn, Urgency
 from regserve.backends.local.supervision import RestartPolicy, supervise, wait_until_ready
 from regserve.backends.local.template import Template
 from regserve.backends.local.warm import WarmProcess
@@ -72,6 +74,8 @@ class _Replica:
         self.inflight = 0
         self.crashed = False
         """Crashed at least once: its next READY is a restart."""
+        self.served = False
+        """It served at least once: a restart of it goes first in the start queue."""
         self.forked = False
         """Its process was forked from the set's template (which knows its exit status)."""
         self.replaced = ""
@@ -101,8 +105,14 @@ class ReplicaSet:
         *,
         sandbox: Sandbox,
         warm: WarmProcess | None = None,
+        starts: StartQueue | None = None,
     ) -> None:
         self._settings = settings
+        self._starts = starts
+        """The backend's start queue: a start that loads the model waits for a turn there."""
+        self._one_start = asyncio.Lock()
+        """While no template runs, the set's replicas take their turns one after another:
+        the first brings the template up, the others then fork from it, turn-free."""
         self._policy = RestartPolicy.of(settings)
         self._sandbox = sandbox
         """The model's user, environment and limits (regserve.sandbox)."""
@@ -177,6 +187,7 @@ class ReplicaSet:
         replica.client = client
         replica.process = process
         replica.crashed = True  # its next start is a restart
+        replica.served = True
         # READY at once, quietly: the controller records the adoption (WORKER_ADOPTED).
         replica.state, replica.message = VersionState.READY, "Serving."
         self._ready = tuple(r for r in self.replicas if r.state == VersionState.READY)
@@ -247,6 +258,8 @@ class ReplicaSet:
             state = VersionState.READY
         elif all(r.state == VersionState.FAILED for r in self.replicas):
             state = VersionState.FAILED
+        elif all(r.state == VersionState.PENDING for r in self.replicas):
+            state = VersionState.PENDING
         else:
             state = VersionState.LAUNCHING
         parts = [f"{ready} of {len(self.replicas)} replicas ready"]
@@ -344,6 +357,50 @@ class ReplicaSet:
                 self.spec.model_name, self.spec.version, self.state, summary, event_type, text, pid
             )
         )
+
+    @contextlib.asynccontextmanager
+    async def _start_turn(self, replica: _Replica) -> AsyncIterator[None]:
+        """Held while ``replica`` starts: a turn of the start queue, unless it is forked from
+        a template that runs (milliseconds) or there is no queue."""
+        if self._starts is None or self._forks_now():
+            yield
+            return
+        async with self._one_start:
+            if self._forks_now():  # another replica brought the template up meanwhile
+                yield
+                return
+            urgency = Urgency.RESTART if replica.served else self._urgency()
+            priority = StartPriority.of(urgency, self.spec.registered_at, self.spec.called_at)
+            async with self._starts.turn(priority, partial(self._waiting, replica)) as turn:
+                self._began(replica, turn)
+                yield
+
+    def _forks_now(self) -> bool:
+        return self._template is not None and self._template.up
+
+    def _urgency(self) -> Urgency:
+        if self.spec.pointed_at:
+            return Urgency.POINTED_AT
+        return Urgency.CALLED if self.spec.called_at else Urgency.OTHER
+
+    def _waiting(self, replica: _Replica, ahead: int) -> None:
+        """``replica``'s start waits for a turn, ``ahead`` others first."""
+        message = f"Waiting for a start slot: {ahead} ahead."
+        self._set(replica, VersionState.PENDING, message)
+
+    def _began(self, replica: _Replica, turn: Turn) -> None:
+        """``replica``'s start got its turn."""
+        slots = self._starts.slots if self._starts is not None else 0
+        waited = (
+            f"after waiting {turn.waited:.1f} s for a start slot ({turn.ahead} ahead)"
+            if turn.queued
+            else "at once"
+        )
+        text = (
+            f"{self._prefix(replica)}Worker start began {waited}; at most {slots} "
+            "start at once (REGSERVE_WORKER_START_PARALLELISM)."
+        )
+        self._set(replica, VersionState.LAUNCHING, "Loading the model.", "WORKER_STARTING", text)
 
     async def _supervise(self, replica: _Replica) -> None:
         # adopted (see adopt): watched, and restarted, like any other
@@ -551,6 +608,9 @@ class _Supervised:
         self._replica = replica
         self._attempts = 0
 
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        return self._set._start_turn(self._replica)
+
     async def launch(self) -> ProcessHandle:
         attempt = f" (attempt {self._attempts + 1})" if self._attempts else ""
         self._set._set(self._replica, VersionState.LAUNCHING, f"Loading the model{attempt}.")
@@ -575,6 +635,7 @@ class _Supervised:
 
     async def serving(self, process: ProcessHandle, restarted: bool) -> None:
         self._attempts = 0
+        self._replica.served = True
         self._set._announce_ready(self._replica, process.pid)
 
     async def unready(self, process: ProcessHandle) -> bool:

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -330,6 +331,10 @@ class _Supervised:
 
     def __init__(self, worker: SharedWorker) -> None:
         self._worker = worker
+
+    def turn(self) -> AbstractAsyncContextManager[object]:
+        """No turn to wait for (not bounded yet): one process per model and environment."""
+        return contextlib.nullcontext()
 
     async def launch(self) -> ProcessHandle:
         return await self._worker._spawn()

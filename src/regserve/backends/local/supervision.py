@@ -12,7 +12,9 @@ start one and what to say about it. :func:`supervise` is the behaviour they shar
   (``REGSERVE_RESTART_BACKOFF_BASE``, doubling, at most ``REGSERVE_RESTART_BACKOFF_MAX``) starts
   with the second crash in a row;
 - ``REGSERVE_MAX_RESTARTS`` crashes in a row without serving in between: the supervisee gives
-  up (its version is FAILED, or its template is off).
+  up (its version is FAILED, or its template is off);
+- **a start may wait for its turn** (:meth:`Supervisee.turn`: a replica's, in the backend's
+  start queue); its timeouts run from when the turn came.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +60,10 @@ class RestartPolicy:
 
 class Supervisee(Protocol):
     """One supervised process: how it is started, and what is said about it."""
+
+    def turn(self) -> AbstractAsyncContextManager[object]:
+        """Held while it starts (launch, until it serves or failed): a turn of the backend's
+        :class:`~regserve.backends.local.start_queue.StartQueue`, or nothing to wait for."""
 
     async def launch(self) -> ProcessHandle:
         """Start it (OSError or RegServeError: it cannot be started at all)."""
@@ -107,20 +114,23 @@ async def supervise(
     process = adopted
     while not stopping.is_set():
         if process is None:
-            try:
-                process = await supervisee.launch()
-            except (OSError, RegServeError) as exc:
-                supervisee.cannot_start(exc)
-                return
-            ready = await supervisee.wait_ready(process)
-            if stopping.is_set():  # stopped while it started: nobody else stops it
-                await supervisee.stopped_while_starting(process)
-                return
-            if ready:
-                crashes = 0
-                await supervisee.serving(process, restarted)
-            elif not await supervisee.unready(process):
-                return
+            # Held from the launch until it serves or failed: every timeout of the start is
+            # measured from when its turn came, not from when it began to wait for it.
+            async with supervisee.turn():
+                try:
+                    process = await supervisee.launch()
+                except (OSError, RegServeError) as exc:
+                    supervisee.cannot_start(exc)
+                    return
+                ready = await supervisee.wait_ready(process)
+                if stopping.is_set():  # stopped while it started: nobody else stops it
+                    await supervisee.stopped_while_starting(process)
+                    return
+                if ready:
+                    crashes = 0
+                    await supervisee.serving(process, restarted)
+                elif not await supervisee.unready(process):
+                    return
         code = await supervisee.wait_exit(process)
         if stopping.is_set():
             return

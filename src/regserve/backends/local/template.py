@@ -38,6 +38,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,12 @@ class Template:
         """The running template process (its record: interpreter, control socket), if any."""
         main = self._main
         return main.process if main is not None and main.alive else None
+
+    @property
+    def up(self) -> bool:
+        """It runs and forks now: a replica forked from it costs milliseconds."""
+        main = self._main
+        return self._up.is_set() and not self._broken and main is not None and main.alive
 
     async def fork(self, socket: Path, orphan_timeout: float) -> int | None:
         """The pid of a replica forked to serve on ``socket`` (its output in the version's log,
@@ -422,6 +429,11 @@ class _Supervised:
         self._promoted = False
         self._lost = ""
         """Why the template is being replaced (set when it died), or ""."""
+
+    def turn(self) -> AbstractAsyncContextManager[object]:
+        """No turn to wait for: the replica that asked for it holds one (its launch waits
+        for the template). A template lost with its standby starts again outside the bound."""
+        return contextlib.nullcontext()
 
     async def launch(self) -> ProcessHandle:
         process, self._promoted = await self._template._start(self._lost)

@@ -37,6 +37,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from regserve.backends.local.logs import note, rotate_if_large
@@ -373,6 +374,11 @@ class _Supervised:
     def __init__(self, warm: WarmProcess) -> None:
         self._warm = warm
         self._lost = ""
+
+    def turn(self) -> AbstractAsyncContextManager[object]:
+        """No turn to wait for: one per model and environment; the first templates wait for
+        it within their turns."""
+        return contextlib.nullcontext()
 
     async def launch(self) -> ProcessHandle:
         self._warm._set_phase(_Phase.STARTING)
