@@ -28,7 +28,7 @@ from regserve.backends.inputs import input_limits
 from regserve.backends.local.logs import read_tail, retire_logs
 from regserve.backends.local.paths import WorkerPaths
 from regserve.backends.options import BatchSettings, ClusterOptions
-from regserve.backends.ray.cluster import RayCluster, reclaim_signals
+from regserve.backends.ray.cluster import RayCluster, reclaim_signals, shipped_package
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
 from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
@@ -80,7 +80,11 @@ class RayBackend:
         self._model_env_dir = settings.model_env_dir or self._data_dir / "model-env"
         self._listener = listener
         self._node_types = node_types
-        self._cluster = RayCluster(settings.ray_address, self._data_dir)
+        self._cluster = RayCluster(
+            settings.ray_address,
+            self._data_dir,
+            ship_package=settings.env_manager == "virtualenv",
+        )
         self._versions: dict[tuple[str, str], _Version] = {}
         self._clusters: dict[str, ClusterConfig] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -252,10 +256,7 @@ class RayBackend:
             await self._ray_ready()
             model_env = read_model_env(self._model_env_dir, spec.model_name)
             runtime_env, notes = runtime_env_for(
-                spec.model_path,
-                self._settings.env_manager,
-                self._cluster.address is not None,
-                model_env,
+                spec.model_path, self._settings.env_manager, shipped_package(), model_env
             )
             for note in notes:
                 self._note(spec, note)

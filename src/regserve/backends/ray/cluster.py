@@ -5,6 +5,15 @@ small object store, its session and logs under ``<data-dir>/ray``) and shuts it 
 With ``--ray-address`` it connects as a driver and leaves the cluster running on exit. Serve
 is started with no HTTP proxy: the gateway calls deployments through handles. Every method
 blocks; the backend calls them from a thread.
+
+Shipping regserve's package: the replicas of a cluster regserve did not start (and of a
+version with an environment of its own) import ``regserve.worker`` from regserve's package
+sent through Ray (``py_modules``), not from what a node has installed. Serve keeps an
+application's config as JSON and accepts only remote URIs there (a local path passes
+``serve.run`` and then breaks ``serve.status()`` for every application on the cluster), so
+the package is uploaded once, as this driver's job ``runtime_env`` (Ray uploads it to the
+cluster's GCS, keyed by its content), and each deployment names the uploaded URI
+(:func:`shipped_package`).
 """
 
 from __future__ import annotations
@@ -18,9 +27,17 @@ import tempfile
 import threading
 from pathlib import Path
 
+import regserve
 from regserve.sandbox.environ import hidden_secrets
 
-__all__ = ["NAMESPACE", "RayCluster", "connect_driver", "prepare_ray_auth", "reclaim_signals"]
+__all__ = [
+    "NAMESPACE",
+    "RayCluster",
+    "connect_driver",
+    "prepare_ray_auth",
+    "reclaim_signals",
+    "shipped_package",
+]
 
 _log = logging.getLogger("regserve.ray")
 
@@ -35,10 +52,13 @@ _START_ATTEMPTS = 3
 class RayCluster:
     """Connects to (or starts) Ray and Serve; says where Ray's logs are."""
 
-    def __init__(self, address: str | None, data_dir: Path) -> None:
+    def __init__(self, address: str | None, data_dir: Path, ship_package: bool = False) -> None:
+        """``ship_package``: send regserve's package to a Ray instance started here too (its
+        replicas run in environments of their own); a cluster connected to always gets it."""
         prepare_ray_auth()
         self.address = address
         self._data_dir = data_dir
+        self._ship_package = ship_package
         self.started_here = False
 
     def temp_dir(self) -> Path:
@@ -80,6 +100,7 @@ class RayCluster:
                         _temp_dir=str(temp_dir),
                         log_to_driver=False,
                         configure_logging=False,
+                        runtime_env=_package_env() if self._ship_package else None,
                     )
             except Exception as exc:
                 # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that.
@@ -135,10 +156,33 @@ def prepare_ray_auth() -> None:
 
 
 def connect_driver(address: str) -> None:
-    """Connect this process to the Ray cluster at ``address`` as a driver."""
+    """Connect this process to the Ray cluster at ``address`` as a driver, shipping regserve's
+    package (see the module doc)."""
     import ray
 
-    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address=address,
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env=_package_env(),
+    )
+
+
+def shipped_package() -> list[str]:
+    """The URIs of regserve's package as uploaded to the connected cluster (``gcs://...``),
+    for a deployment's ``py_modules``; empty when it was not shipped (replicas import the
+    regserve installed with Ray)."""
+    import ray
+
+    if not ray.is_initialized():
+        return []
+    return [str(uri) for uri in ray.get_runtime_context().runtime_env.py_modules()]
+
+
+def _package_env() -> dict[str, list[str]]:
+    # A path: Ray uploads it and puts the uploaded URI in the job's runtime_env.
+    return {"py_modules": [str(Path(regserve.__file__).parent)]}
 
 
 def _ray_token_available() -> bool:
