@@ -46,6 +46,11 @@ __all__ = ["RayBackend"]
 
 _log = logging.getLogger("regserve.ray")
 _WATCH_SECONDS = 0.5
+_FOLLOWERS_GRACE_SECONDS = 2.0
+"""Seconds between a served version leaving the routing table and its application's deletion.
+Follower gateways reload the table every second (at once when notified) and keep a handle
+until then; a request sent through a handle to a deleted application waits for a replica
+until its deadline (504), where one sent before the deletion is answered (Serve drains)."""
 
 
 @dataclass
@@ -147,8 +152,9 @@ class RayBackend:
 
     async def close(self, keep_workers: bool = False) -> None:
         """Delete every application regserve made (``keep_workers`` is not honoured: the
-        Ray backend does not adopt applications, so none is left for the next process)."""
-        await asyncio.gather(*(self.undeploy(m, v) for m, v in list(self._versions)))
+        Ray backend does not adopt applications, so none is left for the next process). No
+        grace for the other gateways here: nothing serves these versions after this."""
+        await asyncio.gather(*(self._undeploy(m, v, 0) for m, v in list(self._versions)))
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -187,6 +193,9 @@ class RayBackend:
         version.task = asyncio.create_task(self._submit(version), name=f"ray deploy {key}")
 
     async def undeploy(self, model_name: str, version: str) -> None:
+        await self._undeploy(model_name, version, _FOLLOWERS_GRACE_SECONDS)
+
+    async def _undeploy(self, model_name: str, version: str, grace: float) -> None:
         entry = self._versions.pop((model_name, version), None)
         if entry is None:
             return
@@ -201,6 +210,8 @@ class RayBackend:
             return
         from ray import serve
 
+        if entry.ever_ready:
+            await asyncio.sleep(grace)  # the other gateways stop routing to it first
         # Serve stops the replicas gracefully: in-flight requests finish first.
         await asyncio.to_thread(serve.delete, entry.app)
         self._note(entry.spec, f"Ray Serve application {entry.app} deleted.")

@@ -47,6 +47,11 @@ _OBJECT_STORE_BYTES = 128 * 1024 * 1024
 # past ~107 bytes a socket path cannot be bound, so a long data dir gets a short temp dir.
 _MAX_TEMP_DIR_CHARS = 40
 _START_ATTEMPTS = 3
+# A process is one Ray driver at most (ray.init is process-wide): a follower gateway connects in
+# the background from the start, and if it is elected meanwhile, its backend must wait for
+# that connection and use it rather than call ray.init a second time. Reentrant: connect()
+# holds it while it calls connect_driver().
+_DRIVER_LOCK = threading.RLock()
 
 
 class RayCluster:
@@ -72,13 +77,14 @@ class RayCluster:
         import ray
         from ray import serve
 
-        if ray.is_initialized():  # a follower gateway, connected to the leader's cluster
-            _log.info("leading on the Ray cluster this gateway followed on")
-        elif self.address:
-            _log.info("connecting to the Ray cluster at %s", self.address)
-            connect_driver(self.address)
-        else:
-            self._start_local()
+        with _DRIVER_LOCK:  # a follower's connection may be under way: see _DRIVER_LOCK
+            if ray.is_initialized():  # a follower gateway, connected to the leader's cluster
+                _log.info("leading on the Ray cluster this gateway is connected to already")
+            elif self.address:
+                _log.info("connecting to the Ray cluster at %s", self.address)
+                connect_driver(self.address)
+            else:
+                self._start_local()
         serve.start(proxy_location="Disabled")
 
     def _start_local(self) -> None:
@@ -157,16 +163,19 @@ def prepare_ray_auth() -> None:
 
 def connect_driver(address: str) -> None:
     """Connect this process to the Ray cluster at ``address`` as a driver, shipping regserve's
-    package (see the module doc)."""
+    package (see the module doc); nothing when it is connected already."""
     import ray
 
-    ray.init(
-        address=address,
-        namespace=NAMESPACE,
-        log_to_driver=False,
-        configure_logging=False,
-        runtime_env=_package_env(),
-    )
+    with _DRIVER_LOCK:
+        if ray.is_initialized():
+            return
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env=_package_env(),
+        )
 
 
 def shipped_package() -> list[str]:
