@@ -38,9 +38,10 @@ class RayTargets:
     def __init__(self, ray_address: str | None = None) -> None:
         prepare_ray_auth()
         self._ray_address = ray_address
-        """Where to connect when an address names no cluster (``--ray-address``)."""
+        """Where to connect (``--ray-address``): at start, and whichever cluster an address
+        names (see :meth:`target`)."""
         self._connecting: threading.Thread | None = None
-        self._last_attempt = 0.0
+        self._last_attempt = float("-inf")
         self._signals_reclaimed = False
         self._wake: Callable[[], None] = lambda: None
 

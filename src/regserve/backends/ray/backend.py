@@ -212,6 +212,9 @@ class RayBackend:
 
         if entry.ever_ready:
             await asyncio.sleep(grace)  # the other gateways stop routing to it first
+            if (model_name, version) in self._versions:
+                # Deployed again meanwhile (re-enabled): the application is the new one's now.
+                return
         # Serve stops the replicas gracefully: in-flight requests finish first.
         await asyncio.to_thread(serve.delete, entry.app)
         self._note(entry.spec, f"Ray Serve application {entry.app} deleted.")
