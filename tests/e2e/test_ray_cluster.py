@@ -112,21 +112,22 @@ def _serve_follow_and_archive(
     # (the replica's own log is read only when it ran on the node regserve's driver attached
     # to: docs/scale-out.md#states-events-and-logs)
 
-    # a new version deploys by itself (the registry's webhook) and serves 'latest'
+    # a new version deploys by itself (the registry's webhook) while a follower starts
     assert registry.register(MODEL, c=0.01) == "2"
-    server.wait_version_state(MODEL, "2", READY, timeout=240)
-    expected = _mlflow_answer(server, "2")
-    assert expected != _mlflow_answer(server, "1"), "the rows must tell the versions apart"
-    assert _score(server, "latest") == (200, expected, "2")
-
     follower = _follower(cluster, server)
     try:
         # issue 22 item 3: ready (/health 200) only once it reaches the leader's Ray versions
         assert follower.health()["role"] == "follower"
-        assert _score(follower, "latest") == (200, expected, "2")
-        assert _score(follower, "1")[:2] == (200, _mlflow_answer(server, "1"))
+        assert _score(follower, "1") == (200, body, "1")
         log = follower.log_path.read_text(errors="replace")
         assert f"connecting to the Ray cluster at {cluster.address} (to reach" in log
+
+        server.wait_version_state(MODEL, "2", READY, timeout=240)
+        expected = _mlflow_answer(server, "2")
+        assert expected != body, "the rows must tell the versions apart"
+        assert _score(server, "latest") == (200, expected, "2")
+        wait_for(lambda: _score(follower, "latest")[2] == "2", 30, "the follower to serve v2")
+        assert _score(follower, "latest") == (200, expected, "2")
 
         # archiving version 1 removes its Serve application; version 2 keeps serving
         registry.stage(MODEL, "1", "Archived")
