@@ -11,8 +11,9 @@ raylet, agents, and the workers the raylet starts, Serve's replicas among them) 
 process group. ``stop`` sends that group SIGTERM, then SIGKILL to what is left: never
 ``ray stop``, which stops every Ray process of the user on the machine.
 
-Memory and CPU: the two nodes idle at about 0.6 GB RSS (GCS, two raylets, their agents); Serve's
-controller and each replica (mlflow, sklearn) add about 0.25 GB each. Object stores are capped
+Memory and CPU: the two idle nodes are 12 processes and about 1 GB of RSS summed (GCS, two
+raylets, their agents; shared pages counted in each); Serve's controller and each replica
+(mlflow, sklearn) add a few hundred MB each. Object stores are capped
 at 100 MB per node. Starting both nodes takes 5 to 15 s on 2 cores.
 """
 
@@ -114,6 +115,9 @@ class RayTestCluster:
             time.sleep(0.2)
         for group in self._groups:
             _signal_group(group, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_group_alive(g) for g in self._groups):
+            time.sleep(0.1)
         self._groups.clear()
         shutil.rmtree(self._root, ignore_errors=True)
 
