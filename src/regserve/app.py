@@ -163,10 +163,13 @@ class RegServe:
 
     def _starting(self) -> list[str]:
         """What is still starting, for /health: the registry; then, leading, the controller's
-        first pass (which adopts the workers a previous process left)."""
+        first pass (which adopts the workers a previous process left); following, the routes
+        to versions this gateway cannot reach yet (on Ray: until connected to the cluster)."""
         starting = [] if self._reader.ready else ["registry"]
         if self.node.leading and not self.controller.first_pass.is_set():
             starting.append("controller")
+        if self.router.unreached:
+            starting.append("routes")
         return starting
 
     def worker_count(self) -> int:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import regserve
 from regserve.backends.options import ClusterOptions
 from regserve.backends.ray.addresses import RayTargets
 from regserve.backends.ray.naming import app_name, app_prefix, deployment_name
@@ -111,19 +110,20 @@ def test_serve_status_maps_to_version_states(view: ServeView, state: str, words:
 
 def test_runtime_env_per_env_manager(tmp_path: Path) -> None:
     model = save_iris_model(tmp_path / "model")
-    assert runtime_env_for(model, "local", external_cluster=False) == ({}, [])
-    env, _ = runtime_env_for(model, "local", external_cluster=True)
-    assert env["py_modules"] == [str(Path(regserve.__file__).parent)]
+    assert runtime_env_for(model, "local", []) == ({}, [])
+    shipped = ["gcs://_ray_pkg_0123456789abcdef.zip"]  # what Ray uploaded the package to
+    env, _ = runtime_env_for(model, "local", shipped)
+    assert env["py_modules"] == shipped
     json.dumps(env)  # Serve writes an application's config as JSON
-    env, _ = runtime_env_for(model, "local", False, {"MODEL_API_KEY": "k"})
+    env, _ = runtime_env_for(model, "local", [], {"MODEL_API_KEY": "k"})
     assert env == {"env_vars": {"MODEL_API_KEY": "k"}}  # a local Ray has regserve installed
-    env, notes = runtime_env_for(model, "virtualenv", external_cluster=False)
+    env, notes = runtime_env_for(model, "virtualenv", shipped)
     packages = env["uv"]["packages"]
     assert any(p.startswith("scikit-learn") for p in packages)
     assert any(p.startswith("mlflow") for p in packages)
     assert "requirements from python_env.yaml" in notes[0]
     with pytest.raises(EnvSpecError):
-        runtime_env_for(tmp_path, "virtualenv", external_cluster=False)
+        runtime_env_for(tmp_path, "virtualenv", shipped)
 
 
 def test_a_version_that_served_keeps_serving_through_an_update() -> None:

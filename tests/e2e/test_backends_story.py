@@ -316,7 +316,7 @@ def test_a_follower_gateway_serves_ray_versions(
         assert answered == "1"
         assert _answered_by(follower, model, "latest") == "1"
         log = follower.log_path.read_text(errors="replace")
-        assert "connecting to the leader's Ray cluster at " in log
+        assert "connecting to the Ray cluster at " in log
     finally:
         follower.stop(signal.SIGTERM)
         follower.client.close()

@@ -32,8 +32,10 @@ async def health(request: Request) -> Any:
     """200 ``{"status": "ok"}`` once everything has started; before (the first seconds of
     ``regserve up``), 503 with ``Retry-After`` and ``{"status": "starting", "starting":
     ["registry", "controller"]}``: the registry, then the leader's first pass (adopting the
-    workers a previous process left). Scoring already answers; MLflow's routes do not until the
-    registry has started; whoever waits for "ready" (a load balancer, a script) waits."""
+    workers a previous process left); a follower's ``routes`` while the routing table names
+    versions it cannot reach yet (on Ray, until connected to the cluster). Scoring already
+    answers; MLflow's routes do not until the registry has started; whoever waits for "ready"
+    (a load balancer, a script) waits."""
     services = maybe_services(request)
     if services is None:
         return {"status": "ok"}

@@ -79,7 +79,8 @@ class HealthAnswer(_Strict):
         description="What is still starting (answered 503 with Retry-After until none is): "
         "`registry` (the hosted MLflow server, or the reader of --registry-uri), then "
         "`controller` (the leader's first pass, which adopts the workers a previous process "
-        "left).",
+        "left); on a follower, `routes` (versions in the routing table it cannot reach yet: "
+        "on Ray, until it is connected to the cluster).",
         examples=[["registry", "controller"]],
     )
 

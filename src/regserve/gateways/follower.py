@@ -5,7 +5,10 @@ always did; :class:`SharedRouter` also writes them to the store (``served_routes
 each READY version's addresses instead of its live target, and announces it (a ``ROUTES``
 change). A follower reads them back every ``interval`` seconds, or at once on that change,
 and turns the addresses into targets with the backend's :class:`TargetCodec`, so every
-gateway resolves version, stage and alias from the same table.
+gateway resolves version, stage and alias from the same table. Versions the table names but
+this gateway cannot reach yet (on Ray, until it is connected to the cluster) are
+:attr:`SharedRouter.unreached`: ``/health`` says the gateway is starting meanwhile, so a load
+balancer sends it no request that would get 503.
 
 A gateway just elected (a new ``regserve up`` or restart in place included) routes by the
 stored table too, model by model until its controller publishes its own: the workers a
@@ -19,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from regserve.gateways.changes import ROUTES, ChangeFeed
@@ -37,9 +40,13 @@ class TargetCodec(Protocol):
     """A backend's translation between live targets and addresses other gateways can use.
 
     The local backend's (``backends/local/addresses.py``) uses Unix socket paths, which
-    gateways sharing the machine and the data dir can reach; a Ray backend would use its
-    deployment handles' names.
+    gateways sharing the machine and the data dir can reach; the Ray backend's
+    (``backends/ray/addresses.py``) uses its Serve applications' names and cluster.
     """
+
+    def start(self, wake: Callable[[], None]) -> None:
+        """Called once on the event loop as the gateway starts: begin what making targets
+        needs (on Ray, connecting to the cluster); ``wake`` makes the router reload."""
 
     def addresses(self, target: Target) -> list[str]:
         """Where ``target`` can be reached (one entry per replica)."""
@@ -103,6 +110,7 @@ class SharedRouter(Router):
         self._targets: dict[tuple[str, str], tuple[tuple[str, ...], Target]] = {}
         self._stored: set[str] = set()
         """Models routed by the stored table while leading, until the controller publishes."""
+        self._unreached: set[str] = set()
 
     # -- the leader's side -------------------------------------------------------------------
 
@@ -146,6 +154,7 @@ class SharedRouter(Router):
         self._targets.clear()
         self._seen.clear()
         self._stored.clear()
+        self._unreached.clear()
 
     def follow(self) -> None:
         """This gateway follows now: reload the table from the store at once."""
@@ -185,8 +194,15 @@ class SharedRouter(Router):
         """Reload now (the leader announced new routes)."""
         self._wake.set()
 
+    @property
+    def unreached(self) -> list[str]:
+        """Following: the models with a version this gateway has no target for yet, although
+        the table gives its addresses (the next reload tries again)."""
+        return [] if self.leading else sorted(self._unreached)
+
     async def follow_loop(self) -> None:
         """While following: reload the table every interval, or at once when woken."""
+        self._codec.start(self.wake)
         while True:
             if not self.leading:
                 try:
@@ -205,10 +221,16 @@ class SharedRouter(Router):
             Router.withdraw(self, name)
             self._drop_targets(name, keep=set())
         for name, body in bodies.items():
-            if self._seen.get(name) != body and self._follow_model(name, body):
+            if self._seen.get(name) == body:
+                continue
+            if self._follow_model(name, body):
                 self._seen[name] = body
+                self._unreached.discard(name)
+            else:
+                self._unreached.add(name)
         for name in set(self._seen) - set(bodies):
             del self._seen[name]
+        self._unreached &= set(bodies)
 
     def _follow_model(self, name: str, body: str) -> bool:
         """Route ``name`` as ``body`` says; False when a version with addresses got no target

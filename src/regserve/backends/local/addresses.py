@@ -7,7 +7,7 @@ for every READY version; followers sharing the data dir turn them back into targ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import cycle
 
 from regserve.backends.local.client import WorkerClient
@@ -42,6 +42,9 @@ class Replicas:
 
 class LocalTargets:
     """The local backend's ``address <-> target`` translation (see gateways/follower.py)."""
+
+    def start(self, wake: Callable[[], None]) -> None:
+        """Nothing to prepare: a socket path is reached when a request is sent."""
 
     def addresses(self, target: Target) -> list[str]:
         if isinstance(target, ReplicaSet):  # the leader's own replicas

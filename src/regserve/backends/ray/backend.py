@@ -28,7 +28,7 @@ from regserve.backends.inputs import input_limits
 from regserve.backends.local.logs import read_tail, retire_logs
 from regserve.backends.local.paths import WorkerPaths
 from regserve.backends.options import BatchSettings, ClusterOptions
-from regserve.backends.ray.cluster import RayCluster, reclaim_signals
+from regserve.backends.ray.cluster import RayCluster, reclaim_signals, shipped_package
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
 from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
@@ -46,6 +46,11 @@ __all__ = ["RayBackend"]
 
 _log = logging.getLogger("regserve.ray")
 _WATCH_SECONDS = 0.5
+_FOLLOWERS_GRACE_SECONDS = 2.0
+"""Seconds between a served version leaving the routing table and its application's deletion.
+Follower gateways reload the table every second (at once when notified) and keep a handle
+until then; a request sent through a handle to a deleted application waits for a replica
+until its deadline (504), where one sent before the deletion is answered (Serve drains)."""
 
 
 @dataclass
@@ -80,7 +85,11 @@ class RayBackend:
         self._model_env_dir = settings.model_env_dir or self._data_dir / "model-env"
         self._listener = listener
         self._node_types = node_types
-        self._cluster = RayCluster(settings.ray_address, self._data_dir)
+        self._cluster = RayCluster(
+            settings.ray_address,
+            self._data_dir,
+            ship_package=settings.env_manager == "virtualenv",
+        )
         self._versions: dict[tuple[str, str], _Version] = {}
         self._clusters: dict[str, ClusterConfig] = {}
         self._watcher: asyncio.Task[None] | None = None
@@ -143,8 +152,9 @@ class RayBackend:
 
     async def close(self, keep_workers: bool = False) -> None:
         """Delete every application regserve made (``keep_workers`` is not honoured: the
-        Ray backend does not adopt applications, so none is left for the next process)."""
-        await asyncio.gather(*(self.undeploy(m, v) for m, v in list(self._versions)))
+        Ray backend does not adopt applications, so none is left for the next process). No
+        grace for the other gateways here: nothing serves these versions after this."""
+        await asyncio.gather(*(self._undeploy(m, v, 0) for m, v in list(self._versions)))
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,6 +193,9 @@ class RayBackend:
         version.task = asyncio.create_task(self._submit(version), name=f"ray deploy {key}")
 
     async def undeploy(self, model_name: str, version: str) -> None:
+        await self._undeploy(model_name, version, _FOLLOWERS_GRACE_SECONDS)
+
+    async def _undeploy(self, model_name: str, version: str, grace: float) -> None:
         entry = self._versions.pop((model_name, version), None)
         if entry is None:
             return
@@ -197,6 +210,11 @@ class RayBackend:
             return
         from ray import serve
 
+        if entry.ever_ready:
+            await asyncio.sleep(grace)  # the other gateways stop routing to it first
+            if (model_name, version) in self._versions:
+                # Deployed again meanwhile (re-enabled): the application is the new one's now.
+                return
         # Serve stops the replicas gracefully: in-flight requests finish first.
         await asyncio.to_thread(serve.delete, entry.app)
         self._note(entry.spec, f"Ray Serve application {entry.app} deleted.")
@@ -252,10 +270,7 @@ class RayBackend:
             await self._ray_ready()
             model_env = read_model_env(self._model_env_dir, spec.model_name)
             runtime_env, notes = runtime_env_for(
-                spec.model_path,
-                self._settings.env_manager,
-                self._cluster.address is not None,
-                model_env,
+                spec.model_path, self._settings.env_manager, shipped_package(), model_env
             )
             for note in notes:
                 self._note(spec, note)

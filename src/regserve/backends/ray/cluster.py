@@ -5,6 +5,15 @@ small object store, its session and logs under ``<data-dir>/ray``) and shuts it 
 With ``--ray-address`` it connects as a driver and leaves the cluster running on exit. Serve
 is started with no HTTP proxy: the gateway calls deployments through handles. Every method
 blocks; the backend calls them from a thread.
+
+Shipping regserve's package: the replicas of a cluster regserve did not start (and of a
+version with an environment of its own) import ``regserve.worker`` from regserve's package
+sent through Ray (``py_modules``), not from what a node has installed. Serve keeps an
+application's config as JSON and accepts only remote URIs there (a local path passes
+``serve.run`` and then breaks ``serve.status()`` for every application on the cluster), so
+the package is uploaded once, as this driver's job ``runtime_env`` (Ray uploads it to the
+cluster's GCS, keyed by its content), and each deployment names the uploaded URI
+(:func:`shipped_package`).
 """
 
 from __future__ import annotations
@@ -18,9 +27,17 @@ import tempfile
 import threading
 from pathlib import Path
 
+import regserve
 from regserve.sandbox.environ import hidden_secrets
 
-__all__ = ["NAMESPACE", "RayCluster", "connect_driver", "prepare_ray_auth", "reclaim_signals"]
+__all__ = [
+    "NAMESPACE",
+    "RayCluster",
+    "connect_driver",
+    "prepare_ray_auth",
+    "reclaim_signals",
+    "shipped_package",
+]
 
 _log = logging.getLogger("regserve.ray")
 
@@ -30,15 +47,23 @@ _OBJECT_STORE_BYTES = 128 * 1024 * 1024
 # past ~107 bytes a socket path cannot be bound, so a long data dir gets a short temp dir.
 _MAX_TEMP_DIR_CHARS = 40
 _START_ATTEMPTS = 3
+# A process is one Ray driver at most (ray.init is process-wide): a follower gateway connects in
+# the background from the start, and if it is elected meanwhile, its backend must wait for
+# that connection and use it rather than call ray.init a second time. Reentrant: connect()
+# holds it while it calls connect_driver().
+_DRIVER_LOCK = threading.RLock()
 
 
 class RayCluster:
     """Connects to (or starts) Ray and Serve; says where Ray's logs are."""
 
-    def __init__(self, address: str | None, data_dir: Path) -> None:
+    def __init__(self, address: str | None, data_dir: Path, ship_package: bool = False) -> None:
+        """``ship_package``: send regserve's package to a Ray instance started here too (its
+        replicas run in environments of their own); a cluster connected to always gets it."""
         prepare_ray_auth()
         self.address = address
         self._data_dir = data_dir
+        self._ship_package = ship_package
         self.started_here = False
 
     def temp_dir(self) -> Path:
@@ -52,13 +77,14 @@ class RayCluster:
         import ray
         from ray import serve
 
-        if ray.is_initialized():  # a follower gateway, connected to the leader's cluster
-            _log.info("leading on the Ray cluster this gateway followed on")
-        elif self.address:
-            _log.info("connecting to the Ray cluster at %s", self.address)
-            connect_driver(self.address)
-        else:
-            self._start_local()
+        with _DRIVER_LOCK:  # a follower's connection may be under way: see _DRIVER_LOCK
+            if ray.is_initialized():  # a follower gateway, connected to the leader's cluster
+                _log.info("leading on the Ray cluster this gateway is connected to already")
+            elif self.address:
+                _log.info("connecting to the Ray cluster at %s", self.address)
+                connect_driver(self.address)
+            else:
+                self._start_local()
         serve.start(proxy_location="Disabled")
 
     def _start_local(self) -> None:
@@ -80,6 +106,7 @@ class RayCluster:
                         _temp_dir=str(temp_dir),
                         log_to_driver=False,
                         configure_logging=False,
+                        runtime_env=_package_env() if self._ship_package else None,
                     )
             except Exception as exc:
                 # Ray gives its raylet a fixed 30 s to register; a busy machine can miss that.
@@ -135,10 +162,36 @@ def prepare_ray_auth() -> None:
 
 
 def connect_driver(address: str) -> None:
-    """Connect this process to the Ray cluster at ``address`` as a driver."""
+    """Connect this process to the Ray cluster at ``address`` as a driver, shipping regserve's
+    package (see the module doc); nothing when it is connected already."""
     import ray
 
-    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+    with _DRIVER_LOCK:
+        if ray.is_initialized():
+            return
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env=_package_env(),
+        )
+
+
+def shipped_package() -> list[str]:
+    """The URIs of regserve's package as uploaded to the connected cluster (``gcs://...``),
+    for a deployment's ``py_modules``; empty when it was not shipped (replicas import the
+    regserve installed with Ray)."""
+    import ray
+
+    if not ray.is_initialized():
+        return []
+    return [str(uri) for uri in ray.get_runtime_context().runtime_env.py_modules()]
+
+
+def _package_env() -> dict[str, list[str]]:
+    # A path: Ray uploads it and puts the uploaded URI in the job's runtime_env.
+    return {"py_modules": [str(Path(regserve.__file__).parent)]}
 
 
 def _ray_token_available() -> bool:

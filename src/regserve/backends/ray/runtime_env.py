@@ -7,9 +7,11 @@
   node that runs a replica and caches it by its content, so versions with the same
   requirements share it.
 - On a cluster regserve connected to (``--ray-address``), and with ``virtualenv``, regserve's
-  package goes along as ``py_modules`` (uploaded once and cached by Ray), so ``regserve.worker``
-  is importable in every replica whatever the node has installed. The replica imports only
-  ``regserve.worker``, which needs the standard library, mlflow, numpy and pandas.
+  package goes along as ``py_modules``: the URI it was uploaded to when regserve connected
+  (``cluster.py``, :func:`~.cluster.shipped_package`), never a local path, which Serve's config
+  refuses. So ``regserve.worker`` is importable in every replica whatever the node has
+  installed. The replica imports only ``regserve.worker``, which needs the standard library,
+  mlflow, numpy and pandas.
 
 Ray cannot change the Python version per runtime_env: a model logged with another Python
 major.minor runs on the cluster's, and the version's log says so.
@@ -18,11 +20,10 @@ major.minor runs on the cluster's, and the version's log says so.
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import regserve
 from regserve.envs.spec import read_env_spec
 
 __all__ = ["runtime_env_for"]
@@ -31,13 +32,14 @@ __all__ = ["runtime_env_for"]
 def runtime_env_for(
     model_path: Path,
     env_manager: str,
-    external_cluster: bool,
+    package: Sequence[str],
     model_env: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """(runtime_env, notes for the version's log). Raises EnvSpecError for an unreadable env.
 
-    ``model_env``: the model's own variables (its model env file), the only ones it gets from
-    regserve; never the server's."""
+    ``package``: the URIs regserve's package was shipped to (empty: the replicas import the
+    installed one). ``model_env``: the model's own variables (its model env file), the only
+    ones it gets from regserve; never the server's."""
     runtime_env: dict[str, Any] = {}
     notes: list[str] = []
     if model_env:
@@ -53,7 +55,6 @@ def runtime_env_for(
                 f"the model was logged with Python {spec.python}; Ray runs it on the "
                 f"cluster's Python {python} (a runtime_env cannot change it)"
             )
-    if external_cluster or "uv" in runtime_env:
-        # A path, not the module object: Serve writes the application's config as JSON.
-        runtime_env["py_modules"] = [str(Path(regserve.__file__).parent)]
+    if package:
+        runtime_env["py_modules"] = list(package)
     return runtime_env, notes
