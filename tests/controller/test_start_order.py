@@ -87,9 +87,11 @@ async def test_ten_versions_start_two_at_a_time_the_production_one_first(
         assert max(waiting for _, waiting in seen) > 0  # some did wait, and said so
         ready = [e.version for e in events if e.event_type == "VERSION_READY"]
         assert sorted(ready, key=int) == [str(v) for v in range(1, 11)]
-        assert ready.index("5") < min(ready.index("1"), ready.index("2"))
-        assert ready.index("3") < min(ready.index("1"), ready.index("2"))
-        assert ready.index("10") < ready.index("1")  # then the newest
+        # The turns' order (READY's order also depends on each load's length on a busy machine)
+        turns = [e.version for e in events if e.event_type == "WORKER_STARTING"]
+        assert turns.index("5") < min(turns.index("1"), turns.index("2")), turns
+        assert turns.index("3") < min(turns.index("1"), turns.index("2")), turns
+        assert turns.index("10") < turns.index("1"), turns  # then the newest
         waited = [e for e in events if e.event_type == "WORKER_STARTING" and "waiting" in e.message]
         assert waited
         assert "ahead); at most 2 start at once" in waited[-1].message

@@ -199,6 +199,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/ui"): Row(_req("GET", "/ui"), "any", (303, None), page=True),
     ("GET", "/ui/"): Row(_req("GET", "/ui/"), "any", page=True),
     ("GET", "/ui/models/{name:path}"): Row(_req("GET", f"/ui/models/{MODEL}"), 1, page=True),
+    ("GET", "/ui/{path:path}"): Row(_req("GET", "/ui/no-such-page"), "any", (404, None), page=True),
     ("GET", "/ui/signin"): Row(_req("GET", "/ui/signin"), "open"),
     ("POST", "/ui/signin"): Row(
         _req("POST", "/ui/signin", data={"token": "x", "csrf": "forged"}), "open", (403, None)
