@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from regserve.store import StateStore
 from tests.support.leftovers import ProcessGuard
 from tests.support.timing import scaled
 
@@ -58,3 +60,13 @@ def _mlflow_server_is_left_to_the_registry_tests(request: pytest.FixtureRequest)
     hosting = request.path.parent.name == "registry"
     if not before and not hosting and "mlflow.server" in sys.modules:
         pytest.fail("this test imported mlflow.server in the test process: do it in a child")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    """A migrated SQLite state store of the test's own (modules that test every store
+    backend define their own, parametrized)."""
+    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    s.migrate()
+    yield s
+    s.close()

@@ -4,11 +4,9 @@ state store and router."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 from starlette.types import Message
 
 from regserve.auth.service import AccessService
@@ -36,14 +34,6 @@ class BrokenOnce:
         if self.calls == 1:
             raise KeyError("a bug, not the caller's input")
         return wire.Response(200, "application/json", b'{"predictions": [1]}')
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 async def _score(handler: ScoringHandler, access: AccessService) -> Sent:

@@ -5,10 +5,7 @@ make their targets; then it serves them without waiting for the next reload."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable, Sequence
 
 from regserve.gateways.changes import change_feed_for
 from regserve.gateways.follower import SharedRouter
@@ -41,14 +38,6 @@ class _CodecConnectingLater:
 
     def close(self, target: Target) -> None:
         pass
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 def test_a_follower_names_what_it_cannot_reach_until_its_codec_connects(
