@@ -1,5 +1,6 @@
 """The start queue in process: at most its slots held at once, waiting starts taken by
-priority then in order, each told its place as it moves, and a cancelled wait leaving the line."""
+priority then in order, each told its place as it moves, starts that come together settled
+before the first takes a slot, and a cancelled wait leaving the line."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ async def _hold(
 
 
 async def test_at_most_its_slots_start_at_once_and_the_rest_go_by_priority() -> None:
-    queue = StartQueue(2)
+    queue = StartQueue(2, settle=0)  # a and b take the free slots as they come
     log: list[str] = []
     gates = {name: asyncio.Event() for name in "abcdefgh"}
     priorities = {
@@ -78,6 +79,57 @@ async def test_a_waiting_start_is_told_its_place_and_how_long_it_waited() -> Non
     turn = await waiting
     assert (turn.queued, turn.ahead) == (True, 1)
     assert turn.waited >= 0.2
+
+
+async def test_starts_that_come_together_take_the_free_slots_by_priority() -> None:
+    """An enable's starts come one by one as their downloads end: the free slots go to the
+    most urgent of those that came within ``settle`` of each other, not to the first two."""
+    queue = StartQueue(2, settle=0.3, settle_max=5)
+    log: list[str] = []
+    release = asyncio.Event()
+    priorities = {
+        "old": StartPriority.of(Urgency.OTHER, 1),
+        "new": StartPriority.of(Urgency.OTHER, 2),
+        "production": StartPriority.of(Urgency.POINTED_AT, 0),
+        "called": StartPriority.of(Urgency.CALLED, 0, called_at=1),
+    }
+    tasks = {}
+    for name, priority in priorities.items():
+        tasks[name] = asyncio.create_task(_hold(queue, name, priority, log, release))
+        await asyncio.sleep(0.1)  # each well within the settle time of the one before
+    await eventually(lambda: len(log) == 2, "two started")
+    assert log == ["production", "called"]
+    assert (queue.running, queue.waiting) == (2, 2)
+    release.set()
+    turns = {name: await task for name, task in tasks.items()}
+    assert log == ["production", "called", "new", "old"]
+    assert not turns["production"].queued  # it only settled: "at once"
+    assert turns["production"].waited >= 0.3
+    assert turns["old"].queued
+
+
+async def test_a_lone_start_waits_the_settle_time_and_a_burst_at_most_settle_max() -> None:
+    queue = StartQueue(1, settle=0.2, settle_max=0.5)
+    log: list[str] = []
+    release = asyncio.Event()
+    release.set()
+    turn = await _hold(queue, "alone", OTHER, log, release)
+    assert (turn.queued, turn.ahead) == (False, 0)
+    assert 0.2 <= turn.waited < 1.0
+    log.clear()
+    hold = asyncio.Event()
+    first = asyncio.create_task(_hold(queue, "first", OTHER, log, hold))
+    began = asyncio.get_running_loop().time()
+    later = []
+    urgent = StartPriority.of(Urgency.RESTART, 0)
+    while not log:  # a start every 0.1 s: never 0.2 s of quiet, so settle_max ends it
+        later.append(asyncio.create_task(_hold(queue, "later", urgent, log, hold)))
+        await asyncio.sleep(0.1)
+    assert 0.5 <= asyncio.get_running_loop().time() - began < 1.5
+    assert log == ["later"]  # the most urgent that had come
+    hold.set()
+    await asyncio.gather(first, *later)
+    assert (queue.running, queue.waiting) == (0, 0)
 
 
 async def test_a_start_cancelled_while_waiting_leaves_the_line() -> None:

@@ -13,7 +13,12 @@ replica set waits for a *turn* here, and holds it from its launch until it serve
   first), then the newest versions;
 - **timed from the turn**: nothing here counts against a start timeout; a supervisor measures
   its timeouts from when it launched, after its turn came;
-- **told**: a waiting start is told how many starts are ahead of it each time that changes.
+- **told**: a waiting start is told how many starts are ahead of it each time that changes;
+- **settled**: a start that finds a slot free waits until no other start came for ``settle``
+  seconds (``settle_max`` at most) before it takes it. An enable or a restart of regserve
+  begins many starts, each after downloading its model, so they come spread over a second or
+  two; without this the first two to finish downloading would take the slots, whatever their
+  priority. A lone start pays ``settle`` (0.2 s) on a start of seconds.
 
 A fork from a template that already runs costs milliseconds and takes no turn (the replica set
 decides that, :mod:`.replicas`). The warm processes take none either: there is one per model
@@ -71,6 +76,10 @@ class _Ticket:
     granted: asyncio.Future[None] = field(compare=False)
     ahead: Ahead | None = field(compare=False)
     told: int = field(default=-1, compare=False)
+    first: int = field(default=0, compare=False)
+    """Starts ahead of it when it came."""
+    settling: bool = field(default=False, compare=False)
+    """It came when a slot was free, and waits only for the others that come with it."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class Turn:
     """A start's turn, while it is held."""
 
     queued: bool
-    """It had to wait (no slot was free, or others waited already)."""
+    """It had to wait (no slot was free, or others went first); not for settling alone."""
     waited: float
     """Seconds it waited for it."""
     ahead: int
@@ -88,14 +97,19 @@ class Turn:
 class StartQueue:
     """Turns for starting workers, ``slots`` at most at once."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, settle: float = 0.2, settle_max: float = 2.0) -> None:
         if slots < 1:
             raise ValueError("a start queue needs at least one slot")
         self.slots = slots
+        self.settle = settle
+        self.settle_max = settle_max
         self._held = 0
         self._waiting: list[_Ticket] = []
         """Sorted: the next to go first."""
         self._sequence = itertools.count()
+        self._settling_since = 0.0
+        self._dispatch: asyncio.TimerHandle | None = None
+        """Grants the free slots when the starts that came together have settled."""
 
     @property
     def running(self) -> int:
@@ -114,22 +128,26 @@ class StartQueue:
         """Wait for a turn (``ahead`` is told the place while waiting) and hold it in the
         ``async with`` block; it passes to the next waiting start when the block ends."""
         came = time.monotonic()
-        first = 0
-        queued = self._held >= self.slots or bool(self._waiting)
-        if queued:
-            first = await self._wait(priority, ahead)
-        else:
+        if self._held < self.slots and not self._waiting and self.settle <= 0:
             self._held += 1
+            turn = Turn(False, 0.0, 0)
+        else:
+            ticket = await self._wait(priority, ahead)
+            waited = time.monotonic() - came
+            turn = Turn(not ticket.settling, waited, 0 if ticket.settling else ticket.first)
         try:
-            yield Turn(queued, time.monotonic() - came, first)
+            yield turn
         finally:
             self._release()
 
-    async def _wait(self, priority: StartPriority, ahead: Ahead | None) -> int:
+    async def _wait(self, priority: StartPriority, ahead: Ahead | None) -> _Ticket:
         loop = asyncio.get_running_loop()
         ticket = _Ticket(priority, next(self._sequence), loop.create_future(), ahead)
         bisect.insort(self._waiting, ticket)
-        first = self._waiting.index(ticket)
+        ticket.first = self._waiting.index(ticket)
+        if self._held < self.slots:
+            ticket.settling = True
+            self._settle_later(loop)
         self._tell()
         try:
             await ticket.granted
@@ -140,21 +158,44 @@ class StartQueue:
             elif ticket.granted.done() and not ticket.granted.cancelled():
                 self._release()  # granted, but cancelled before it could run: pass it on
             raise
-        return first
+        return ticket
+
+    def _settle_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Grant the free slots once no start came for ``settle`` s (``settle_max`` at most
+        after the first of them came)."""
+        now = loop.time()
+        if self._dispatch is None:
+            self._settling_since = now
+        else:
+            self._dispatch.cancel()
+        delay = min(self.settle, self._settling_since + self.settle_max - now)
+        self._dispatch = loop.call_later(max(delay, 0.0), self._settled)
+
+    def _settled(self) -> None:
+        self._dispatch = None
+        self._grant()
 
     def _release(self) -> None:
         self._held -= 1
+        self._grant()
+
+    def _grant(self) -> None:
         while self._held < self.slots and self._waiting:
             ticket = self._waiting.pop(0)
             if ticket.granted.done():  # cancelled meanwhile
                 continue
             self._held += 1
             ticket.granted.set_result(None)
+        for ticket in self._waiting:  # the rest wait for a slot, not only for the others
+            ticket.settling = False
         self._tell()
 
     def _tell(self) -> None:
-        """Tell every waiting start whose place changed how many are ahead of it now."""
+        """Tell every waiting start whose place changed how many are ahead of it now (not
+        while it only settles: it has a slot once the others that came with it did)."""
         for place, ticket in enumerate(self._waiting):
+            if ticket.settling:
+                continue
             if ticket.told != place and ticket.ahead is not None:
                 ticket.told = place
                 ticket.ahead(place)
