@@ -40,9 +40,15 @@ def _most_starting(events: list[EventRecord]) -> int:
 
 
 def _all_ready(served: Served, name: str, count: int) -> Callable[[], bool]:
+    """All ``count`` versions READY, and their VERSION_READY events recorded (the controller
+    stores a state before the event that goes with it)."""
+
     def check() -> bool:
         versions = served.store.list_versions(name)
-        return len(versions) == count and all(v.state is VersionState.READY for v in versions)
+        if len(versions) != count or any(v.state is not VersionState.READY for v in versions):
+            return False
+        events = served.store.list_events(name)
+        return sum(e.event_type == "VERSION_READY" for e in events) >= count
 
     return check
 
