@@ -420,6 +420,30 @@ def test_matrix(world: World) -> None:
     assert not failed, "\n".join(failed)
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_browser_at_the_front_page_goes_to_the_ui(world: World) -> None:
+    """``/`` belongs to no route of the matrix (the hosted registry's mount): a browser's page
+    load goes to the UI whoever it is; an API client keeps the API's 401."""
+    problems = []
+    for caller in CALLERS:
+        for method in ("GET", "HEAD"):
+            headers = {**world.headers[caller], "Accept": BROWSER_ACCEPT}
+            r = world.http.request(method, "/", headers=headers)
+            if (r.status_code, r.headers.get("location")) != (303, "/ui/"):
+                problems.append(f"{method} / as {caller} from a browser: {r.status_code}")
+        if caller not in CREDENTIAL_FAILURES:
+            continue
+        for accept in (None, "*/*", "application/json"):
+            headers = {**world.headers[caller], **({"Accept": accept} if accept else {})}
+            r = world.http.get("/", headers=headers)
+            code = r.json().get("error_code") if r.status_code == 401 else None
+            if code != "UNAUTHENTICATED":
+                problems.append(f"GET / as {caller}, Accept {accept}: {r.status_code} {r.text}")
+    assert not problems, "\n".join(problems)
+
+
 def _client(world: World, caller: str) -> httpx.Client:
     return httpx.Client(base_url=world.server.url, headers=world.headers[caller], timeout=30)
 
