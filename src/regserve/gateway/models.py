@@ -2,8 +2,10 @@
 
 ``get``: the model's versions with their registry stage, status and aliases, and what the
 caller may do with serving (its level, and why it may not enable serving when it may not).
-``get-input-example``: a version's logged input example, shaped as a scoring request.
-Both need CAN_READ on the model.
+``get-input-example``: a version's logged input example, shaped as a scoring request, or null
+for a version logged without one (a 404 is only for a model or version that does not exist:
+the UI asks for every version it shows, and a browser reports each error status in its
+console). Both need CAN_READ on the model.
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ async def get_model(
     }
 
 
-@router.get(f"{MODELS_PREFIX}/get-input-example", summary="A version's logged input example")
+@router.get(
+    f"{MODELS_PREFIX}/get-input-example",
+    summary="A version's logged input example",
+    description="The example as a scoring request body; null when the version was logged "
+    "without one. 404 RESOURCE_DOES_NOT_EXIST only for a model or version that does not exist.",
+)
 async def get_input_example(
     request: Request,
     registered_model_name: str = Query(..., min_length=1),
@@ -69,8 +76,6 @@ async def get_input_example(
     name = registered_model_name
     await _level(request, name, "read its input examples")
     example = await asyncio.to_thread(_reader(request).input_example, name, version)
-    if example is None:
-        raise NotFoundError(f"Version {version} of '{name}' was logged without an input example.")
     return {"input_example": example}
 
 

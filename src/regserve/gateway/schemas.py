@@ -278,7 +278,9 @@ class ModelViewAnswer(_Strict):
 
 class InputExampleAnswer(_Strict):
     input_example: Any = Field(
-        ..., description="The version's logged input example as a scoring request body."
+        ...,
+        description="The version's logged input example as a scoring request body; null when "
+        "the version was logged without one.",
     )
 
 

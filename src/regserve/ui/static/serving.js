@@ -264,7 +264,9 @@
   async function loadExample(version, show) {
     if (view.examples[version] === undefined) {
       const r = await api("GET", `/api/2.0/regserve/models/get-input-example?${Q}&version=${encodeURIComponent(version)}`);
-      view.examples[version] = r.ok ? r.data : { error: errorText(r) };
+      // null: the version was logged without one (a 200, so the console stays clean)
+      view.examples[version] = !r.ok ? { error: errorText(r) } : r.data.input_example !== null ? r.data
+        : { error: `Version ${version} was logged without an input example.` };
       if (version === view.selected) drawVersionDetail();
     }
     if (!show) return;
