@@ -1,6 +1,7 @@
 """Read-only views of a registered model for the Serving UI (``/api/2.0/regserve/models/``).
 
-``get``: the model's versions with their registry stage, status and aliases, and what the
+``get``: the model's versions with their registry stage, status and aliases and whether
+``get-version-logs`` has a log of them (served, or kept since they stopped), and what the
 caller may do with serving (its level, and why it may not enable serving when it may not).
 ``get-input-example``: a version's logged input example, shaped as a scoring request, or null
 for a version logged without one (a 404 is only for a model or version that does not exist:
@@ -55,8 +56,11 @@ async def get_model(
     snapshot = await asyncio.to_thread(_reader(request).snapshot, name)
     if snapshot is None:
         raise NotFoundError(f"Registered model '{name}' does not exist.")
+    times = await asyncio.to_thread(services_of(request).backend.log_times, name)
+    # A log older than the registered model is a model's deleted earlier under this name.
+    logged = {v for v, written in times.items() if written >= snapshot.created_at}
     return {
-        "registered_model": _model_json(snapshot),
+        "registered_model": _model_json(snapshot, logged),
         "permission_level": level.name,
         "enable_refusal": enable_refusal(identity_of(request), level, name),
     }
@@ -79,7 +83,7 @@ async def get_input_example(
     return {"input_example": example}
 
 
-def _model_json(snapshot: ModelSnapshot) -> dict[str, Any]:
+def _model_json(snapshot: ModelSnapshot, logged: set[str]) -> dict[str, Any]:
     return {
         "name": snapshot.name,
         "description": snapshot.description,
@@ -90,6 +94,7 @@ def _model_json(snapshot: ModelSnapshot) -> dict[str, Any]:
                 "status": v.status,
                 "aliases": list(v.aliases),
                 "creation_timestamp": v.creation_timestamp,
+                "has_log": v.version in logged,
             }
             for v in snapshot.versions
         ],

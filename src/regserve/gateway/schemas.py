@@ -258,6 +258,11 @@ class RegistryVersion(_Strict):
     status: str = Field(..., description="MLflow's: READY, PENDING_REGISTRATION, ...")
     aliases: list[str]
     creation_timestamp: int
+    has_log: bool = Field(
+        ...,
+        description="Whether get-version-logs has a log of it: it serves, or it served and "
+        "stopped (archived, deleted, serving disabled) and its last log is kept.",
+    )
 
 
 class RegistryModel(_Strict):

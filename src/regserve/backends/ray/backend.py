@@ -25,8 +25,9 @@ from typing import Any
 
 from regserve.backends.base import Adopted, VersionEvent, VersionListener, VersionSpec
 from regserve.backends.inputs import input_limits
+from regserve.backends.local.kept_logs import KeptLog, keep, log_times, prune, read_kept
 from regserve.backends.local.logs import read_tail, retire_logs
-from regserve.backends.local.paths import WorkerPaths
+from regserve.backends.local.paths import WorkerPaths, log_dir_for
 from regserve.backends.options import BatchSettings, ClusterOptions
 from regserve.backends.ray.cluster import RayCluster, reclaim_signals, shipped_package
 from regserve.backends.ray.logs import read_ray_logs
@@ -218,6 +219,18 @@ class RayBackend:
         # Serve stops the replicas gracefully: in-flight requests finish first.
         await asyncio.to_thread(serve.delete, entry.app)
         self._note(entry.spec, f"Ray Serve application {entry.app} deleted.")
+        await asyncio.to_thread(self._keep_log, entry.spec)
+
+    def _keep_log(self, spec: VersionSpec) -> None:
+        """Ray's logs of a deleted application last only as long as Ray's session (and are on
+        its nodes): their newest lines go to the version's own log, kept like the local
+        backend's (``backends/local/kept_logs.py``)."""
+        name, version = spec.model_name, spec.version
+        path = self.log_file(name, version)
+        with contextlib.suppress(OSError), path.open("a") as log:
+            log.write(f"{self._ray_logs(name, version)}\n")
+        keep(path, self._settings.kept_log_bytes)
+        prune(path.parent, self._settings.kept_logs, self.deployed(name))
 
     def target(self, model_name: str, version: str) -> RayTarget | None:
         entry = self._versions.get((model_name, version))
@@ -250,12 +263,22 @@ class RayBackend:
 
     def read_logs(self, model_name: str, version: str) -> str:
         own = read_tail(self.log_file(model_name, version), max_lines=500)
-        ray_logs = read_ray_logs(
+        ray_logs = self._ray_logs(model_name, version)
+        return f"{own}\n{ray_logs}" if own else ray_logs
+
+    def _ray_logs(self, model_name: str, version: str) -> str:
+        return read_ray_logs(
             self._cluster.logs_dir(),
             app_name(model_name, version),
             with_env_build=self._settings.env_manager == "virtualenv",
         )
-        return f"{own}\n{ray_logs}" if own else ray_logs
+
+    def kept_log(self, model_name: str, version: str) -> KeptLog | None:
+        folder = log_dir_for(self._data_dir, model_name)
+        return read_kept(folder, version, max_lines=2000, max_bytes=1024 * 1024)
+
+    def log_times(self, model_name: str) -> dict[str, int]:
+        return log_times(log_dir_for(self._data_dir, model_name))
 
     # -- deploying ---------------------------------------------------------------------------
 
