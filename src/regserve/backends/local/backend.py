@@ -128,7 +128,9 @@ class LocalBackend:
         if self._local_found is not None:
             self._local_found.cancel()
         if not keep_workers:
-            await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
+            # Not undeploy: the versions stop with regserve, not for good; their logs are
+            # neither cut nor pruned (kept_logs.py), and grow on when they start again.
+            await asyncio.gather(*(self._stop_version(m, v) for m, v in self._keys()))
             await self._warm.stop_all()
             await self._leftovers.release()
             self._limits.close()  # limits: remove every cluster's cgroup
@@ -419,19 +421,22 @@ class LocalBackend:
         group.add(spec, self.log_file(spec.model_name, spec.version), batching)
 
     async def undeploy(self, model_name: str, version: str) -> None:
+        await self._stop_version(model_name, version)
+        await asyncio.to_thread(self._keep_log, model_name, version)
+
+    async def _stop_version(self, model_name: str, version: str) -> None:
         group = self._shared.pop((model_name, version), None)
         if group is not None:
             await group.remove(version)
-        else:
-            staged = self._staged.get(model_name, {}).pop(version, None)
-            replicas = self._sets.pop((model_name, version), None)
-            for stopping in (staged, replicas):
-                if stopping is not None:
-                    # Routes no longer lead here; what was sent before is answered first.
-                    await stopping.drain(self._settings.request_timeout)
-                    await stopping.stop()
-            await self._warm.release(model_name, self._interpreters(model_name))
-        await asyncio.to_thread(self._keep_log, model_name, version)
+            return
+        staged = self._staged.get(model_name, {}).pop(version, None)
+        replicas = self._sets.pop((model_name, version), None)
+        for stopping in (staged, replicas):
+            if stopping is not None:
+                # Routes no longer lead here; what was sent before is answered first.
+                await stopping.drain(self._settings.request_timeout)
+                await stopping.stop()
+        await self._warm.release(model_name, self._interpreters(model_name))
 
     def _keep_log(self, model_name: str, version: str) -> None:
         """The stopped version's log stays, cut to size, and the model's oldest kept go."""

@@ -195,6 +195,8 @@ class RayBackend:
 
     async def undeploy(self, model_name: str, version: str) -> None:
         await self._undeploy(model_name, version, _FOLLOWERS_GRACE_SECONDS)
+        if (model_name, version) not in self._versions:  # not deployed again meanwhile
+            await asyncio.to_thread(self._keep_log, model_name, version)
 
     async def _undeploy(self, model_name: str, version: str, grace: float) -> None:
         entry = self._versions.pop((model_name, version), None)
@@ -219,18 +221,20 @@ class RayBackend:
         # Serve stops the replicas gracefully: in-flight requests finish first.
         await asyncio.to_thread(serve.delete, entry.app)
         self._note(entry.spec, f"Ray Serve application {entry.app} deleted.")
-        await asyncio.to_thread(self._keep_log, entry.spec)
+        await asyncio.to_thread(self._copy_ray_logs, model_name, version)
 
-    def _keep_log(self, spec: VersionSpec) -> None:
-        """Ray's logs of a deleted application last only as long as Ray's session (and are on
-        its nodes): their newest lines go to the version's own log, kept like the local
-        backend's (``backends/local/kept_logs.py``)."""
-        name, version = spec.model_name, spec.version
-        path = self.log_file(name, version)
-        with contextlib.suppress(OSError), path.open("a") as log:
-            log.write(f"{self._ray_logs(name, version)}\n")
+    def _copy_ray_logs(self, model_name: str, version: str) -> None:
+        """Ray's logs of a deleted application are read from Ray's session (on its nodes),
+        which a later Ray does not show: their newest lines go to the version's own log."""
+        with contextlib.suppress(OSError), self.log_file(model_name, version).open("a") as log:
+            log.write(f"{self._ray_logs(model_name, version)}\n")
+
+    def _keep_log(self, model_name: str, version: str) -> None:
+        """A version no longer served keeps its log, as the local backend's do
+        (``backends/local/kept_logs.py``)."""
+        path = self.log_file(model_name, version)
         keep(path, self._settings.kept_log_bytes)
-        prune(path.parent, self._settings.kept_logs, self.deployed(name))
+        prune(path.parent, self._settings.kept_logs, self.deployed(model_name))
 
     def target(self, model_name: str, version: str) -> RayTarget | None:
         entry = self._versions.get((model_name, version))
