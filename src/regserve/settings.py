@@ -144,6 +144,17 @@ class Settings(BaseSettings):
     log_max_bytes: int = Field(
         5 * 1024 * 1024, description="Size at which a version's log file is rotated."
     )
+    kept_logs: int = Field(
+        20,
+        ge=0,
+        description="Logs kept per model of versions that stopped being served (archived, "
+        "deleted, serving disabled), the newest; readable with get-version-logs and the UI.",
+    )
+    kept_log_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="Size a stopped version's log is cut to (its newest lines are kept).",
+    )
     share_workers: bool = Field(
         False,
         description="Run the versions of one served model that share an environment in one "

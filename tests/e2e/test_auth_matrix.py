@@ -94,11 +94,13 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", f"{EP}/list-version-aliases"): Row(
         _req("GET", f"{EP}/list-version-aliases", params={"registered_model_name": MODEL}), 1
     ),
+    # Version 1 is not served but left its last log (the fixture writes it where a stopped
+    # version's log is kept): read with the same rights as a served version's.
     ("POST", f"{EP}/get-version-logs"): Row(
-        _req("POST", f"{EP}/get-version-logs", json=_VERSION), 1, _NOT_SERVED
+        _req("POST", f"{EP}/get-version-logs", json=_VERSION), 1
     ),
     ("GET", f"{EP}/get-version-logs"): Row(
-        _req("GET", f"{EP}/get-version-logs", params=_VERSION), 1, _NOT_SERVED
+        _req("GET", f"{EP}/get-version-logs", params=_VERSION), 1
     ),
     ("GET", f"{EP}/get-event-history"): Row(
         _req("GET", f"{EP}/get-event-history", params={"registered_model_name": MODEL}), 1
@@ -367,6 +369,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     )
     time.sleep(1.1)  # the expired token's second is over
     _admin(server, "POST", f"{EP}/enable", **_MODEL_BODY)
+    kept = Path(server.data_dir) / "logs" / MODEL / "1.log"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text("the last log of a version that stopped being served\n")
     with httpx.Client(base_url=server.url, timeout=30) as http:
         yield World(server, headers, tokens, http)
     server.close()
@@ -418,6 +423,30 @@ def test_matrix(world: World) -> None:
     ]
     failed = [p for p in problems if p]
     assert not failed, "\n".join(failed)
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_browser_at_the_front_page_goes_to_the_ui(world: World) -> None:
+    """``/`` belongs to no route of the matrix (the hosted registry's mount): a browser's page
+    load goes to the UI whoever it is; an API client keeps the API's 401."""
+    problems = []
+    for caller in CALLERS:
+        for method in ("GET", "HEAD"):
+            headers = {**world.headers[caller], "Accept": BROWSER_ACCEPT}
+            r = world.http.request(method, "/", headers=headers)
+            if (r.status_code, r.headers.get("location")) != (303, "/ui/"):
+                problems.append(f"{method} / as {caller} from a browser: {r.status_code}")
+        if caller not in CREDENTIAL_FAILURES:
+            continue
+        for accept in (None, "*/*", "application/json"):
+            headers = {**world.headers[caller], **({"Accept": accept} if accept else {})}
+            r = world.http.get("/", headers=headers)
+            code = r.json().get("error_code") if r.status_code == 401 else None
+            if code != "UNAUTHENTICATED":
+                problems.append(f"GET / as {caller}, Accept {accept}: {r.status_code} {r.text}")
+    assert not problems, "\n".join(problems)
 
 
 def _client(world: World, caller: str) -> httpx.Client:

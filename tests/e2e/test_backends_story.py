@@ -179,14 +179,24 @@ def test_the_core_story_on_each_backend(
     expected = {"CLUSTER_STARTED", "VERSION_DEPLOYING", "VERSION_READY", "VERSION_REMOVED"}
     # VERSION_REMOVED is recorded once the backend has stopped v1 (after its URL went away)
     wait_for(lambda: expected <= {e["event_type"] for e in server.events(model)}, 60, "events")
+    # ... and v1, stopped, left its last log (on Ray: its replicas' Serve logs copied in)
+    _assert_kept_log(server, model, "1")
 
-    # disable: the scoring URLs answer 404 and the endpoint is gone
+    # disable: the scoring URLs answer 404 and the endpoint is gone (the logs stay)
     assert server.disable(model).json() == {}
+    _assert_kept_log(server, model, "2")
     r = server.score(model, "2", {"dataframe_records": [ROW]})
     assert (r.status_code, r.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
     status = server.api("GET", "get-status", params={"registered_model_name": model})
     assert status.status_code == 400
     assert "CLUSTER_TERMINATED" in {e["event_type"] for e in server.events(model)}
+
+
+def _assert_kept_log(server: RegServeProcess, model: str, version: str) -> None:
+    which = {"registered_model_name": model, "endpoint_version_name": version}
+    r = server.api("GET", "get-version-logs", params=which)
+    assert r.status_code == 200, r.text
+    assert f"loading model {model}:{version}" in r.json()["logs"]
 
 
 @pytest.mark.ray

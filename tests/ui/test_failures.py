@@ -73,3 +73,22 @@ def test_headline_is_the_last_exception_line_of_the_log_tail() -> None:
     assert headline("Serving 1 of 2 versions (ready: v1; failed: v2).") == Headline(
         "Serving 1 of 2 versions (ready: v1; failed: v2)."
     )
+
+
+@pytest.mark.e2e
+@pytest.mark.browser
+def test_a_version_without_an_input_example_says_so_without_an_error(
+    browser: Any, ui_world: UiWorld, failed: None
+) -> None:
+    from playwright.sync_api import expect
+
+    page = signed_in_page(browser, ui_world, ADMIN_TOKEN)
+    page.goto(f"{ui_world.url}/ui/models/{BROKEN_MODEL}")
+    expect(page.locator("#snippet-curl")).to_contain_text(f"/model/{BROKEN_MODEL}/1/invocations")
+    page.get_by_role("button", name="Show Example").click()
+    expect(page.locator("#send-hint")).to_have_text(
+        "Version 1 was logged without an input example."
+    )
+    page.wait_for_timeout(4500)  # one more refresh
+    assert page.console_errors == []
+    page.context.close()

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.support.server import ADMIN_TOKEN
-from tests.ui.conftest import HTML_MODEL, UiWorld, signed_in_page
+from tests.ui.conftest import HTML_MODEL, STORY_MODEL, UiWorld, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -78,3 +78,24 @@ def test_a_model_not_enabled_asks_only_what_can_answer(browser: Any, ui_world: U
     assert failures == []
     assert page.console_errors == []
     page.context.close()
+
+
+def test_the_front_page_in_a_browser_is_the_ui(browser: Any, ui_world: UiWorld) -> None:
+    """``http://host:port/`` typed in a browser: the sign-in page, then the registered models
+    (an API client there still gets the API's 401: tests/e2e/test_auth_matrix.py)."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context()
+    page = context.new_page()
+    console_errors: list[str] = []
+    page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    page.goto(f"{ui_world.url}/")
+    assert page.url == f"{ui_world.url}/ui/signin?next=%2Fui%2F"
+    page.get_by_label("Access token").fill(ADMIN_TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{ui_world.url}/ui/")
+    page.goto(f"{ui_world.url}/")  # signed in: straight to the registered models
+    assert page.url == f"{ui_world.url}/ui/"
+    expect(page.get_by_role("link", name=STORY_MODEL, exact=True)).to_be_visible()
+    assert console_errors == []
+    context.close()

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.support.server import ADMIN_TOKEN
-from tests.ui.conftest import STORY_MODEL, UiWorld
+from tests.ui.conftest import BROKEN_MODEL, STORY_MODEL, UiWorld
 
 pytestmark = pytest.mark.e2e
 
@@ -157,3 +157,8 @@ def test_input_example_is_a_ready_request_body(http: httpx.Client) -> None:
     r = http.get("/api/2.0/regserve/models/get-input-example", params=params, headers=auth)
     assert r.status_code == 404
     assert r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # a version logged without one: null, not an error (the UI asks for every version)
+    params = {"registered_model_name": BROKEN_MODEL, "version": "1"}
+    r = http.get("/api/2.0/regserve/models/get-input-example", params=params, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"input_example": None}

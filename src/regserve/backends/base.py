@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from regserve.errors import RegServeError
 from regserve.router import Target
 from regserve.states import VersionState
 from regserve.store import ClusterConfig
+
+if TYPE_CHECKING:  # the local package imports this module
+    from regserve.backends.local.kept_logs import KeptLog
 
 __all__ = [
     "Adopted",
@@ -140,3 +143,11 @@ class Backend(Protocol):
 
     def read_logs(self, model_name: str, version: str) -> str:
         """The newest lines of the version's log (blocking; call it from a thread)."""
+
+    def kept_log(self, model_name: str, version: str) -> KeptLog | None:
+        """The log a version left when it stopped being served (``backends/local/kept_logs.py``);
+        None when it left none (blocking; call it from a thread)."""
+
+    def log_times(self, model_name: str) -> dict[str, int]:
+        """The model's versions that have a log here (served, or kept since they stopped),
+        and when each was last written (ms; blocking: call it from a thread)."""

@@ -163,6 +163,10 @@ class Controller:
             raise NotFoundError(f"Registered model '{name}' does not exist in the registry.")
         default = ClusterConfig(self.default_node_type)
         created = snapshot.created_at or None
+        if _replaced_while_off(await asyncio.to_thread(self._store.get_endpoint, name), created):
+            # What the earlier model left (its kept logs) is not this one's: retired as when
+            # a served model is deleted.
+            await asyncio.to_thread(self._backend.forget_model, name)
         if await asyncio.to_thread(self._store.enable, name, default, created):
             message = f"Serving enabled for model '{name}'{_by(actor)}."
             await self._event(name, "SERVING_ENABLED", message, principal=actor)
@@ -586,6 +590,14 @@ def _should_update(served: _Served, desired: ClusterConfig) -> bool:
     if served.config == desired or served.update is not None:
         return False
     return served.update_failed is None or served.update_failed[0] != desired
+
+
+def _replaced_while_off(endpoint: EndpointRecord | None, created: int | None) -> bool:
+    """Whether ``endpoint`` was served for a registered model that was deleted while it was
+    not served and created again since (its creation time is not ``created`` any more)."""
+    if endpoint is None or endpoint.enabled or not created or not endpoint.model_created_at:
+        return False
+    return endpoint.model_created_at != created
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -1,14 +1,15 @@
 """Gateway: the one ASGI app on the one port.
 
-Every request is authenticated here (``/health``, the UI's sign-in page and static files
-excepted) from its ``Authorization`` header, or from the UI's session cookie
-(``gateway/cookies.py``), and the caller's identity put in the scope; each route then checks
-the caller's permissions. Scoring URLs go straight to the bare :class:`ScoringHandler`;
-everything else goes to a FastAPI app holding the control API, ``/health``, ``/metrics`` and
-whatever the wiring adds (the UI, ``/ui/``, installed by ``regserve.app``: the gateway does
-not import the UI), with MLflow's own tracking and registry server mounted beneath it for
-every path regserve does not route itself (answering 503 until it is attached:
-``registry_mount.py``).
+A browser's page load of ``/`` (it accepts ``text/html``) is sent to the UI, ``/ui/``, which
+signs it in when it must; API clients get the API's answers there. Every other request is
+authenticated here (``/health``, the UI's sign-in page and static files excepted) from its
+``Authorization`` header, or from the UI's session cookie (``gateway/cookies.py``), and the
+caller's identity put in the scope; each route then checks the caller's permissions. Scoring
+URLs go straight to the bare :class:`ScoringHandler`; everything else goes to a FastAPI app
+holding the control API, ``/health``, ``/metrics`` and whatever the wiring adds (the UI,
+``/ui/``, installed by ``regserve.app``: the gateway does not import the UI), with MLflow's
+own tracking and registry server mounted beneath it for every path regserve does not route
+itself (answering 503 until it is attached: ``registry_mount.py``).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from regserve.errors import RegServeError
 from regserve.gateway import control, health, models, permissions, principals, tokens, webhooks
 from regserve.gateway.context import IDENTITY_KEY, Services
 from regserve.gateway.cookies import (
+    UI_HOME,
     check_csrf,
     is_open_path,
     session_cookie,
     signin_redirect,
     wants_signin_page,
+    wants_ui_home,
 )
 from regserve.gateway.errors import send_error
 from regserve.gateway.handlers import install_error_handlers
@@ -79,6 +82,9 @@ class Gateway:
             await self.api(scope, receive, send)
             return
         path: str = scope["path"]
+        if wants_ui_home(scope):
+            await _send_redirect(send, UI_HOME)
+            return
         if path not in _OPEN_PATHS and not is_open_path(path):
             try:
                 scope[IDENTITY_KEY] = await self._authenticate(scope)

@@ -35,6 +35,14 @@ _SINCE_CREATION = (
     "under the same name did is not shown (the audit log keeps what principals did to it)."
 )
 
+_KEPT_LOGS = (
+    "The newest lines of a served version's log; for a version that served and stopped "
+    "(archived or deleted in the registry, serving disabled), the last log it left, in the "
+    "same shape: kept until the registered model is deleted, at most REGSERVE_KEPT_LOGS (20) "
+    "per model, each cut to its newest REGSERVE_KEPT_LOG_BYTES (1 MiB). 404 "
+    "RESOURCE_DOES_NOT_EXIST for a version that left no log; 400 for a model never served."
+)
+
 
 class ModelRequest(BaseModel):
     registered_model_name: str = Field(..., min_length=1, description="The registered model.")
@@ -152,12 +160,12 @@ async def list_version_aliases(
     return {"aliases": aliases}
 
 
-@router.post(f"{PREFIX}/get-version-logs", summary="A served version's worker log")
+@router.post(f"{PREFIX}/get-version-logs", summary="A version's worker log", description=_KEPT_LOGS)
 async def get_version_logs(request: Request, body: VersionRequest) -> dict[str, Any]:
     return await _version_logs(request, body.registered_model_name, body.endpoint_version_name)
 
 
-@router.get(f"{PREFIX}/get-version-logs", summary="A served version's worker log")
+@router.get(f"{PREFIX}/get-version-logs", summary="A version's worker log", description=_KEPT_LOGS)
 async def get_version_logs_query(
     request: Request,
     registered_model_name: str = Query(..., min_length=1),
@@ -276,14 +284,42 @@ async def _enabled_endpoint(request: Request, name: str) -> EndpointRecord:
 
 
 async def _version_logs(request: Request, name: str, version: str) -> dict[str, Any]:
+    """A served version's log, or the last log of one that stopped being served (archived,
+    deleted, serving disabled: ``backends/local/kept_logs.py``), in the same shape."""
     await _require(request, name, _READ, "read its served versions' logs")
-    await _enabled_endpoint(request, name)
+    endpoint = await _known_endpoint(request, name)
     services = services_of(request)
     versions = await asyncio.to_thread(services.store.list_versions, name)
-    if version not in {v.version for v in versions}:
-        raise NotFoundError(f"Version {version} of model '{name}' is not served.")
-    logs = await asyncio.to_thread(services.backend.read_logs, name, version)
+    if endpoint.enabled and version in {v.version for v in versions}:
+        logs = await asyncio.to_thread(services.backend.read_logs, name, version)
+    else:
+        logs = await _kept_log(request, name, version)
     return {"logs": shown_of(request)(logs)}
+
+
+async def _kept_log(request: Request, name: str, version: str) -> str:
+    services = services_of(request)
+    kept = await asyncio.to_thread(services.backend.kept_log, name, version)
+    if kept is not None and kept.modified_ms < await _created_at(request, name):
+        kept = None  # a model deleted earlier under this name left it: not this one's
+    if kept is None:
+        raise NotFoundError(
+            f"Version {version} of model '{name}' is not served and left no log "
+            "(a version that served keeps its last log until the model is deleted)."
+        )
+    return kept.text
+
+
+async def _created_at(request: Request, name: str) -> int:
+    """When the registered model ``name`` was created (ms), as the registry says now (0:
+    this gateway reads no registry)."""
+    reader = services_of(request).reader
+    if reader is None:
+        return 0
+    snapshot = await asyncio.to_thread(reader.snapshot, name)
+    if snapshot is None:
+        raise NotFoundError(f"Registered model '{name}' does not exist.")
+    return snapshot.created_at
 
 
 def _endpoint_json(endpoint: EndpointRecord, shown: PathRedactor) -> dict[str, Any]:

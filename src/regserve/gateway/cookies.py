@@ -23,12 +23,14 @@ __all__ = [
     "SESSION_COOKIE",
     "SIGNIN_COOKIE",
     "SIGNIN_PATH",
+    "UI_HOME",
     "check_csrf",
     "is_open_path",
     "safe_next",
     "session_cookie",
     "signin_redirect",
     "wants_signin_page",
+    "wants_ui_home",
 ]
 
 SESSION_COOKIE = "regserve_session"
@@ -37,6 +39,8 @@ SIGNIN_COOKIE = "regserve_signin"
 CSRF_HEADER = b"x-requested-by"
 SIGNIN_PATH = "/ui/signin"
 UI_PREFIX = "/ui/"
+UI_HOME = UI_PREFIX
+"""Where a browser that opens the server's front page goes."""
 STATIC_PREFIX = "/ui/static/"
 
 _COOKIE_PATHS = (
@@ -48,6 +52,9 @@ _COOKIE_PATHS = (
 )
 """Where the session cookie is credentials: the UI's pages and the calls its JS makes."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_HOME_PATHS = frozenset({"/"})
+"""The server's front page: a browser that opens ``http://host:port/`` means the UI."""
+_PAGE_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
 def is_open_path(path: str) -> bool:
@@ -85,6 +92,38 @@ def wants_signin_page(scope: Scope) -> bool:
     """An unauthenticated page load of the UI: answered by a redirect, not a 401."""
     path: str = scope["path"]
     return scope["method"] in ("GET", "HEAD") and (path == "/ui" or path.startswith(UI_PREFIX))
+
+
+def wants_ui_home(scope: Scope) -> bool:
+    """A browser's page load of the server's front page: it goes to the UI (which signs it
+    in when it must). Only a request that accepts an HTML page is one: an API client (curl's
+    ``*/*``, ``application/json``, no Accept at all) gets the API's own answer there."""
+    path: str = scope["path"]
+    return scope["method"] in ("GET", "HEAD") and path in _HOME_PATHS and _accepts_html(scope)
+
+
+def _accepts_html(scope: Scope) -> bool:
+    """Whether the Accept header names an HTML page type explicitly, with a quality above 0
+    (a wildcard does not count: every client sends one)."""
+    for key, value in scope["headers"]:
+        if key != b"accept":
+            continue
+        for item in value.decode("latin-1").split(","):
+            media, _, params = item.partition(";")
+            if media.strip().lower() in _PAGE_TYPES and _quality(params) > 0:
+                return True
+    return False
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value)
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 def signin_redirect(scope: Scope) -> str:

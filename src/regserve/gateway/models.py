@@ -1,9 +1,12 @@
 """Read-only views of a registered model for the Serving UI (``/api/2.0/regserve/models/``).
 
-``get``: the model's versions with their registry stage, status and aliases, and what the
+``get``: the model's versions with their registry stage, status and aliases and whether
+``get-version-logs`` has a log of them (served, or kept since they stopped), and what the
 caller may do with serving (its level, and why it may not enable serving when it may not).
-``get-input-example``: a version's logged input example, shaped as a scoring request.
-Both need CAN_READ on the model.
+``get-input-example``: a version's logged input example, shaped as a scoring request, or null
+for a version logged without one (a 404 is only for a model or version that does not exist:
+the UI asks for every version it shows, and a browser reports each error status in its
+console). Both need CAN_READ on the model.
 """
 
 from __future__ import annotations
@@ -53,14 +56,22 @@ async def get_model(
     snapshot = await asyncio.to_thread(_reader(request).snapshot, name)
     if snapshot is None:
         raise NotFoundError(f"Registered model '{name}' does not exist.")
+    times = await asyncio.to_thread(services_of(request).backend.log_times, name)
+    # A log older than the registered model is a model's deleted earlier under this name.
+    logged = {v for v, written in times.items() if written >= snapshot.created_at}
     return {
-        "registered_model": _model_json(snapshot),
+        "registered_model": _model_json(snapshot, logged),
         "permission_level": level.name,
         "enable_refusal": enable_refusal(identity_of(request), level, name),
     }
 
 
-@router.get(f"{MODELS_PREFIX}/get-input-example", summary="A version's logged input example")
+@router.get(
+    f"{MODELS_PREFIX}/get-input-example",
+    summary="A version's logged input example",
+    description="The example as a scoring request body; null when the version was logged "
+    "without one. 404 RESOURCE_DOES_NOT_EXIST only for a model or version that does not exist.",
+)
 async def get_input_example(
     request: Request,
     registered_model_name: str = Query(..., min_length=1),
@@ -69,12 +80,10 @@ async def get_input_example(
     name = registered_model_name
     await _level(request, name, "read its input examples")
     example = await asyncio.to_thread(_reader(request).input_example, name, version)
-    if example is None:
-        raise NotFoundError(f"Version {version} of '{name}' was logged without an input example.")
     return {"input_example": example}
 
 
-def _model_json(snapshot: ModelSnapshot) -> dict[str, Any]:
+def _model_json(snapshot: ModelSnapshot, logged: set[str]) -> dict[str, Any]:
     return {
         "name": snapshot.name,
         "description": snapshot.description,
@@ -85,6 +94,7 @@ def _model_json(snapshot: ModelSnapshot) -> dict[str, Any]:
                 "status": v.status,
                 "aliases": list(v.aliases),
                 "creation_timestamp": v.creation_timestamp,
+                "has_log": v.version in logged,
             }
             for v in snapshot.versions
         ],

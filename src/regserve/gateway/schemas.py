@@ -258,6 +258,11 @@ class RegistryVersion(_Strict):
     status: str = Field(..., description="MLflow's: READY, PENDING_REGISTRATION, ...")
     aliases: list[str]
     creation_timestamp: int
+    has_log: bool = Field(
+        ...,
+        description="Whether get-version-logs has a log of it: it serves, or it served and "
+        "stopped (archived, deleted, serving disabled) and its last log is kept.",
+    )
 
 
 class RegistryModel(_Strict):
@@ -278,7 +283,9 @@ class ModelViewAnswer(_Strict):
 
 class InputExampleAnswer(_Strict):
     input_example: Any = Field(
-        ..., description="The version's logged input example as a scoring request body."
+        ...,
+        description="The version's logged input example as a scoring request body; null when "
+        "the version was logged without one.",
     )
 
 

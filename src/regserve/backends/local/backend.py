@@ -30,9 +30,10 @@ from regserve.backends.base import Adopted, VersionEvent, VersionListener, Versi
 from regserve.backends.inputs import input_limits
 from regserve.backends.local import bluegreen
 from regserve.backends.local.adoption import Leftovers
+from regserve.backends.local.kept_logs import KeptLog, keep, log_times, prune, read_kept
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import read_tail, retire_logs
-from regserve.backends.local.paths import WorkerPaths, run_dir_for
+from regserve.backends.local.paths import WorkerPaths, log_dir_for, run_dir_for
 from regserve.backends.local.process import WorkerProcess
 from regserve.backends.local.replicas import ReplicaSet
 from regserve.backends.local.shared import SharedWorker
@@ -127,7 +128,9 @@ class LocalBackend:
         if self._local_found is not None:
             self._local_found.cancel()
         if not keep_workers:
-            await asyncio.gather(*(self.undeploy(m, v) for m, v in self._keys()))
+            # Not undeploy: the versions stop with regserve, not for good; their logs are
+            # neither cut nor pruned (kept_logs.py), and grow on when they start again.
+            await asyncio.gather(*(self._stop_version(m, v) for m, v in self._keys()))
             await self._warm.stop_all()
             await self._leftovers.release()
             self._limits.close()  # limits: remove every cluster's cgroup
@@ -418,6 +421,10 @@ class LocalBackend:
         group.add(spec, self.log_file(spec.model_name, spec.version), batching)
 
     async def undeploy(self, model_name: str, version: str) -> None:
+        await self._stop_version(model_name, version)
+        await asyncio.to_thread(self._keep_log, model_name, version)
+
+    async def _stop_version(self, model_name: str, version: str) -> None:
         group = self._shared.pop((model_name, version), None)
         if group is not None:
             await group.remove(version)
@@ -430,6 +437,15 @@ class LocalBackend:
                 await stopping.drain(self._settings.request_timeout)
                 await stopping.stop()
         await self._warm.release(model_name, self._interpreters(model_name))
+
+    def _keep_log(self, model_name: str, version: str) -> None:
+        """The stopped version's log stays, cut to size, and the model's oldest kept go."""
+        keep(
+            WorkerPaths.for_version(self._data_dir, model_name, version).log,
+            self._settings.kept_log_bytes,
+        )
+        serving = self.deployed(model_name) | set(self._staged.get(model_name, {}))
+        prune(log_dir_for(self._data_dir, model_name), self._settings.kept_logs, serving)
 
     def _interpreters(self, model_name: str) -> set[str]:
         """The interpreters the model's replica sets (running or staged) run."""
@@ -474,6 +490,13 @@ class LocalBackend:
         own = read_tail(path, max_lines=2000, max_bytes=1024 * 1024)
         group = self._shared.get((model_name, version))
         return group.read_logs(version, own) if group is not None else own
+
+    def kept_log(self, model_name: str, version: str) -> KeptLog | None:
+        folder = log_dir_for(self._data_dir, model_name)
+        return read_kept(folder, version, max_lines=2000, max_bytes=1024 * 1024)
+
+    def log_times(self, model_name: str) -> dict[str, int]:
+        return log_times(log_dir_for(self._data_dir, model_name))
 
     def worker_pid(self, model_name: str, version: str) -> int | None:
         group = self._shared.get((model_name, version))

@@ -13,10 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["WorkerPaths", "run_dir_for", "socket_dir_for"]
+__all__ = ["WorkerPaths", "log_dir_for", "run_dir_for", "socket_dir_for"]
 
 # sun_path holds 108 bytes on Linux; keep a margin.
 _MAX_SOCKET_PATH = 100
+
+
+def log_dir_for(data_dir: Path, model_name: str) -> Path:
+    """Where the logs of a model's versions and processes are."""
+    return data_dir / "logs" / quote(model_name, safe="")
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class WorkerPaths:
             key += f"\0{generation}\0{replica}"
         digest = hashlib.sha1(key.encode()).hexdigest()[:12]
         run_dir = run_dir_for(data_dir)
-        log = data_dir / "logs" / quote(model_name, safe="") / f"{version}.log"
+        log = log_dir_for(data_dir, model_name) / f"{version}.log"
         sockets = socket_dir_for(run_dir, model_name)
         return cls(sockets / f"{digest}.sock", run_dir / f"{digest}.pid", log)
 

@@ -25,8 +25,9 @@ from typing import Any
 
 from regserve.backends.base import Adopted, VersionEvent, VersionListener, VersionSpec
 from regserve.backends.inputs import input_limits
+from regserve.backends.local.kept_logs import KeptLog, keep, log_times, prune, read_kept
 from regserve.backends.local.logs import read_tail, retire_logs
-from regserve.backends.local.paths import WorkerPaths
+from regserve.backends.local.paths import WorkerPaths, log_dir_for
 from regserve.backends.options import BatchSettings, ClusterOptions
 from regserve.backends.ray.cluster import RayCluster, reclaim_signals, shipped_package
 from regserve.backends.ray.logs import read_ray_logs
@@ -194,6 +195,8 @@ class RayBackend:
 
     async def undeploy(self, model_name: str, version: str) -> None:
         await self._undeploy(model_name, version, _FOLLOWERS_GRACE_SECONDS)
+        if (model_name, version) not in self._versions:  # not deployed again meanwhile
+            await asyncio.to_thread(self._keep_log, model_name, version)
 
     async def _undeploy(self, model_name: str, version: str, grace: float) -> None:
         entry = self._versions.pop((model_name, version), None)
@@ -218,6 +221,20 @@ class RayBackend:
         # Serve stops the replicas gracefully: in-flight requests finish first.
         await asyncio.to_thread(serve.delete, entry.app)
         self._note(entry.spec, f"Ray Serve application {entry.app} deleted.")
+        await asyncio.to_thread(self._copy_ray_logs, model_name, version)
+
+    def _copy_ray_logs(self, model_name: str, version: str) -> None:
+        """Ray's logs of a deleted application are read from Ray's session (on its nodes),
+        which a later Ray does not show: their newest lines go to the version's own log."""
+        with contextlib.suppress(OSError), self.log_file(model_name, version).open("a") as log:
+            log.write(f"{self._ray_logs(model_name, version)}\n")
+
+    def _keep_log(self, model_name: str, version: str) -> None:
+        """A version no longer served keeps its log, as the local backend's do
+        (``backends/local/kept_logs.py``)."""
+        path = self.log_file(model_name, version)
+        keep(path, self._settings.kept_log_bytes)
+        prune(path.parent, self._settings.kept_logs, self.deployed(model_name))
 
     def target(self, model_name: str, version: str) -> RayTarget | None:
         entry = self._versions.get((model_name, version))
@@ -250,12 +267,22 @@ class RayBackend:
 
     def read_logs(self, model_name: str, version: str) -> str:
         own = read_tail(self.log_file(model_name, version), max_lines=500)
-        ray_logs = read_ray_logs(
+        ray_logs = self._ray_logs(model_name, version)
+        return f"{own}\n{ray_logs}" if own else ray_logs
+
+    def _ray_logs(self, model_name: str, version: str) -> str:
+        return read_ray_logs(
             self._cluster.logs_dir(),
             app_name(model_name, version),
             with_env_build=self._settings.env_manager == "virtualenv",
         )
-        return f"{own}\n{ray_logs}" if own else ray_logs
+
+    def kept_log(self, model_name: str, version: str) -> KeptLog | None:
+        folder = log_dir_for(self._data_dir, model_name)
+        return read_kept(folder, version, max_lines=2000, max_bytes=1024 * 1024)
+
+    def log_times(self, model_name: str) -> dict[str, int]:
+        return log_times(log_dir_for(self._data_dir, model_name))
 
     # -- deploying ---------------------------------------------------------------------------
 

@@ -264,7 +264,9 @@
   async function loadExample(version, show) {
     if (view.examples[version] === undefined) {
       const r = await api("GET", `/api/2.0/regserve/models/get-input-example?${Q}&version=${encodeURIComponent(version)}`);
-      view.examples[version] = r.ok ? r.data : { error: errorText(r) };
+      // null: the version was logged without one (a 200, so the console stays clean)
+      view.examples[version] = !r.ok ? { error: errorText(r) } : r.data.input_example !== null ? r.data
+        : { error: `Version ${version} was logged without an input example.` };
       if (version === view.selected) drawVersionDetail();
     }
     if (!show) return;
@@ -321,9 +323,18 @@
     if (!version || view.tab !== "tab-versions") return;
     const v = encodeURIComponent(version);
     if (view.sub === "tab-logs") {
-      const r = view.served[version]
+      // A version that served and stopped (archived, serving disabled) left its last log;
+      // one that never served has none, and is not asked (its 404 would be a console error).
+      const info = view.versions.find((i) => i.version === version);
+      const kept = !view.served[version] && Boolean(info && info.has_log);
+      const r = view.served[version] || kept
         ? await api("GET", `${EP}/get-version-logs?${Q}&endpoint_version_name=${v}`) : null;
-      const text = !r ? "This version is not served: it has no logs." : r.ok ? r.data.logs || "(empty)" : errorText(r);
+      if (version !== view.selected) return; // another version was picked meanwhile
+      const text = !r ? "This version is not served and has not served: it has no log."
+        : r.ok ? r.data.logs || "(empty)" : errorText(r);
+      $("logs-note").hidden = !kept;
+      $("logs-note").textContent = kept
+        ? `Version ${version} is not served any more: this is the last log it left.` : "";
       if (changed("logs", [version, text])) {
         const logs = $("logs");
         const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 4;
