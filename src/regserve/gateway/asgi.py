@@ -22,6 +22,7 @@ from regserve import __version__
 from regserve.auth.service import Identity
 from regserve.errors import RegServeError
 from regserve.gateway import control, health, models, permissions, principals, tokens, webhooks
+from regserve.gateway.browser_root import is_browser_root, send_browser_root
 from regserve.gateway.context import IDENTITY_KEY, Services
 from regserve.gateway.cookies import (
     check_csrf,
@@ -33,6 +34,7 @@ from regserve.gateway.cookies import (
 from regserve.gateway.errors import send_error
 from regserve.gateway.handlers import install_error_handlers
 from regserve.gateway.methods import MethodCheck
+from regserve.gateway.mlflow_ui import install_mlflow_ui
 from regserve.gateway.openapi import install_openapi
 from regserve.gateway.registry_guard import RegistryGuard, RegistryLookups
 from regserve.gateway.registry_mount import RegistryMount
@@ -79,6 +81,9 @@ class Gateway:
             await self.api(scope, receive, send)
             return
         path: str = scope["path"]
+        if is_browser_root(scope):  # MLflow's printed links: browser_root.py
+            await send_browser_root(send)
+            return
         if path not in _OPEN_PATHS and not is_open_path(path):
             try:
                 scope[IDENTITY_KEY] = await self._authenticate(scope)
@@ -131,6 +136,7 @@ def build_api(
     health.install_worker_stats(api, services)
     install_error_handlers(api)
     if registry_app is not None:
+        install_mlflow_ui(api, registry_app)
         api.mount("/", registry_app)
     return api
 

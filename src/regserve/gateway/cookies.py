@@ -38,6 +38,8 @@ CSRF_HEADER = b"x-requested-by"
 SIGNIN_PATH = "/ui/signin"
 UI_PREFIX = "/ui/"
 STATIC_PREFIX = "/ui/static/"
+MLFLOW_UI = "/mlflow"
+"""MLflow's own web UI (``mlflow_ui.py``): its page at ``/mlflow/``, its calls beneath it."""
 
 _COOKIE_PATHS = (
     UI_PREFIX,
@@ -45,8 +47,10 @@ _COOKIE_PATHS = (
     "/api/2.0/preview/mlflow/endpoints/",
     "/api/2.0/clusters/",
     "/api/2.0/regserve/models/",
+    MLFLOW_UI + "/",
 )
-"""Where the session cookie is credentials: the UI's pages and the calls its JS makes."""
+"""Where the session cookie is credentials: the UI's pages and the calls its JS makes, and
+MLflow's UI and its calls (which reach the hosted server only through ``/mlflow/``)."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -58,7 +62,7 @@ def is_open_path(path: str) -> bool:
 def session_cookie(scope: Scope) -> str | None:
     """The session cookie when the path accepts it, else None."""
     path: str = scope["path"]
-    if not path.startswith(_COOKIE_PATHS):
+    if not path.startswith(_COOKIE_PATHS) and path != MLFLOW_UI:
         return None
     for key, value in scope["headers"]:
         if key == b"cookie":
@@ -82,9 +86,12 @@ def check_csrf(scope: Scope) -> None:
 
 
 def wants_signin_page(scope: Scope) -> bool:
-    """An unauthenticated page load of the UI: answered by a redirect, not a 401."""
+    """An unauthenticated page load of the UI or of MLflow's UI page: answered by a redirect,
+    not a 401 (MLflow's calls beneath ``/mlflow/`` still get the 401)."""
     path: str = scope["path"]
-    return scope["method"] in ("GET", "HEAD") and (path == "/ui" or path.startswith(UI_PREFIX))
+    if scope["method"] not in ("GET", "HEAD"):
+        return False
+    return path in ("/ui", MLFLOW_UI, MLFLOW_UI + "/") or path.startswith(UI_PREFIX)
 
 
 def signin_redirect(scope: Scope) -> str:
@@ -97,7 +104,9 @@ def signin_redirect(scope: Scope) -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a UI page of this server, never another site."""
-    if target and target.startswith(UI_PREFIX) and not target.startswith("//"):
+    """Where to go after signing in: a UI page of this server or MLflow's UI (with the
+    fragment the sign-in page kept, e.g. ``/mlflow/#/experiments/1/runs/<id>``), never another
+    site."""
+    if target and (target == MLFLOW_UI or target.startswith((UI_PREFIX, MLFLOW_UI + "/"))):
         return target
     return UI_PREFIX
