@@ -206,6 +206,12 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/ui/signout"): Row(_req("POST", "/ui/signout"), "any", (204, None)),
     ("MOUNT", "/ui/static"): Row(_req("GET", "/ui/static/ui.css"), "open"),
+    # MLflow's own UI: the hosted server beneath /mlflow/, behind the same rules.
+    ("GET", "/mlflow"): Row(_req("GET", "/mlflow"), "any", (303, None), page=True),
+    ("MOUNT", "/mlflow"): Row(
+        _req("GET", "/mlflow/ajax-api/2.0/mlflow/registered-models/get", params={"name": MODEL}),
+        1,
+    ),
     # The scoring route (bare ASGI, not in FastAPI's table): no version is served.
     ("POST", "/model/{name}/{ref}/invocations"): Row(
         _req("POST", f"/model/{MODEL}/1/invocations", json={"inputs": [1]}), 1, _NOT_SERVED
@@ -248,7 +254,20 @@ REGISTRY_ROWS: dict[str, Row] = {
         _req("GET", "/api/2.0/mlflow/experiments/search", params={"max_results": 1}), "any"
     ),
     "unclassified": Row(_req("GET", "/api/2.0/mlflow/webhooks"), "admin"),
-    "graphql": Row(_req("POST", "/graphql", json={"query": "{ __typename }"}), "admin"),
+    "graphql (tracking reads)": Row(
+        _req("POST", "/graphql", json={"query": "{ __typename }"}), "any"
+    ),
+    "graphql (anything else)": Row(
+        _req("POST", "/graphql", json={"query": "{ __schema { queryType { name } } }"}), "admin"
+    ),
+    "MLflow's UI page": Row(_req("GET", "/mlflow/"), "any", page=True),
+    "MLflow's UI search": Row(
+        _req("GET", "/mlflow/ajax-api/2.0/mlflow/registered-models/search"), "any"
+    ),
+    "MLflow's UI, unclassified": Row(_req("GET", "/mlflow/ajax-api/2.0/mlflow/webhooks"), "admin"),
+    "MLflow's UI graphql": Row(
+        _req("POST", "/mlflow/graphql", json={"query": "{ __typename }"}), "any"
+    ),
 }
 
 
