@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.support.server import ADMIN_TOKEN
-from tests.ui.conftest import STORY_MODEL, TWO_MODEL, UiWorld, signed_in_page
+from tests.ui.conftest import STORY_MODEL, TWO_MODEL, UiWorld, screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -92,6 +92,8 @@ def test_the_session_cookie_reads_only_what_the_viewer_may(
     page = viewer_http.get("/mlflow/")
     assert page.status_code == 200
     assert '<div id="root"' in page.text  # MLflow's own index.html
+    assert '<script src="/ui/static/mlflow.js" defer></script></head>' in page.text
+    assert viewer_http.get("/ui/static/mlflow.js").status_code == 200
     assert viewer_http.get("/mlflow/static-files/favicon.ico").status_code == 200
     names = {m["name"] for m in viewer_http.get(SEARCH).json()["registered_models"]}
     assert {SHARED, STORY_MODEL} <= names
@@ -211,4 +213,13 @@ def test_a_model_page_links_to_its_registry_page(
     main = page
     expect(main.get_by_role("heading", name=SHARED)).to_be_visible(timeout=30_000)
     expect(main.get_by_role("link", name="Version 1")).to_be_visible()
+    # And back: the link regserve adds to MLflow's page follows the model shown.
+    back = page.locator("#regserve-back")
+    expect(back).to_have_text("◆ Serving page in regserve")
+    screenshot(page, "mlflow-model")
+    back.click()
+    page.wait_for_url(f"{ui_world.url}/ui/models/{SHARED}")
+    expect(page.get_by_role("heading", name=SHARED)).to_be_visible()
+    page.goto(f"{ui_world.url}/mlflow/#/experiments")
+    expect(back).to_have_attribute("href", "/ui/")
     page.context.close()

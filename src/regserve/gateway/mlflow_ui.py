@@ -8,6 +8,10 @@ as the REST API (the same rules, the same searches cut to readable models): ther
 permission system. The UI's session cookie counts under ``/mlflow/`` (``cookies.py``), and an
 unauthenticated page load of ``/mlflow/`` goes to the sign-in page and back.
 
+MLflow's index page gets one line: ``<script src="/ui/static/mlflow.js">`` (shipped with the
+UI), a link back to regserve's Serving page of the model shown. MLflow's built JavaScript is
+not changed.
+
 Two adjustments let MLflow's unmodified JavaScript pass the checks regserve and MLflow make:
 
 - CSRF: a cookie-authenticated call that changes state must carry ``X-Requested-By``. MLflow's
@@ -28,6 +32,9 @@ from fastapi import FastAPI
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from regserve.gateway.cookies import STATIC_PREFIX
+from regserve.gateway.registry_answers import rewritten
+
 __all__ = ["MLFLOW_UI_PATH", "MlflowUi", "install_mlflow_ui", "mlflow_model_url"]
 
 MLFLOW_UI_PATH = "/mlflow/"
@@ -36,6 +43,7 @@ _HEADER_COOKIE = (
     b"mlflow-request-header-X-Requested-By=mlflow-ui; Path=" + MLFLOW_UI_PATH.encode() + b"; "
     b"SameSite=Strict"
 )
+_BACK_SCRIPT = f'<script src="{STATIC_PREFIX}mlflow.js" defer></script>'.encode()
 
 
 def mlflow_model_url(name: str) -> str:
@@ -72,8 +80,8 @@ class MlflowUi:
             "root_path": scope.get("app_root_path", ""),
             "headers": _without_own_origin(scope),
         }
-        if path == "/" and scope["method"] in ("GET", "HEAD"):
-            send = _with_header_cookie(send)
+        if path == "/" and scope["method"] == "GET":
+            send = rewritten(_with_header_cookie(send), _with_back_link)
         await self._app(inner, receive, send)
 
 
@@ -82,6 +90,13 @@ def _without_own_origin(scope: Scope) -> list[tuple[bytes, bytes]]:
     host = next((v for k, v in headers if k == b"host"), None)
     own = f"{scope.get('scheme', 'http')}://".encode() + (host or b"")
     return [(k, v) for k, v in headers if not (k == b"origin" and host and v == own)]
+
+
+async def _with_back_link(status: int, body: bytes) -> bytes:
+    """MLflow's index page with the script of the link back to regserve."""
+    if status != 200 or b"</head>" not in body:
+        return body
+    return body.replace(b"</head>", _BACK_SCRIPT + b"</head>", 1)
 
 
 def _with_header_cookie(send: Send) -> Send:
