@@ -122,6 +122,25 @@ def test_calls_that_change_state_need_the_header_mlflow_s_page_sends(
     assert "X-Requested-By" in r.json()["message"]
     r = viewer_http.post(url, json=body, headers={"X-Requested-By": "mlflow-ui"})
     assert r.status_code == 200, r.text
+    # A browser that kept the page (and lost the cookie) still gets it: never a 304.
+    again = viewer_http.get("/mlflow/", headers={"If-None-Match": "*"})
+    assert again.status_code == 200
+    assert "etag" not in again.headers
+    assert any(c.startswith("mlflow-request-header-") for c in again.headers.get_list("set-cookie"))
+
+
+def test_the_page_s_own_origin_passes_mlflow_s_origin_check(viewer_http: httpx.Client) -> None:
+    """MLflow refuses state-changing calls from origins other than localhost ones: its page
+    under another name (here a private address, which MLflow's Host check lets in) is this
+    request's own origin and passes; another site's does not."""
+    host = "10.0.0.5:8080"
+    body = {"experiment_ids": ["0"], "max_results": 1}
+    seen = {}
+    for origin in (f"http://{host}", "http://elsewhere.example"):
+        headers = {"Host": host, "Origin": origin, "X-Requested-By": "mlflow-ui"}
+        r = viewer_http.post("/mlflow/ajax-api/2.0/mlflow/runs/search", json=body, headers=headers)
+        seen[origin] = r.status_code
+    assert seen == {f"http://{host}": 200, "http://elsewhere.example": 403}
 
 
 def test_graphql_gives_the_run_page_and_cuts_its_models(

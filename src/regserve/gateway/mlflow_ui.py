@@ -43,6 +43,8 @@ _HEADER_COOKIE = (
     b"mlflow-request-header-X-Requested-By=mlflow-ui; Path=" + MLFLOW_UI_PATH.encode() + b"; "
     b"SameSite=Strict"
 )
+_CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since", b"if-range", b"range"})
+_VALIDATORS = frozenset({b"etag", b"last-modified", b"accept-ranges"})
 _BACK_SCRIPT = f'<script src="{STATIC_PREFIX}mlflow.js" defer></script>'.encode()
 
 
@@ -81,6 +83,7 @@ class MlflowUi:
             "headers": _without_own_origin(scope),
         }
         if path == "/" and scope["method"] == "GET":
+            inner["headers"] = _unconditional(inner["headers"])
             send = rewritten(_with_header_cookie(send), _with_back_link)
         await self._app(inner, receive, send)
 
@@ -99,10 +102,20 @@ async def _with_back_link(status: int, body: bytes) -> bytes:
     return body.replace(b"</head>", _BACK_SCRIPT + b"</head>", 1)
 
 
+def _unconditional(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The index page's request without its validators: the page is always a 200 that sets
+    the header cookie (a 304 would not, and the browser may have lost it since)."""
+    return [(k, v) for k, v in headers if k not in _CONDITIONAL]
+
+
 def _with_header_cookie(send: Send) -> Send:
+    """The index page's answer with the header cookie and without validators: the file's own
+    ETag and Last-Modified do not describe the page with the script tag added."""
+
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start" and message["status"] == 200:
-            headers = [*message.get("headers", []), (b"set-cookie", _HEADER_COOKIE)]
+            headers = [(k, v) for k, v in message.get("headers", []) if k not in _VALIDATORS]
+            headers.append((b"set-cookie", _HEADER_COOKIE))
             message = {**message, "headers": headers}
         await send(message)
 
