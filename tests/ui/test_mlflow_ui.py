@@ -201,6 +201,15 @@ def test_the_printed_run_link_lands_on_the_run_page(
     page.context.close()
 
 
+def test_a_browser_at_root_without_a_fragment_goes_to_the_ui(
+    browser: Any, ui_world: UiWorld
+) -> None:
+    page = browser.new_context().new_page()
+    page.goto(f"{ui_world.url}/")
+    page.wait_for_url(f"{ui_world.url}/ui/signin?next=%2Fui%2F")
+    page.context.close()
+
+
 def test_mlflow_s_model_list_shows_only_readable_models(
     browser: Any, ui_world: UiWorld, logged_run: LoggedRun
 ) -> None:

@@ -74,11 +74,12 @@ class MlflowUi:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
-        path = scope["path"][len(_PREFIX) :] or "/"
+        # Starlette's Mount leaves the path whole and puts what it matched in root_path.
+        path = scope["path"][len(scope.get("root_path", _PREFIX)) :] or "/"
         inner = {
             **scope,
             "path": path,
-            "raw_path": path.encode(),
+            "raw_path": _unprefixed_raw(scope, path),
             "root_path": scope.get("app_root_path", ""),
             "headers": _without_own_origin(scope),
         }
@@ -86,6 +87,15 @@ class MlflowUi:
             inner["headers"] = _unconditional(inner["headers"])
             send = rewritten(_with_header_cookie(send), _with_back_link)
         await self._app(inner, receive, send)
+
+
+def _unprefixed_raw(scope: Scope, path: str) -> bytes:
+    """The request's raw path (as it was sent, percent-escapes kept) without the prefix."""
+    raw = scope.get("raw_path")
+    prefix = _PREFIX.encode() + b"/"
+    if isinstance(raw, bytes) and raw.startswith(prefix):
+        return raw[len(_PREFIX) :]
+    return path.encode()
 
 
 def _without_own_origin(scope: Scope) -> list[tuple[bytes, bytes]]:
