@@ -57,7 +57,8 @@ def test_levels_include_the_lower_ones() -> None:
         ("GET", "/api/2.0/mlflow-artifacts/presigned/0/x", Access.ARTIFACT, 0),
         ("PUT", "/api/2.0/mlflow-artifacts/artifacts/0/x/model.pkl", Access.ARTIFACT, 0),
         ("GET", "/api/2.0/mlflow/webhooks", Access.ADMIN, 0),
-        ("POST", "/graphql", Access.ADMIN, 0),
+        ("POST", "/graphql", Access.GRAPHQL, 0),  # its reads: graphql_rules.py
+        ("GET", "/graphql", Access.ADMIN, 0),
         ("GET", "/api/2.0/mlflow/registered-models/delete", Access.ADMIN, 0),  # wrong method
         ("POST", "/api/3.0/mlflow/gateway/secrets/create", Access.ADMIN, 0),
         ("GET", "/api/2.0/mlflow/users/get", Access.ADMIN, 0),
@@ -130,6 +131,7 @@ def test_every_mlflow_route_is_classified_and_the_open_ones_are_known() -> None:
         "/model-versions/get-artifact",
         "/get-artifact",
         "/version",
+        "/graphql",
     )
     rules = _mlflow_server_rules()
     assert len(rules) > 300

@@ -208,6 +208,12 @@ MATRIX: dict[tuple[str, str], Row] = {
     ),
     ("POST", "/ui/signout"): Row(_req("POST", "/ui/signout"), "any", (204, None)),
     ("MOUNT", "/ui/static"): Row(_req("GET", "/ui/static/ui.css"), "open"),
+    # MLflow's own UI: the hosted server beneath /mlflow/, behind the same rules.
+    ("GET", "/mlflow"): Row(_req("GET", "/mlflow"), "any", (303, None), page=True),
+    ("MOUNT", "/mlflow"): Row(
+        _req("GET", "/mlflow/ajax-api/2.0/mlflow/registered-models/get", params={"name": MODEL}),
+        1,
+    ),
     # The scoring route (bare ASGI, not in FastAPI's table): no version is served.
     ("POST", "/model/{name}/{ref}/invocations"): Row(
         _req("POST", f"/model/{MODEL}/1/invocations", json={"inputs": [1]}), 1, _NOT_SERVED
@@ -250,7 +256,20 @@ REGISTRY_ROWS: dict[str, Row] = {
         _req("GET", "/api/2.0/mlflow/experiments/search", params={"max_results": 1}), "any"
     ),
     "unclassified": Row(_req("GET", "/api/2.0/mlflow/webhooks"), "admin"),
-    "graphql": Row(_req("POST", "/graphql", json={"query": "{ __typename }"}), "admin"),
+    "graphql (tracking reads)": Row(
+        _req("POST", "/graphql", json={"query": "{ __typename }"}), "any"
+    ),
+    "graphql (anything else)": Row(
+        _req("POST", "/graphql", json={"query": "{ __schema { queryType { name } } }"}), "admin"
+    ),
+    "MLflow's UI page": Row(_req("GET", "/mlflow/"), "any", page=True),
+    "MLflow's UI search": Row(
+        _req("GET", "/mlflow/ajax-api/2.0/mlflow/registered-models/search"), "any"
+    ),
+    "MLflow's UI, unclassified": Row(_req("GET", "/mlflow/ajax-api/2.0/mlflow/webhooks"), "admin"),
+    "MLflow's UI graphql": Row(
+        _req("POST", "/mlflow/graphql", json={"query": "{ __typename }"}), "any"
+    ),
 }
 
 
@@ -436,7 +455,11 @@ def test_a_browser_at_the_front_page_goes_to_the_ui(world: World) -> None:
         for method in ("GET", "HEAD"):
             headers = {**world.headers[caller], "Accept": BROWSER_ACCEPT}
             r = world.http.request(method, "/", headers=headers)
-            if (r.status_code, r.headers.get("location")) != (303, "/ui/"):
+            if method == "GET":  # a page that goes on to the UI, or to MLflow's for a #/ link
+                ok = r.status_code == 200 and '"/mlflow/" + location.hash' in r.text
+            else:
+                ok = (r.status_code, r.headers.get("location")) == (303, "/ui/")
+            if not ok:
                 problems.append(f"{method} / as {caller} from a browser: {r.status_code}")
         if caller not in CREDENTIAL_FAILURES:
             continue

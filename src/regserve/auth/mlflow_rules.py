@@ -16,6 +16,8 @@ release is closed until someone classifies it.
   ``gateway/registry_files.py``). Changing a logged model is its owner's (and CAN_MANAGE on
   every model registered from it); its ``mlflow.modelVersions`` tag is cut to readable models.
 - Creating a version also needs the right to read its source.
+- GraphQL (``POST /graphql``, which MLflow's web UI reads runs with) is open to the reads
+  ``graphql_rules.py`` allows; a ``GET /graphql`` is for admins.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class Access(Enum):
     LOGGED_MODEL_READ = "logged_model_read"
     """Any principal; the ``mlflow.modelVersions`` tag of the answer names only models the
     caller may read, and searches may not filter on it."""
+    GRAPHQL = "graphql"
+    """Admins: anything; others: the tracking reads of ``graphql_rules.py`` (what MLflow's web
+    UI asks), with the runs' ``modelVersions`` cut to readable models."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,7 @@ _ANY_EXACT = frozenset(
 _ADMIN = RegistryRule(Access.ADMIN)
 _ANY = RegistryRule(Access.ANY)
 _ARTIFACT = RegistryRule(Access.ARTIFACT)
+_GRAPHQL_PATH = "/graphql"
 
 
 def normalize(path: str) -> str:
@@ -154,6 +160,8 @@ def classify(method: str, path: str) -> RegistryRule:
         return RegistryRule(Access.MODEL, _READ) if method == "GET" else _ADMIN
     if is_artifact_route(method, path):
         return _ARTIFACT
+    if path == _GRAPHQL_PATH and method == "POST":
+        return RegistryRule(Access.GRAPHQL)
     for prefix in _MLFLOW_PREFIXES:
         if path.startswith(prefix):
             return _classify_op(method, path[len(prefix) :])

@@ -22,7 +22,10 @@ who may call what is in [security.md](security.md). Errors are always
 `{"error_code": "...", "message": "..."}` (schema `ErrorAnswer`; on the scoring URL
 `ScoringErrorAnswer`: MLflow's own body may add `error_class` and `sqlstate`). The hosted MLflow
 tracking and registry API is served beside these routes and documented by MLflow; regserve
-checks every call to it (security.md) and gives its error answers this shape too.
+checks every call to it (security.md) and gives its error answers this shape too. MLflow's own
+web UI is served at `/mlflow/` (the same server and checks, for a browser signed in at
+`/ui/signin`), and `GET /` from a browser (`Accept: text/html`) is a page that goes on to
+`/mlflow/` plus the URL's fragment (the links MLflow prints) or to `/ui/` ([ui.md](ui.md)).
 A JSON body sent with no `Content-Type`, or as `application/x-www-form-urlencoded` (what
 `curl -d` sends) or `text/plain`, is read as JSON on these routes (not on the scoring URL,
 which speaks MLflow's protocol); one that is not JSON gets a 400 saying what to send.

@@ -23,6 +23,7 @@ from regserve import __version__
 from regserve.auth.service import Identity
 from regserve.errors import RegServeError
 from regserve.gateway import control, health, models, permissions, principals, tokens, webhooks
+from regserve.gateway.browser_root import send_browser_root
 from regserve.gateway.context import IDENTITY_KEY, Services
 from regserve.gateway.cookies import (
     UI_HOME,
@@ -36,6 +37,7 @@ from regserve.gateway.cookies import (
 from regserve.gateway.errors import send_error
 from regserve.gateway.handlers import install_error_handlers
 from regserve.gateway.methods import MethodCheck
+from regserve.gateway.mlflow_ui import install_mlflow_ui
 from regserve.gateway.openapi import install_openapi
 from regserve.gateway.registry_guard import RegistryGuard, RegistryLookups
 from regserve.gateway.registry_mount import RegistryMount
@@ -82,8 +84,11 @@ class Gateway:
             await self.api(scope, receive, send)
             return
         path: str = scope["path"]
-        if wants_ui_home(scope):
-            await _send_redirect(send, UI_HOME)
+        if wants_ui_home(scope):  # a browser's front page: the UI, or MLflow's printed link
+            if scope["method"] == "GET":
+                await send_browser_root(send)  # browser_root.py: reads the URL's fragment
+            else:
+                await _send_redirect(send, UI_HOME)
             return
         if path not in _OPEN_PATHS and not is_open_path(path):
             try:
@@ -137,6 +142,7 @@ def build_api(
     health.install_worker_stats(api, services)
     install_error_handlers(api)
     if registry_app is not None:
+        install_mlflow_ui(api, registry_app)
         api.mount("/", registry_app)
     return api
 

@@ -42,6 +42,8 @@ UI_PREFIX = "/ui/"
 UI_HOME = UI_PREFIX
 """Where a browser that opens the server's front page goes."""
 STATIC_PREFIX = "/ui/static/"
+MLFLOW_UI = "/mlflow"
+"""MLflow's own web UI (``mlflow_ui.py``): its page at ``/mlflow/``, its calls beneath it."""
 
 _COOKIE_PATHS = (
     UI_PREFIX,
@@ -49,8 +51,10 @@ _COOKIE_PATHS = (
     "/api/2.0/preview/mlflow/endpoints/",
     "/api/2.0/clusters/",
     "/api/2.0/regserve/models/",
+    MLFLOW_UI + "/",
 )
-"""Where the session cookie is credentials: the UI's pages and the calls its JS makes."""
+"""Where the session cookie is credentials: the UI's pages and the calls its JS makes, and
+MLflow's UI and its calls (which reach the hosted server only through ``/mlflow/``)."""
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _HOME_PATHS = frozenset({"/"})
 """The server's front page: a browser that opens ``http://host:port/`` means the UI."""
@@ -65,7 +69,7 @@ def is_open_path(path: str) -> bool:
 def session_cookie(scope: Scope) -> str | None:
     """The session cookie when the path accepts it, else None."""
     path: str = scope["path"]
-    if not path.startswith(_COOKIE_PATHS):
+    if not path.startswith(_COOKIE_PATHS) and path != MLFLOW_UI:
         return None
     for key, value in scope["headers"]:
         if key == b"cookie":
@@ -89,9 +93,12 @@ def check_csrf(scope: Scope) -> None:
 
 
 def wants_signin_page(scope: Scope) -> bool:
-    """An unauthenticated page load of the UI: answered by a redirect, not a 401."""
+    """An unauthenticated page load of the UI or of MLflow's UI page: answered by a redirect,
+    not a 401 (MLflow's calls beneath ``/mlflow/`` still get the 401)."""
     path: str = scope["path"]
-    return scope["method"] in ("GET", "HEAD") and (path == "/ui" or path.startswith(UI_PREFIX))
+    if scope["method"] not in ("GET", "HEAD"):
+        return False
+    return path in ("/ui", MLFLOW_UI, MLFLOW_UI + "/") or path.startswith(UI_PREFIX)
 
 
 def wants_ui_home(scope: Scope) -> bool:
@@ -136,7 +143,9 @@ def signin_redirect(scope: Scope) -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a UI page of this server, never another site."""
-    if target and target.startswith(UI_PREFIX) and not target.startswith("//"):
+    """Where to go after signing in: a UI page of this server or MLflow's UI (with the
+    fragment the sign-in page kept, e.g. ``/mlflow/#/experiments/1/runs/<id>``), never another
+    site."""
+    if target and (target == MLFLOW_UI or target.startswith((UI_PREFIX, MLFLOW_UI + "/"))):
         return target
     return UI_PREFIX

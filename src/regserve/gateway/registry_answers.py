@@ -19,6 +19,7 @@ import orjson
 from starlette.types import Message, Send
 
 from regserve.auth.artifact_rules import RUN
+from regserve.auth.graphql_rules import MODEL_VERSIONS_FIELD
 from regserve.auth.service import AccessService, Identity
 from regserve.gateway.errors import ForeignError, render_error
 
@@ -26,6 +27,7 @@ __all__ = [
     "MODEL_VERSIONS_TAG",
     "created_id",
     "error_shaped",
+    "readable_model_versions",
     "readable_only",
     "rewritten",
     "without_hidden",
@@ -125,6 +127,37 @@ async def readable_only(body: bytes, access: AccessService, identity: Identity, 
     if kept or key in data:
         data[key] = kept
     return orjson.dumps(data)
+
+
+async def readable_model_versions(body: bytes, access: AccessService, identity: Identity) -> bytes:
+    """A GraphQL answer whose ``modelVersions`` lists (a run's registered versions) keep only
+    the versions of models ``identity`` may read; a version without its ``name`` is cut."""
+    data = _json(body)
+    if data is None:
+        return body
+    lists = _keyed_lists(data, MODEL_VERSIONS_FIELD)
+    if not lists:
+        return body
+    names = {v.get("name") for found in lists for v in found if isinstance(v, dict)}
+    readable = set(await access.readable(identity, sorted(n for n in names if isinstance(n, str))))
+    for found in lists:
+        found[:] = [v for v in found if isinstance(v, dict) and v.get("name") in readable]
+    return orjson.dumps(data)
+
+
+def _keyed_lists(data: Any, key: str) -> list[list[Any]]:
+    """Every list held under ``key`` anywhere in a JSON document."""
+    found: list[list[Any]] = []
+    if isinstance(data, dict):
+        for name, value in data.items():
+            if name == key and isinstance(value, list):
+                found.append(value)
+            else:
+                found.extend(_keyed_lists(value, key))
+    elif isinstance(data, list):
+        for item in data:
+            found.extend(_keyed_lists(item, key))
+    return found
 
 
 async def without_hidden(body: bytes, access: AccessService, identity: Identity) -> bytes:

@@ -20,6 +20,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from regserve.auth.artifact_rules import ArtifactRequest, artifact_request
+from regserve.auth.graphql_rules import check_graphql
 from regserve.auth.levels import PermissionLevel, level_for_stage
 from regserve.auth.mlflow_rules import Access, RegistryRule, classify, normalize
 from regserve.auth.registry_params import query_params, reads_query, registry_params
@@ -37,6 +38,7 @@ from regserve.gateway.registry_answers import (
     MODEL_VERSIONS_TAG,
     created_id,
     error_shaped,
+    readable_model_versions,
     readable_only,
     rewritten,
     without_hidden,
@@ -108,6 +110,8 @@ class RegistryGuard:
             await self._app(scope, receive, self._owned(send, identity, rule.effect or ""))
         elif rule.access in (Access.LOGGED_MODEL, Access.LOGGED_MODEL_READ):
             await self._logged_model(scope, receive, send, identity, rule)
+        elif rule.access is Access.GRAPHQL:
+            await self._graphql(scope, receive, send, identity)
         else:
             await self._model_call(scope, receive, send, identity, rule)
 
@@ -156,6 +160,22 @@ class RegistryGuard:
             if sent != body:
                 scope, body = _with_body(scope, sent), sent
         await self._app(scope, _replay(body, receive), self._redacted(send, identity))
+
+    async def _graphql(
+        self, scope: Scope, receive: Receive, send: Send, identity: Identity
+    ) -> None:
+        if identity.is_admin:
+            await self._app(scope, receive, send)
+            return
+        body = await read_body(receive, _MAX_BODY, _too_large)
+        check_graphql(body)
+
+        async def rewrite(status: int, answer: bytes) -> bytes:
+            if status != 200:
+                return answer
+            return await readable_model_versions(answer, self._access, identity)
+
+        await self._app(scope, _replay(body, receive), rewritten(send, rewrite))
 
     async def _logged_model_change(
         self, scope: Scope, identity: Identity, rule: RegistryRule, body: bytes

@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from regserve import __version__
 from regserve.auth.levels import PermissionLevel
 from regserve.errors import RegServeError
-from regserve.gateway.context import identity_of, services_of, shown_of
+from regserve.gateway.context import identity_of, maybe_services, services_of, shown_of
 from regserve.gateway.cookies import (
     SESSION_COOKIE,
     SIGNIN_COOKIE,
@@ -27,6 +27,7 @@ from regserve.gateway.cookies import (
     safe_next,
 )
 from regserve.gateway.errors import status_for
+from regserve.gateway.mlflow_ui import MLFLOW_UI_PATH, mlflow_model_url
 from regserve.ui.failures import headline
 
 __all__ = ["install_ui", "router", "static_files"]
@@ -128,9 +129,9 @@ async def model_list(request: Request) -> Response:
         rows = await _model_rows(request)
     except RegServeError as error:  # e.g. the registry is unavailable
         return _page(
-            "models.html", status_for(error), models=[], error=error.message, user=_user(request)
+            "models.html", status_for(error), models=[], error=error.message, **_chrome(request)
         )
-    return _page("models.html", models=rows, user=_user(request))
+    return _page("models.html", models=rows, **_chrome(request))
 
 
 @router.get("/ui/models/{name:path}")
@@ -143,17 +144,23 @@ async def serving_page(request: Request, name: str) -> Response:
         exists = await _model_exists(request, name)
         endpoint = await asyncio.to_thread(services.store.get_endpoint, name)
     except RegServeError as error:
-        return _page("error.html", status_for(error), message=error.message, user=_user(request))
+        return _page("error.html", status_for(error), message=error.message, **_chrome(request))
     if not exists:
         return _page(
             "error.html",
             404,
             heading="Model not found",
             message=f"Registered model '{name}' does not exist.",
-            user=_user(request),
+            **_chrome(request),
         )
     # Never served: the event and metric routes answer 400, the page does not ask them.
-    return _page("serving.html", model=name, served=endpoint is not None, user=_user(request))
+    return _page(
+        "serving.html",
+        model=name,
+        served=endpoint is not None,
+        mlflow_url=mlflow_model_url(name),
+        **_chrome(request),
+    )
 
 
 async def not_found(request: Request, path: str) -> Response:
@@ -163,7 +170,7 @@ async def not_found(request: Request, path: str) -> Response:
         404,
         heading="Page not found",
         message=f"There is no page at /ui/{path}.",
-        user=_user(request),
+        **_chrome(request),
     )
 
 
@@ -201,8 +208,12 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: values[0] for key, values in fields.items()}
 
 
-def _user(request: Request) -> str:
-    return identity_of(request).name
+def _chrome(request: Request) -> dict[str, Any]:
+    """What every signed-in page shows around its content: who is signed in, and whether
+    MLflow's own UI is here (``/mlflow/``: only when regserve hosts the registry)."""
+    services = maybe_services(request)
+    hosted = services is not None and not services.settings.registry_uri
+    return {"user": identity_of(request).name, "mlflow_ui": MLFLOW_UI_PATH if hosted else ""}
 
 
 async def _model_rows(request: Request) -> list[dict[str, str | None]]:

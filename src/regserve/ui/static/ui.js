@@ -105,8 +105,18 @@ window.regserve = (() => {
     });
   }
 
+  // MLflow's links name their page in the fragment (/mlflow/#/experiments/1/runs/<id>), which
+  // the browser keeps through the redirect to sign-in but never sends: the form carries it on.
+  function keepFragment() {
+    const next = document.querySelector('form[action="/ui/signin"] input[name="next"]');
+    if (next && location.hash.length > 1 && next.value.startsWith("/mlflow/") && !next.value.includes("#")) {
+      next.value += location.hash;
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     copyButtons();
+    keepFragment();
     for (const button of document.querySelectorAll('[data-action="signout"]')) {
       button.addEventListener("click", async () => {
         await api("POST", "/ui/signout");
