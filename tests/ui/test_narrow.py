@@ -11,13 +11,13 @@ from tests.ui.conftest import BROKEN_MODEL, UiWorld, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-# Words (up to 30 characters: a long path may still break; a line may end after a hyphen or a
-# slash, as text does) drawn on more than one line.
+# Whole words of up to 30 characters drawn on more than one line (a longer one, a path or a
+# setting's name, may break; a line may end after a hyphen or a slash, as text does).
 SPLIT_WORDS = """(cells) => cells.flatMap((cell) => {
   const split = [];
   const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    for (const m of node.textContent.matchAll(/[^\\s\\-\\/]{2,30}/g)) {
+    for (const m of node.textContent.matchAll(/(?<![^\\s\\-\\/])[^\\s\\-\\/]{2,30}(?![^\\s\\-\\/])/g)) {
       const range = document.createRange();
       range.setStart(node, m.index);
       range.setEnd(node, m.index + m[0].length);
@@ -37,6 +37,7 @@ def test_events_are_cards_of_whole_words_and_copy_leaves_the_curl_visible(
     page = signed_in_page(browser, ui_world, ADMIN_TOKEN, width=390)
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{ui_world.url}/ui/models/{BROKEN_MODEL}")
+    page.get_by_role("tab", name="Curl").click()
     expect(page.locator("#snippet-curl")).to_contain_text("curl -X POST")
     copy = page.locator("#panel-curl .copy").bounding_box()
     curl = page.locator("#snippet-curl").bounding_box()

@@ -1,5 +1,6 @@
-"""The request box: the logged example one row a line, Format, invalid JSON kept from the
-model, and no answer of another version (or of a stopped model) left on screen."""
+"""The request box (the Browser tab of "Call the model", as on Databricks): the logged example
+one row a line, Format, invalid JSON kept from the model, the Curl and Python tabs beside it,
+and no answer of another version (or of a stopped model) left on screen."""
 
 from __future__ import annotations
 
@@ -67,6 +68,20 @@ def test_format_validate_and_clear_the_request_box(browser: Any, ui_world: UiWor
     expect(page.locator("#response-body")).to_be_empty()
     expect(page.locator("#response-status")).to_be_empty()
     page.get_by_role("button", name="Send Request").click()
+    expect(page.locator("#response-latency")).to_contain_text("version 1")
+
+    # Browser, Curl, Python: one shown at a time; the request and its answer stay in Browser
+    browser_tab = page.get_by_role("tab", name="Browser")
+    expect(browser_tab).to_have_attribute("aria-selected", "true")
+    page.get_by_role("tab", name="Curl").click()
+    expect(page.locator("#snippet-curl")).to_be_visible()
+    expect(page.locator("#snippet-curl")).to_contain_text(f"/model/{TWO_MODEL}/1/invocations")
+    expect(request).to_be_hidden()
+    page.get_by_role("tab", name="Python").click()
+    expect(page.locator("#snippet-python")).to_be_visible()
+    expect(page.locator("#snippet-curl")).to_be_hidden()
+    browser_tab.click()
+    expect(request).to_be_visible()
     expect(page.locator("#response-latency")).to_contain_text("version 1")
 
     # stopping serving: the answer goes too
