@@ -17,7 +17,8 @@ SPLIT_WORDS = """(cells) => cells.flatMap((cell) => {
   const split = [];
   const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    for (const m of node.textContent.matchAll(/(?<![^\\s\\-\\/])[^\\s\\-\\/]{2,30}(?![^\\s\\-\\/])/g)) {
+    const words = /(?<![^\\s\\-\\/])[^\\s\\-\\/]{2,30}(?![^\\s\\-\\/])/g;
+    for (const m of node.textContent.matchAll(words)) {
       const range = document.createRange();
       range.setStart(node, m.index);
       range.setEnd(node, m.index + m[0].length);
