@@ -146,6 +146,45 @@ def test_metrics_accumulate_per_minute(store: StateStore) -> None:
     assert points[("requests_per_minute", "1")] == 5
     assert points[("errors_per_minute", "1")] == 1
     assert points[("latency_p99_ms", "1")] == 9.0
+    assert not {key for key, _ in points} & {"batch_size_mean", "queue_depth_max"}
+
+
+def test_batch_sizes_and_queue_depth_accumulate_per_minute(store: StateStore) -> None:
+    row = {
+        "model_name": "m",
+        "version": "2",
+        "minute": 120_000,
+        "requests": 6,
+        "errors": 0,
+        "latency_p50_ms": 1.0,
+        "latency_p99_ms": 2.0,
+        "batches": 2,
+        "batched_requests": 6,
+        "batch_size_max": 4,
+        "queue_depth_max": 5,
+    }
+    store.add_metrics([row])
+    store.add_metrics([{**row, "batches": 2, "batched_requests": 1, "batch_size_max": 1}])
+    store.add_metrics([{**row, "batches": None, "batched_requests": None, "queue_depth_max": 7}])
+    store.add_metrics(
+        [
+            {
+                **row,
+                "minute": 180_000,
+                "batches": None,
+                "batched_requests": None,
+                "batch_size_max": None,
+                "queue_depth_max": 0,
+            }
+        ]
+    )
+    points = {(p.key, p.timestamp): p.value for p in store.metric_history("m")}
+    assert points[("batch_size_mean", 120_000)] == 1.75  # 7 requests in 4 batches
+    assert points[("batch_size_max", 120_000)] == 4
+    assert points[("queue_depth_max", 120_000)] == 7
+    assert points[("queue_depth_max", 180_000)] == 0
+    assert ("batch_size_mean", 180_000) not in points  # no batch seen: no point, not a zero
+    assert ("batch_size_max", 180_000) not in points
 
 
 # -- principals, tokens, permissions (store/access.py) ---------------------------------------

@@ -267,7 +267,10 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
     # -- metrics -----------------------------------------------------------------------------
 
     def add_metrics(self, rows: list[dict[str, Any]]) -> None:
-        """Store per-minute aggregates: dicts with model_name, version, minute, requests, ..."""
+        """Store per-minute aggregates: dicts with model_name, version, minute, requests,
+        errors, latency_p50_ms, latency_p99_ms and optionally batches, batched_requests,
+        batch_size_max, queue_depth_max (None or absent: not known). A row for a minute
+        already stored adds to it (counts add up, maxima stay the largest)."""
         if not rows:
             return
         with self._session() as s:
@@ -286,6 +289,7 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
                 existing.errors += data["errors"]
                 existing.latency_p50_ms = data["latency_p50_ms"]
                 existing.latency_p99_ms = max(existing.latency_p99_ms, data["latency_p99_ms"])
+                _merge_batches(existing, data)
 
     def metric_history(self, model_name: str, since_ms: int = 0) -> list[MetricPoint]:
         with self._session() as s:
@@ -302,7 +306,32 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
             points.append(MetricPoint("errors_per_minute", r.errors, r.minute, r.version))
             points.append(MetricPoint("latency_p50_ms", r.latency_p50_ms, r.minute, r.version))
             points.append(MetricPoint("latency_p99_ms", r.latency_p99_ms, r.minute, r.version))
+            points.extend(_batch_points(r))
         return points
+
+
+def _merge_batches(existing: MetricRow, data: dict[str, Any]) -> None:
+    for name in ("batches", "batched_requests"):
+        existing_value, added = getattr(existing, name), data.get(name)
+        if added is not None:
+            setattr(existing, name, (existing_value or 0) + added)
+    for name in ("batch_size_max", "queue_depth_max"):
+        existing_value, added = getattr(existing, name), data.get(name)
+        if added is not None:
+            setattr(existing, name, max(existing_value or 0, added))
+
+
+def _batch_points(r: MetricRow) -> list[MetricPoint]:
+    """A minute's batch size (mean, largest) and queue depth, where it has them."""
+    points: list[MetricPoint] = []
+    if r.batches and r.batched_requests is not None:
+        mean = round(r.batched_requests / r.batches, 3)
+        points.append(MetricPoint("batch_size_mean", mean, r.minute, r.version))
+    if r.batch_size_max is not None:
+        points.append(MetricPoint("batch_size_max", r.batch_size_max, r.minute, r.version))
+    if r.queue_depth_max is not None:
+        points.append(MetricPoint("queue_depth_max", r.queue_depth_max, r.minute, r.version))
+    return points
 
 
 def _version_key(version: str) -> tuple[int, str]:

@@ -96,6 +96,11 @@ class MetricRow(Base):
     errors: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     latency_p50_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     latency_p99_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    # Null in rows that saw no batch, or were written before these columns existed.
+    batches: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    batched_requests: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    batch_size_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    queue_depth_max: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class PrincipalRow(Base):
