@@ -30,6 +30,7 @@ from regserve.gateway import Gateway, Services
 from regserve.gateway.connections import ConnectionLimits, protocol_class
 from regserve.gateway.registry_guard import RegistryLookups
 from regserve.gateway.webhooks import WEBHOOK_PATH
+from regserve.gateway.worker_stats import BatchTally
 from regserve.gateways.changes import change_feed_for
 from regserve.gateways.fenced import FencedController
 from regserve.gateways.follower import SharedRouter, TargetCodec
@@ -84,6 +85,7 @@ class RegServe:
         self.router = SharedRouter(self.store, _targets(settings), self.changes)
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
+        self.batches = BatchTally(self.router, self.recorder)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
         self.backend = _backend(settings, self._events.put_nowait, node_types, self.isolation)
         # Ray builds and caches each version's environment itself (its runtime_env).
@@ -129,6 +131,7 @@ class RegServe:
             boot_id=uuid.uuid4().hex,
             started_at=int(time.time() * 1000),
             starting=self._starting,
+            batches=self.batches,
         )
         lookups = RegistryLookups(self._stage_of, self._sources_naming, self._artifact_root)
         hosting = not settings.registry_uri
@@ -274,6 +277,7 @@ class RegServe:
     async def _flush_metrics(self) -> None:
         while True:
             await asyncio.sleep(_METRICS_FLUSH_SECONDS)
+            await self.batches.sample()
             await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
 
 

@@ -5,6 +5,10 @@
 route report (restarts, environment builds, registry sync). Both write into the recorder's
 one :class:`CollectorRegistry`; worker-side figures (batch sizes, queue depth) are read at
 scrape time by ``gateway/worker_stats.py``. docs/monitoring.md describes every series.
+
+The per-minute rows also hold each version's queue depth at the gateway (the most requests
+sent to its workers and not answered yet, at once: :meth:`TrafficRecorder.opened`) and the
+batches its workers ran (fed by ``gateway/worker_stats.py``'s :class:`BatchTally`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ class _Bucket:
     requests: int = 0
     errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    batches: int | None = None
+    batched_requests: int | None = None
+    batch_size_max: int | None = None
+    queue_depth_max: int | None = None
 
 
 def ref_label(ref: str) -> str:
@@ -66,6 +74,7 @@ class TrafficRecorder:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self._buckets: dict[tuple[str, str, int], _Bucket] = {}
+        self._open: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         # Prometheus' labels() lookup is slow for the hot path: the children are kept here.
         self._series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
@@ -81,15 +90,57 @@ class TrafficRecorder:
             )
         series[0].inc()
         series[1].observe(seconds)
-        minute = int(time.time() // 60) * 60_000
         with self._lock:
-            bucket = self._buckets.get((model, version, minute))
-            if bucket is None:
-                bucket = self._buckets[(model, version, minute)] = _Bucket()
+            bucket = self._bucket(model, version)
             bucket.requests += 1
             bucket.errors += status >= 400
             if len(bucket.latencies_ms) < _MAX_SAMPLES:
                 bucket.latencies_ms.append(seconds * 1000)
+
+    def opened(self, model: str, version: str) -> None:
+        """A request was sent to the version's worker (its answer is awaited): the minute's
+        queue depth is the most requests of the version open at once."""
+        key = (model, version)
+        with self._lock:
+            depth = self._open[key] = self._open.get(key, 0) + 1
+            self._note_depth(model, version, depth)
+
+    def closed(self, model: str, version: str) -> None:
+        """The request :meth:`opened` for the version was answered (or failed)."""
+        key = (model, version)
+        with self._lock:
+            depth = self._open.get(key, 1)
+            # noted again: requests open across a minute's turn count in the new minute too
+            self._note_depth(model, version, depth)
+            if depth <= 1:
+                self._open.pop(key, None)
+            else:
+                self._open[key] = depth - 1
+
+    def add_batches(
+        self, model: str, version: str, batches: int, requests: int, largest: int
+    ) -> None:
+        """Batches the version's workers ran since the last call (``requests`` in them, the
+        largest of ``largest``), counted in the current minute."""
+        if batches <= 0:
+            return
+        with self._lock:
+            bucket = self._bucket(model, version)
+            bucket.batches = (bucket.batches or 0) + batches
+            bucket.batched_requests = (bucket.batched_requests or 0) + requests
+            bucket.batch_size_max = max(bucket.batch_size_max or 0, largest)
+
+    def _note_depth(self, model: str, version: str, depth: int) -> None:
+        bucket = self._bucket(model, version)
+        bucket.queue_depth_max = max(bucket.queue_depth_max or 0, depth)
+
+    def _bucket(self, model: str, version: str) -> _Bucket:
+        """The current minute's bucket of the version (call with the lock held)."""
+        key = (model, version, int(time.time() // 60) * 60_000)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket()
+        return bucket
 
     def drain(self) -> list[dict[str, Any]]:
         """Per-minute rows gathered since the last drain, for the store."""
@@ -104,6 +155,10 @@ class TrafficRecorder:
                 "errors": b.errors,
                 "latency_p50_ms": _percentile(b.latencies_ms, 0.50),
                 "latency_p99_ms": _percentile(b.latencies_ms, 0.99),
+                "batches": b.batches,
+                "batched_requests": b.batched_requests,
+                "batch_size_max": b.batch_size_max,
+                "queue_depth_max": b.queue_depth_max,
             }
             for (model, version, minute), b in buckets.items()
         ]

@@ -114,3 +114,25 @@ def test_concurrent_requests_through_the_gateway_get_their_own_answers(
     stats = _worker_stats(server)
     assert stats["enabled"] is True
     assert stats["combined_predicts"] > 0
+
+
+def test_metric_history_shows_the_batches_and_the_queue(server: RegServeProcess) -> None:
+    requests = [_request(n) for n in range(200) if n != 17]
+    url = f"{server.url}/model/{MODEL}/1/invocations"
+    answers = asyncio.run(_fire(url, requests))
+    assert [a.status_code for a in answers] == [200] * len(requests)
+
+    # get-metric-history counts what the gateway and the worker saw so far (no flush wait).
+    r = server.api("GET", "get-metric-history", params={"registered_model_name": MODEL})
+    assert r.status_code == 200, r.text
+    by_key: dict[str, list[float]] = {}
+    for point in r.json()["metrics"]:
+        assert point["endpoint_version_name"] == "1"
+        by_key.setdefault(point["key"], []).append(point["value"])
+    # 200 requests at once: the worker combined some, and many were open at the gateway.
+    assert max(by_key["batch_size_mean"]) > 1
+    assert max(by_key["batch_size_max"]) > 1
+    assert max(by_key["batch_size_max"]) <= _worker_stats(server)["max_batch_size"]
+    assert max(by_key["queue_depth_max"]) > 1
+    assert max(by_key["queue_depth_max"]) <= 64  # the client's connections
+    assert sum(by_key["requests_per_minute"]) >= len(requests)

@@ -13,6 +13,7 @@ from regserve.auth.service import AccessService, Identity
 from regserve.backends.base import Backend
 from regserve.controller import Controller
 from regserve.errors import UnauthenticatedError
+from regserve.gateway.worker_stats import BatchTally
 from regserve.gateways.node import GatewayNode
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.redaction import PathRedactor
@@ -61,6 +62,8 @@ class Services:
     starting: Callable[[], list[str]] = list
     """What is still starting (``["registry"]`` in ``regserve up``'s first seconds), for
     /health."""
+    batches: BatchTally | None = None
+    """Counts the workers' batches into the per-minute metrics (before each flush)."""
 
 
 def scope_identity(scope: Scope) -> Identity:

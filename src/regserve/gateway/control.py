@@ -218,6 +218,8 @@ async def get_metric_history(
     services = services_of(request)
     await _require(request, registered_model_name, _READ, "read its serving metrics")
     endpoint = await _known_endpoint(request, registered_model_name)
+    if services.batches is not None:  # the batches run since the last flush, too
+        await services.batches.sample(registered_model_name)
     await asyncio.to_thread(services.store.add_metrics, services.recorder.drain())
     since = _since(endpoint) // 60_000 * 60_000  # per-minute rows start on the minute
     points = await asyncio.to_thread(services.store.metric_history, registered_model_name, since)

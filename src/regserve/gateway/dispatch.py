@@ -24,6 +24,7 @@ import time
 from collections import Counter
 
 from regserve.errors import DeadlineExceededError, UnavailableError
+from regserve.metrics import TrafficRecorder
 from regserve.router import Router
 from regserve.settings import Settings
 from regserve.worker import wire
@@ -42,8 +43,9 @@ _RECHECK = 0.25
 class Dispatch:
     """Sends requests to versions; holds those that wait for one (see the module docstring)."""
 
-    def __init__(self, settings: Settings, router: Router) -> None:
+    def __init__(self, settings: Settings, router: Router, recorder: TrafficRecorder) -> None:
         self._router = router
+        self._recorder = recorder
         self._timeout = settings.request_timeout
         self._wait = min(settings.unavailable_wait, settings.request_timeout)
         self._max_queued = settings.max_queued_requests
@@ -66,7 +68,11 @@ class Dispatch:
                     served = self._router.resolve(name, ref)
                     assert served.target is not None
                     remaining = max(deadline - time.monotonic(), 0.001)
-                    reply = await served.target.request(content_type, body, remaining)
+                    self._recorder.opened(name, served.version)
+                    try:
+                        reply = await served.target.request(content_type, body, remaining)
+                    finally:
+                        self._recorder.closed(name, served.version)
                     return served.version, reply
                 except DeadlineExceededError:
                     # the target saw what was left of the deadline; the caller set the whole

@@ -154,7 +154,13 @@ class EventHistoryAnswer(_Strict):
 class MetricPoint(_Strict):
     key: str = Field(
         ...,
-        description="requests_per_minute, errors_per_minute, latency_p50_ms or latency_p99_ms.",
+        description=(
+            "requests_per_minute, errors_per_minute, latency_p50_ms, latency_p99_ms; "
+            "batch_size_mean and batch_size_max (requests per predict batch the version's "
+            "worker ran in the minute; 1 without batching; absent in a minute without a "
+            "batch); queue_depth_max (the most requests of the version open at the gateway "
+            "at once in the minute: sent to its worker, not answered yet)."
+        ),
     )
     value: float
     timestamp: int = Field(..., description="The minute, in milliseconds since the epoch.")

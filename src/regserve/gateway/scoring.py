@@ -56,7 +56,7 @@ class ScoringHandler:
         self, settings: Settings, router: Router, recorder: TrafficRecorder, access: AccessService
     ) -> None:
         self._limit = settings.max_payload_bytes
-        self._dispatch = Dispatch(settings, router)
+        self._dispatch = Dispatch(settings, router, recorder)
         self._router = router
         self._recorder = recorder
         self._access = access

@@ -4,6 +4,9 @@ They live in the worker processes. Rather than adding anything to the scoring pa
 gateway pings every served worker when Prometheus scrapes (the PONG carries the batcher's
 counters, see ``worker/server.py``) and exposes what came back. A worker that does not answer
 within a second counts as down for that scrape.
+
+:class:`BatchTally` pings the same way for ``get-metric-history``'s per-minute batch sizes:
+at each metrics flush, the batches a worker ran since the previous one.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from regserve.metrics import TrafficRecorder
 from regserve.router import Router
 
-__all__ = ["BATCH_SIZE_BUCKETS", "WorkerStats"]
+__all__ = ["BATCH_SIZE_BUCKETS", "BatchTally", "WorkerStats"]
 
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _PING_TIMEOUT = 1.0
@@ -40,13 +44,7 @@ class WorkerStats(Collector):
 
     async def refresh(self) -> None:
         """Ping every served worker at once; keep what each one says (None: no answer)."""
-        targets: list[tuple[tuple[str, str], _Pingable]] = []
-        for routes in self._router.all():
-            for served in routes.versions.values():
-                if isinstance(served.target, _Pingable):
-                    targets.append(((routes.name, served.version), served.target))
-        answers = await asyncio.gather(*(_ask(target) for _, target in targets))
-        self._stats = {key: answer for (key, _), answer in zip(targets, answers, strict=True)}
+        self._stats = await _ping_all(self._router)
 
     def collect(self) -> Iterator[Any]:
         up = GaugeMetricFamily(
@@ -76,6 +74,73 @@ class WorkerStats(Collector):
             buckets, total = _buckets(batching.get("batch_sizes") or {})
             sizes.add_metric([model, version], buckets, total)
         yield from (up, depth, sizes)
+
+
+class BatchTally:
+    """Feeds the recorder's per-minute rows with the batches each served version's worker ran.
+
+    A worker counts its batches by size since it started (``batch_sizes`` in its PONG);
+    :meth:`sample` pings the workers and adds what grew since the previous sample to the
+    current minute. A worker seen for the first time (or a new pid: restarted) counts from its
+    start, so a worker adopted after a regserve restart puts its earlier batches into the first
+    minute: its mean and largest batch, not a wrong one. With several replicas, the one that
+    answers the ping is counted (as for ``/metrics``).
+    """
+
+    def __init__(self, router: Router, recorder: TrafficRecorder) -> None:
+        self._router = router
+        self._recorder = recorder
+        self._seen: dict[tuple[str, str], tuple[int, dict[int, int]]] = {}
+        self._lock = asyncio.Lock()  # two samples at once would count the same batches twice
+
+    async def sample(self, model: str | None = None) -> None:
+        """Count the batches run since the last sample (of ``model``'s versions only)."""
+        async with self._lock:
+            for (name, version), pong in (await _ping_all(self._router, model)).items():
+                sizes = _sizes(pong)
+                if sizes is None:
+                    continue
+                pid, counts = sizes
+                before = self._seen.get((name, version))
+                self._seen[(name, version)] = sizes
+                ran = _grown(before[1] if before and before[0] == pid else {}, counts)
+                if ran:
+                    self._recorder.add_batches(
+                        name,
+                        version,
+                        sum(ran.values()),
+                        sum(size * n for size, n in ran.items()),
+                        max(ran),
+                    )
+
+
+def _sizes(pong: dict[str, Any] | None) -> tuple[int, dict[int, int]] | None:
+    """(the worker's pid, batches by size since it started), or None: not known."""
+    batching = (pong or {}).get("batching")
+    if pong is None or not isinstance(batching, dict):
+        return None
+    counts = batching.get("batch_sizes") or {}
+    return int(pong.get("pid", 0)), {int(size): int(n) for size, n in counts.items()}
+
+
+def _grown(before: dict[int, int], now: dict[int, int]) -> dict[int, int]:
+    """Batches by size counted in ``now`` and not yet in ``before``."""
+    if any(now.get(size, 0) < n for size, n in before.items()):
+        before = {}  # counted afresh: a worker that started again under the same pid
+    return {size: n - before.get(size, 0) for size, n in now.items() if n > before.get(size, 0)}
+
+
+async def _ping_all(router: Router, model: str | None = None) -> dict[tuple[str, str], Any]:
+    """Every served version's (of ``model``, or all) PONG at once; None: no answer."""
+    targets: list[tuple[tuple[str, str], _Pingable]] = []
+    for routes in router.all():
+        if model is not None and routes.name != model:
+            continue
+        for served in routes.versions.values():
+            if isinstance(served.target, _Pingable):
+                targets.append(((routes.name, served.version), served.target))
+    answers = await asyncio.gather(*(_ask(target) for _, target in targets))
+    return {key: answer for (key, _), answer in zip(targets, answers, strict=True)}
 
 
 async def _ask(target: _Pingable) -> dict[str, Any] | None:
