@@ -1,5 +1,5 @@
 """The Metrics tab: counts per minute with idle minutes at zero and whole-number ticks, an
-x-axis that ends at now, and a 1 h / 6 h / 24 h range."""
+x-axis that ends at now, a 1 h / 6 h / 24 h range, and the batch size and queue depth."""
 
 from __future__ import annotations
 
@@ -49,6 +49,20 @@ def test_metrics_fill_idle_minutes_end_at_now_and_change_range(
         ticks = _labels(page.locator("#charts figure").filter(has_text=name))[:-3]
         assert ticks, name
         assert all(re.fullmatch(r"\d+", t) for t in ticks), (name, ticks)
+    # the queue depth is a count too: idle minutes at zero, whole-number ticks
+    queue = page.locator("#charts figure").filter(has_text="Queue depth")
+    queue_line = queue.locator('path.series[data-version="1"]')
+    expect(queue_line).to_be_attached()
+    assert str(queue_line.get_attribute("d")).count("M") == 1
+    ticks = _labels(queue)[:-3]
+    assert ticks
+    assert all(re.fullmatch(r"\d+", t) for t in ticks), ticks
+    # the batch size is a mean: drawn where batches ran, on ticks that may be fractional
+    batches = page.locator("#charts figure").filter(has_text="Batch size")
+    expect(batches.locator('path.series[data-version="1"]')).to_be_attached()
+    label = str(batches.locator("svg").get_attribute("aria-label"))
+    assert re.search(r"version 1: latest \d+(\.\d+)? requests per batch", label), label
+    assert any("." in t for t in _labels(batches)[:-3]), _labels(batches)
     # the x-axis ends at now and starts an hour before
     axis = _labels(requests)[-3:]
     assert axis[-1] in page.evaluate(CLOCKS, 0), axis

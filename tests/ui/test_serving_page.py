@@ -86,7 +86,7 @@ def test_the_serving_story(browser: Any, ui_world: UiWorld) -> None:
     screenshot(page, "events")
 
     page.get_by_role("tab", name="Metrics").click()
-    expect(page.locator("#charts figure")).to_have_count(4)
+    expect(page.locator("#charts figure")).to_have_count(6)
     expect(page.locator("#charts path.series").first).to_be_attached(timeout=10_000)
     screenshot(page, "metrics")
 

@@ -371,6 +371,9 @@
       ["Latency p50", "ms", "latency_p50_ms", false],
       ["Latency p99", "ms", "latency_p99_ms", false],
       ["Errors per minute", "errors", "errors_per_minute", true],
+      // a minute without a batch has no batch size (a gap, not a zero); it may be fractional
+      ["Batch size (mean)", "requests per batch", "batch_size_mean", false],
+      ["Queue depth (most at once)", "requests", "queue_depth_max", true],
     ];
     $("charts").replaceChildren(...charts.map(([title, unit, key, count]) => {
       const series = {};
