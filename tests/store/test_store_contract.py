@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from importlib import resources
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
 
 from regserve.errors import AlreadyExistsError
 from regserve.store import ClusterConfig, GrantRecord, StateStore, TokenRecord
@@ -185,6 +189,47 @@ def test_batch_sizes_and_queue_depth_accumulate_per_minute(store: StateStore) ->
     assert points[("queue_depth_max", 180_000)] == 0
     assert ("batch_size_mean", 180_000) not in points  # no batch seen: no point, not a zero
     assert ("batch_size_max", 180_000) not in points
+
+
+def _alembic(store: StateStore, step: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("regserve.store") / "migrations"))
+    engine = create_engine(store.uri)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            getattr(command, step)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_a_minute_stored_before_migration_0006_gains_batches_later(store: StateStore) -> None:
+    _alembic(store, "downgrade", "0005_tracking_owners")
+    engine = create_engine(store.uri)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO metric_history (model_name, version, minute, requests, errors, "
+                "latency_p50_ms, latency_p99_ms) VALUES ('m', '1', 60000, 4, 0, 1.0, 2.0)"
+            )
+        )
+    engine.dispose()
+    _alembic(store, "upgrade", "head")
+    points = {p.key: p.value for p in store.metric_history("m")}
+    assert points == {
+        "requests_per_minute": 4,
+        "errors_per_minute": 0,
+        "latency_p50_ms": 1.0,
+        "latency_p99_ms": 2.0,
+    }
+    row = {"model_name": "m", "version": "1", "minute": 60_000, "requests": 2, "errors": 0}
+    row |= {"latency_p50_ms": 1.0, "latency_p99_ms": 2.0, "batches": 2, "batched_requests": 3}
+    store.add_metrics([{**row, "batch_size_max": 2, "queue_depth_max": 1}])
+    points = {p.key: p.value for p in store.metric_history("m")}
+    assert points["batch_size_mean"] == 1.5
+    assert points["batch_size_max"] == 2
+    assert points["queue_depth_max"] == 1
+    assert points["requests_per_minute"] == 6
 
 
 # -- principals, tokens, permissions (store/access.py) ---------------------------------------
