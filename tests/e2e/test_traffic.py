@@ -8,6 +8,7 @@ version 4 sleeps on every request (a slow shadow must not slow the caller down).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.cli import ok, run_cli
 from tests.support.models import (
     iris_frame,
     log_broken_version,
@@ -226,6 +228,22 @@ def test_a_reader_may_read_the_config_but_not_set_it(served: tuple[RegServeProce
     assert _get(server, token).status_code == 200
     refused = _put(server, {"routes": [{"ref": "1", "percent": 100}]}, token)
     assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
+
+
+def test_the_cli_sets_shows_and_resets_the_split(served: tuple[RegServeProcess, Any]) -> None:
+    server, _ = served
+    ok(run_cli(server.url, "traffic", "set", MODEL, "1=80", "canary=20", "--shadow", "4=5"))
+    shown = json.loads(ok(run_cli(server.url, "traffic", "show", MODEL, "-o", "json")))
+    assert shown["routes"] == [{"ref": "1", "percent": 80}, {"ref": "canary", "percent": 20}]
+    assert shown["shadow"] == {"ref": "4", "percent": 5}
+    table = ok(run_cli(server.url, "traffic", "show", MODEL))
+    assert "canary" in table and "shadow" in table
+    bad = run_cli(server.url, "traffic", "set", MODEL, "1=80")
+    assert bad.returncode == 1
+    assert "add up to 80" in bad.stderr
+    assert run_cli(server.url, "traffic", "set", MODEL, "1=eighty").returncode == 2
+    ok(run_cli(server.url, "traffic", "reset", MODEL))
+    assert _get(server).json()["is_default"] is True
 
 
 def test_the_config_survives_a_restart(served: tuple[RegServeProcess, Any]) -> None:
