@@ -237,7 +237,8 @@ def test_the_cli_sets_shows_and_resets_the_split(served: tuple[RegServeProcess, 
     assert shown["routes"] == [{"ref": "1", "percent": 80}, {"ref": "canary", "percent": 20}]
     assert shown["shadow"] == {"ref": "4", "percent": 5}
     table = ok(run_cli(server.url, "traffic", "show", MODEL))
-    assert "canary" in table and "shadow" in table
+    assert "canary" in table
+    assert "shadow" in table
     bad = run_cli(server.url, "traffic", "set", MODEL, "1=80")
     assert bad.returncode == 1
     assert "add up to 80" in bad.stderr
