@@ -31,11 +31,6 @@ def _served(target: Target) -> ServedVersion:
     return ServedVersion("2", "None", VersionState.READY, "", target)
 
 
-async def _settle(mirror: Mirror) -> None:
-    while mirror.in_flight:
-        await asyncio.sleep(0.01)
-
-
 async def test_a_copy_does_not_wait_and_its_answer_goes_to_every_sink() -> None:
     seen: list[ShadowAnswer] = []
     target = Target()
@@ -49,7 +44,7 @@ async def test_a_copy_does_not_wait_and_its_answer_goes_to_every_sink() -> None:
     await asyncio.sleep(0.05)
     assert seen == []
     target.release.set()
-    await _settle(mirror)
+    await mirror.drain()
     assert len(seen) == 1
     answer = seen[0]
     assert (answer.model, answer.ref, answer.version, answer.outcome) == ("m", "canary", "2", "200")
@@ -64,7 +59,7 @@ async def test_a_failing_shadow_is_an_outcome_not_an_exception() -> None:
     target.release.set()
     mirror = Mirror(5.0, [seen.append])
     mirror.send("m", "3", _served(target), None, b"x")
-    await _settle(mirror)
+    await mirror.drain()
     assert [(a.outcome, a.reply) for a in seen] == [("failed", None)]
 
 
@@ -77,5 +72,5 @@ async def test_copies_over_the_limit_are_dropped_and_counted() -> None:
     assert [a.outcome for a in seen] == ["dropped"]
     assert len(target.bodies) <= 2
     target.release.set()
-    await _settle(mirror)
+    await mirror.drain()
     assert sorted(a.outcome for a in seen) == ["200", "200", "dropped"]

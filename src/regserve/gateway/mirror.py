@@ -93,6 +93,11 @@ class Mirror:
             except Exception:  # a broken sink must not stop the others
                 _log.exception("a shadow sink failed")
 
+    async def drain(self) -> None:
+        """Until every copy in flight now has been answered and handed to the sinks."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     @property
     def in_flight(self) -> int:
         """Copies sent and not answered yet."""
