@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.server import ADMIN_TOKEN
-from tests.ui.conftest import TWO_MODEL, UiWorld, signed_in_page
+from tests.ui.conftest import TWO_MODEL, UiWorld, screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -40,6 +40,7 @@ def test_the_traffic_tab_shows_the_split_and_the_shadow(browser: Any, ui_world: 
         expect(table.locator("tbody tr").nth(2)).to_contain_text("latest (shadow)")
         expect(page.locator("#split-url")).to_contain_text(f"/model/{TWO_MODEL}/invocations")
         assert page.console_errors == []
+        screenshot(page, "traffic")
         page.context.close()
     finally:
         reset = {"registered_model_name": TWO_MODEL, "routes": []}
