@@ -77,6 +77,8 @@ def test_default_is_production_else_latest() -> None:
     assert r.draw(0.5) == ("latest", r.versions["3"])
     with pytest.raises(NotFoundError):
         model(None).draw(0.5)
+    with pytest.raises(UnavailableError):  # no Production; latest is starting: wait for it
+        model(None, v("1", state=LAUNCHING)).draw(0.5)
 
 
 def test_shadow_is_drawn_for_its_percent_when_ready() -> None:

@@ -93,8 +93,10 @@ class ModelRoutes:
         except RegServeError as error:
             try:
                 return latest, self.resolve(latest)
-            except RegServeError:
-                raise error from None
+            except RegServeError as fallback:
+                # No Production version at all: say why latest cannot answer (a version
+                # still starting is waited for, not a 404).
+                raise (fallback if isinstance(error, NotFoundError) else error) from None
 
     def shadow(self, point: float) -> tuple[str, ServedVersion] | None:
         """The shadow's (ref, version) when a request (``point`` uniform in [0, 1)) is to be
