@@ -66,6 +66,8 @@ def test_no_ready_route_raises_the_first_routes_error() -> None:
         r.draw(0.5)
     with pytest.raises(NotFoundError):
         model(split(("nope", 100)), v("1")).draw(0.5)
+    with pytest.raises(UnavailableError):  # one is starting: wait for it, not 404
+        model(split(("nope", 60), ("1", 40)), v("1", state=LAUNCHING)).draw(0.5)
 
 
 def test_default_is_production_else_latest() -> None:

@@ -64,21 +64,23 @@ class ModelRoutes:
     def draw(self, point: float) -> tuple[str, ServedVersion]:
         """(the ref of the route drawn, its version) for a request of the split URL, with
         ``point`` uniform in [0, 1). Routes whose ref is not READY take no traffic; when
-        none is, raises what the first route's ref raises (503: wait, 404)."""
+        none is, raises what the first starting or failed route's ref raises (503: the
+        request waits), else the first route's 404."""
         if self.traffic is None or not self.traffic.routes:
             return self._default()
         live: list[tuple[TrafficRoute, ServedVersion]] = []
-        first: RegServeError | None = None
+        errors: list[RegServeError] = []
         for route in self.traffic.routes:
             if route.percent == 0:
                 continue
             try:
                 live.append((route, self.resolve(route.ref)))
             except RegServeError as error:
-                first = first or error
+                errors.append(error)
         if not live:
-            assert first is not None  # percents add up to 100: some route has a share
-            raise first
+            # A version still starting (503, waited for) before a ref that names none (404).
+            waitable = [e for e in errors if isinstance(e, UnavailableError)]
+            raise (waitable or errors)[0]  # percents add up to 100: some route has a share
         left = point * sum(route.percent for route, _ in live)
         for route, served in live:
             left -= route.percent
