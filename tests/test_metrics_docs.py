@@ -67,7 +67,7 @@ def test_monitoring_md_describes_every_metric(exported: dict[str, set[str]]) -> 
 
 _EVENT_TYPE = re.compile(
     r'"((?:SERVING|CLUSTER|VERSION|ENV|REPLICAS?|WORKER|TEMPLATE|WARM|REGISTRY|PERMISSIONS'
-    r'|LEADER|TOKEN|PRINCIPAL)_[A-Z_]+)"'
+    r'|LEADER|TOKEN|PRINCIPAL|TRAFFIC)_[A-Z_]+)"'
 )
 _NOT_EVENTS = {
     "PERMISSIONS_PREFIX",
@@ -77,6 +77,7 @@ _NOT_EVENTS = {
     "TOKEN_EVENTS_MODEL",
     "TOKEN_ID",
     "TOKEN_PREFIX",
+    "TRAFFIC_PATH",
 }
 """Constants' names and values (and the CLI's ``TOKEN_ID`` metavar) that share the events'
 prefixes."""

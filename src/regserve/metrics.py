@@ -73,11 +73,27 @@ class TrafficRecorder:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self._split = Counter(
+            "regserve_split_requests",
+            "Requests to a model's split URL (/model/{name}/invocations), by model, the route "
+            "of its traffic config drawn (its ref), the version that answered and HTTP status.",
+            ["model", "route", "version", "status"],
+            registry=self.registry,
+        )
+        self._shadow = Counter(
+            "regserve_shadow_requests",
+            "Mirrored copies of split-URL requests sent to the traffic config's shadow ref, by "
+            "model, version and outcome (the HTTP status of its answer, never returned to the "
+            "caller; 'failed': no answer; 'dropped': too many copies in flight).",
+            ["model", "version", "outcome"],
+            registry=self.registry,
+        )
         self._buckets: dict[tuple[str, str, int], _Bucket] = {}
         self._open: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         # Prometheus' labels() lookup is slow for the hot path: the children are kept here.
         self._series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._split_series: dict[tuple[str, str, str, int], Any] = {}
 
     def observe(self, model: str, version: str, ref: str, status: int, seconds: float) -> None:
         label = ref_label(ref) if version != "-" else "-"
@@ -141,6 +157,21 @@ class TrafficRecorder:
         if bucket is None:
             bucket = self._buckets[key] = _Bucket()
         return bucket
+
+    def observe_split(self, model: str, route: str, version: str, status: int) -> None:
+        """Count a split-URL request answered by ``version`` through the route ``route``
+        (a ref of the model's traffic config, or of the default)."""
+        key = (model, route, version, status)
+        series = self._split_series.get(key)
+        if series is None:
+            series = self._split_series[key] = self._split.labels(
+                model, route, version, str(status)
+            )
+        series.inc()
+
+    def observe_shadow(self, model: str, version: str, outcome: str) -> None:
+        """Count a mirrored copy of a request (off the hot path)."""
+        self._shadow.labels(model, version, outcome).inc()
 
     def drain(self) -> list[dict[str, Any]]:
         """Per-minute rows gathered since the last drain, for the store."""

@@ -12,14 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from regserve.errors import NotFoundError, UnavailableError
+from regserve.errors import NotFoundError, RegServeError, UnavailableError
 from regserve.states import VersionState
+from regserve.traffic import TrafficRoute, TrafficSplit
 from regserve.worker import wire
 from regserve.worker.text import excerpt
 
-__all__ = ["ModelRoutes", "Router", "ServedVersion", "Target"]
+__all__ = ["DEFAULT_ROUTES", "ModelRoutes", "Router", "ServedVersion", "Target"]
 
 STAGES = {"staging": "Staging", "production": "Production"}
+DEFAULT_ROUTES = (TrafficRoute("Production", 100), TrafficRoute("latest", 100))
+"""Where ``/model/{name}/invocations`` goes without a traffic config: the Production version,
+else (none READY in Production) the latest READY version."""
 
 
 class Target(Protocol):
@@ -54,6 +58,72 @@ class ModelRoutes:
     name: str
     versions: Mapping[str, ServedVersion] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
+    traffic: TrafficSplit | None = None
+    """The model's traffic config (None or no routes: :data:`DEFAULT_ROUTES`)."""
+
+    def draw(self, point: float) -> tuple[str, ServedVersion]:
+        """(the ref of the route drawn, its version) for a request of the split URL, with
+        ``point`` uniform in [0, 1). Routes whose ref is not READY take no traffic; when
+        none is, raises what the first starting or failed route's ref raises (503: the
+        request waits), else the first route's 404."""
+        if self.traffic is None or not self.traffic.routes:
+            return self._default()
+        live: list[tuple[TrafficRoute, ServedVersion]] = []
+        errors: list[RegServeError] = []
+        for route in self.traffic.routes:
+            if route.percent == 0:
+                continue
+            try:
+                live.append((route, self.resolve(route.ref)))
+            except RegServeError as error:
+                errors.append(error)
+        if not live:
+            # A version still starting (503, waited for) before a ref that names none (404).
+            waitable = [e for e in errors if isinstance(e, UnavailableError)]
+            raise (waitable or errors)[0]  # percents add up to 100: some route has a share
+        left = point * sum(route.percent for route, _ in live)
+        for route, served in live:
+            left -= route.percent
+            if left < 0:
+                return route.ref, served
+        return live[-1][0].ref, live[-1][1]
+
+    def _default(self) -> tuple[str, ServedVersion]:
+        production, latest = (route.ref for route in DEFAULT_ROUTES)
+        try:
+            return production, self.resolve(production)
+        except RegServeError as error:
+            try:
+                return latest, self.resolve(latest)
+            except RegServeError as fallback:
+                # No Production version at all: say why latest cannot answer (a version
+                # still starting is waited for, not a 404).
+                raise (fallback if isinstance(error, NotFoundError) else error) from None
+
+    def shadow(self, point: float) -> tuple[str, ServedVersion] | None:
+        """The shadow's (ref, version) when a request (``point`` uniform in [0, 1)) is to be
+        mirrored and the shadow is READY; None otherwise."""
+        shadow = self.traffic.shadow if self.traffic else None
+        if shadow is None or point * 100 >= shadow.percent:
+            return None
+        try:
+            return shadow.ref, self.resolve(shadow.ref)
+        except RegServeError:
+            return None
+
+    def unready_refs(self) -> dict[str, str]:
+        """Each ref of the traffic config (routes with a share, and the shadow) that takes no
+        traffic now, with why."""
+        if self.traffic is None:
+            return {}
+        routes = [r for r in self.traffic.routes if r.percent > 0]
+        unready: dict[str, str] = {}
+        for route in [*routes, *([self.traffic.shadow] if self.traffic.shadow else [])]:
+            try:
+                self.resolve(route.ref)
+            except RegServeError as error:
+                unready[route.ref] = error.message
+        return unready
 
     def resolve(self, ref: str) -> ServedVersion:
         if ref.isascii() and ref.isdigit():  # "²" is a digit to isdigit(), not to int()
@@ -156,10 +226,17 @@ class Router:
         return list(self._models.values())
 
     def resolve(self, name: str, ref: str) -> ServedVersion:
+        return self._routes(name).resolve(ref)
+
+    def draw(self, name: str, point: float) -> tuple[str, ServedVersion]:
+        """:meth:`ModelRoutes.draw` of the model ``name`` (404 when it is not served)."""
+        return self._routes(name).draw(point)
+
+    def _routes(self, name: str) -> ModelRoutes:
         routes = self._models.get(name)
         if routes is None:
             raise NotFoundError(
                 f"Model '{excerpt(name)}' is not served. Enable serving for it first "
                 "(POST /api/2.0/preview/mlflow/endpoints/enable)."
             )
-        return routes.resolve(ref)
+        return routes

@@ -12,6 +12,7 @@ from regserve.backends.local.replicas import ReplicaSet
 from regserve.errors import InvalidParameterError, NotFoundError
 from regserve.states import EndpointState, VersionState
 from regserve.store import ClusterConfig
+from regserve.traffic import TrafficRoute, TrafficSplit
 from tests.support.processes import alive
 from tests.support.timing import eventually
 
@@ -136,3 +137,37 @@ async def test_requests_the_controller_refuses(served: Served, registry: Registr
     with pytest.raises(InvalidParameterError, match="Unknown node_type_id 'huge'"):
         await served.controller.update_config("ctl-missing", ClusterConfig("huge"))
     assert served.store.list_endpoints() == []
+
+
+async def test_a_traffic_config_reaches_the_routes_with_its_events(
+    served: Served, registry: Registry
+) -> None:
+    name = "ctl-traffic"
+    split = TrafficSplit((TrafficRoute("1", 50), TrafficRoute("7", 50)))
+    with pytest.raises(InvalidParameterError, match="Serving is not enabled"):
+        await served.controller.update_traffic(name, split)
+    registry.register(name)
+    await served.controller.enable(name)
+    await eventually(lambda: served.routed_ready(name, "1"), "v1 routed")
+    with pytest.raises(InvalidParameterError, match="add up to 50"):
+        await served.controller.update_traffic(name, TrafficSplit((TrafficRoute("1", 50),)))
+    await served.controller.update_traffic(name, split, actor="alice")
+    routes = served.router.get(name)
+    assert routes is not None
+    assert routes.traffic == split
+    assert routes.draw(0.99)[1].version == "1"  # version 7 does not exist: 1 takes it all
+    events = [e for e in served.store.list_events(name) if e.event_type.startswith("TRAFFIC_")]
+    assert [(e.event_type, e.principal) for e in events] == [
+        ("TRAFFIC_CONFIG_UPDATED", "alice"),
+        ("TRAFFIC_REF_UNAVAILABLE", None),
+    ]
+    assert "Ref '7' takes no traffic (its 50% goes to the other routes)" in events[1].message
+    await served.controller.reconcile(name)  # another pass: no second event
+    assert served.event_types(name).count("TRAFFIC_REF_UNAVAILABLE") == 1
+    await served.controller.update_traffic(name, TrafficSplit())  # back to the default
+    routes = served.router.get(name)
+    assert routes is not None
+    assert routes.traffic is None
+    endpoint = served.store.get_endpoint(name)
+    assert endpoint is not None
+    assert endpoint.traffic is None

@@ -29,6 +29,7 @@ EP = "/api/2.0/preview/mlflow/endpoints"
 SCIM = "/api/2.0/preview/scim/v2"
 PERMS = "/api/2.0/permissions/registered-models"
 MODELS = "/api/2.0/regserve/models"
+TRAFFIC = "/api/2.0/regserve/endpoints/traffic"
 CREDENTIAL_FAILURES = ("no token", "malformed", "unknown", "expired", "revoked")
 LEVELS = {"no permission": 0, "CAN_READ": 1, "CAN_EDIT": 2, "CAN_MANAGE": 5, "admin": 9}
 CALLERS = (*CREDENTIAL_FAILURES, *LEVELS)
@@ -214,9 +215,21 @@ MATRIX: dict[tuple[str, str], Row] = {
         _req("GET", "/mlflow/ajax-api/2.0/mlflow/registered-models/get", params={"name": MODEL}),
         1,
     ),
-    # The scoring route (bare ASGI, not in FastAPI's table): no version is served.
+    # The scoring routes (bare ASGI, not in FastAPI's table): no version is served.
     ("POST", "/model/{name}/{ref}/invocations"): Row(
         _req("POST", f"/model/{MODEL}/1/invocations", json={"inputs": [1]}), 1, _NOT_SERVED
+    ),
+    ("POST", "/model/{name}/invocations"): Row(
+        _req("POST", f"/model/{MODEL}/invocations", json={"inputs": [1]}), 1, _NOT_SERVED
+    ),
+    ("GET", TRAFFIC): Row(_req("GET", TRAFFIC, params=_MODEL_PARAM), 1),
+    ("PUT", TRAFFIC): Row(
+        _req(
+            "PUT",
+            TRAFFIC,
+            json={"registered_model_name": MODEL, "routes": [{"ref": "1", "percent": 100}]},
+        ),
+        5,
     ),
 }
 # The hosted MLflow server mounted at "/": one row per kind of rule (mlflow_rules.py).
@@ -288,7 +301,7 @@ async def _asgi_stub(scope: Any, receive: Any, send: Any) -> None:
 
 def _declared_routes() -> set[tuple[str, str]]:
     app = build_api(None, _asgi_stub, (install_ui,))
-    routes = {("POST", "/model/{name}/{ref}/invocations")}
+    routes = {("POST", "/model/{name}/{ref}/invocations"), ("POST", "/model/{name}/invocations")}
     for route in _walk(app.routes):
         if isinstance(route, Mount):
             routes.add(("MOUNT", route.path or "/"))

@@ -140,6 +140,39 @@ def test_one_gateway_leads_and_both_serve_by_version_stage_and_alias(
     assert None not in pids
 
 
+def _split_answers(server: RegServeProcess, version: str) -> bool:
+    """Ten requests to the split URL on ``server``, all answered by ``version``."""
+    for _ in range(10):
+        r = server.client.post(f"/model/{MODEL}/invocations", json=_payload())
+        if r.status_code != 200 or r.headers.get("X-Model-Version") != version:
+            return False
+    return True
+
+
+def test_a_traffic_config_set_on_either_gateway_holds_on_both(
+    pair: Pair, registry: UserRegistry
+) -> None:
+    _ensure_served(pair, registry)
+    leader, follower = _leader_and_follower(pair)
+    traffic = "/api/2.0/regserve/endpoints/traffic"
+    try:
+        for setter, version in ((follower, "1"), (leader, "2")):
+            body = {"registered_model_name": MODEL, "routes": [{"ref": version, "percent": 100}]}
+            r = setter.client.put(traffic, json=body)
+            assert r.status_code == 200, r.text
+            for server in (leader, follower):
+                wait_for(
+                    lambda s=server, v=version: _split_answers(s, v),
+                    15,
+                    f"the split URL on {server.url} to answer from v{version}",
+                )
+                got = server.client.get(traffic, params={"registered_model_name": MODEL})
+                assert got.json()["routes"] == body["routes"]
+    finally:
+        reset = {"registered_model_name": MODEL, "routes": []}
+        assert leader.client.put(traffic, json=reset).status_code == 200
+
+
 def test_token_and_permission_changes_hold_at_once_on_the_other_gateway(
     pair: Pair, registry: UserRegistry
 ) -> None:

@@ -20,6 +20,8 @@ MODEL = "described"
 SCIM = "/api/2.0/preview/scim/v2"
 PERMS = f"/api/2.0/permissions/registered-models/{MODEL}"
 Q = {"registered_model_name": MODEL}
+TRAFFIC = "/api/2.0/regserve/endpoints/traffic"
+SHADOW = {"ref": "latest", "percent": 5}
 V = {**Q, "endpoint_version_name": "1"}
 
 
@@ -50,6 +52,13 @@ def _calls() -> list[tuple[str, str, dict[str, Any]]]:
         ("get", f"{API}/get-event-history", {"params": Q}),
         ("get", f"{API}/get-metric-history", {"params": Q}),
         ("get", "/api/2.0/clusters/list-node-types", {}),
+        ("get", TRAFFIC, {"params": Q}),  # the default
+        (
+            "put",
+            TRAFFIC,
+            {"json": {**Q, "routes": [{"ref": "1", "percent": 100}], "shadow": SHADOW}},
+        ),
+        ("get", TRAFFIC, {"params": Q}),  # the config and where traffic goes
         ("post", "/api/2.0/token/create", {"json": {"comment": "c", "lifetime_seconds": 60}}),
         ("get", "/api/2.0/token/list", {}),
         ("get", "/api/2.0/token-management/tokens", {}),

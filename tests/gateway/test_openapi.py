@@ -9,7 +9,7 @@ import pytest
 
 from regserve.gateway.apidoc import render
 from regserve.gateway.asgi import build_api
-from regserve.gateway.openapi import ANSWERS, SCORING_PATH
+from regserve.gateway.openapi import ANSWERS, SCORING_PATH, SPLIT_PATH
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
@@ -34,7 +34,7 @@ def _refs(node: Any) -> set[str]:
 
 def test_every_route_has_its_answer_schema(spec: dict[str, Any]) -> None:
     operations = _operations(spec)
-    assert set(operations) - {("post", SCORING_PATH)} == set(ANSWERS)
+    assert set(operations) - {("post", SCORING_PATH), ("post", SPLIT_PATH)} == set(ANSWERS)
     for key, op in operations.items():
         ok = op["responses"]["200"]["content"]
         schema = next(iter(ok.values()))["schema"]
@@ -50,7 +50,8 @@ def test_errors_are_documented_in_regserves_shape(spec: dict[str, Any]) -> None:
             assert "401" in errors, key
         # A scoring error may be MLflow's own body, with its extra fields; /health's 503 is
         # its own answer, saying what is still starting.
-        model = "ScoringErrorAnswer" if key == ("post", SCORING_PATH) else "ErrorAnswer"
+        scoring = key in {("post", SCORING_PATH), ("post", SPLIT_PATH)}
+        model = "ScoringErrorAnswer" if scoring else "ErrorAnswer"
         if key == ("get", "/health"):
             model = "HealthAnswer"
         for status, response in errors.items():
@@ -73,6 +74,9 @@ def test_the_scoring_route_is_described(spec: dict[str, Any]) -> None:
         "application/x-parquet",
     }
     assert {"413", "415", "503", "504"} <= set(op["responses"])
+    split = spec["paths"][SPLIT_PATH]["post"]
+    assert [p["name"] for p in split["parameters"]] == ["name"]
+    assert {"413", "415", "503", "504"} <= set(split["responses"])
 
 
 def test_only_the_open_routes_need_no_token(spec: dict[str, Any]) -> None:

@@ -45,11 +45,12 @@ def test_malformed_credentials(header: bytes | None) -> None:
         ("/model/iris/1/invocations", ("iris", "1")),
         ("/model/team/iris/Production/invocations", ("team/iris", "Production")),
         ("/model/iris/@champion/invocations", ("iris", "@champion")),
-        ("/model/iris/invocations", None),
+        ("/model/iris/invocations", ("iris", None)),  # the split URL
+        ("/model/invocations", None),
         ("/model//1/invocations", None),
         ("/models/iris/1/invocations", None),
         ("/model/iris/1/invocations/x", None),
     ],
 )
-def test_scoring_paths(path: str, expected: tuple[str, str] | None) -> None:
+def test_scoring_paths(path: str, expected: tuple[str, str | None] | None) -> None:
     assert parse_scoring_path(path) == expected

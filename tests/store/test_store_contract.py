@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 
 from regserve.errors import AlreadyExistsError
 from regserve.store import ClusterConfig, GrantRecord, StateStore, TokenRecord
+from regserve.traffic import TrafficRoute, TrafficSplit
 from tests.support.postgres import fresh_database
 
 
@@ -84,6 +85,35 @@ def test_a_model_created_again_under_the_name_starts_bare(store: StateStore) -> 
     assert (endpoint.desired_config, endpoint.model_created_at) == (DEFAULT, 2000)
     store.set_model_created_at("m", 3000)
     assert store.get_endpoint("m") == dataclasses.replace(endpoint, model_created_at=3000)
+
+
+def test_traffic_config_roundtrip_kept_over_disable_dropped_for_a_new_model(
+    store: StateStore,
+) -> None:
+    assert store.set_traffic("m", TrafficSplit((TrafficRoute("1", 100),))) is False  # unknown
+    store.enable("m", DEFAULT, model_created_at=1000)
+    endpoint = store.get_endpoint("m")
+    assert endpoint is not None
+    assert endpoint.traffic is None
+    split = TrafficSplit(
+        (TrafficRoute("1", 90), TrafficRoute("champion", 10)), TrafficRoute("Staging", 5)
+    )
+    assert store.set_traffic("m", split) is True
+    store.disable("m")
+    store.enable("m", DEFAULT, model_created_at=1000)
+    endpoint = store.get_endpoint("m")
+    assert endpoint is not None
+    assert endpoint.traffic == split
+    assert store.set_traffic("m", None) is True
+    endpoint = store.get_endpoint("m")
+    assert endpoint is not None
+    assert endpoint.traffic is None
+    store.set_traffic("m", split)
+    store.disable("m")
+    store.enable("m", DEFAULT, model_created_at=2000)  # another model of that name
+    endpoint = store.get_endpoint("m")
+    assert endpoint is not None
+    assert endpoint.traffic is None
 
 
 def test_events_since(store: StateStore) -> None:

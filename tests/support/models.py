@@ -126,6 +126,29 @@ def log_sleepy_version(name: str, seconds: float) -> str:
     return str(info.registered_model_version)
 
 
+def log_constant_version(name: str, answer: str) -> str:
+    """Register a pyfunc answering ``answer`` for every row: versions told apart by their
+    predictions, not only by the header that names them."""
+
+    class Constant(mlflow.pyfunc.PythonModel):  # defined here so cloudpickle ships it by value
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            return [answer] * len(model_input)
+
+    frame, _ = iris_frame()
+    with mlflow.start_run(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Constant(),
+            input_example=frame.head(1),
+            pip_requirements=_pyfunc_requirements(
+                "constant", Constant(), input_example=frame.head(1)
+            ),
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version)
+
+
 def log_slow_loading_version(name: str, seconds: float) -> str:
     """Register a pyfunc that takes ``seconds`` to load (a large model's weights, say), then
     echoes the row count: its version stays starting that long, warm start or not."""

@@ -14,6 +14,7 @@ from regserve.cli import serving
 from regserve.cli.access import permissions_app, principal_app, token_app
 from regserve.cli.remote import report
 from regserve.cli.score import score
+from regserve.cli.traffic import traffic_app
 from regserve.client.connection import ProfileError
 from regserve.client.errors import ClientError
 from regserve.settings import Settings
@@ -108,6 +109,7 @@ app.command("score")(score)
 app.add_typer(token_app, name="token")
 app.add_typer(principal_app, name="principal")
 app.add_typer(permissions_app, name="permissions")
+app.add_typer(traffic_app, name="traffic")
 
 
 _CHATTY = ("alembic",)

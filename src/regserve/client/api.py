@@ -22,6 +22,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024  # regserve's default REGSERVE_MAX_
 __all__ = ["Client"]
 
 _API = "/api/2.0/preview/mlflow/endpoints"
+_TRAFFIC = "/api/2.0/regserve/endpoints/traffic"
 _FINAL_VERSION_STATES = (VersionState.READY, VersionState.FAILED)
 
 
@@ -115,6 +116,25 @@ class Client:
         }
         body = {"registered_model_name": model, "desired_cluster_config": config}
         self._transport.call("PUT", f"{_API}/update-cluster-config", json=body)
+
+    def traffic(self, model: str) -> dict[str, Any]:
+        """The traffic config of ``/model/{model}/invocations`` and where traffic goes now."""
+        return self._transport.call("GET", _TRAFFIC, params={"registered_model_name": model})
+
+    def set_traffic(
+        self,
+        model: str,
+        routes: Mapping[str, int],
+        shadow: tuple[str, int] | None = None,
+    ) -> None:
+        """Split ``/model/{model}/invocations``: ``routes`` maps refs to percents adding up to
+        100 (empty: back to the default); ``shadow``: (ref, percent) mirrored, never returned."""
+        body: dict[str, Any] = {
+            "registered_model_name": model,
+            "routes": [{"ref": ref, "percent": pct} for ref, pct in routes.items()],
+            "shadow": {"ref": shadow[0], "percent": shadow[1]} if shadow else None,
+        }
+        self._transport.call("PUT", _TRAFFIC, json=body)
 
     def node_types(self) -> list[dict[str, Any]]:
         data = self._transport.call("GET", "/api/2.0/clusters/list-node-types")

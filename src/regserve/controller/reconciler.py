@@ -32,6 +32,7 @@ from regserve.router import ModelRoutes, Router, ServedVersion
 from regserve.settings import Settings
 from regserve.states import EndpointState, VersionState, endpoint_state
 from regserve.store import ClusterConfig, EndpointRecord, StateStore
+from regserve.traffic import TrafficSplit, check_split, describe_split, readiness_notices
 from regserve.worker.text import log_safe
 
 __all__ = ["Controller", "RegistryReaderLike"]
@@ -64,6 +65,10 @@ class _Served:
     """The config the last update failed to move to, and why (not retried until set again)."""
     called: dict[str, int] = field(default_factory=dict)
     """Version -> the last minute (ms) it was called, read when versions are to be deployed."""
+    traffic: TrafficSplit | None = None
+    """The traffic config, as the store had it at the last pass."""
+    unready_refs: set[str] = field(default_factory=set)
+    """The refs of ``traffic`` that took no traffic at the last publish (events on change)."""
 
 
 class Controller:
@@ -209,6 +214,24 @@ class Controller:
             served.update_failed = None  # asked again: try again
         await self.reconcile(name)
 
+    async def update_traffic(
+        self, name: str, split: TrafficSplit | None, actor: str | None = None
+    ) -> None:
+        """Set the traffic config of ``name``'s split URL (None or no routes: the default)."""
+        if split is not None:
+            check_split(split)
+            split = split if split.routes else None
+        endpoint = await asyncio.to_thread(self._store.get_endpoint, name)
+        if endpoint is None or not endpoint.enabled:
+            raise InvalidParameterError(
+                f"Serving is not enabled for model '{name}'; enable it before setting its "
+                "traffic config."
+            )
+        await asyncio.to_thread(self._store.set_traffic, name, split)
+        message = f"Traffic config set{_by(actor)}: {describe_split(split)}."
+        await self._event(name, "TRAFFIC_CONFIG_UPDATED", message, principal=actor)
+        await self.reconcile(name)
+
     # -- one model ---------------------------------------------------------------------------
 
     async def reconcile(self, name: str) -> None:
@@ -221,6 +244,8 @@ class Controller:
             served = self._served.get(name)
             if served is None:
                 served = await self._start_cluster(name, endpoint.desired_config)
+            if served.traffic != endpoint.traffic:
+                served.traffic, served.unready_refs = endpoint.traffic, set()
             elif _should_update(served, endpoint.desired_config):
                 update = self._update_cluster(name, served, endpoint.desired_config)
                 if needs_new_workers(served.config, endpoint.desired_config):
@@ -539,12 +564,17 @@ class Controller:
         )
 
     async def _publish(self, name: str, served: _Served) -> None:
-        """Route to the versions as they are now, and record the endpoint's status."""
-        self._publish_routes(name, served)
+        """Route to the versions as they are now, and record the endpoint's status (and each
+        traffic ref that stops or starts taking traffic)."""
+        routes = self._publish_routes(name, served)
+        unready = routes.unready_refs()
+        for event_type, message in readiness_notices(served.traffic, served.unready_refs, unready):
+            await self._event(name, event_type, message)
+        served.unready_refs = set(unready)
         state, message = self._endpoint_status(name, served)
         await asyncio.to_thread(self._store.set_endpoint_state, name, state, message)
 
-    def _publish_routes(self, name: str, served: _Served) -> None:
+    def _publish_routes(self, name: str, served: _Served) -> ModelRoutes:
         snapshot = served.snapshot
         stages = {v.version: v.stage for v in snapshot.versions} if snapshot else {}
         versions = {
@@ -554,7 +584,9 @@ class Controller:
             for v, (state, message) in served.versions.items()
         }
         aliases = dict(snapshot.aliases) if snapshot else {}
-        self._router.publish(ModelRoutes(name, versions, aliases))
+        routes = ModelRoutes(name, versions, aliases, served.traffic)
+        self._router.publish(routes)
+        return routes
 
     def _endpoint_status(self, name: str, served: _Served) -> tuple[EndpointState, str]:
         """The endpoint's state and message, from its versions' states."""

@@ -22,7 +22,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from regserve import __version__
 from regserve.auth.service import Identity
 from regserve.errors import RegServeError
-from regserve.gateway import control, health, models, permissions, principals, tokens, webhooks
+from regserve.gateway import (
+    control,
+    health,
+    models,
+    permissions,
+    principals,
+    tokens,
+    traffic,
+    webhooks,
+)
 from regserve.gateway.browser_root import send_browser_root
 from regserve.gateway.context import IDENTITY_KEY, Services
 from regserve.gateway.cookies import (
@@ -134,7 +143,7 @@ def build_api(
     )
     api.state.services = services
     install_openapi(api)
-    for module in (control, tokens, principals, permissions, webhooks, models):
+    for module in (control, tokens, principals, permissions, webhooks, models, traffic):
         api.include_router(module.router)
     for extend in extensions:
         extend(api)

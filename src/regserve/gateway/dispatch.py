@@ -20,6 +20,7 @@ on killing them.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 
@@ -53,10 +54,12 @@ class Dispatch:
         """Requests waiting now, by model (for ``/metrics`` and the queue bound)."""
 
     async def send(
-        self, name: str, ref: str, content_type: str | None, body: bytes
-    ) -> tuple[str, wire.Response]:
-        """(the version that answered, its answer). Raises what the router or the target
-        raise: NotFoundError, UnavailableError (503), DeadlineExceededError (504)."""
+        self, name: str, ref: str | None, content_type: str | None, body: bytes
+    ) -> tuple[str, str, wire.Response]:
+        """(the ref that was called, the version that answered, its answer); ``ref`` None:
+        the split URL, whose ref is drawn from the model's traffic config (again on each
+        look, so a wait ends on any route that becomes ready). Raises what the router or the
+        target raise: NotFoundError, UnavailableError (503), DeadlineExceededError (504)."""
         arrived = time.monotonic()
         deadline, give_up = arrived + self._timeout, arrived + self._wait
         resends, queued = 0, False
@@ -65,7 +68,10 @@ class Dispatch:
                 try:
                     # Nothing awaits between resolving and the target counting the request: a
                     # version being withdrawn knows every request it still has to answer.
-                    served = self._router.resolve(name, ref)
+                    if ref is None:
+                        called, served = self._router.draw(name, random.random())
+                    else:
+                        called, served = ref, self._router.resolve(name, ref)
                     assert served.target is not None
                     remaining = max(deadline - time.monotonic(), 0.001)
                     self._recorder.opened(name, served.version)
@@ -73,7 +79,7 @@ class Dispatch:
                         reply = await served.target.request(content_type, body, remaining)
                     finally:
                         self._recorder.closed(name, served.version)
-                    return served.version, reply
+                    return called, served.version, reply
                 except DeadlineExceededError:
                     # the target saw what was left of the deadline; the caller set the whole
                     raise DeadlineExceededError(

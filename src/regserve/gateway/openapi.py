@@ -18,13 +18,15 @@ from pydantic.json_schema import models_json_schema
 
 from regserve.gateway import schemas as s
 
-__all__ = ["ANSWERS", "OPEN_ROUTES", "SCORING_PATH", "install_openapi"]
+__all__ = ["ANSWERS", "OPEN_ROUTES", "SCORING_PATH", "SPLIT_PATH", "install_openapi"]
 
 _EP = "/api/2.0/preview/mlflow/endpoints"
 _SCIM = "/api/2.0/preview/scim/v2"
 _PERMS = "/api/2.0/permissions/registered-models/{name}"
 _TOKENS = "/api/2.0/token-management"
 SCORING_PATH = "/model/{name}/{ref}/invocations"
+SPLIT_PATH = "/model/{name}/invocations"
+_SCORING_PATHS = (SCORING_PATH, SPLIT_PATH)
 
 ANSWERS: dict[tuple[str, str], type[BaseModel] | None] = {
     ("get", "/health"): s.HealthAnswer,
@@ -64,6 +66,8 @@ ANSWERS: dict[tuple[str, str], type[BaseModel] | None] = {
     ("get", "/api/2.0/regserve/audit-events"): s.AuditEventsAnswer,
     ("get", "/api/2.0/regserve/models/get"): s.ModelViewAnswer,
     ("get", "/api/2.0/regserve/models/get-input-example"): s.InputExampleAnswer,
+    ("get", "/api/2.0/regserve/endpoints/traffic"): s.TrafficAnswer,
+    ("put", "/api/2.0/regserve/endpoints/traffic"): s.Nothing,
     ("get", _PERMS): s.AclAnswer,
     ("put", _PERMS): s.AclAnswer,
     ("patch", _PERMS): s.AclAnswer,
@@ -139,6 +143,7 @@ def complete(spec: dict[str, Any]) -> dict[str, Any]:
     spec["components"]["securitySchemes"] = _SECURITY
     spec["security"] = [{"bearer": []}, {"basic": []}]
     spec["paths"][SCORING_PATH] = {"post": _scoring_operation()}
+    spec["paths"][SPLIT_PATH] = {"post": _split_operation()}
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             _complete_operation(method, path, operation)
@@ -156,7 +161,7 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
             "description": "Prometheus text exposition format (docs/monitoring.md).",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }
-    errors = _SCORING_ERRORS if path == SCORING_PATH else _ERRORS
+    errors = _SCORING_ERRORS if path in _SCORING_PATHS else _ERRORS
     if (method, path) in OPEN_ROUTES:
         operation["security"] = []
         errors = {"400": errors["400"], "401": "Bad or missing X-MLflow-Signature."}
@@ -168,7 +173,7 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
             return
     if (method, path) in _CONFLICTS:
         errors = {**errors, "409": _CONFLICTS[(method, path)]}
-    error = "ScoringErrorAnswer" if path == SCORING_PATH else "ErrorAnswer"
+    error = "ScoringErrorAnswer" if path in _SCORING_PATHS else "ErrorAnswer"
     for status, text in errors.items():
         responses.setdefault(status, {"description": text, "content": _json(error)})
     operation["responses"] = dict(sorted(responses.items()))
@@ -236,3 +241,18 @@ def _scoring_operation() -> dict[str, Any]:
             }
         },
     }
+
+
+def _split_operation() -> dict[str, Any]:
+    operation = _scoring_operation()
+    operation.update(
+        summary="Score with the version the model's traffic config draws",
+        operationId="score_model_name_invocations_post",
+        description="Like the scoring URL with a ref, but the ref is drawn per request from "
+        "the model's traffic config (GET/PUT /api/2.0/regserve/endpoints/traffic); without "
+        "one, the Production version, else the latest READY version. X-Model-Version names "
+        "the version that answered. A copy may go to the config's shadow ref after the answer "
+        "is sent; its answer is never returned. Not for a model name that holds '/'.",
+        parameters=[p for p in operation["parameters"] if p["name"] == "name"],
+    )
+    return operation

@@ -30,6 +30,7 @@ __all__ = [
     "ScoringErrorAnswer",
     "TokenCreatedAnswer",
     "TokenListAnswer",
+    "TrafficAnswer",
     "VersionAliasesAnswer",
     "VersionListAnswer",
     "VersionLogsAnswer",
@@ -299,3 +300,26 @@ class PredictionsAnswer(BaseModel):
     """MLflow's scoring answer (other keys may follow, as MLflow's own server sends them)."""
 
     predictions: Any = Field(..., description="One prediction per input row (or a mapping).")
+
+
+class TrafficRouteAnswer(_Strict):
+    ref: str = Field(..., examples=["1", "champion"])
+    percent: int
+
+
+class EffectiveRoute(_Strict):
+    ref: str
+    percent: float = Field(..., description="Its share now, after unready refs gave theirs.")
+    endpoint_version_name: str = Field(..., description="The version it answers from now.")
+
+
+class TrafficAnswer(_Strict):
+    registered_model_name: str
+    routes: list[TrafficRouteAnswer] = Field(..., description="As set; [] while the default.")
+    shadow: TrafficRouteAnswer | None
+    is_default: bool = Field(
+        ..., description="No config set: the Production version, else the latest READY one."
+    )
+    effective_routes: list[EffectiveRoute] = Field(
+        ..., description="Where traffic goes now ([] while the model is not served)."
+    )

@@ -29,6 +29,7 @@ from regserve.gateways.changes import ROUTES, ChangeFeed
 from regserve.router import ModelRoutes, Router, ServedVersion, Target
 from regserve.states import VersionState
 from regserve.store import StateStore
+from regserve.traffic import TrafficSplit
 from regserve.worker.text import log_safe
 
 __all__ = ["SharedRouter", "TargetCodec", "decode_routes", "encode_routes"]
@@ -69,7 +70,11 @@ def encode_routes(routes: ModelRoutes, codec: TargetCodec) -> str:
         }
         for v in sorted(routes.versions.values(), key=lambda v: int(v.version))
     ]
-    return json.dumps({"versions": versions, "aliases": dict(routes.aliases)}, sort_keys=True)
+    traffic = routes.traffic.to_json() if routes.traffic is not None else None
+    return json.dumps(
+        {"versions": versions, "aliases": dict(routes.aliases), "traffic": traffic},
+        sort_keys=True,
+    )
 
 
 def decode_routes(
@@ -88,7 +93,8 @@ def decode_routes(
             version, str(v["stage"]), VersionState(v["state"]), str(v["state_message"]), target
         )
     aliases = {str(k): str(val) for k, val in data.get("aliases", {}).items()}
-    return ModelRoutes(name, versions, aliases), addresses
+    traffic = TrafficSplit.from_json(data["traffic"]) if data.get("traffic") else None
+    return ModelRoutes(name, versions, aliases, traffic), addresses
 
 
 class SharedRouter(Router):

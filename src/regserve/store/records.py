@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from regserve.states import EndpointState, VersionState
+from regserve.traffic import TrafficSplit
 
 __all__ = [
     "ClusterConfig",
@@ -49,6 +50,8 @@ class EndpointRecord:
     updated_at: int
     model_created_at: int | None = None
     """When the served registered model was created (ms); None until first seen."""
+    traffic: TrafficSplit | None = None
+    """The traffic config of the split URL; None: the default (Production, else latest)."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from regserve.store.records import (
     VersionRecord,
 )
 from regserve.store.tables import EndpointRow, EventRow, MetricRow, VersionRow
+from regserve.traffic import TrafficSplit
 
 __all__ = ["StateStore", "now_ms"]
 
@@ -122,6 +123,7 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
                 s.add(row)
             elif _another_model(row, model_created_at):
                 row.desired_config = default
+                row.traffic = None
             row.enabled = True
             row.model_created_at = model_created_at
             row.state = EndpointState.PENDING.value
@@ -162,6 +164,17 @@ class StateStore(AccessStoreMixin, GatewayStoreMixin):
             if row is not None:
                 row.desired_config = json.dumps(config.to_json())
                 row.updated_at = now_ms()
+
+    def set_traffic(self, model_name: str, split: TrafficSplit | None) -> bool:
+        """Store the traffic config (None: back to the default); False when the model has
+        never been served."""
+        with self._session() as s:
+            row = s.get(EndpointRow, model_name)
+            if row is None:
+                return False
+            row.traffic = json.dumps(split.to_json()) if split is not None else None
+            row.updated_at = now_ms()
+            return True
 
     def set_actual_config(self, model_name: str, config: ClusterConfig | None) -> None:
         with self._session() as s:
@@ -354,6 +367,7 @@ def _endpoint(row: EndpointRow) -> EndpointRecord:
         actual_config=actual,
         updated_at=row.updated_at,
         model_created_at=row.model_created_at,
+        traffic=TrafficSplit.from_json(json.loads(row.traffic)) if row.traffic else None,
     )
 
 

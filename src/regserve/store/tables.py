@@ -48,6 +48,8 @@ class EndpointRow(Base):
     model_created_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     """The served registered model's creation time (ms): another model of the same name,
     created after a deletion, has another one."""
+    traffic: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The traffic config of ``/model/{name}/invocations`` (JSON); None: the default."""
 
 
 class VersionRow(Base):
