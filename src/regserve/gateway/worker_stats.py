@@ -1,4 +1,5 @@
-"""Worker-side figures for ``/metrics``: batch sizes, queue depth, whether a worker answers.
+"""Worker-side figures for ``/metrics``: batch sizes, queue depth, whether a worker answers,
+and which versions are idle (their workers stopped until their next request; not pinged).
 
 They live in the worker processes. Rather than adding anything to the scoring path, the
 gateway pings every served worker when Prometheus scrapes (the PONG carries the batcher's
@@ -30,21 +31,33 @@ class _Pingable(Protocol):
     async def ping(self, timeout: float = ...) -> dict[str, Any]: ...
 
 
+@runtime_checkable
+class _Idling(Protocol):
+    @property
+    def idle(self) -> bool: ...
+
+
 class WorkerStats(Collector):
     """A Prometheus collector fed by :meth:`refresh` (call it right before rendering)."""
 
     def __init__(self, router: Router, registry: CollectorRegistry) -> None:
         self._router = router
         self._stats: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._idle: dict[tuple[str, str], bool] = {}
         registry.register(self)
 
     async def refresh(self) -> None:
         """Ping every served worker at once; keep what each one says (None: no answer)."""
         targets: list[tuple[tuple[str, str], _Pingable]] = []
+        idle: dict[tuple[str, str], bool] = {}
         for routes in self._router.all():
             for served in routes.versions.values():
-                if isinstance(served.target, _Pingable):
-                    targets.append(((routes.name, served.version), served.target))
+                key, target = (routes.name, served.version), served.target
+                if isinstance(target, _Idling):
+                    idle[key] = target.idle
+                if isinstance(target, _Pingable) and not idle.get(key):
+                    targets.append((key, target))
+        self._idle = idle
         answers = await asyncio.gather(*(_ask(target) for _, target in targets))
         self._stats = {key: answer for (key, _), answer in zip(targets, answers, strict=True)}
 
@@ -65,6 +78,14 @@ class WorkerStats(Collector):
             "the worker started.",
             labels=["model", "version"],
         )
+        idle = GaugeMetricFamily(
+            "regserve_version_idle",
+            "1 when the version is idle: its workers were stopped after its idle timeout and "
+            "its next request loads it again (local backend), else 0.",
+            labels=["model", "version"],
+        )
+        for (model, version), is_idle in sorted(self._idle.items()):
+            idle.add_metric([model, version], 1 if is_idle else 0)
         for (model, version), stats in sorted(self._stats.items()):
             up.add_metric([model, version], 0 if stats is None else 1)
             batching = (stats or {}).get("batching")
@@ -75,7 +96,7 @@ class WorkerStats(Collector):
             )
             buckets, total = _buckets(batching.get("batch_sizes") or {})
             sizes.add_metric([model, version], buckets, total)
-        yield from (up, depth, sizes)
+        yield from (up, depth, sizes, idle)
 
 
 async def _ask(target: _Pingable) -> dict[str, Any] | None:
