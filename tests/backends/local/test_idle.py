@@ -32,7 +32,7 @@ from .conftest import Events
 
 ROW = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
 BODY = json.dumps({"dataframe_records": [ROW]}).encode()
-IDLE_AFTER = 2.0
+IDLE_AFTER = scaled(2.0)
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ async def test_an_idle_version_stops_its_workers_and_wakes_for_its_next_request(
     idle = next(e for e in events if e.event_type == "VERSION_IDLE")
     assert idle.state is VersionState.READY
     assert idle.worker_pid is None
-    assert "unloaded after 2 s without a request" in idle.message
+    assert f"unloaded after {IDLE_AFTER:.0f} s without a request" in idle.message
 
     started = time.monotonic()
     assert await predict(replicas) == {"predictions": [2]}
@@ -154,7 +154,7 @@ async def test_never_keeps_a_version_loaded(
 ) -> None:
     replicas = await serve(backend, model, "never")
     pids = worker_pids(idle_settings, replicas)
-    await asyncio.sleep(scaled(IDLE_AFTER * 2))
+    await asyncio.sleep(IDLE_AFTER * 2)
     assert "VERSION_IDLE" not in events.types()
     assert worker_pids(idle_settings, replicas) == pids
     assert all(alive(pid) for pid in pids)
