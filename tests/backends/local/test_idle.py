@@ -177,3 +177,19 @@ async def test_a_version_that_cannot_load_again_fails_with_the_reason(
     assert events[-1].event_type == "VERSION_FAILED"
     assert events[-1].state is VersionState.FAILED
     assert backend.target("iris", "1") is None
+
+
+async def test_a_version_removed_while_it_wakes_lets_its_waiting_requests_go(
+    backend: LocalBackend, idle_settings: Settings, events: Events, model: Path
+) -> None:
+    replicas = await serve(backend, model, f"{IDLE_AFTER:g}")
+    await eventually(lambda: "VERSION_IDLE" in events.types(), "idle", timeout=30)
+    waiting = asyncio.create_task(replicas.request("application/json", BODY, scaled(60)))
+    await asyncio.sleep(0.05)  # it began the wake and waits for it
+    started = time.monotonic()
+    await backend.undeploy("iris", "1")
+    with pytest.raises(UnavailableError, match="retry shortly") as error:
+        await waiting
+    assert error.value.retry_after == 2  # the gateway resolves the ref again
+    assert time.monotonic() - started < scaled(15)  # not REGSERVE_UNAVAILABLE_WAIT (60 s)
+    assert worker_pids(idle_settings, replicas) == []

@@ -166,6 +166,8 @@ class ReplicaSet:
         """When the wake in progress began (``time.monotonic``)."""
         self._stirred: asyncio.Event | None = None
         """Set at the next change of a replica's state (requests waiting for a wake)."""
+        self._closed = False
+        """Stopped or let go of: requests waiting for a wake stop waiting."""
 
     def _new_template(self) -> Template:
         data_dir = self._settings.resolved_data_dir()
@@ -218,7 +220,8 @@ class ReplicaSet:
     def abandon(self) -> None:
         """Stop supervising and let go of the connections, leaving the workers running (with
         their records) for the next regserve process to adopt."""
-        self._abandoned = True
+        self._abandoned = self._closed = True
+        self._stir()
         for task in (self._watchdog, self._idler, self._waking):
             if task is not None:
                 task.cancel()
@@ -232,6 +235,8 @@ class ReplicaSet:
 
     async def stop(self) -> None:
         """SIGTERM every replica (each finishes its in-flight requests) and forget them."""
+        self._closed = True
+        self._stir()
         await self._settled.wait()  # workers being stopped for idleness: stopped first
         tasks = [t for t in (self._watchdog, self._idler, self._waking) if t is not None]
         for task in tasks:
@@ -253,6 +258,7 @@ class ReplicaSet:
     def retire(self, successor: ReplicaSet) -> None:
         """Send the requests that still reach this set to ``successor`` from now on."""
         self.successor = successor
+        self._stir()  # requests waiting for a wake go to it
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout``) until the requests this set sent are answered."""
@@ -332,6 +338,9 @@ class ReplicaSet:
             began = time.monotonic()
             ready = await self._woken(timeout)
             timeout = max(timeout - (time.monotonic() - began), 0.001)
+            successor = self.successor  # retired meanwhile (a cluster update)
+            if successor is not None:
+                return await successor.request(content_type, body, timeout)
         if not ready:
             raise UnavailableError(
                 f"No replica of {self.label} is ready; retry shortly.", retry_after=2
@@ -383,6 +392,10 @@ class ReplicaSet:
         replica.state, replica.message = state, message
         self._ready = tuple(r for r in self.replicas if r.state == VersionState.READY)
         self._emit(event_type, text, replica.pid)
+        self._stir()
+
+    def _stir(self) -> None:
+        """Wake the requests waiting for this set to wake (:meth:`_woken`): look again."""
         stirred, self._stirred = self._stirred, None
         if stirred is not None:
             stirred.set()
@@ -529,11 +542,11 @@ class ReplicaSet:
         """Wake the idle set (once, whoever asks) and wait for a ready replica, at most
         ``timeout`` and ``REGSERVE_UNAVAILABLE_WAIT``; UnavailableError when it failed to load
         (FAILED) or is not ready in time."""
-        if self._waking is None:
+        if self._waking is None and not self._closed:
             self._waking = asyncio.create_task(self._wake(), name=f"wake {self.label}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(timeout, self._settings.unavailable_wait)
-        while not self._ready:
+        while not self._ready and not self._closed and self.successor is None:
             if self.state == VersionState.FAILED:
                 raise UnavailableError(
                     f"Version {self.spec.version} of '{self.spec.model_name}' failed to load "
@@ -554,7 +567,7 @@ class ReplicaSet:
 
     async def _wake(self) -> None:
         await self._settled.wait()
-        if self._abandoned:
+        if self._closed:
             return
         self._woke_at = time.monotonic()
         _log.info("waking %s for a request", log_safe(self.label))
