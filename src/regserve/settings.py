@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         "has no ready replica (starting, restarting) before it answers 503, within its "
         "request_timeout; 0 answers 503 at once.",
     )
+    idle_timeout: float = Field(
+        600.0,
+        ge=0,
+        description="Seconds without a request after which a version's worker processes (its "
+        "replicas and template) are stopped on the local backend, giving their memory back; "
+        "it stays READY and its next request loads it again (forked from the model's warm "
+        "process). 0: never (per model: cluster tag regserve.idle_timeout, seconds or never).",
+    )
     max_queued_requests: int = Field(
         1000,
         ge=0,

@@ -155,3 +155,17 @@ def test_batching_tags_set_each_field_and_reach_the_worker_parser() -> None:
 )
 def test_a_bad_batching_tag_value_keeps_the_default(key: str, value: str) -> None:
     assert _batching((key, value)) == BatchSettings()
+
+
+def test_the_idle_timeout_is_the_tag_else_the_setting_and_never_is_none() -> None:
+    def idle(settings: Settings, **tags: str) -> float | None:
+        return ClusterOptions.of(_config(**tags), settings).idle_timeout
+
+    assert idle(Settings()) == 600
+    assert idle(Settings(idle_timeout=0)) is None
+    assert idle(Settings(), **{"regserve.idle_timeout": "2.5"}) == 2.5
+    assert idle(Settings(), **{"regserve.idle_timeout": " Never "}) is None
+    assert idle(Settings(), **{"regserve.idle_timeout": "0"}) is None
+    assert idle(Settings(idle_timeout=0), **{"regserve.idle_timeout": "30"}) == 30
+    for bad in ("soon", "-1", "1e12"):  # ignored with a warning: the setting
+        assert idle(Settings(idle_timeout=45), **{"regserve.idle_timeout": bad}) == 45

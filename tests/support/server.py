@@ -61,6 +61,9 @@ class RegServeProcess:
             "REGSERVE_ENV_MANAGER": "local",
             # Workers a test leaves behind (SIGTERM keeps them for adoption) do not linger.
             "REGSERVE_ORPHAN_TIMEOUT": "120",
+            # A server a module shares may outlive the 600 s default with a version nobody
+            # scores; only the idle tests (tests/e2e/test_idle.py) ask for idling.
+            "REGSERVE_IDLE_TIMEOUT": "0",
             **{f"REGSERVE_{k.upper()}": v for k, v in settings.items()},
         }
         self.env.pop("MLFLOW_TRACKING_URI", None)

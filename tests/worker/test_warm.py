@@ -169,3 +169,18 @@ def test_the_warm_process_stops_when_orphaned(short_dir: Path) -> None:
     assert process.proc.wait(timeout=30) == 0
     assert "warm process: no supervisor for 10 s, stopping" in process.log()
     assert not alive(process.proc.pid)
+
+
+def test_prime_builds_mlflows_package_map_for_the_templates_forked_later() -> None:
+    """What every ``load_model`` builds to compare a model's requirements with the environment
+    (0.3-1 s) is built once in the warm process, inherited by each forked template."""
+    check = (
+        "import mlflow.utils.requirements_utils as r\n"
+        "from regserve.worker.warm import prime\n"
+        "assert r._PACKAGES_TO_MODULES is None\n"
+        "prime()\n"
+        "assert r._MODULES_TO_PACKAGES and 'sklearn' in r._MODULES_TO_PACKAGES\n"
+        "assert r._PACKAGES_TO_MODULES and 'scikit-learn' in r._PACKAGES_TO_MODULES\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()

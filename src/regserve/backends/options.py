@@ -16,6 +16,10 @@ tags, over the settings they override), parsed once and passed down to the backe
   flavor, sklearn, xgboost, lightgbm, catboost), ``regserve.max_batch_size`` (1 to 1024,
   default 64) and ``regserve.max_batch_wait_ms`` (0 to 1000, default 0): how a model's workers
   batch concurrent requests.
+- ``regserve.idle_timeout`` (seconds, or ``never``; ``REGSERVE_IDLE_TIMEOUT``, 600 by default,
+  0 meaning never): a version with no request for that long has its worker processes stopped
+  (local backend); it stays READY and its next request starts it again
+  (:mod:`regserve.backends.local.idle`).
 - ``regserve.network`` (``host``, the default, or ``none``): ``none`` runs the workers with
   only a loopback interface (:mod:`regserve.sandbox`).
 
@@ -44,6 +48,7 @@ from regserve.store import ClusterConfig
 __all__ = [
     "BATCHING_TAG",
     "FORK_REPLICAS_TAG",
+    "IDLE_TIMEOUT_TAG",
     "MAX_BATCH_SIZE_TAG",
     "MAX_BATCH_WAIT_TAG",
     "MAX_REPLICAS",
@@ -62,10 +67,16 @@ SHARE_WORKERS_TAG = "regserve.share_workers"
 BATCHING_TAG = "regserve.batching"
 MAX_BATCH_SIZE_TAG = "regserve.max_batch_size"
 MAX_BATCH_WAIT_TAG = "regserve.max_batch_wait_ms"
+IDLE_TIMEOUT_TAG = "regserve.idle_timeout"
+_MAX_IDLE_TIMEOUT = 365 * 86400.0
 MAX_REPLICAS = 16
 _WORKER_TAG_PREFIX = "regserve."
 _BATCHING_MODES = ("auto", "on", "off")
-_LIMITS = {MAX_BATCH_SIZE_TAG: (1, 1024), MAX_BATCH_WAIT_TAG: (0, 1000)}
+_LIMITS = {
+    MAX_BATCH_SIZE_TAG: (1, 1024),
+    MAX_BATCH_WAIT_TAG: (0, 1000),
+    IDLE_TIMEOUT_TAG: (0, _MAX_IDLE_TIMEOUT),
+}
 
 _log = logging.getLogger("regserve.supervisor")
 
@@ -111,6 +122,8 @@ class ClusterOptions:
     batching: BatchSettings = field(default_factory=BatchSettings)
     network: bool = True
     """False: no network but loopback (``regserve.network=none``)."""
+    idle_timeout: float | None = None
+    """Seconds without a request before a version's workers stop; None: never."""
     tags: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -127,6 +140,7 @@ class ClusterOptions:
             share_workers=flag(config.tags, SHARE_WORKERS_TAG, settings.share_workers, _log),
             batching=BatchSettings.from_tags(values),
             network=parse_network(values[NETWORK_TAG]) if NETWORK_TAG in values else True,
+            idle_timeout=_idle_timeout(values, settings),
             tags=tuple(config.tags),
         )
 
@@ -169,3 +183,11 @@ def _replicas(
         return parse_replicas(values[REPLICAS_TAG])
     afforded = node_types.node_type_replicas(config.node_type_id) if node_types else 1
     return afforded if afforded > 1 else settings.replicas
+
+
+def _idle_timeout(values: dict[str, str], settings: Settings) -> float | None:
+    """The tag (seconds, or ``never``), else the setting; 0 and ``never`` are None."""
+    if values.get(IDLE_TIMEOUT_TAG, "").strip().lower() == "never":
+        return None
+    seconds = bounded_number(values, IDLE_TIMEOUT_TAG, settings.idle_timeout, _LIMITS, _log)
+    return seconds or None

@@ -1,4 +1,5 @@
-"""Worker-side figures for ``/metrics``: batch sizes, queue depth, whether a worker answers.
+"""Worker-side figures for ``/metrics``: batch sizes, queue depth, whether a worker answers,
+and which versions are idle (their workers stopped until their next request; not pinged).
 
 They live in the worker processes. Rather than adding anything to the scoring path, the
 gateway pings every served worker when Prometheus scrapes (the PONG carries the batcher's
@@ -34,16 +35,24 @@ class _Pingable(Protocol):
     async def ping(self, timeout: float = ...) -> dict[str, Any]: ...
 
 
+@runtime_checkable
+class _Idling(Protocol):
+    @property
+    def idle(self) -> bool: ...
+
+
 class WorkerStats(Collector):
     """A Prometheus collector fed by :meth:`refresh` (call it right before rendering)."""
 
     def __init__(self, router: Router, registry: CollectorRegistry) -> None:
         self._router = router
         self._stats: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._idle: dict[tuple[str, str], bool] = {}
         registry.register(self)
 
     async def refresh(self) -> None:
         """Ping every served worker at once; keep what each one says (None: no answer)."""
+        self._idle = _idle_of(self._router)
         self._stats = await _ping_all(self._router)
 
     def collect(self) -> Iterator[Any]:
@@ -63,6 +72,14 @@ class WorkerStats(Collector):
             "the worker started.",
             labels=["model", "version"],
         )
+        idle = GaugeMetricFamily(
+            "regserve_version_idle",
+            "1 when the version is idle: its workers were stopped after its idle timeout and "
+            "its next request loads it again (local backend), else 0.",
+            labels=["model", "version"],
+        )
+        for (model, version), is_idle in sorted(self._idle.items()):
+            idle.add_metric([model, version], 1 if is_idle else 0)
         for (model, version), stats in sorted(self._stats.items()):
             up.add_metric([model, version], 0 if stats is None else 1)
             batching = (stats or {}).get("batching")
@@ -73,7 +90,7 @@ class WorkerStats(Collector):
             )
             buckets, total = _buckets(batching.get("batch_sizes") or {})
             sizes.add_metric([model, version], buckets, total)
-        yield from (up, depth, sizes)
+        yield from (up, depth, sizes, idle)
 
 
 class BatchTally:
@@ -130,6 +147,16 @@ def _grown(before: dict[int, int], now: dict[int, int]) -> dict[int, int]:
     return {size: n - before.get(size, 0) for size, n in now.items() if n > before.get(size, 0)}
 
 
+def _idle_of(router: Router) -> dict[tuple[str, str], bool]:
+    """Whether each served version that can go idle is idle now."""
+    return {
+        (routes.name, served.version): served.target.idle
+        for routes in router.all()
+        for served in routes.versions.values()
+        if isinstance(served.target, _Idling)
+    }
+
+
 async def _ping_all(router: Router, model: str | None = None) -> dict[tuple[str, str], Any]:
     """Every served version's (of ``model``, or all) PONG at once; None: no answer."""
     targets: list[tuple[tuple[str, str], _Pingable]] = []
@@ -137,8 +164,11 @@ async def _ping_all(router: Router, model: str | None = None) -> dict[tuple[str,
         if model is not None and routes.name != model:
             continue
         for served in routes.versions.values():
-            if isinstance(served.target, _Pingable):
-                targets.append(((routes.name, served.version), served.target))
+            target = served.target
+            if isinstance(target, _Idling) and target.idle:
+                continue  # unloaded: nothing to ask, and a ping must not wake it
+            if isinstance(target, _Pingable):
+                targets.append(((routes.name, served.version), target))
     answers = await asyncio.gather(*(_ask(target) for _, target in targets))
     return {key: answer for (key, _), answer in zip(targets, answers, strict=True)}
 

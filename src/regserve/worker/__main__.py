@@ -55,7 +55,7 @@ from regserve.worker.server import (
 from regserve.worker.shared import SharedServer
 from regserve.worker.template import fork_hazard, serve_template
 from regserve.worker.text import log_safe
-from regserve.worker.warm import preload, serve_warm
+from regserve.worker.warm import preload, prime, serve_warm
 
 _logger = logging.getLogger("regserve.worker")
 
@@ -199,6 +199,7 @@ def _warm(args: argparse.Namespace) -> int:
     modules = [m for m in args.preload.split(",") if m]
     started = time.monotonic()
     preload(modules)
+    prime()
     _logger.info(
         "warm process: %s imported in %.2f s", ", ".join(modules), time.monotonic() - started
     )

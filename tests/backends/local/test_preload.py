@@ -45,3 +45,18 @@ def test_an_unreadable_mlmodel_gives_the_base_modules(tmp_path: Path) -> None:
     assert preload_modules(tmp_path / "missing") == list(BASE_MODULES)
     assert preload_modules(_mlmodel(tmp_path / "bad", "flavors: [unclosed")) == list(BASE_MODULES)
     assert preload_modules(_mlmodel(tmp_path / "list", "- a\n- b\n")) == list(BASE_MODULES)
+
+
+def test_a_serialization_format_adds_the_library_that_reads_the_model_file(
+    tmp_path: Path,
+) -> None:
+    model = _mlmodel(
+        tmp_path / "m",
+        """
+flavors:
+  python_function: {loader_module: mlflow.sklearn}
+  sklearn: {pickled_model: model.skops, serialization_format: skops}
+  my_flavor: {serialization_format: skops}
+""",
+    )
+    assert preload_modules(model) == [*BASE_MODULES, "mlflow.sklearn", "sklearn", "skops.io"]

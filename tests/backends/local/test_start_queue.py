@@ -156,3 +156,17 @@ async def test_a_start_cancelled_while_waiting_leaves_the_line() -> None:
 def test_a_queue_has_at_least_one_slot() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
         StartQueue(0)
+
+
+async def test_a_restart_that_finds_a_free_slot_takes_it_without_settling() -> None:
+    """A version that was serving (crashed, or idle and woken by a request) has callers
+    waiting: it does not wait the 0.2 s for others that might come."""
+    queue = StartQueue(2)
+    log: list[str] = []
+    release = asyncio.Event()
+    release.set()
+    turn = await _hold(queue, "restart", StartPriority.of(Urgency.RESTART, 0), log, release)
+    assert (turn.queued, turn.ahead) == (False, 0)
+    assert turn.waited < 0.1
+    turn = await _hold(queue, "other", OTHER, log, release)
+    assert turn.waited >= 0.2  # the others still settle

@@ -389,6 +389,7 @@ class LocalBackend:
             sandbox=sandbox,
             warm=warm,
             starts=self._starts,
+            idle_timeout=options.idle_timeout,
         )
 
     def _batching(self, model_name: str) -> BatchSettings:

@@ -13,6 +13,9 @@
 - With one replica the state messages and events are those of a plain worker; with more, they
   name the replica ("Replica 2: ...") and the state message counts them ("1 of 2 replicas
   ready; replica 2: ...").
+- A set with no request for its idle timeout stops its workers and template and stays the
+  version's READY target; its next request starts them again and waits for them
+  (:mod:`regserve.backends.local.idle`: ``VERSION_IDLE``, ``VERSION_WOKEN``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.local.client import WorkerClient
+from regserve.backends.local.idle import IDLE_MESSAGE, WAKING_MESSAGE, IdleClock
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import note, read_tail
 from regserve.backends.local.paths import WorkerPaths
@@ -106,6 +111,7 @@ class ReplicaSet:
         sandbox: Sandbox,
         warm: WarmProcess | None = None,
         starts: StartQueue | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self._settings = settings
         self._starts = starts
@@ -145,21 +151,37 @@ class ReplicaSet:
         """Let go of for the next process to adopt: its workers must keep running."""
         self._watchdog: asyncio.Task[None] | None = None
         """Replaces a worker that overruns its requests' deadlines (:meth:`_watch_overruns`)."""
-        self._template = (
-            Template(
-                WorkerPaths.for_template(data_dir, spec.model_name, spec.version, generation),
-                self.label,
-                self._launch_template,
-                self._template_fits,
-                settings.worker_start_timeout,
-                self._place(),
-                self._emit,
-                self._policy,
-            )
-            if fork
-            else None
-        )
+        self._template = self._new_template() if fork else None
         """Forks the replicas from one loaded model (worker/template.py); None: fresh ones."""
+        self._clock = IdleClock(idle_timeout)
+        self._idler: asyncio.Task[None] | None = None
+        """Stops the workers once the set has been idle for its timeout (:meth:`_sleep`)."""
+        self._asleep = False
+        """Its workers were stopped for idleness (and it is not serving again yet)."""
+        self._settled = asyncio.Event()
+        self._settled.set()
+        """Cleared while the workers are being stopped for idleness."""
+        self._waking: asyncio.Task[None] | None = None
+        self._woke_at: float | None = None
+        """When the wake in progress began (``time.monotonic``)."""
+        self._stirred: asyncio.Event | None = None
+        """Set at the next change of a replica's state (requests waiting for a wake)."""
+        self._closed = False
+        """Stopped or let go of: requests waiting for a wake stop waiting."""
+
+    def _new_template(self) -> Template:
+        data_dir = self._settings.resolved_data_dir()
+        spec = self.spec
+        return Template(
+            WorkerPaths.for_template(data_dir, spec.model_name, spec.version, self.generation),
+            self.label,
+            self._launch_template,
+            self._template_fits,
+            self._settings.worker_start_timeout,
+            self._place(),
+            self._emit,
+            self._policy,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -178,6 +200,8 @@ class ReplicaSet:
             self._watchdog = asyncio.create_task(
                 self._watch_overruns(), name=f"overruns {self.label}"
             )
+        if self._clock.timeout is not None:
+            self._idler = asyncio.create_task(self._watch_idle(), name=f"idle {self.label}")
 
     def adopt(self, replica_index: int, process: ProcessHandle, client: WorkerClient) -> None:
         """Serve replica ``replica_index`` from a running worker a previous process left
@@ -196,9 +220,11 @@ class ReplicaSet:
     def abandon(self) -> None:
         """Stop supervising and let go of the connections, leaving the workers running (with
         their records) for the next regserve process to adopt."""
-        self._abandoned = True
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        self._abandoned = self._closed = True
+        self._stir()
+        for task in (self._watchdog, self._idler, self._waking):
+            if task is not None:
+                task.cancel()
         for replica in self.replicas:
             replica.stopping.set()
             if replica.task is not None:
@@ -209,10 +235,16 @@ class ReplicaSet:
 
     async def stop(self) -> None:
         """SIGTERM every replica (each finishes its in-flight requests) and forget them."""
+        self._closed = True
+        self._stir()
+        await self._settled.wait()  # workers being stopped for idleness: stopped first
+        tasks = [t for t in (self._watchdog, self._idler, self._waking) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            await _cancelled(task)
         for replica in self.replicas:
             replica.stopping.set()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
         await asyncio.gather(*(terminate(r.process) for r in self.replicas))
         if self._template is not None:
             await self._template.stop()
@@ -226,6 +258,7 @@ class ReplicaSet:
     def retire(self, successor: ReplicaSet) -> None:
         """Send the requests that still reach this set to ``successor`` from now on."""
         self.successor = successor
+        self._stir()  # requests waiting for a wake go to it
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most ``timeout``) until the requests this set sent are answered."""
@@ -243,13 +276,22 @@ class ReplicaSet:
 
     @property
     def ready(self) -> bool:
-        return bool(self._ready)
+        """It answers requests: a replica is ready, or it is idle (a request wakes it)."""
+        return bool(self._ready) or (self._asleep and self.state == VersionState.READY)
+
+    @property
+    def idle(self) -> bool:
+        """Its workers were stopped for idleness (or are starting again for a request)."""
+        return self._asleep
 
     def pids(self) -> list[int]:
         return [pid for r in self.replicas if (pid := r.pid) is not None]
 
     def summary(self) -> tuple[VersionState, str]:
-        """The version's (state, message) from its replicas'."""
+        """The version's (state, message) from its replicas'; an idle set is READY."""
+        failed = all(r.state == VersionState.FAILED for r in self.replicas)
+        if self._asleep and not self._ready and not failed:
+            return VersionState.READY, WAKING_MESSAGE if self._woke_at else IDLE_MESSAGE
         if len(self.replicas) == 1:
             only = self.replicas[0]
             return only.state, only.message
@@ -290,7 +332,15 @@ class ReplicaSet:
         successor = self.successor
         if successor is not None:
             return await successor.request(content_type, body, timeout)
+        self._clock.touch()
         ready = self._ready
+        if not ready and self._asleep:
+            began = time.monotonic()
+            ready = await self._woken(timeout)
+            timeout = max(timeout - (time.monotonic() - began), 0.001)
+            successor = self.successor  # retired meanwhile (a cluster update)
+            if successor is not None:
+                return await successor.request(content_type, body, timeout)
         if not ready:
             raise UnavailableError(
                 f"No replica of {self.label} is ready; retry shortly.", retry_after=2
@@ -342,6 +392,13 @@ class ReplicaSet:
         replica.state, replica.message = state, message
         self._ready = tuple(r for r in self.replicas if r.state == VersionState.READY)
         self._emit(event_type, text, replica.pid)
+        self._stir()
+
+    def _stir(self) -> None:
+        """Wake the requests waiting for this set to wake (:meth:`_woken`): look again."""
+        stirred, self._stirred = self._stirred, None
+        if stirred is not None:
+            stirred.set()
 
     def tell(self, event_type: str, text: str) -> None:
         """Record an event about the version (its state unchanged): its warm process's."""
@@ -426,6 +483,112 @@ class ReplicaSet:
                     self._emit("WORKER_REPLACED", text, process.pid)
                     process.kill()
 
+    # -- idleness (see regserve.backends.local.idle) --------------------------------------------
+
+    async def _watch_idle(self) -> None:
+        clock = self._clock
+        while True:
+            await asyncio.sleep(clock.check_every())
+            if clock.due() and self._may_sleep():
+                await self._sleep(clock.idle_for())
+
+    def _may_sleep(self) -> bool:
+        return (
+            not self._asleep
+            and not self._abandoned
+            and self.successor is None
+            and not self.inflight
+            and self.all_ready()
+        )
+
+    async def _sleep(self, idle_for: float) -> None:
+        """Stop the workers and the template (the warm process stays); the set stays READY."""
+        # No await before the replicas are out of reach: no request is sent to a worker
+        # being stopped.
+        self._asleep, self._ready, self._woke_at = True, (), None
+        self._settled.clear()
+        try:
+            for replica in self.replicas:
+                replica.stopping.set()
+            await asyncio.gather(*(terminate(r.process) for r in self.replicas))
+            if self._template is not None:
+                await self._template.stop()
+                self._template = self._new_template()  # started again by the next fork
+            for replica in self.replicas:
+                if replica.task is not None:
+                    await _cancelled(replica.task)
+                self._forget_worker(replica)
+        finally:
+            self._settled.set()
+        timeout = self._clock.timeout or 0.0
+        text = (
+            f"Version {self.spec.version} unloaded after {idle_for:.0f} s without a request "
+            f"(idle timeout {timeout:g} s: tag regserve.idle_timeout, REGSERVE_IDLE_TIMEOUT); "
+            "its next request loads it again."
+        )
+        note(self.replicas[0].paths.log, text)
+        self._emit("VERSION_IDLE", text)
+
+    def _forget_worker(self, replica: _Replica) -> None:
+        """``replica`` as before its first start (its worker stopped for idleness)."""
+        replica.task, replica.process, replica.stopping = None, None, asyncio.Event()
+        replica.crashed = replica.forked = False
+        replica.state, replica.message = VersionState.LAUNCHING, IDLE_MESSAGE
+        replica.client.close()
+        for path in (replica.paths.socket, replica.paths.pidfile):
+            path.unlink(missing_ok=True)
+
+    async def _woken(self, timeout: float) -> tuple[_Replica, ...]:
+        """Wake the idle set (once, whoever asks) and wait for a ready replica, at most
+        ``timeout`` and ``REGSERVE_UNAVAILABLE_WAIT``; UnavailableError when it failed to load
+        (FAILED) or is not ready in time."""
+        if self._waking is None and not self._closed:
+            self._waking = asyncio.create_task(self._wake(), name=f"wake {self.label}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(timeout, self._settings.unavailable_wait)
+        while not self._ready and not self._closed and self.successor is None:
+            if self.state == VersionState.FAILED:
+                raise UnavailableError(
+                    f"Version {self.spec.version} of '{self.spec.model_name}' failed to load "
+                    f"again after being idle: {self.summary()[1]}",
+                    retry_after=30,
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise UnavailableError(
+                    f"{self.label} is loading again after being idle; retry shortly.",
+                    retry_after=2,
+                )
+            if self._stirred is None:
+                self._stirred = asyncio.Event()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stirred.wait(), remaining)
+        return self._ready
+
+    async def _wake(self) -> None:
+        await self._settled.wait()
+        if self._closed:
+            return
+        self._woke_at = time.monotonic()
+        _log.info("waking %s for a request", log_safe(self.label))
+        note(self.replicas[0].paths.log, "loading the model again for a request (it was idle)")
+        self._emit()
+        for replica in self.replicas:
+            replica.task = asyncio.create_task(
+                self._supervise(replica),
+                name=f"supervise {self.spec.model_name} v{self.spec.version} r{replica.index}",
+            )
+
+    def _woken_up(self, replica: _Replica, pid: int) -> None:
+        """The first replica serves again after a wake."""
+        took = time.monotonic() - (self._woke_at or time.monotonic())
+        self._asleep, self._waking, self._woke_at = False, None, None
+        text = (
+            f"Version {self.spec.version} loaded again for a request; took {took:.2f} s "
+            f"(worker pid {pid})."
+        )
+        self._set(replica, VersionState.READY, "Serving.", "VERSION_WOKEN", text)
+
     async def _explain(self, replica: _Replica, pid: int, code: int) -> str:
         """How a replica's worker ended: its exit, the cluster limit that killed it, or why
         it was replaced."""
@@ -444,7 +607,10 @@ class ReplicaSet:
 
     def _announce_ready(self, replica: _Replica, pid: int) -> None:
         prefix = self._prefix(replica)
-        if replica.crashed:
+        self._clock.touch()
+        if self._asleep:
+            self._woken_up(replica, pid)
+        elif replica.crashed:
             text = f"{prefix}Worker restarted (pid {pid}) and is serving again."
             self._set(replica, VersionState.READY, "Serving.", "WORKER_RESTARTED", text)
         elif not self._ready:

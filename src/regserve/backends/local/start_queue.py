@@ -18,7 +18,9 @@ replica set waits for a *turn* here, and holds it from its launch until it serve
   seconds (``settle_max`` at most) before it takes it. An enable or a restart of regserve
   begins many starts, each after downloading its model, so they come spread over a second or
   two; without this the first two to finish downloading would take the slots, whatever their
-  priority. A lone start pays ``settle`` (0.2 s) on a start of seconds.
+  priority. A lone start pays ``settle`` (0.2 s) on a start of seconds. A ``RESTART`` (a
+  version that was serving: requests wait for it, e.g. an idle version woken by one) does not
+  settle when a slot is free and nobody waits: nothing that could come is more urgent.
 
 A fork from a template that already runs costs milliseconds and takes no turn (the replica set
 decides that, :mod:`.replicas`). The warm processes take none either: there is one per model
@@ -128,7 +130,8 @@ class StartQueue:
         """Wait for a turn (``ahead`` is told the place while waiting) and hold it in the
         ``async with`` block; it passes to the next waiting start when the block ends."""
         came = time.monotonic()
-        if self._held < self.slots and not self._waiting and self.settle <= 0:
+        urgent = priority.urgency is Urgency.RESTART
+        if self._held < self.slots and not self._waiting and (self.settle <= 0 or urgent):
             self._held += 1
             turn = Turn(False, 0.0, 0)
         else:
