@@ -149,12 +149,13 @@ def _grown(before: dict[int, int], now: dict[int, int]) -> dict[int, int]:
 
 def _idle_of(router: Router) -> dict[tuple[str, str], bool]:
     """Whether each served version that can go idle is idle now."""
-    return {
-        (routes.name, served.version): served.target.idle
-        for routes in router.all()
-        for served in routes.versions.values()
-        if isinstance(served.target, _Idling)
-    }
+    idle: dict[tuple[str, str], bool] = {}
+    for routes in router.all():
+        for served in routes.versions.values():
+            target = served.target
+            if isinstance(target, _Idling):
+                idle[(routes.name, served.version)] = target.idle
+    return idle
 
 
 async def _ping_all(router: Router, model: str | None = None) -> dict[tuple[str, str], Any]:
