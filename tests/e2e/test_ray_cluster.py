@@ -6,7 +6,9 @@ authentication on), and a ``regserve up --backend ray --ray-address`` against it
 item 0: every version went FAILED there (the version's ``runtime_env`` named regserve's
 package in a form Serve's JSON config refuses). Item 3: a second gateway (a follower on the
 same store) is ready only once it reaches the cluster's versions, and then serves them at once.
-One test, in steps, to start the cluster and regserve once. Ray is required in CI
+Item 4: a restart (SIGHUP, and SIGTERM then ``regserve up``) adopts the versions' Serve
+applications, and deploys again only one that changed. One test per story, in steps, on one
+cluster. Ray is required in CI
 (``REGSERVE_TEST_REQUIRE_SERVICES``): when the cluster cannot start, this fails there and
 skips elsewhere.
 """
