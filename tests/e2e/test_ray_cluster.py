@@ -32,6 +32,7 @@ import pytest
 
 from regserve.backends.ray.naming import app_name
 from regserve.sandbox.environ import model_env_file
+from regserve.store import StateStore
 from tests.conftest import require_service
 from tests.support.models import iris_frame
 from tests.support.ray_cluster import RayTestCluster
@@ -183,7 +184,8 @@ def test_a_restart_adopts_the_serve_applications_and_redeploys_only_what_changed
     """Issue 22 item 4. A restart in place (SIGHUP) under load, then SIGTERM and a new
     ``regserve up``: the version's application is taken over (the same replica, no model
     loaded again, WORKER_ADOPTED and no VERSION_DEPLOYING), every request answered 200. Then
-    the model's env file changes while regserve is down: that version is deployed again."""
+    the model's env file changes while regserve is down: that version is deployed again; and
+    the model is disabled while it is down: the application it left is deleted."""
     server = RegServeProcess(tmp_path / "data", backend="ray", ray_address=cluster.address)
     _give_token(server, cluster)
     server.start(timeout=120)
@@ -242,10 +244,24 @@ def test_a_restart_adopts_the_serve_applications_and_redeploys_only_what_changed
         assert types.count("VERSION_DEPLOYING") == 2, types
         wait_for(lambda: len(_replica_logs(cluster, ADOPTED)) == 2, 60, "the new replica's log")
         assert _score_once(server) == expected
+
+        # disabled while regserve is down (in the store, as another gateway would): the next
+        # start deletes the application it left (Serve drains and stops its replica)
+        server.stop(signal.SIGTERM)
+        StateStore(f"sqlite:///{server.data_dir / 'state.db'}").disable(ADOPTED)
+        (newest,) = set(_replica_logs(cluster, ADOPTED)) - set(replicas)  # the redeployed one
+        assert "Graceful shutdown complete" not in newest.read_text(errors="replace")
+        server.start(timeout=180)
+        wait_for(
+            lambda: "Graceful shutdown complete" in newest.read_text(errors="replace"),
+            60,
+            "the left application to be deleted",
+        )
+        log = server.log_path.read_text(errors="replace")
+        assert "deleting the Serve application regserve-adopted" in log
     finally:
         server.stop(signal.SIGINT)
         server.client.close()
-    assert "Deleting app ['regserve-adopted" in server.log_path.read_text(errors="replace")
 
 
 def _assert_adopted(
