@@ -205,8 +205,10 @@ class RayBackend:
         if running is None or running.mark is None:
             return None
         config = self._clusters.get(spec.model_name) or ClusterConfig("local-default")
+        options = ClusterOptions.of(config, self._settings)
         try:
-            wanted = self._deployment(spec, ClusterOptions.of(config, self._settings)).mark
+            _refuse_isolation(options)  # a tag Ray cannot honour: deploying fails with why
+            wanted = self._deployment(spec, options).mark
         except (RegServeError, ModelEnvError):
             return None
         if not wanted.fingerprint or running.mark != wanted:
