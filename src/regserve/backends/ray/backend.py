@@ -23,10 +23,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from regserve.backends.base import Adopted, VersionEvent, VersionListener, VersionSpec
 from regserve.backends.inputs import input_limits
@@ -52,6 +52,7 @@ from regserve.store import ClusterConfig
 __all__ = ["RayBackend"]
 
 _log = logging.getLogger("regserve.ray")
+_T = TypeVar("_T")
 _WATCH_SECONDS = 0.5
 _FOLLOWERS_GRACE_SECONDS = 2.0
 """Seconds between a served version leaving the routing table and its application's deletion.
@@ -114,6 +115,8 @@ class RayBackend:
         self._owner = owner_of(settings)
         self._offered: set[tuple[str, str]] = set()
         """Versions the controller offered to :meth:`adopt`: it wants them served."""
+        self._calls: set[asyncio.Future[Any]] = set()
+        """Serve calls running in threads (see :meth:`_serve_call`)."""
         self._clusters: dict[str, ClusterConfig] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -180,7 +183,7 @@ class RayBackend:
             return None  # deploying says why
         spec = VersionSpec(model_name, version, model_path)
         try:
-            found = await asyncio.to_thread(self._adoptable, spec)
+            found = await self._serve_call(self._adoptable, spec)
         except Exception:  # the Serve controller unreachable...: deploy as usual
             _log.exception("could not look for %s on Ray Serve", app_name(model_name, version))
             return None
@@ -234,7 +237,7 @@ class RayBackend:
 
         try:
             await self._ray_ready()
-            running = await asyncio.to_thread(running_apps)
+            running = await self._serve_call(running_apps)
         except Exception as exc:
             _log.warning("could not look for leftover Serve applications: %s", exc)
             return
@@ -246,7 +249,7 @@ class RayBackend:
             if key in self._offered or key in self._versions:
                 continue
             _log.info("deleting the Serve application %s: no longer served", app.name)
-            await asyncio.to_thread(serve.delete, app.name)
+            await self._serve_call(serve.delete, app.name)
 
     async def close(self, keep_workers: bool = False) -> None:
         """Delete every application regserve made; with ``keep_workers``, on a cluster
@@ -265,7 +268,18 @@ class RayBackend:
             with contextlib.suppress(Exception):
                 await self._connecting  # a thread cannot be cancelled: let it finish
             self._connecting = None  # a next lead connects again
+        await asyncio.gather(*self._calls, return_exceptions=True)
         await asyncio.to_thread(self._cluster.shutdown)
+
+    async def _serve_call(self, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(*args)`` in a thread, which :meth:`close` waits for before it disconnects
+        even when the caller was cancelled (a thread cannot be): a Serve call made after
+        ``ray.shutdown()`` would start a local Ray instance (Serve's client calls
+        ``ray.init()`` when Ray is not initialized), which this process's exit would orphan."""
+        future = asyncio.ensure_future(asyncio.to_thread(call, *args))
+        self._calls.add(future)
+        future.add_done_callback(self._calls.discard)
+        return await asyncio.shield(future)
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         """Keep the config; a changed one is applied to the running versions at once (Serve
@@ -482,7 +496,7 @@ class RayBackend:
             if not watched:
                 continue
             try:
-                status = await asyncio.to_thread(serve.status)
+                status = await self._serve_call(serve.status)
             except Exception as exc:  # the Serve controller restarting: try again next turn
                 _log.warning("could not read Ray Serve's status: %s", exc)
                 continue
