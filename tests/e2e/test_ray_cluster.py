@@ -6,7 +6,9 @@ authentication on), and a ``regserve up --backend ray --ray-address`` against it
 item 0: every version went FAILED there (the version's ``runtime_env`` named regserve's
 package in a form Serve's JSON config refuses). Item 3: a second gateway (a follower on the
 same store) is ready only once it reaches the cluster's versions, and then serves them at once.
-One test, in steps, to start the cluster and regserve once. Ray is required in CI
+Item 4: a restart (SIGHUP, and SIGTERM then ``regserve up``) adopts the versions' Serve
+applications, and deploys again only one that changed. One test per story, in steps, on one
+cluster. Ray is required in CI
 (``REGSERVE_TEST_REQUIRE_SERVICES``): when the cluster cannot start, this fails there and
 skips elsewhere.
 """
@@ -15,12 +17,22 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import mlflow
 import pytest
 
+from regserve.backends.ray.naming import app_name
+from regserve.sandbox.environ import model_env_file
+from regserve.store import StateStore
 from tests.conftest import require_service
 from tests.support.models import iris_frame
 from tests.support.ray_cluster import RayTestCluster
@@ -33,6 +45,7 @@ READY = "VERSION_STATE_READY"
 MODEL = "on-a-cluster"
 # Rows where a weakly regularised model (v1) and a strongly regularised one (v2) disagree.
 ROWS = [0, 50, 58, 70, 100, 133]
+IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +69,7 @@ def server(
     process = RegServeProcess(data_dir, backend="ray", ray_address=cluster.address)
     _give_token(process, cluster)
     yield process.start(timeout=120)
-    process.stop(signal.SIGTERM)
+    process.stop(signal.SIGINT)
     process.client.close()
 
 
@@ -87,8 +100,8 @@ def test_versions_deploy_serve_and_go_on_a_cluster_regserve_did_not_start(
 ) -> None:
     with user_registry(monkeypatch, server.url, ADMIN_TOKEN) as registry:
         _serve_follow_and_archive(cluster, server, registry)
-    # regserve stops: its applications are deleted, the cluster it did not start keeps running
-    server.stop(signal.SIGTERM)
+    # regserve stops (Ctrl-C): its applications are deleted, the cluster keeps running
+    server.stop(signal.SIGINT)
     assert server.process is not None
     assert server.process.returncode == 0
     assert cluster.running()
@@ -160,3 +173,170 @@ def _give_token(process: RegServeProcess, cluster: RayTestCluster) -> None:
     """The cluster's token, as an operator gives it; regserve picks token mode by itself."""
     process.env["RAY_AUTH_TOKEN"] = cluster.env["RAY_AUTH_TOKEN"]
     process.env.pop("RAY_AUTH_MODE", None)
+
+
+ADOPTED = "adopted-on-a-cluster"
+
+
+def test_a_restart_adopts_the_serve_applications_and_redeploys_only_what_changed(
+    cluster: RayTestCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22 item 4. A restart in place (SIGHUP) under load, then SIGTERM and a new
+    ``regserve up``: the version's application is taken over (the same replica, no model
+    loaded again, WORKER_ADOPTED and no VERSION_DEPLOYING), every request answered 200. Then
+    the model's env file changes while regserve is down: that version is deployed again; and
+    the model is disabled while it is down: the application it left is deleted."""
+    server = RegServeProcess(tmp_path / "data", backend="ray", ray_address=cluster.address)
+    _give_token(server, cluster)
+    server.start(timeout=120)
+    try:
+        with user_registry(monkeypatch, server.url, ADMIN_TOKEN) as registry:
+            assert registry.register(ADOPTED) == "1"
+        assert server.enable(ADOPTED).status_code == 200
+        server.wait_version_state(ADOPTED, "1", READY, timeout=240)
+        replicas = _replica_logs(cluster, ADOPTED)
+        assert len(replicas) == 1, replicas
+        expected = _score_once(server)
+        assert expected[0] == 200, expected
+
+        # SIGHUP (`regserve restart`) with requests in flight throughout: none fails
+        load = _Load(server.url, expected).start()
+        try:
+            wait_for(lambda: len(load.answered) >= 20, 60, "traffic before the restart")
+            before = server.health()["boot_id"]
+            restart = [sys.executable, "-m", "regserve.cli", "restart"]
+            done = subprocess.run(
+                [*restart, "--data-dir", str(server.data_dir)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            restarted_at = time.monotonic()
+            wait_for(lambda: _boot_id(server) not in (None, before), 120, "the new image")
+            wait_for(lambda: server.health()["status"] == "ok", 180, "the new image to be ready")
+            wait_for(lambda: load.answered[-1][0] > restarted_at + 1, 60, "traffic after")
+        finally:
+            load.finish()
+        assert load.failures == []
+        slowest = max(seconds for _, seconds in load.answered)
+        print(f"\nSIGHUP: {len(load.answered)} requests, 0 failed; slowest {slowest:.2f} s")
+        _assert_adopted(server, cluster, replicas, adoptions=1)
+
+        # SIGTERM leaves the application for the next `regserve up`, which adopts it
+        server.stop(signal.SIGTERM)
+        assert server.process is not None
+        assert server.process.returncode == 0
+        server.start(timeout=180)
+        _assert_adopted(server, cluster, replicas, adoptions=2)
+        assert _score_once(server) == expected
+
+        # changed while regserve was down (the model's env file): deployed again, new replica
+        server.stop(signal.SIGTERM)
+        env_file = model_env_file(server.data_dir / "model-env", ADOPTED)
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        env_file.write_text("GREETING=changed\n")
+        server.start(timeout=180)
+        server.wait_version_state(ADOPTED, "1", READY, timeout=240)
+        types = [e["event_type"] for e in server.events(ADOPTED)]
+        assert types.count("WORKER_ADOPTED") == 2, types
+        assert types.count("VERSION_DEPLOYING") == 2, types
+        wait_for(lambda: len(_replica_logs(cluster, ADOPTED)) == 2, 60, "the new replica's log")
+        assert _score_once(server) == expected
+
+        # disabled while regserve is down (in the store, as another gateway would): the next
+        # start deletes the application it left (Serve drains and stops its replica)
+        server.stop(signal.SIGTERM)
+        StateStore(f"sqlite:///{server.data_dir / 'state.db'}").disable(ADOPTED)
+        (newest,) = set(_replica_logs(cluster, ADOPTED)) - set(replicas)  # the redeployed one
+        assert "Graceful shutdown complete" not in newest.read_text(errors="replace")
+        server.start(timeout=180)
+        wait_for(
+            lambda: "Graceful shutdown complete" in newest.read_text(errors="replace"),
+            60,
+            "the left application to be deleted",
+        )
+        log = server.log_path.read_text(errors="replace")
+        assert "deleting the Serve application regserve-adopted" in log
+    finally:
+        server.stop(signal.SIGINT)
+        server.client.close()
+
+
+def _assert_adopted(
+    server: RegServeProcess, cluster: RayTestCluster, replicas: list[Path], adoptions: int
+) -> None:
+    version = server.versions(ADOPTED)["1"]
+    assert version["state"] == READY, version
+    assert "adopted after a regserve restart" in version["state_message"], version
+    types = [e["event_type"] for e in server.events(ADOPTED)]
+    assert types.count("WORKER_ADOPTED") == adoptions, types
+    assert types.count("VERSION_DEPLOYING") == 1, types  # deployed once, at the start
+    # the same replica serves: no new one was started, and it loaded the model once
+    assert _replica_logs(cluster, ADOPTED) == replicas
+    loads = replicas[0].read_text(errors="replace").count("loading model")
+    assert loads == 1, loads
+
+
+def _replica_logs(cluster: RayTestCluster, model: str) -> list[Path]:
+    """Serve's log file of each replica the version's application ever had (named by the
+    replica's id), on either node."""
+    pattern = f"replica_{app_name(model, '1')}_v1_*.log"
+    found = []
+    for node in (cluster.head_dir, cluster.worker_dir):
+        found += (node / "session_latest" / "logs" / "serve").glob(pattern)
+    return sorted(found)
+
+
+def _score_once(server: RegServeProcess) -> tuple[int, str]:
+    r = server.score(ADOPTED, "1", {"dataframe_records": [IRIS_ROW]})
+    return r.status_code, r.text
+
+
+def _boot_id(server: RegServeProcess) -> str | None:
+    try:
+        return str(server.health()["boot_id"])
+    except httpx.HTTPError:  # the new image not listening yet: the request waits
+        return None
+
+
+@dataclass
+class _Load:
+    """Two clients scoring version 1 continuously; every outcome but ``expected`` a failure."""
+
+    url: str
+    expected: tuple[int, str]
+    stop: threading.Event = field(default_factory=threading.Event)
+    answered: list[tuple[float, float]] = field(default_factory=list)
+    """(finished at, seconds) of each expected answer."""
+    failures: list[str] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> _Load:
+        self.threads = [threading.Thread(target=self._run) for _ in range(2)]
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        url = f"/model/{ADOPTED}/1/invocations"
+        with httpx.Client(base_url=self.url, headers=headers, timeout=180) as client:
+            while not self.stop.is_set() and len(self.answered) < 5000:
+                began = time.monotonic()
+                try:
+                    r = client.post(url, json={"dataframe_records": [IRIS_ROW]})
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if (r.status_code, r.text) == self.expected:
+                    self.answered.append((time.monotonic(), time.monotonic() - began))
+                else:
+                    self.failures.append(f"{r.status_code}: {r.text[:200]}")
+                time.sleep(0.02)  # bounded: about 50 requests a second per client at most
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=200)

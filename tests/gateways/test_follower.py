@@ -77,3 +77,45 @@ def test_a_follower_names_what_it_cannot_reach_until_its_codec_connects(
         await asyncio.gather(writing, following, return_exceptions=True)
 
     asyncio.run(scenario())
+
+
+def test_a_new_leader_reaches_the_stored_routes_once_its_codec_connects(
+    store: StateStore,
+) -> None:
+    """After a restart on Ray: the stored table names the applications the previous process
+    left; the new leader serves them as soon as it is connected, before its controller adopts
+    them (``route_stored``, tried again when the codec wakes it)."""
+    before = SharedRouter(store, _CodecConnectingLater(), change_feed_for(store, "gw-a"))
+    codec = _CodecConnectingLater()
+    restarted = SharedRouter(store, codec, change_feed_for(store, "gw-b"), interval=60)
+
+    async def scenario() -> None:
+        before.lead()
+        writing = asyncio.create_task(before.write_loop())
+        ready = ServedVersion("1", "None", VersionState.READY, "", _Answer())
+        before.publish(ModelRoutes("m", {"1": ready}, {}))
+        for _ in range(100):
+            if store.all_routes():
+                break
+            await asyncio.sleep(0.02)
+        writing.cancel()
+        await asyncio.gather(writing, return_exceptions=True)
+
+        restarted.lead()
+        await restarted.route_stored()
+        following = asyncio.create_task(restarted.follow_loop())
+        await asyncio.sleep(0.2)
+        routes = restarted.get("m")
+        assert routes is not None
+        assert routes.versions["1"].target is None  # known, not reachable yet: requests wait
+
+        codec.connected = True
+        codec.wake()  # as RayTargets does once connected
+        await asyncio.sleep(0.2)
+        routes = restarted.get("m")
+        assert routes is not None
+        assert routes.versions["1"].target is not None
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+
+    asyncio.run(scenario())

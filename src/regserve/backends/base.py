@@ -58,8 +58,11 @@ class VersionSpec:
 class Adopted:
     """A worker a previous regserve process started, now serving for this one."""
 
-    pid: int
+    pid: int | None
+    """The worker's process (None where a version has no one process: on Ray)."""
     env_key: str | None = None
+    described: str = ""
+    """What was adopted, in a few words, where there is no pid (on Ray, the application)."""
 
 
 @dataclass(frozen=True)

@@ -428,11 +428,11 @@ class Controller:
         if self._envs is not None and adopted.env_key is not None:
             self._envs.acquire(adopted.env_key, (name, version))
         pid = adopted.pid
-        message = f"Serving (worker pid {pid}, adopted after a regserve restart)."
+        what = f"worker pid {pid}" if pid is not None else adopted.described
+        message = f"Serving ({what}, adopted after a regserve restart)."
         await self._set_version(name, served, version, VersionState.READY, message, worker_pid=pid)
-        text = (
-            f"Worker pid {pid} of version {version} adopted: it kept running through the restart."
-        )
+        text = f"{what[:1].upper()}{what[1:]} of version {version} adopted: it kept running "
+        text += "through the restart."
         await self._event(name, "WORKER_ADOPTED", text, version)
         return True
 

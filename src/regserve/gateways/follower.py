@@ -116,6 +116,8 @@ class SharedRouter(Router):
         self._targets: dict[tuple[str, str], tuple[tuple[str, ...], Target]] = {}
         self._stored: set[str] = set()
         """Models routed by the stored table while leading, until the controller publishes."""
+        self._stored_unreached: set[str] = set()
+        """Of those, the ones with a version not reached yet (on Ray, until connected)."""
         self._unreached: set[str] = set()
 
     # -- the leader's side -------------------------------------------------------------------
@@ -137,11 +139,23 @@ class SharedRouter(Router):
         for name, body in sorted(bodies.items()):
             if self.leading and self.get(name) is None:
                 self._stored.add(name)
-                self._follow_model(name, body)
+                if not self._follow_model(name, body):
+                    self._stored_unreached.add(name)
+
+    async def _reach_stored(self) -> None:
+        """Leading: try again the stored routes not reached yet (Ray just connected: the
+        applications a previous process left answer before the controller adopts them)."""
+        bodies = await asyncio.to_thread(self._store.all_routes)
+        for name in sorted(self._stored_unreached):
+            body = bodies.get(name)
+            gone = body is None or not self.leading or name not in self._stored
+            if body is None or gone or self._follow_model(name, body):
+                self._stored_unreached.discard(name)
 
     def _unstore(self, name: str) -> None:
         """The controller owns ``name``'s routes now: close the stored table's targets (a
         request in flight on one is sent again, to the controller's)."""
+        self._stored_unreached.discard(name)
         if name in self._stored:
             self._stored.discard(name)
             self._drop_targets(name, keep=set())
@@ -160,6 +174,7 @@ class SharedRouter(Router):
         self._targets.clear()
         self._seen.clear()
         self._stored.clear()
+        self._stored_unreached.clear()
         self._unreached.clear()
 
     def follow(self) -> None:
@@ -168,6 +183,7 @@ class SharedRouter(Router):
         self._dirty.clear()
         self._seen.clear()
         self._stored.clear()
+        self._stored_unreached.clear()
         self._wake.set()
 
     async def write_loop(self) -> None:
@@ -210,11 +226,13 @@ class SharedRouter(Router):
         """While following: reload the table every interval, or at once when woken."""
         self._codec.start(self.wake)
         while True:
-            if not self.leading:
-                try:
+            try:
+                if not self.leading:
                     await self.refresh()
-                except Exception:
-                    _log.exception("could not read the routing table")
+                elif self._stored_unreached:
+                    await self._reach_stored()
+            except Exception:
+                _log.exception("could not read the routing table")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
             self._wake.clear()

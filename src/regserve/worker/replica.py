@@ -74,6 +74,11 @@ class ScoringReplica:
             response = protocol.error_response(500, "INTERNAL_ERROR", type(error).__name__)
         return response.status, response.content_type, response.body
 
+    def reconfigure(self, user_config: object) -> None:
+        """Serve hands the deployment's ``user_config``: regserve's mark of who deployed it
+        and from what, read back from Serve by the next regserve process to adopt the
+        application (``backends/ray/adoption.py``). Nothing for the replica to do."""
+
     def describe(self) -> wire.Pong:
         """Who answers: pid, name, version, MLflow and Python versions (as a worker's PONG)."""
         return describe(self._server.name, self._server.version, self._server.state)

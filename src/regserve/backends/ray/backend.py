@@ -9,6 +9,11 @@ new version must not restart the replicas of the versions already serving.
 States come from Serve: a watcher reads ``serve.status()`` every half second while versions
 are deployed and reports each change (``status.py``) as a :class:`VersionEvent`. The gateway
 reaches a READY version through its :class:`~.target.RayTarget` (a DeploymentHandle).
+
+Across a restart on a cluster regserve did not start (``--ray-address``) the applications keep
+running, and the next process adopts those that are still what it would deploy
+(``adoption.py``); a Ray instance regserve started itself stops with it, and its versions are
+deployed again.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from regserve.backends.base import Adopted, VersionEvent, VersionListener, VersionSpec
 from regserve.backends.inputs import input_limits
@@ -29,6 +34,7 @@ from regserve.backends.local.kept_logs import KeptLog, keep, log_times, prune, r
 from regserve.backends.local.logs import read_tail, retire_logs
 from regserve.backends.local.paths import WorkerPaths, log_dir_for
 from regserve.backends.options import BatchSettings, ClusterOptions
+from regserve.backends.ray.adoption import Mark, RunningApp, fingerprint, owner_of, running_apps
 from regserve.backends.ray.cluster import RayCluster, reclaim_signals, shipped_package
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
@@ -46,12 +52,26 @@ from regserve.store import ClusterConfig
 __all__ = ["RayBackend"]
 
 _log = logging.getLogger("regserve.ray")
+_T = TypeVar("_T")
 _WATCH_SECONDS = 0.5
 _FOLLOWERS_GRACE_SECONDS = 2.0
 """Seconds between a served version leaving the routing table and its application's deletion.
 Follower gateways reload the table every second (at once when notified) and keep a handle
 until then; a request sent through a handle to a deleted application waits for a replica
 until its deadline (504), where one sent before the deletion is answered (Serve drains)."""
+
+
+@dataclass
+class _Deployment:
+    """What a version is deployed with: ``Deployment.options`` (its mark as the
+    ``user_config``) and the replica's arguments."""
+
+    plan: ReplicaPlan
+    runtime_env: dict[str, Any]
+    notes: list[str]
+    options: dict[str, Any]
+    args: tuple[Any, ...]
+    mark: Mark
 
 
 @dataclass
@@ -92,6 +112,11 @@ class RayBackend:
             ship_package=settings.env_manager == "virtualenv",
         )
         self._versions: dict[tuple[str, str], _Version] = {}
+        self._owner = owner_of(settings)
+        self._offered: set[tuple[str, str]] = set()
+        """Versions the controller offered to :meth:`adopt`: it wants them served."""
+        self._calls: set[asyncio.Future[Any]] = set()
+        """Serve calls running in threads (see :meth:`_serve_call`)."""
         self._clusters: dict[str, ClusterConfig] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -145,16 +170,95 @@ class RayBackend:
             ) from exc
 
     async def adopt(self, model_name: str, version: str, model_path: Path) -> Adopted | None:
-        """Serve applications are not adopted across a restart: each version is redeployed."""
-        return None
+        """Take over the version's application if a previous process left it running with
+        the mark this process would deploy it with (``adoption.py``) and Serve says it serves:
+        READY at once, the same replicas. None: deploy it (again)."""
+        key = (model_name, version)
+        self._offered.add(key)
+        if key in self._versions or self._connecting is None:
+            return None
+        try:
+            await self._ray_ready()
+        except RegServeError:
+            return None  # deploying says why
+        spec = VersionSpec(model_name, version, model_path)
+        try:
+            found = await self._serve_call(self._adoptable, spec)
+        except Exception:  # the Serve controller unreachable...: deploy as usual
+            _log.exception("could not look for %s on Ray Serve", app_name(model_name, version))
+            return None
+        if found is None:
+            return None
+        entry, running = found
+        self._versions[key] = entry
+        replicas = ", ".join(running.replica_ids) or "none running: scaled to zero"
+        self._note(spec, f"Ray Serve application {entry.app} adopted (replicas {replicas}).")
+        return Adopted(
+            None,
+            described=f"Ray Serve application {entry.app} ({len(running.replica_ids)} "
+            f"replica(s): {replicas})",
+        )
+
+    def _adoptable(self, spec: VersionSpec) -> tuple[_Version, RunningApp] | None:
+        """The version's running application, made READY, if it may be adopted (blocking)."""
+        from ray import serve
+
+        entry = _Version(spec, app_name(spec.model_name, spec.version))
+        running = running_apps().get(entry.app)
+        if running is None or running.mark is None:
+            return None
+        config = self._clusters.get(spec.model_name) or ClusterConfig("local-default")
+        options = ClusterOptions.of(config, self._settings)
+        try:
+            _refuse_isolation(options)  # a tag Ray cannot honour: deploying fails with why
+            wanted = self._deployment(spec, options).mark
+        except (RegServeError, ModelEnvError):
+            return None
+        if not wanted.fingerprint or running.mark != wanted:
+            _log.info("%s differs from what would be deployed now: deploying it", entry.app)
+            return None
+        view = _view(serve.status(), entry)
+        state, message = version_state(view, was_ready=True)
+        if state != VersionState.READY:
+            return None
+        handle = serve.get_deployment_handle(deployment_name(spec.version), app_name=entry.app)
+        entry.target = RayTarget(handle, entry.label, entry.app, deployment_name(spec.version))
+        entry.state, entry.message, entry.ever_ready = state, message, True
+        entry.replicas, entry.submitted = view.running_replicas, True
+        return entry, running
 
     async def release_leftovers(self) -> None:
-        """Nothing is left over to release (see :meth:`adopt`)."""
+        """Delete the applications this installation's previous process left that this one
+        did not want (versions archived, models disabled while it was down). Applications of
+        another installation, or with no mark, are not touched."""
+        if self._connecting is None or not self._cluster.address:
+            return  # a Ray instance started here: it holds only this process's applications
+        from ray import serve
+
+        try:
+            await self._ray_ready()
+            running = await self._serve_call(running_apps)
+        except Exception as exc:
+            _log.warning("could not look for leftover Serve applications: %s", exc)
+            return
+        for app in running.values():
+            mark = app.mark
+            if mark is None or mark.owner != self._owner:
+                continue
+            key = (mark.model, mark.version)
+            if key in self._offered or key in self._versions:
+                continue
+            _log.info("deleting the Serve application %s: no longer served", app.name)
+            await self._serve_call(serve.delete, app.name)
 
     async def close(self, keep_workers: bool = False) -> None:
-        """Delete every application regserve made (``keep_workers`` is not honoured: the
-        Ray backend does not adopt applications, so none is left for the next process). No
+        """Delete every application regserve made; with ``keep_workers``, on a cluster
+        regserve did not start, leave them running for the next process to adopt (a Ray
+        instance started here stops with this process, and its applications with it). No
         grace for the other gateways here: nothing serves these versions after this."""
+        if keep_workers and self._cluster.address:
+            await asyncio.gather(*(_settle(v) for v in self._versions.values()))
+            self._versions.clear()
         await asyncio.gather(*(self._undeploy(m, v, 0) for m, v in list(self._versions)))
         if self._watcher is not None:
             self._watcher.cancel()
@@ -164,7 +268,18 @@ class RayBackend:
             with contextlib.suppress(Exception):
                 await self._connecting  # a thread cannot be cancelled: let it finish
             self._connecting = None  # a next lead connects again
+        await asyncio.gather(*self._calls, return_exceptions=True)
         await asyncio.to_thread(self._cluster.shutdown)
+
+    async def _serve_call(self, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(*args)`` in a thread, which :meth:`close` waits for before it disconnects
+        even when the caller was cancelled (a thread cannot be): a Serve call made after
+        ``ray.shutdown()`` would start a local Ray instance (Serve's client calls
+        ``ray.init()`` when Ray is not initialized), which this process's exit would orphan."""
+        future = asyncio.ensure_future(asyncio.to_thread(call, *args))
+        self._calls.add(future)
+        future.add_done_callback(self._calls.discard)
+        return await asyncio.shield(future)
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         """Keep the config; a changed one is applied to the running versions at once (Serve
@@ -290,25 +405,22 @@ class RayBackend:
         spec = version.spec
         config = self._clusters.get(spec.model_name) or ClusterConfig("local-default")
         options = ClusterOptions.of(config, self._settings)
-        plan = plan_replicas(options, self._node_types)
-        batching = options.batching
         try:
             _refuse_isolation(options)
             await self._ray_ready()
-            model_env = read_model_env(self._model_env_dir, spec.model_name)
-            runtime_env, notes = runtime_env_for(
-                spec.model_path, self._settings.env_manager, shipped_package(), model_env
-            )
-            for note in notes:
+            deployment = self._deployment(spec, options)
+            for note in deployment.notes:
                 self._note(spec, note)
-            shown = {**runtime_env, "env_vars": sorted(model_env)} if model_env else runtime_env
+            runtime_env = deployment.runtime_env
+            env_vars = runtime_env.get("env_vars")
+            shown = {**runtime_env, "env_vars": sorted(env_vars)} if env_vars else runtime_env
             self._note(
                 spec,
                 f"deploying as Ray Serve application {version.app}: "
-                f"{plan.describe()}; runtime_env {shown or 'none'}",
+                f"{deployment.plan.describe()}; runtime_env {shown or 'none'}",
             )
             version.submitting = True
-            handle = await asyncio.to_thread(self._run_app, version, plan, batching, runtime_env)
+            handle = await asyncio.to_thread(self._run_app, deployment)
         except RegServeError as exc:
             self._fail(version, exc.message)
             return
@@ -324,43 +436,25 @@ class RayBackend:
         )
         version.submitted = True
 
-    def _run_app(
-        self,
-        version: _Version,
-        plan: ReplicaPlan,
-        batching: BatchSettings,
-        runtime_env: dict[str, Any],
-    ) -> Any:
-
-        from regserve.worker.replica import ScoringReplica
-
-        with self._building:
-            return self._run_app_locked(version, plan, batching, runtime_env, ScoringReplica)
-
-    def _run_app_locked(
-        self,
-        version: _Version,
-        plan: ReplicaPlan,
-        batching: BatchSettings,
-        runtime_env: dict[str, Any],
-        replica: type,
-    ) -> Any:
-        from ray import serve
-        from ray.serve.api import RunTarget
-
-        spec = version.spec
-        options = plan.deployment_options()
+    def _deployment(self, spec: VersionSpec, options: ClusterOptions) -> _Deployment:
+        """What the version is deployed with now (Ray connected: the runtime_env names the
+        package uploaded to it). Raises ModelEnvError for an env file that cannot be used."""
+        plan = plan_replicas(options, self._node_types)
+        batching: BatchSettings = options.batching
+        model_env = read_model_env(self._model_env_dir, spec.model_name)
+        runtime_env, notes = runtime_env_for(
+            spec.model_path, self._settings.env_manager, shipped_package(), model_env
+        )
+        deployment_options = plan.deployment_options()
         if runtime_env:
-            options["ray_actor_options"]["runtime_env"] = runtime_env
-        wrapped: Any = serve.deployment(replica)  # Serve's overloads hide Deployment
-        deployment = wrapped.options(
+            deployment_options["ray_actor_options"]["runtime_env"] = runtime_env
+        deployment_options.update(
             name=deployment_name(spec.version),
             # The first request to a deployment scaled to zero waits for a replica to load.
             health_check_period_s=10,
             graceful_shutdown_timeout_s=self._settings.request_timeout,
-            **options,
         )
-        application = deployment.bind(
+        args = (
             str(spec.model_path),
             spec.model_name,
             spec.version,
@@ -370,9 +464,24 @@ class RayBackend:
             "ray.serve",
             input_limits(self._settings).to_json(),
         )
-        run = RunTarget(application, name=version.app, route_prefix=None)
-        handles = serve.run_many([run], wait_for_applications_running=False)
-        return handles[0]
+        digest = fingerprint(deployment_options, args, spec.model_path)
+        mark = Mark(self._owner, spec.model_name, spec.version, digest)
+        deployment_options["user_config"] = mark.to_user_config()
+        return _Deployment(plan, runtime_env, notes, deployment_options, args, mark)
+
+    def _run_app(self, deployment: _Deployment) -> Any:
+        from ray import serve
+        from ray.serve.api import RunTarget
+
+        from regserve.worker.replica import ScoringReplica
+
+        with self._building:
+            wrapped: Any = serve.deployment(ScoringReplica)  # Serve's overloads hide Deployment
+            application = wrapped.options(**deployment.options).bind(*deployment.args)
+            mark = deployment.mark
+            run = RunTarget(application, name=app_name(mark.model, mark.version), route_prefix=None)
+            handles = serve.run_many([run], wait_for_applications_running=False)
+            return handles[0]
 
     # -- watching Serve ----------------------------------------------------------------------
 
@@ -387,7 +496,7 @@ class RayBackend:
             if not watched:
                 continue
             try:
-                status = await asyncio.to_thread(serve.status)
+                status = await self._serve_call(serve.status)
             except Exception as exc:  # the Serve controller restarting: try again next turn
                 _log.warning("could not read Ray Serve's status: %s", exc)
                 continue
@@ -449,6 +558,18 @@ class RayBackend:
             self.log_file(spec.model_name, spec.version).open("a") as log,
         ):
             log.write(f"{stamp} [regserve] {line}\n")
+
+
+async def _settle(version: _Version) -> None:
+    """Let a submission under way finish (Serve is being asked in a thread), or stop one that
+    has not asked yet: the application is left as it is, for the next process."""
+    task = version.task
+    if task is None or task.done():
+        return
+    if not version.submitting:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 def _key(version: _Version) -> tuple[str, str]:
