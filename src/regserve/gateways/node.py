@@ -56,7 +56,8 @@ class GatewayNode:
         self._interval = interval
         self.elector = LeaderElector(lock, self._elected, self._lost, interval)
         self._controlling: asyncio.Task[None] | None = None
-        self.leader: str | None = None
+        self._seen_leader: str | None = None
+        """The leader as the store last named it (read while this gateway follows)."""
 
     @property
     def leading(self) -> bool:
@@ -65,6 +66,13 @@ class GatewayNode:
     @property
     def role(self) -> str:
         return "leader" if self.leading else "follower"
+
+    @property
+    def leader(self) -> str | None:
+        """The gateway that leads, as /health shows it: this one from the moment it holds the
+        lock (its own record in the store is written once its controller runs), else the one
+        the store last named."""
+        return self.gateway_id if self.leading else self._seen_leader
 
     def loops(self) -> list[tuple[Coroutine[Any, Any, None], str]]:
         """The coroutines to run for the process' lifetime, with their names."""
@@ -83,7 +91,6 @@ class GatewayNode:
 
     async def _elected(self) -> None:
         _log.info("gateway %s leads: its controller reconciles", self.gateway_id)  # the usual
-        self.leader = self.gateway_id
         self._router.lead()
         enabled = {e.model_name for e in await asyncio.to_thread(self._store.list_endpoints)}
         for routes in self._router.all():
@@ -107,7 +114,7 @@ class GatewayNode:
         await self._stop_controlling()
         await self._controller.stand_down()
         self._router.follow()
-        self.leader = None
+        self._seen_leader = None
         with contextlib.suppress(Exception):  # the database may be what was lost
             await self._event(
                 "LEADER_LOST",
@@ -128,7 +135,7 @@ class GatewayNode:
             if not self.leading:
                 with contextlib.suppress(Exception):
                     found = await asyncio.to_thread(self._store.get_leader, LOCK_NAME)
-                    self.leader = found.holder if found else None
+                    self._seen_leader = found.holder if found else None
             await asyncio.sleep(self._interval)
 
     async def _event(self, event_type: str, message: str) -> None:
