@@ -37,6 +37,7 @@ __all__ = [
     "EXIT_USAGE",
     "FORMATS",
     "HostOption",
+    "ModelArg",
     "OutputOption",
     "ProfileOption",
     "Remote",
@@ -52,6 +53,7 @@ EXIT_AUTH = 3  # no, wrong or expired token, or not allowed
 EXIT_NOT_FOUND = 4  # no such model, version or route
 EXIT_UNREACHABLE = 5  # no answer, timed out, or still unavailable after the retries
 
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="The registered model.")]
 HostOption = Annotated[
     Optional[str],  # noqa: UP045 - typer reads the annotation at runtime
     typer.Option(

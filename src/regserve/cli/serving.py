@@ -11,6 +11,7 @@ from rich.console import Console
 
 from regserve.cli.remote import (
     HostOption,
+    ModelArg,
     OutputOption,
     ProfileOption,
     Remote,
@@ -25,7 +26,6 @@ __all__ = ["cluster_app", "register", "serving_app"]
 
 serving_app = typer.Typer(help="Enable, disable and watch serving.", no_args_is_help=True)
 cluster_app = typer.Typer(help="Show and change a model's serving cluster.", no_args_is_help=True)
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="The registered model.")]
 
 
 def _time(ms: int) -> str:

@@ -8,6 +8,7 @@ import typer
 
 from regserve.cli.remote import (
     HostOption,
+    ModelArg,
     OutputOption,
     ProfileOption,
     Remote,
@@ -22,7 +23,6 @@ traffic_app = typer.Typer(
     help="Split /model/MODEL/invocations between versions (canaries, A/B tests, shadows).",
     no_args_is_help=True,
 )
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="The registered model.")]
 
 
 @traffic_app.command("show")
