@@ -353,43 +353,9 @@
     drawEvents("model-events", r && r.ok ? r.data.events : [], true);
   }
 
-  // -- traffic (read-only) ----------------------------------------------------------------------
+  // -- traffic (traffic.js) ---------------------------------------------------------------------
 
-  async function refreshTraffic() {
-    $("split-url").textContent = `${location.origin}/model/${encodeURIComponent(MODEL)}/invocations`;
-    const r = await api("GET", `/api/2.0/regserve/endpoints/traffic?${Q}`);
-    if (!changed("traffic", r.ok ? r.data : errorText(r))) return;
-    const body = $("traffic").querySelector("tbody");
-    if (!r.ok) {
-      body.replaceChildren();
-      $("traffic-note").textContent = errorText(r);
-      return;
-    }
-    const t = r.data;
-    const now = Object.fromEntries(t.effective_routes.map((e) => [e.ref, e]));
-    const set = t.is_default ? t.effective_routes.map((e) => ({ ref: e.ref, percent: null })) : t.routes;
-    const rows = set.map((route) => {
-      const live = now[route.ref];
-      return el("tr", {},
-        el("td", { "data-label": "Ref", text: route.ref }),
-        el("td", { "data-label": "Set", text: route.percent === null ? "default" : `${route.percent}%` }),
-        el("td", { "data-label": "Now", text: live ? `${live.percent}%` : "no traffic (not Ready)" }),
-        el("td", { "data-label": "Version", text: live ? live.endpoint_version_name : "" }));
-    });
-    if (t.shadow) {
-      rows.push(el("tr", {},
-        el("td", { "data-label": "Ref", text: `${t.shadow.ref} (shadow)` }),
-        el("td", { "data-label": "Set", text: `${t.shadow.percent}% copied` }),
-        el("td", { "data-label": "Now", text: "answers never returned" }),
-        el("td", { "data-label": "Version", text: "" })));
-    }
-    if (!rows.length) {
-      rows.push(el("tr", {}, el("td", { colspan: 4, class: "muted", text: "No version takes traffic now." })));
-    }
-    body.replaceChildren(...rows);
-    $("traffic-note").textContent = t.is_default
-      ? "No traffic config: requests go to the Production version, else the latest Ready version." : "";
-  }
+  const traffic = window.regserveTraffic.tab({ model: MODEL, view, changed, eventRows, refresh });
 
   // -- metrics --------------------------------------------------------------------------------
 
@@ -608,7 +574,7 @@
       refreshVersionTabs(),
       view.tab === "tab-events" ? refreshModelEvents() : null,
       view.tab === "tab-metrics" ? refreshMetrics() : null,
-      view.tab === "tab-traffic" ? refreshTraffic() : null,
+      view.tab === "tab-traffic" ? traffic.refresh() : null,
       refreshCluster(endpoint),
     ]);
   }
@@ -634,6 +600,7 @@
     $("add-tag").addEventListener("click", addTag);
     $("instance-type").addEventListener("change", () => { view.clusterDirty = true; });
     $("cluster-form").addEventListener("submit", saveCluster);
+    traffic.wire();
     const wanted = location.hash.match(/^#logs-(.+)$/);
     if (wanted) view.selected = decodeURIComponent(wanted[1]);
     refresh().then(() => { if (wanted) showLog(view.selected); });
