@@ -1,4 +1,5 @@
-"""A 390 x 844 phone screen: events as cards with whole words, the snippet's Copy above it."""
+"""A 390 x 844 phone screen: events as cards with whole words, the snippet's Copy above it,
+the Traffic tab's form within the screen."""
 
 from __future__ import annotations
 
@@ -54,4 +55,13 @@ def test_events_are_cards_of_whole_words_and_copy_leaves_the_curl_visible(
     assert page.evaluate(SPLIT_WORDS, events.locator("td").element_handles()) == []
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page is {overflow} px wider than the screen"
+
+    page.get_by_role("tab", name="Traffic").click()  # its form, a route in it (not saved)
+    page.get_by_role("button", name="Add route").click()
+    for field in ("Ref of route 1", "Percent of route 1", "Percent copied"):
+        box = page.get_by_label(field).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (field, box)
+    assert page.get_by_label("Ref of route 1").bounding_box()["width"] >= 100  # room for a ref
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the Traffic tab is {overflow} px wider than the screen"
     page.context.close()
