@@ -60,7 +60,8 @@ def test_events_are_cards_of_whole_words_and_copy_leaves_the_curl_visible(
     page.get_by_role("button", name="Add route").click()
     for field in ("Ref of route 1", "Percent of route 1", "Percent copied"):
         box = page.get_by_label(field).bounding_box()
-        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, (field, box)
+        assert box["x"] >= 0, (field, box)
+        assert box["x"] + box["width"] <= 390, (field, box)
     assert page.get_by_label("Ref of route 1").bounding_box()["width"] >= 100  # room for a ref
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the Traffic tab is {overflow} px wider than the screen"
