@@ -16,7 +16,8 @@ window.regserveTraffic = (() => {
     const { model, view, changed } = page;
     const Q = "registered_model_name=" + encodeURIComponent(model);
     // rows: [{ref, percent}] as typed (percent a string); filled: the config the form shows.
-    const form = { rows: [], dirty: false, filled: null };
+    // busy: a PUT is in flight (its buttons stay disabled through refreshes meanwhile).
+    const form = { rows: [], dirty: false, filled: null, busy: false };
 
     async function refresh() {
       $("split-url").textContent = `${location.origin}/model/${encodeURIComponent(model)}/invocations`;
@@ -89,8 +90,8 @@ window.regserveTraffic = (() => {
         : view.enabled ? "" : "Enable serving to set its traffic config.";
       $("traffic-reason").textContent = reason;
       $("traffic-reason").hidden = !reason;
-      $("save-traffic").disabled = !view.enabled;
-      $("reset-traffic").disabled = !view.enabled;
+      $("save-traffic").disabled = !view.enabled || form.busy;
+      $("reset-traffic").disabled = !view.enabled || form.busy;
     }
 
     // The refs to pick from: versions not archived, the stages in use, latest and the aliases.
@@ -206,9 +207,10 @@ window.regserveTraffic = (() => {
     // The API's answer, next to the form: its message when it refuses (nothing changed then,
     // and the form keeps what was typed); on success the form shows the config anew.
     async function put(body, done) {
-      $("save-traffic").disabled = true;
-      $("reset-traffic").disabled = true;
+      form.busy = true;
+      drawAccess();
       const r = await api("PUT", PATH, body);
+      form.busy = false;
       $("traffic-error").textContent = r.ok ? "" : errorText(r);
       $("traffic-error").hidden = r.ok;
       $("traffic-result").textContent = r.ok ? done : "";
