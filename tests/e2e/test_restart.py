@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,6 +304,52 @@ def test_records_of_dead_foreign_wrong_or_unwanted_workers_are_not_adopted(
         for process in (foreign, stale):
             process.kill()
             process.wait()
+
+
+def _archive_while_down(server: RegServeProcess, version: str) -> None:
+    """Archive ``version`` in the hosted registry's own database (regserve is not running)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{server.data_dir.resolve() / 'mlflow.db'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated in MLflow 3
+        MlflowClient(tracking_uri=uri, registry_uri=uri).transition_model_version_stage(
+            MODEL, version, "Archived"
+        )
+
+
+def test_a_ctrl_c_restart_serves_before_the_registry_then_drops_what_was_archived(
+    served: RegServeProcess,
+) -> None:
+    """Ctrl-C stops every worker. The next start serves the versions the store says were
+    READY, from their files, before its registry is ready (the registry waits 30 s here);
+    its first pass then removes the version archived while regserve was down."""
+    with pytest.MonkeyPatch.context() as mp, user_registry(mp, served.url, ADMIN_TOKEN):
+        second = log_iris_version(MODEL, c=0.5)
+    served.wait_version_state(MODEL, second, "VERSION_STATE_READY")
+    before = served.versions(MODEL)["1"]["worker_pid"]
+    served.stop(signal.SIGINT)
+    assert not _running(before)
+    _archive_while_down(served, second)
+    served.env["REGSERVE_REGISTRY_START_DELAY"] = "30"
+    try:
+        served.start(ready=False)
+        payload = {"dataframe_records": [ROW]}
+        wait_for(lambda: served.score(MODEL, "1", payload).status_code == 200, 30, "v1 to score")
+        assert served.score(MODEL, second, payload).status_code == 200  # not known archived yet
+        health = served.health()
+        assert "registry" in health["starting"], health  # all of it before the registry
+        assert served.versions(MODEL)["1"]["worker_pid"] not in (None, before)  # started anew
+
+        wait_for(lambda: served.health()["status"] == "ok", 90, "the first pass")
+        gone = served.score(MODEL, second, payload)
+        assert gone.status_code == 404, gone.text
+        assert second not in served.versions(MODEL)
+        removed = [e for e in served.events(MODEL) if e["event_type"] == "VERSION_REMOVED"]
+        assert removed[-1]["message"] == f"Version {second} removed: it was archived."
+        assert served.score(MODEL, "1", payload).json() == {"predictions": [0]}
+    finally:
+        del served.env["REGSERVE_REGISTRY_START_DELAY"]
 
 
 def test_orphaned_workers_stop_by_themselves(tmp_path: Path) -> None:
