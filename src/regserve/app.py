@@ -252,9 +252,11 @@ class RegServe:
         while version 2 is being logged."""
         await self._reader.wait_ready()
         while not registering.done():
-            if await asyncio.to_thread(self._reader.snapshot, DEMO_MODEL) is not None:
-                await self.controller.enable(DEMO_MODEL)
-                return
+            # A failure here is met again by the enable once it is registered, and said then.
+            with contextlib.suppress(RegServeError):
+                if await asyncio.to_thread(self._reader.snapshot, DEMO_MODEL) is not None:
+                    await self.controller.enable(DEMO_MODEL)
+                    return
             await asyncio.wait({registering}, timeout=_DEMO_POLL)
 
     def _authorization(self) -> str:
