@@ -94,13 +94,16 @@ def ensure_demo_model(
 
 def looks_complete(snapshot: ModelSnapshot | None) -> bool:
     """The demo as registered: version 1 in Staging, 2 in Production with the alias
-    ``champion`` (a restart then needs no registering process at all)."""
+    ``champion`` (a restart then needs no registering process at all). Versions added since
+    (a user's, a benchmark's) do not make it incomplete: the registering process would find
+    it complete and do nothing, after importing MLflow beside the restart."""
     if snapshot is None:
         return False
-    stages = [(v.version, v.stage) for v in snapshot.versions]
-    return stages == [("1", "Staging"), ("2", "Production")] and snapshot.aliases == {
-        "champion": "2"
-    }
+    stages = {v.version: v.stage for v in snapshot.versions}
+    wanted = {"1": "Staging", "2": "Production"}
+    return all(stages.get(v) == stage for v, stage in wanted.items()) and (
+        snapshot.aliases.get("champion") == "2"
+    )
 
 
 def requirements() -> list[str]:
@@ -109,9 +112,13 @@ def requirements() -> list[str]:
 
 
 def _wait_for(tracking_uri: str) -> None:
-    """Until the registry's ``/health`` answers 200."""
+    """Until the registry's ``/health`` answers 200; exits when the regserve that started this
+    process is gone (stopped while it starts: nobody is left to wait for)."""
     deadline = time.monotonic() + _REGISTRY_WAIT
+    parent = os.getppid()
     while True:
+        if os.getppid() != parent:
+            raise SystemExit("regserve stopped before its registry was ready")
         try:
             with urllib.request.urlopen(f"{tracking_uri}/health", timeout=5) as answer:
                 if answer.status == 200:
