@@ -57,6 +57,8 @@ _IDLE_GRACE = 1.0
 """How long a stop lets keep-alive clients send one more request (answered with
 ``Connection: close``) before their idle connections are closed."""
 DEMO_MODEL = "iris-classifier"
+_DEMO_POLL = 0.2
+"""Seconds between looks for the demo model in the registry while it is being registered."""
 
 
 class RegServe:
@@ -215,7 +217,7 @@ class RegServe:
     async def install_demo(self, base_url: str, announce: Callable[[str], None]) -> None:
         """Register the demo model through the running server (first start), serve it, and
         print its steps on the console, ending with a curl that scores it."""
-        from regserve.registry.demo import ensure_demo_model, looks_complete
+        from regserve.registry.demo import FLAVORS, ensure_demo_model, looks_complete
 
         progress = DemoProgress(self.store, announce)
         endpoint = await asyncio.to_thread(self.store.get_endpoint, DEMO_MODEL)
@@ -231,12 +233,31 @@ class RegServe:
             register = functools.partial(
                 ensure_demo_model, base_url, self.admin_token, train_first=endpoint is None
             )
-            await asyncio.to_thread(register)
+            registering = asyncio.ensure_future(asyncio.to_thread(register))
+            if endpoint is None:
+                if self.node.leading:  # its libraries imported while the model registers
+                    await self.backend.prewarm(DEMO_MODEL, FLAVORS)
+                await self._enable_once_created(registering)
+            await registering
         if endpoint is None:
             await self._reader.wait_ready()
-            await self.controller.enable(DEMO_MODEL)
+            await self.controller.enable(DEMO_MODEL)  # enabled already, most likely
+            await self.controller.reconcile(DEMO_MODEL)  # its stages and alias, before "ready"
         url = f"{_loopback_url(self.settings)}/model/{DEMO_MODEL}/Production/invocations"
         await progress.follow(DEMO_MODEL, "2", curl_command(url, self._authorization()))
+
+    async def _enable_once_created(self, registering: asyncio.Future[None]) -> None:
+        """Serve the demo from the moment the registering process created it in the registry:
+        version 1's worker (and the model's warm process, whose imports take seconds) start
+        while version 2 is being logged."""
+        await self._reader.wait_ready()
+        while not registering.done():
+            # A failure here is met again by the enable once it is registered, and said then.
+            with contextlib.suppress(RegServeError):
+                if await asyncio.to_thread(self._reader.snapshot, DEMO_MODEL) is not None:
+                    await self.controller.enable(DEMO_MODEL)
+                    return
+            await asyncio.wait({registering}, timeout=_DEMO_POLL)
 
     def _authorization(self) -> str:
         """The admin token's Authorization header as a shell reads it (never the secret)."""

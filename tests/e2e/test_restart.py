@@ -305,6 +305,64 @@ def test_records_of_dead_foreign_wrong_or_unwanted_workers_are_not_adopted(
             process.wait()
 
 
+def _archive_while_down(server: RegServeProcess, version: str) -> None:
+    """Archive ``version`` in the hosted registry's own database (regserve is not running), with
+    MLflow's client in a child process: importing MLflow's registry tables here would fix their
+    webhook-secret key for the rest of the session (tests/registry's hosted server says so)."""
+    uri = f"sqlite:///{server.data_dir.resolve() / 'mlflow.db'}"
+    script = (
+        "import sys, warnings\n"
+        "from mlflow import MlflowClient\n"
+        "warnings.simplefilter('ignore')\n"
+        "uri, name, version = sys.argv[1:]\n"
+        "MlflowClient(uri, uri).transition_model_version_stage(name, version, 'Archived')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, uri, MODEL, version],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_ctrl_c_restart_serves_before_the_registry_then_drops_what_was_archived(
+    served: RegServeProcess,
+) -> None:
+    """Ctrl-C stops every worker. The next start serves the versions the store says were
+    READY, from their files, before its registry is ready (the registry waits 20 s here);
+    its first pass then removes the version archived while regserve was down."""
+    with pytest.MonkeyPatch.context() as mp, user_registry(mp, served.url, ADMIN_TOKEN):
+        second = log_iris_version(MODEL, c=0.5)
+    served.wait_version_state(MODEL, second, "VERSION_STATE_READY")
+    before = served.versions(MODEL)["1"]["worker_pid"]
+    served.stop(signal.SIGINT)
+    assert not _running(before)
+    _archive_while_down(served, second)
+    served.env["REGSERVE_REGISTRY_START_DELAY"] = "20"
+    try:
+        served.start(ready=False)
+        payload = {"dataframe_records": [ROW]}
+        began = time.monotonic()
+        wait_for(lambda: served.score(MODEL, "1", payload).status_code == 200, 20, "v1 to score")
+        print(f"\nv1 scored {time.monotonic() - began:.1f} s after listening, before the registry")
+        assert served.score(MODEL, second, payload).status_code == 200  # not known archived yet
+        health = served.health()
+        assert "registry" in health["starting"], health  # all of it before the registry
+        assert served.versions(MODEL)["1"]["worker_pid"] not in (None, before)  # started anew
+
+        wait_for(lambda: served.health()["status"] == "ok", 90, "the first pass")
+        gone = served.score(MODEL, second, payload)
+        assert gone.status_code == 404, gone.text
+        assert second not in served.versions(MODEL)
+        removed = [e for e in served.events(MODEL) if e["event_type"] == "VERSION_REMOVED"]
+        assert removed[-1]["message"] == f"Version {second} removed: it was archived."
+        assert served.score(MODEL, "1", payload).json() == {"predictions": [0]}
+    finally:
+        del served.env["REGSERVE_REGISTRY_START_DELAY"]
+
+
 def test_orphaned_workers_stop_by_themselves(tmp_path: Path) -> None:
     server = RegServeProcess(tmp_path / "data", orphan_timeout="3").start()
     try:

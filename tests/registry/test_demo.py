@@ -4,7 +4,8 @@ from pathlib import Path
 
 import yaml
 
-from regserve.registry.demo import DEMO_MODEL_NAME, ensure_demo_model, looks_complete
+from regserve.registry.demo import DEMO_MODEL_NAME, FLAVORS, ensure_demo_model, looks_complete
+from regserve.registry.models import ModelSnapshot, VersionInfo
 from tests.registry.conftest import HostedServer
 
 
@@ -36,3 +37,24 @@ def test_demo_model_is_registered_once(hosted: HostedServer, tmp_path: Path) -> 
     ]
     assert "saved_input_example_info" in mlmodel
     assert "sklearn" in mlmodel["flavors"]
+    # saved with cloudpickle, as the flavors its warm process is started with say
+    assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "cloudpickle"
+    assert FLAVORS["sklearn"]["serialization_format"] == "cloudpickle"
+
+
+def _snapshot(stages: list[str], aliases: dict[str, str]) -> ModelSnapshot:
+    versions = tuple(
+        VersionInfo(DEMO_MODEL_NAME, str(i), stage, "READY", (), "src", None, i)
+        for i, stage in enumerate(stages, start=1)
+    )
+    return ModelSnapshot(DEMO_MODEL_NAME, versions, aliases, "")
+
+
+def test_the_demo_is_complete_with_versions_added_since_but_not_when_changed() -> None:
+    champion = {"champion": "2"}
+    assert looks_complete(_snapshot(["Staging", "Production"], champion))
+    assert looks_complete(_snapshot(["Staging", "Production", "None"], {**champion, "x": "3"}))
+    assert not looks_complete(_snapshot(["Staging", "Archived", "Production"], champion))
+    assert not looks_complete(_snapshot(["Staging", "Production"], {"champion": "1"}))
+    assert not looks_complete(_snapshot(["Staging"], {}))
+    assert not looks_complete(None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -96,6 +96,10 @@ class Backend(Protocol):
         local Ray instance hides regserve's secrets from it while it starts the node processes
         that run the replicas). The leader calls it before the hosted registry puts its
         configuration there, which other threads then read."""
+
+    async def prewarm(self, model_name: str, flavors: Mapping[str, object]) -> None:
+        """Prepare what starting the model's workers needs before its first version is
+        deployed, knowing only its flavors (``MLmodel``'s); nothing when nothing can be."""
 
     async def close(self, keep_workers: bool = False) -> None:
         """Stop every worker; with ``keep_workers``, leave them running for the next

@@ -23,6 +23,7 @@ from regserve.backends.base import Backend, ClusterUpdateError, VersionEvent, Ve
 from regserve.backends.options import check_config, needs_new_workers
 from regserve.controller.environments import prepare_environment
 from regserve.controller.model_files import local_model_folder, local_model_path
+from regserve.controller.stored import stored_snapshot, stored_versions
 from regserve.envs import EnvironmentManager
 from regserve.errors import InvalidParameterError, NotFoundError, RegServeError
 from regserve.metrics import ControlMetrics
@@ -69,6 +70,9 @@ class _Served:
     """The traffic config, as the store had it at the last pass."""
     unready_refs: set[str] = field(default_factory=set)
     """The refs of ``traffic`` that took no traffic at the last publish (events on change)."""
+    stored: dict[str, Path] = field(default_factory=dict)
+    """Version -> its files, for the versions served before the registry was ready (a
+    restart: :meth:`Controller.serve_stored`), until the first pass checks them."""
 
 
 class Controller:
@@ -105,6 +109,9 @@ class Controller:
         self._wake = asyncio.Event()
         self.first_pass = asyncio.Event()
         """Set once the first pass is done (the workers a previous process left are adopted)."""
+        self._stored: dict[str, dict[str, Path]] = {}
+        """Model -> version -> files: what the store said was READY at the last start
+        (:meth:`forget_previous_run`), served before the registry is ready."""
         self._models_dir = settings.resolved_data_dir() / "models"
         # State messages and events are shown to every reader of the model: no server paths.
         self._shown = PathRedactor.for_settings(settings)
@@ -120,6 +127,7 @@ class Controller:
         events = asyncio.create_task(self._consume_events(), name="version events")
         try:
             if self._registry_ready is not None:
+                await self.serve_stored()
                 await self._registry_ready()
             while True:
                 try:
@@ -135,10 +143,39 @@ class Controller:
 
     async def forget_previous_run(self) -> None:
         """Before serving: the version states a previous process stored no longer hold (the
-        first pass adopts the workers still running, and redeploys the others)."""
+        first pass adopts the workers still running, and redeploys the others). The versions
+        they said were READY, with their files still here, are kept for :meth:`serve_stored`."""
+        self._stored = await asyncio.to_thread(stored_versions, self._store, self._models_dir)
         await asyncio.to_thread(
             self._store.reset_versions, "regserve restarted; adopting or redeploying this version."
         )
+
+    async def serve_stored(self) -> None:
+        """A restart, before the registry is ready: serve the versions that were READY from
+        their files on disk (adopting the workers a previous process left, else starting
+        them; their warm processes start with the first), with the stages and aliases of
+        the stored routing table. The first pass then reconciles as usual: a version
+        archived or deleted meanwhile is removed, the others are kept."""
+        stored, self._stored = self._stored, {}
+        for name, versions in sorted(stored.items()):
+            try:
+                await self._serve_stored_model(name, versions)
+            except Exception:  # the first pass deploys what this could not
+                _log.exception("serving %s from the store failed", log_safe(name))
+
+    async def _serve_stored_model(self, name: str, versions: dict[str, Path]) -> None:
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            endpoint = await asyncio.to_thread(self._store.get_endpoint, name)
+            if endpoint is None or not endpoint.enabled or name in self._served:
+                return
+            served = await self._start_cluster(name, endpoint.desired_config)
+            served.traffic = endpoint.traffic
+            served.snapshot = stored_snapshot(name, versions, self._router.get(name))
+            served.stored = dict(versions)
+            for version in sorted(versions, key=partial(_start_order, served.snapshot, {})):
+                if not await self._adopt(name, served, version):
+                    self._begin_deploy(name, served, version)
+            await self._publish(name, served)
 
     def trigger(self) -> None:
         """Ask for an immediate pass (an enable call, a webhook)."""
@@ -391,9 +428,15 @@ class Controller:
     async def _converge(self, name: str, served: _Served) -> None:
         desired = _active_versions(served.snapshot)
         running = self._backend.deployed(name) | set(served.downloads) | set(served.versions)
+        # Served from the store before the registry was ready: files the registry does not
+        # name for that version any more are not served on (deployed again from its own).
+        moved = {v for v in desired & set(served.stored) if self._files_moved(served, v)}
+        served.stored.clear()
         for version in sorted(running - desired, key=int):
             await self._remove(name, served, version)
-        new = desired - running
+        for version in sorted(moved, key=int):
+            await self._remove(name, served, version, "its files are not the registry's")
+        new = (desired - running) | moved
         if new:
             served.called = await asyncio.to_thread(self._last_called, name)
         # In the order their workers should start (the backend's start queue orders the
@@ -413,16 +456,28 @@ class Controller:
         return called
 
     def _model_path(self, served: _Served, version: str) -> Path:
-        """Where the version's files are kept (``model_files.local_model_path``)."""
+        """Where the version's files are kept (``model_files.local_model_path``; before the
+        registry is ready, where the store said they are)."""
+        stored = served.stored.get(version)
+        if stored is not None:
+            return stored
         info = served.snapshot.version(version) if served.snapshot else None
         if info is None:  # only versions of the snapshot are deployed
             raise NotFoundError(f"Version {version} is not in the registry any more.")
         return local_model_path(self._models_dir, info)
 
+    def _files_moved(self, served: _Served, version: str) -> bool:
+        stored = served.stored[version]
+        info = served.snapshot.version(version) if served.snapshot else None
+        return (
+            info is None or local_model_path(self._models_dir, info).resolve() != stored.resolve()
+        )
+
     async def _adopt(self, name: str, served: _Served, version: str) -> bool:
         """Serve ``version`` from a worker a previous regserve process left running, if one
         runs its model: READY at once, nothing downloaded, built or started."""
-        adopted = await self._backend.adopt(name, version, self._model_path(served, version))
+        path = self._model_path(served, version)
+        adopted = await self._backend.adopt(name, version, path)
         if adopted is None:
             return False
         if self._envs is not None and adopted.env_key is not None:
@@ -430,14 +485,20 @@ class Controller:
         pid = adopted.pid
         what = f"worker pid {pid}" if pid is not None else adopted.described
         message = f"Serving ({what}, adopted after a regserve restart)."
-        await self._set_version(name, served, version, VersionState.READY, message, worker_pid=pid)
+        files = self._files(path)
+        await self._set_version(
+            name, served, version, VersionState.READY, message, worker_pid=pid, files=files
+        )
         text = f"{what[:1].upper()}{what[1:]} of version {version} adopted: it kept running "
         text += "through the restart."
         await self._event(name, "WORKER_ADOPTED", text, version)
         return True
 
     def _begin_deploy(self, name: str, served: _Served, version: str) -> None:
-        served.versions[version] = (VersionState.PENDING, "Downloading the model's artifacts.")
+        message = "Downloading the model's artifacts."
+        if version in served.stored:  # a restart, before the registry is ready
+            message = "Starting from the model's files kept on disk."
+        served.versions[version] = (VersionState.PENDING, message)
         if self._metrics is not None and served.snapshot is not None:
             created = {v.version: v.creation_timestamp for v in served.snapshot.versions}
             self._metrics.version_registered(name, version, created.get(version, 0))
@@ -447,7 +508,8 @@ class Controller:
 
     async def _deploy(self, name: str, served: _Served, version: str) -> None:
         try:
-            await self._set_version(name, served, version, *served.versions[version])
+            files = self._files(self._model_path(served, version))
+            await self._set_version(name, served, version, *served.versions[version], files=files)
             await self._event(name, "VERSION_DEPLOYING", f"Deploying version {version}.", version)
             spec = await self._prepare(name, served, version)
         except RegServeError as exc:
@@ -466,7 +528,10 @@ class Controller:
     async def _prepare(self, name: str, served: _Served, version: str) -> VersionSpec:
         dest = self._model_path(served, version)
         try:
-            path = await asyncio.to_thread(self._reader.download, name, version, dest)
+            if version in served.stored:  # on disk already; the registry may not be ready
+                path = dest
+            else:
+                path = await asyncio.to_thread(self._reader.download, name, version, dest)
         except RegServeError as exc:
             raise RegServeError(f"Could not download the model's artifacts: {exc.message}") from exc
         if self._envs is None:
@@ -500,7 +565,9 @@ class Controller:
         await self._event(name, "VERSION_FAILED", message, version)
         await self._publish(name, served)
 
-    async def _remove(self, name: str, served: _Served, version: str) -> None:
+    async def _remove(
+        self, name: str, served: _Served, version: str, reason: str | None = None
+    ) -> None:
         served.versions.pop(version, None)
         task = served.downloads.pop(version, None)
         if task is not None:
@@ -513,7 +580,7 @@ class Controller:
         await self._backend.undeploy(name, version)
         if self._envs is not None:
             self._envs.release((name, version))
-        reason = _removal_reason(served.snapshot, version)
+        reason = reason or _removal_reason(served.snapshot, version)
         await self._event(name, "VERSION_REMOVED", f"Version {version} removed: {reason}.", version)
 
     # -- version events from the backend -----------------------------------------------------
@@ -556,12 +623,22 @@ class Controller:
         state: VersionState,
         message: str,
         worker_pid: int | None = None,
+        files: str | None = None,
     ) -> None:
+        """``files``: where its files are, under the models dir (kept for the next start)."""
         message = self._shown(message)
         served.versions[version] = (state, message)
-        await asyncio.to_thread(
-            self._store.put_version, name, version, state, message, worker_pid=worker_pid
-        )
+        extra: dict[str, object] = {"worker_pid": worker_pid}
+        if files is not None:
+            extra["files"] = files
+        await asyncio.to_thread(self._store.put_version, name, version, state, message, **extra)
+
+    def _files(self, path: Path) -> str | None:
+        """``path`` under the models dir, as stored (None: somewhere else)."""
+        try:
+            return path.relative_to(self._models_dir).as_posix()
+        except ValueError:
+            return None
 
     async def _publish(self, name: str, served: _Served) -> None:
         """Route to the versions as they are now, and record the endpoint's status (and each

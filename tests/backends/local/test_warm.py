@@ -147,6 +147,31 @@ async def test_later_versions_are_forked_from_the_warm_process(
     assert warm_record(warm_settings) is None
 
 
+async def test_a_warm_process_started_before_the_first_version_is_the_one_it_forks_from(
+    backend: LocalBackend,
+    warm_settings: Settings,
+    iris_copies: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``prewarm`` (the demo, while it registers): the model's first version finds its warm
+    process started, in the model's sandbox, and its template is forked from it."""
+    monkeypatch.setenv("REGSERVE_ADMIN_TOKEN", "warm-secret-token")  # never in a worker
+    flavors = {"python_function": {"loader_module": "mlflow.sklearn"}, "sklearn": {}}
+    await backend.prewarm("iris", flavors)
+    await eventually(lambda: warm_record(warm_settings), "the warm process, before any version")
+    warm = warm_record(warm_settings)
+    assert warm is not None
+    assert alive(warm.pid)
+    assert b"warm-secret-token" not in environ_of(warm.pid)
+    await deploy_ready(backend, "1", iris_copies[0])
+    assert warm_record(warm_settings) == warm  # the same process, not a second one
+    template = template_record(warm_settings, "1")
+    assert template is not None
+    assert template.forked_from == warm.socket
+    assert parent_pid(template.pid) == warm.pid
+    assert await predict(backend, "1") == {"predictions": [0, 0]}
+
+
 async def test_a_warm_process_killed_at_any_moment_costs_at_most_a_cold_start(
     backend: LocalBackend, warm_settings: Settings, events: Events, iris_copies: list[Path]
 ) -> None:
@@ -257,6 +282,7 @@ async def test_warm_start_off_starts_templates_cold(
     backend = LocalBackend(cold, events)
     await backend.start()
     try:
+        await backend.prewarm("iris", {"sklearn": {}})  # nothing either
         await deploy_ready(backend, "1", iris_copies[0])
         template = template_record(cold, "1")
         assert template is not None

@@ -22,7 +22,7 @@ import asyncio
 import dataclasses
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -34,10 +34,12 @@ from regserve.backends.local.kept_logs import KeptLog, keep, log_times, prune, r
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import read_tail, retire_logs
 from regserve.backends.local.paths import WorkerPaths, log_dir_for, run_dir_for
+from regserve.backends.local.preload import modules_for_flavors
 from regserve.backends.local.process import WorkerProcess
 from regserve.backends.local.replicas import ReplicaSet
 from regserve.backends.local.shared import SharedWorker
 from regserve.backends.local.start_queue import StartQueue
+from regserve.backends.local.warm import WarmSpec
 from regserve.backends.local.warm_pool import WarmPool
 from regserve.backends.local.worker_records import WorkerRecord
 from regserve.backends.options import BatchSettings, ClusterOptions, needs_new_workers
@@ -231,6 +233,23 @@ class LocalBackend:
     async def environment_settled(self) -> None:
         """Workers get an environment of their own (``sandbox/environ.py``): nothing to wait
         for."""
+
+    async def prewarm(self, model_name: str, flavors: Mapping[str, object]) -> None:
+        """``--env-manager local``: start the model's warm process now, importing what a model
+        with these flavors needs (the demo's, while it is being registered). With a
+        virtualenv, its interpreter is not known before its first version is prepared."""
+        options = self.options(model_name)
+        if self._settings.env_manager != "local" or not options.fork_replicas:
+            return
+        await self._local_python_found()
+        try:
+            sandbox = self._isolation.sandbox_for(model_name, options.network)
+        except RegServeError:
+            return  # said when a version is deployed
+        modules = tuple(modules_for_flavors(flavors))
+        spec = WarmSpec(model_name, Path(self._local_python), None, None, modules)
+        log_dir_for(self._data_dir, model_name).mkdir(parents=True, exist_ok=True)  # its log's
+        self._warm.prewarm(spec, sandbox)
 
     async def start_cluster(self, model_name: str, config: ClusterConfig) -> None:
         """Create the cluster, or move a running one to ``config`` blue-green (see

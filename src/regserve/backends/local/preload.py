@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-__all__ = ["BASE_MODULES", "FLAVOR_LIBRARIES", "SERIALIZATION_LIBRARIES", "preload_modules"]
+__all__ = [
+    "BASE_MODULES",
+    "FLAVOR_LIBRARIES",
+    "SERIALIZATION_LIBRARIES",
+    "modules_for_flavors",
+    "preload_modules",
+]
 
 _log = logging.getLogger("regserve.supervisor")
 
@@ -56,23 +63,31 @@ _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 def preload_modules(model_path: Path) -> list[str]:
     """The modules a warm process for this model imports (the base ones when its ``MLmodel``
     cannot be read)."""
+    return modules_for_flavors(_read_flavors(model_path / "MLmodel"))
+
+
+def modules_for_flavors(flavors: Mapping[str, object]) -> list[str]:
+    """The modules a warm process imports for a model with these flavors (``MLmodel``'s
+    ``flavors``: flavor name -> its options)."""
     modules = list(BASE_MODULES)
-    for module in _flavor_modules(model_path / "MLmodel"):
+    for module in _flavor_modules(flavors):
         if module not in modules and _MODULE.match(module):
             modules.append(module)
     return modules
 
 
-def _flavor_modules(mlmodel: Path) -> list[str]:
+def _read_flavors(mlmodel: Path) -> Mapping[str, object]:
     try:
         flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
     except (OSError, yaml.YAMLError, AttributeError) as exc:
         _log.info(
             "no flavors read from %s (%s): the warm process imports MLflow only", mlmodel, exc
         )
-        return []
-    if not isinstance(flavors, dict):
-        return []
+        return {}
+    return flavors if isinstance(flavors, dict) else {}
+
+
+def _flavor_modules(flavors: Mapping[str, object]) -> list[str]:
     found: list[str] = []
     for name, options in flavors.items():
         library = FLAVOR_LIBRARIES.get(str(name))

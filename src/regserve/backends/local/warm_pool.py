@@ -61,6 +61,16 @@ class WarmPool:
         warm.start()
         return warm
 
+    def prewarm(self, spec: WarmSpec, sandbox: Sandbox) -> None:
+        """Start the model's warm process for ``spec.python`` before its first version is
+        deployed (that version's :meth:`for_version` then finds it, when its sandbox is the
+        same, and puts it under the cluster's limits)."""
+        key = (spec.model_name, str(spec.python))
+        if self._settings.warm_start and key not in self._warm:
+            warm = self._process(spec, sandbox)
+            self._warm[key] = (warm, sandbox)
+            warm.start()
+
     def _new(self, spec: VersionSpec, sandbox: Sandbox) -> WarmProcess:
         assert spec.python is not None
         warm_spec = WarmSpec(
@@ -70,10 +80,13 @@ class WarmPool:
             spec.env_key,
             tuple(preload_modules(spec.model_path)),
         )
+        return self._process(warm_spec, sandbox)
+
+    def _process(self, spec: WarmSpec, sandbox: Sandbox) -> WarmProcess:
         place = self._place
         placer = (lambda pid: place(spec.model_name, pid)) if place is not None else None
         report = self._tell(spec.model_name, str(spec.python))
-        return WarmProcess(self._settings, warm_spec, sandbox, placer, report)
+        return WarmProcess(self._settings, spec, sandbox, placer, report)
 
     def get(self, model_name: str, python: Path | None) -> WarmProcess | None:
         known = self._warm.get((model_name, str(python)))

@@ -133,6 +133,9 @@ class RayBackend:
         if self._connecting is None:
             self._connecting = asyncio.create_task(self._connect(), name="ray connect")
 
+    async def prewarm(self, model_name: str, flavors: Mapping[str, object]) -> None:
+        """Nothing: a replica's runtime_env is built by Ray when it is deployed."""
+
     async def environment_settled(self) -> None:
         """Starting a local Ray instance hides regserve's secrets from the environment
         (``RayCluster._start_local``): begin it now and wait for it (its failure is reported
