@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run restart test lint typecheck pytest bench bench-start bench-smoke bench-memory lock clean fuzz durability soak
+.PHONY: run restart test lint typecheck pytest durations bench bench-start bench-smoke bench-memory lock clean fuzz durability soak
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,10 +38,18 @@ PYTEST_WORKERS ?= 2
 COVERAGE_FLOOR := 91
 # tests/registry first, in a process of its own: MLflow's server and registry tables read
 # their configuration when first imported, and other in-process tests import them too.
+# The other tests: whole files to two workers, the costliest first (tests/durations.json, from
+# the last full run: `make durations`), tests/ui as one unit (tests/support/scheduling.py).
 pytest: $(STAMP)
 	$(BIN)/pytest tests/registry --cov=regserve --cov-report=
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/registry \
-		--cov=regserve --cov-append --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+		--cov=regserve --cov-append --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR) \
+		$(PYTEST_ARGS)
+
+# Re-measure what each test file costs (a full run), for the workers' order of files.
+durations: $(STAMP)
+	$(MAKE) pytest PYTEST_ARGS=--junitxml=.pytest-junit.xml
+	$(BIN)/python -m tests.support.scheduling .pytest-junit.xml
 
 # regserve vs `mlflow models serve` vs a bare ASGI app (needs wrk: apt-get install -y wrk).
 bench: $(STAMP)

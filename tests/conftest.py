@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         else:
             print(message)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` the costliest file first, ``tests/ui`` as one unit
+    (``tests/support/scheduling.py``)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.support.scheduling import CostliestFirstScheduling
+
+    return CostliestFirstScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
