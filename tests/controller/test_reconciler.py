@@ -171,3 +171,6 @@ async def test_a_traffic_config_reaches_the_routes_with_its_events(
     endpoint = served.store.get_endpoint(name)
     assert endpoint is not None
     assert endpoint.traffic is None
+    updates = served.event_types(name).count("TRAFFIC_CONFIG_UPDATED")
+    await served.controller.update_traffic(name, None)  # the default again: no change
+    assert served.event_types(name).count("TRAFFIC_CONFIG_UPDATED") == updates

@@ -251,12 +251,16 @@ def test_the_config_survives_a_restart(served: tuple[RegServeProcess, Any]) -> N
     server, _ = served
     _split(server, {"1": 30, "canary": 70})
     config = _get(server).json()
+    readiness = ("TRAFFIC_REF_UNAVAILABLE", "TRAFFIC_REF_AVAILABLE")
+    before = [e for e in server.events(MODEL) if e["event_type"] in readiness]
     server.stop()
     server.start()
     assert _get(server).json()["routes"] == config["routes"]
     wait_for(
         lambda: len(_get(server).json()["effective_routes"]) == 2, 60, "both routes READY again"
     )
+    # Routes that wait for their versions to start again are not news: no event.
+    assert [e for e in server.events(MODEL) if e["event_type"] in readiness] == before
     counts = _score_split(server, 200)
     low, high = _binomial_bounds(200, 0.7)
     assert low <= counts["2"] <= high, counts

@@ -42,6 +42,7 @@ _log = logging.getLogger("regserve.controller")
 _LOG_MESSAGE = 2000
 """Characters of an event's message its log line keeps."""
 _CALLED_WITHIN = 24 * 3600.0
+_UNDERWAY = (VersionState.PENDING, VersionState.LAUNCHING)
 """Seconds back a version's last call counts for the order of starts."""
 
 
@@ -70,6 +71,9 @@ class _Served:
     """The traffic config, as the store had it at the last pass."""
     unready_refs: set[str] = field(default_factory=set)
     """The refs of ``traffic`` that took no traffic at the last publish (events on change)."""
+    starting: bool = True
+    """The cluster has started and some version is still on its way to READY or FAILED: a ref
+    that waits for it is not news (no TRAFFIC_REF_* events at every restart)."""
     stored: dict[str, Path] = field(default_factory=dict)
     """Version -> its files, for the versions served before the registry was ready (a
     restart: :meth:`Controller.serve_stored`), until the first pass checks them."""
@@ -264,6 +268,8 @@ class Controller:
                 f"Serving is not enabled for model '{name}'; enable it before setting its "
                 "traffic config."
             )
+        if endpoint.traffic == split:
+            return  # the config it already has: nothing changes, nothing to record
         await asyncio.to_thread(self._store.set_traffic, name, split)
         message = f"Traffic config set{_by(actor)}: {describe_split(split)}."
         await self._event(name, "TRAFFIC_CONFIG_UPDATED", message, principal=actor)
@@ -645,6 +651,12 @@ class Controller:
         traffic ref that stops or starts taking traffic)."""
         routes = self._publish_routes(name, served)
         unready = routes.unready_refs()
+        if served.starting:
+            states = [state for state, _ in served.versions.values()]
+            if not states or any(state in _UNDERWAY for state in states):
+                unready = {}  # say nothing until the start-up has settled
+            else:
+                served.starting = False
         for event_type, message in readiness_notices(served.traffic, served.unready_refs, unready):
             await self._event(name, event_type, message)
         served.unready_refs = set(unready)
