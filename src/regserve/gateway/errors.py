@@ -9,7 +9,7 @@ MLflow's error pages) gets its code from the same table (:func:`code_for_status`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -141,12 +141,15 @@ def _extra_headers(error: RegServeError) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-async def send_error(send: Send, error: BaseException) -> int:
-    """Send the answer for ``error`` as ASGI messages; its status."""
+async def send_error(
+    send: Send, error: BaseException, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> ErrorAnswer:
+    """Send the answer for ``error`` (with ``headers`` besides its own) as ASGI messages."""
     answer = render_error(error)
-    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+    start = [*answer.headers, *headers] if headers else answer.headers
+    await send({"type": "http.response.start", "status": answer.status, "headers": start})
     await send({"type": "http.response.body", "body": answer.body})
-    return answer.status
+    return answer
 
 
 def error_response(error: BaseException, shown: Callable[[str], str] = _as_is) -> Response:
