@@ -30,7 +30,7 @@ from regserve.errors import (
 from regserve.gateway.bodies import read_body
 from regserve.gateway.context import scope_identity
 from regserve.gateway.dispatch import Dispatch
-from regserve.gateway.errors import ErrorAnswer, send_error
+from regserve.gateway.errors import render_error, send_answer, send_error
 from regserve.gateway.mirror import Mirror, ShadowAnswer
 from regserve.inference.capture import InferenceCapture, request_id_of
 from regserve.inference.rows import CapturedRow
@@ -123,10 +123,10 @@ class ScoringHandler:
                 ],
             )
         except RegServeError as error:
-            status, answer = _sent(await send_error(send, error, extra))
+            status, answer = await _send_failure(send, error, extra)
         except Exception:  # a fault of regserve's: logged whole, answered in the error shape
             _logger.exception("Scoring request to %s/%s failed unexpectedly", name, ref)
-            status, answer = _sent(await send_error(send, _UNEXPECTED, extra))
+            status, answer = await _send_failure(send, _UNEXPECTED, extra)
         # A model that is not served is counted under "-": names are the caller's choice.
         model = name if version != "-" or self._router.get(name) is not None else "-"
         elapsed = time.perf_counter() - started
@@ -234,7 +234,11 @@ class _Exchange:
     response: bytes
 
 
-def _sent(answer: ErrorAnswer) -> tuple[int, bytes]:
+async def _send_failure(
+    send: Send, error: RegServeError, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, bytes]:
+    answer = render_error(error)
+    await send_answer(send, answer, headers)
     return answer.status, answer.body
 
 

@@ -42,8 +42,6 @@ __all__ = ["FailureReport", "TableWriter", "WriterConfig"]
 
 _log = logging.getLogger("regserve.inference")
 
-BATCH_ROWS = 1000
-"""Rows written at most per file (a batch this big is written before the flush interval)."""
 _REPORT_EVERY = 60.0
 """Seconds at least between two failure reports of one model."""
 _SWEEP_EVERY = 3600.0
@@ -60,6 +58,8 @@ class WriterConfig:
     flush_seconds: float = 2.0
     retention_days: int = 30
     """0: keep every partition."""
+    batch_rows: int = 1000
+    """Rows written at most per file (a batch this big is written before the flush interval)."""
 
 
 class TableWriter:
@@ -81,6 +81,7 @@ class TableWriter:
         self._lost: defaultdict[str, int] = defaultdict(int)
         self._reported: dict[str, float] = {}
         self._swept = float("-inf")
+        self._written = 0
         metrics.watch_queue(self._queue.qsize)
 
     def offer(self, row: CapturedRow) -> bool:
@@ -114,14 +115,14 @@ class TableWriter:
             self._sweep_if_due()
 
     def _take(self) -> tuple[list[CapturedRow], bool]:
-        """The next batch: up to BATCH_ROWS rows, waiting at most the flush interval after
+        """The next batch: up to ``batch_rows`` rows, waiting at most the flush interval after
         the first; False once the stop mark was taken."""
         first = self._queue.get()
         if first is None:
             return [], False
         rows = [first]
         deadline = time.monotonic() + self._config.flush_seconds
-        while len(rows) < BATCH_ROWS:
+        while len(rows) < self._config.batch_rows:
             try:
                 row = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -148,7 +149,9 @@ class TableWriter:
         folder = model_dir(self._config.root, model) / partition_name(day)
         folder.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist([to_record(row) for row in rows], schema=SCHEMA)
-        name = f"part-{int(self._clock() * 1000):013d}-{uuid.uuid4().hex[:8]}.parquet"
+        self._written += 1  # names sort in the order written (readers read the newest first)
+        stamp, count = int(self._clock() * 1000), self._written
+        name = f"part-{stamp:013d}-{count:06d}-{uuid.uuid4().hex[:8]}.parquet"
         partial = folder / f".{name}.tmp"
         try:
             pq.write_table(table, partial)
