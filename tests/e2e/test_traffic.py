@@ -427,7 +427,6 @@ def test_the_cli_prints_the_table_or_writes_it_to_a_file(
     frame = pd.read_parquet(path)
     assert {"request_id", "request", "response", "shadow"} <= set(frame.columns)
     assert "marker-2" in set(frame["request_id"])
-    assert run_cli(server.url, "inference-table", MODEL, str(tmp_path / "rows.txt")).returncode == 2
     _capture(server)  # capture off again: no more rows
 
 
