@@ -1,6 +1,6 @@
 """The inference tables' writer and reader in process, on real files: batches, partitions,
 retention, truncation, and a directory that cannot be written (no exception, counted,
-reported once)."""
+reported once); the read route's ``since``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
+from regserve.errors import InvalidParameterError
+from regserve.gateway.inference_tables import parse_since
 from regserve.inference.capture import InferenceCapture, request_id_of
 from regserve.inference.reader import read_rows
 from regserve.inference.rows import CapturedRow, model_dir
@@ -167,3 +169,22 @@ def test_rates_of_zero_and_one_are_exact(tmp_path: Path, rate: float) -> None:
     capture = InferenceCapture(writer, 10)
     capture._rates = {"m": rate} if rate else {}  # what load() sets from the tags
     assert [capture.sampled("m") for _ in range(50)] == [bool(rate)] * 50
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("1764763200000", 1764763200000),
+        ("2026-12-03", DAY_MS - 12 * HOUR_MS),
+        ("2026-12-03T12:00:00Z", DAY_MS),
+        ("2026-12-03T13:00:00+01:00", DAY_MS),
+    ],
+)
+def test_since_is_epoch_ms_or_iso_8601(text: str, ms: int) -> None:
+    assert parse_since(text) == ms
+
+
+@pytest.mark.parametrize("text", ["yesterday", "999999999999999", "1969-12-31", "", "-5"])
+def test_a_since_that_is_no_time_is_refused_with_examples(text: str) -> None:
+    with pytest.raises(InvalidParameterError, match="ISO 8601"):
+        parse_since(text)

@@ -22,6 +22,8 @@ __all__ = ["INFERENCE_READ_PATH", "MAX_ROWS", "router"]
 
 INFERENCE_READ_PATH = "/api/2.0/regserve/inference-tables/read"
 MAX_ROWS = 10000
+_LAST_MS = 253402300799999
+"""The last millisecond of the year 9999 (Python's dates end there)."""
 
 _HELP = (
     "The newest captured scoring requests of a model (newest first): request id, time, "
@@ -64,17 +66,21 @@ def parse_since(text: str) -> int:
     (UTC when it names no offset)."""
     value = text.strip()
     if value.isascii() and value.isdigit() and len(value) <= 15:
-        return int(value)
-    try:
-        stamp = dt.datetime.fromisoformat(value)
-    except ValueError:
+        since = int(value)
+    else:
+        try:
+            stamp = dt.datetime.fromisoformat(value)
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=dt.timezone.utc)
+            since = int(stamp.timestamp() * 1000)
+        except (ValueError, OverflowError):
+            since = -1
+    if not 0 <= since <= _LAST_MS:
         raise InvalidParameterError(
-            f"since must be epoch milliseconds or an ISO 8601 date or time, e.g. "
+            f"since must be epoch milliseconds or an ISO 8601 date or time from 1970 on, e.g. "
             f"2026-12-03 or 2026-12-03T18:00:00Z; got '{text[:64]}'."
-        ) from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.timezone.utc)
-    return int(stamp.timestamp() * 1000)
+        )
+    return since
 
 
 async def _check_exists(request: Request, name: str) -> None:
