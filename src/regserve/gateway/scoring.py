@@ -112,16 +112,9 @@ class ScoringHandler:
             body = await read_body(receive, self._limit, self._too_large)
             called, version, reply = await self._dispatch.send(name, ref, content_type, body)
             status, answer = reply.status, reply.body
-            await _respond(
-                send,
-                status,
-                reply.body,
-                [
-                    (b"content-type", reply.content_type.encode("latin-1")),
-                    (b"x-model-version", version.encode()),
-                    *extra,
-                ],
-            )
+            kind = (b"content-type", reply.content_type.encode("latin-1"))
+            version_header = (b"x-model-version", version.encode())
+            await _respond(send, status, answer, [kind, version_header, *extra])
         except RegServeError as error:
             status, answer = await _send_failure(send, error, extra)
         except Exception:  # a fault of regserve's: logged whole, answered in the error shape

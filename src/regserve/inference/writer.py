@@ -45,6 +45,8 @@ _log = logging.getLogger("regserve.inference")
 _REPORT_EVERY = 60.0
 """Seconds at least between two failure reports of one model."""
 _SWEEP_EVERY = 3600.0
+_IDLE_WAKE = 60.0
+"""Seconds the writer waits for a row before it looks at the retention anyway."""
 
 FailureReport = Callable[[str, int, str], None]
 """``(model, rows lost since the last report, the error)``; called on the writer's thread."""
@@ -117,7 +119,10 @@ class TableWriter:
     def _take(self) -> tuple[list[CapturedRow], bool]:
         """The next batch: up to ``batch_rows`` rows, waiting at most the flush interval after
         the first; False once the stop mark was taken."""
-        first = self._queue.get()
+        try:
+            first = self._queue.get(timeout=_IDLE_WAKE)
+        except queue.Empty:  # nothing captured for a while: the retention is checked anyway
+            return [], True
         if first is None:
             return [], False
         rows = [first]
