@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         drive(targets, "regserve", base, 2.0)  # warm-up
         costs = []
         for _ in range(args.rounds):
-            rows = measure(targets, base, args.seconds) + measure(targets, CAPTURE, args.seconds)
+            off = measure(targets, base, args.seconds, ("regserve",))
+            rows = off + measure(targets, CAPTURE, args.seconds)
             costs.append(report.capture_cost(rows, CAPTURE_BASE, CAPTURE.name))
         written = sum(1 for _ in (workdir / "data" / "inference").rglob("*.parquet"))
         print(json.dumps({"costs": costs, "files_written": written}, indent=2))

@@ -137,13 +137,19 @@ def drive(targets: Targets, target: str, scenario: Scenario, seconds: float) -> 
     )
 
 
-def measure(targets: Targets, scenario: Scenario, seconds: float) -> list[dict[str, Any]]:
-    """A row per target of ``scenario`` (regserve alone, capture on, for :data:`CAPTURE`)."""
+def measure(
+    targets: Targets,
+    scenario: Scenario,
+    seconds: float,
+    names: tuple[str, ...] = ("mlflow", "regserve", "ceiling"),
+) -> list[dict[str, Any]]:
+    """A row per target ``names`` of ``scenario`` (regserve alone, capture on, for
+    :data:`CAPTURE`)."""
     rows = []
     if scenario.capture:
         set_capture(targets.regserve, True)
     try:
-        for target in ("regserve",) if scenario.capture else ("mlflow", "regserve", "ceiling"):
+        for target in ("regserve",) if scenario.capture else names:
             outcome = drive(targets, target, scenario, seconds)
             rows.append(
                 {

@@ -215,7 +215,7 @@ class ScoringHandler:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Exchange:
     """What the caller sent and was answered, for the inference table."""
 

@@ -8,8 +8,10 @@ percent-encoded into one path segment, the date that of the request's arrival in
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -23,7 +25,7 @@ __all__ = [
     "partition_date",
     "partition_name",
     "tables_root",
-    "to_record",
+    "to_table",
 ]
 
 SCHEMA = pa.schema(
@@ -50,7 +52,7 @@ SCHEMA = pa.schema(
 _PARTITION = "date="
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapturedRow:
     """A scoring request and its answer, as the gateway saw them (bodies already cut to the
     limit: ``*_truncated`` says whether they were)."""
@@ -76,27 +78,32 @@ class CapturedRow:
     response_truncated: bool
 
 
-def to_record(row: CapturedRow) -> dict[str, object]:
-    """``row`` as :data:`SCHEMA`'s columns (bodies as text; bytes that are not UTF-8 are
-    replaced by U+FFFD)."""
-    response = row.response.decode("utf-8", "replace") if row.response is not None else None
-    return {
-        "request_id": row.request_id,
-        "timestamp": dt.datetime.fromtimestamp(row.time_ms / 1000, dt.timezone.utc),
-        "model": row.model,
-        "version": row.version,
-        "ref": row.ref,
-        "route": row.route,
-        "shadow": row.shadow,
-        "caller": row.caller,
-        "status_code": row.status_code,
-        "latency_ms": round(row.latency_ms, 3),
-        "content_type": row.content_type,
-        "request": row.request.decode("utf-8", "replace"),
-        "request_truncated": row.request_truncated,
-        "response": response,
-        "response_truncated": row.response_truncated,
+def to_table(rows: Sequence[CapturedRow]) -> pa.Table:
+    """``rows`` as a table of :data:`SCHEMA` (bodies as text; bytes that are not UTF-8 are
+    replaced by U+FFFD), built column by column."""
+
+    def text(body: bytes | None) -> str | None:
+        return body.decode("utf-8", "replace") if body is not None else None
+
+    columns: dict[str, list[Any]] = {
+        "request_id": [r.request_id for r in rows],
+        "timestamp": [r.time_ms for r in rows],
+        "model": [r.model for r in rows],
+        "version": [r.version for r in rows],
+        "ref": [r.ref for r in rows],
+        "route": [r.route for r in rows],
+        "shadow": [r.shadow for r in rows],
+        "caller": [r.caller for r in rows],
+        "status_code": [r.status_code for r in rows],
+        "latency_ms": [round(r.latency_ms, 3) for r in rows],
+        "content_type": [r.content_type for r in rows],
+        "request": [text(r.request) for r in rows],
+        "request_truncated": [r.request_truncated for r in rows],
+        "response": [text(r.response) for r in rows],
+        "response_truncated": [r.response_truncated for r in rows],
     }
+    arrays = [pa.array(columns[f.name], type=f.type) for f in SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
 def date_of(time_ms: int) -> dt.date:

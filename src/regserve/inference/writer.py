@@ -24,17 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from regserve.inference.rows import (
-    SCHEMA,
     CapturedRow,
     date_of,
     model_dir,
     partition_date,
     partition_name,
-    to_record,
+    to_table,
 )
 from regserve.metrics import CaptureMetrics
 
@@ -153,7 +151,7 @@ class TableWriter:
     def _write_file(self, model: str, day: dt.date, rows: list[CapturedRow]) -> None:
         folder = model_dir(self._config.root, model) / partition_name(day)
         folder.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist([to_record(row) for row in rows], schema=SCHEMA)
+        table = to_table(rows)
         self._written += 1  # names sort in the order written (readers read the newest first)
         stamp, count = int(self._clock() * 1000), self._written
         name = f"part-{stamp:013d}-{count:06d}-{uuid.uuid4().hex[:8]}.parquet"
