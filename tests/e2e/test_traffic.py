@@ -296,6 +296,8 @@ def test_captured_rows_hold_each_request_its_answer_and_its_shadow_copy(
     served: tuple[RegServeProcess, Any],
 ) -> None:
     server, _ = served
+    uncaptured = server.score(MODEL, "1", ROWS, headers={"X-Request-Id": "capture-off"})
+    assert uncaptured.headers["x-request-id"] == "capture-off"  # capture on or not
     refused = _capture(server, inference_table="yes")
     assert (refused.status_code, refused.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
     assert "regserve.inference_table must be on or off" in refused.json()["message"]
@@ -338,6 +340,7 @@ def test_captured_rows_hold_each_request_its_answer_and_its_shadow_copy(
     assert failed["request"] == "{not json"
     assert json.loads(failed["response"])["error_code"] == "BAD_REQUEST"
     assert rows[0]["request_id"] == "marker-1"  # newest first
+    assert "capture-off" not in {row["request_id"] for row in rows}
     assert len(_rows(server, limit=2).json()["rows"]) == 2
 
 

@@ -182,7 +182,10 @@ class TableWriter:
         now = time.monotonic()
         if now - self._swept >= _SWEEP_EVERY:
             self._swept = now
-            self.sweep()
+            try:
+                self.sweep()
+            except OSError:  # the next sweep tries again; the writer goes on
+                _log.warning("could not delete old inference table partitions", exc_info=True)
 
     def sweep(self) -> int:
         """Delete the date partitions older than the retention; how many were deleted."""
