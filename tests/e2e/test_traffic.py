@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -341,6 +342,10 @@ def test_captured_rows_hold_each_request_its_answer_and_its_shadow_copy(
     assert json.loads(failed["response"])["error_code"] == "BAD_REQUEST"
     assert rows[0]["request_id"] == "marker-1"  # newest first
     assert "capture-off" not in {row["request_id"] for row in rows}
+    # callers' data: regserve's alone, out of reach of the models' workers
+    tables = server.data_dir / "inference"
+    assert stat.S_IMODE(tables.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in tables.rglob("*.parquet")} == {0o600}
     assert len(_rows(server, limit=2).json()["rows"]) == 2
 
 
