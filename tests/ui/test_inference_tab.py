@@ -1,5 +1,5 @@
-"""The Serving page's Inference Table tab in Chromium: the model's captured requests, and the
-status filter."""
+"""The Serving page's Inference Table tab in Chromium: the model's captured requests, the
+status filter, and what a reader sees."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.models import iris_frame
 from tests.support.server import ADMIN_TOKEN
-from tests.ui.conftest import TWO_MODEL, UiWorld, screenshot, signed_in_page
+from tests.ui.conftest import BROKEN_MODEL, TWO_MODEL, UiWorld, screenshot, signed_in_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -66,5 +66,12 @@ def test_the_inference_tab_lists_captured_requests_and_filters_by_status(
         assert page.console_errors == []
         screenshot(page, "inference")
         page.context.close()
+        # a reader is told why, and the table (403 for them) is not asked
+        reader = signed_in_page(browser, ui_world, ui_world.reader_token)
+        reader.goto(f"{ui_world.url}/ui/models/{BROKEN_MODEL}")
+        reader.get_by_role("tab", name="Inference Table").click()
+        expect(reader.locator("#inference-note")).to_contain_text("Only callers with CAN_MANAGE")
+        assert reader.console_errors == []
+        reader.context.close()
     finally:
         _capture(ui_world, on=False)

@@ -12,10 +12,22 @@
 
   const shown = () => !$("panel-inference").hidden;
 
+  // Asked once: a caller without CAN_MANAGE is told so, and the table is never asked (a 403
+  // would be the browser console's error).
+  let level = null;
+
   async function load() {
-    const model = $("serving").dataset.model;
-    const q = "registered_model_name=" + encodeURIComponent(model) + "&limit=" + LIMIT;
-    const r = await api("GET", `/api/2.0/regserve/inference-tables/read?${q}`);
+    const model = "registered_model_name=" + encodeURIComponent($("serving").dataset.model);
+    if (level === null) {
+      const m = await api("GET", `/api/2.0/regserve/models/get?${model}`);
+      level = m.ok ? m.data.permission_level : "";
+    }
+    if (level !== "CAN_MANAGE") {
+      $("inference-note").textContent = "Only callers with CAN_MANAGE on this model may read "
+        + "its inference table: its rows hold callers' data.";
+      return;
+    }
+    const r = await api("GET", `/api/2.0/regserve/inference-tables/read?${model}&limit=${LIMIT}`);
     if (!r.ok) {
       rows = null;
       $("inference-rate").textContent = "";
