@@ -1,5 +1,6 @@
 """The inference tables' writer: captured rows wait in a bounded queue and one background
-thread writes them, in batches, as Parquet files (layout in :mod:`regserve.inference.rows`).
+thread writes them, in batches, as Parquet files (layout in :mod:`regserve.inference.rows`):
+every ``flush_seconds``, or at once when ``batch_rows`` wait.
 
 Nothing here can fail a request: :meth:`TableWriter.offer` never blocks (a row over the
 queue's bound is dropped and counted), and a write that fails (a full disk, a read-only
@@ -10,16 +11,14 @@ deletes date partitions older than the retention (checked hourly).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
-import queue
 import shutil
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +42,6 @@ _log = logging.getLogger("regserve.inference")
 _REPORT_EVERY = 60.0
 """Seconds at least between two failure reports of one model."""
 _SWEEP_EVERY = 3600.0
-_IDLE_WAKE = 60.0
-"""Seconds the writer waits for a row before it looks at the retention anyway."""
 
 FailureReport = Callable[[str, int, str], None]
 """``(model, rows lost since the last report, the error)``; called on the writer's thread."""
@@ -59,7 +56,7 @@ class WriterConfig:
     retention_days: int = 30
     """0: keep every partition."""
     batch_rows: int = 1000
-    """Rows written at most per file (a batch this big is written before the flush interval)."""
+    """Rows written at most per file; once this many wait, they are written at once."""
 
 
 class TableWriter:
@@ -76,21 +73,27 @@ class TableWriter:
         self._metrics = metrics
         self._on_failure = on_failure
         self._clock = clock
-        self._queue: queue.Queue[CapturedRow | None] = queue.Queue(config.queue_rows)
+        self._rows: deque[CapturedRow] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lost: defaultdict[str, int] = defaultdict(int)
         self._reported: dict[str, float] = {}
         self._swept = float("-inf")
         self._written = 0
-        metrics.watch_queue(self._queue.qsize)
+        metrics.watch_queue(self._rows.__len__)
 
     def offer(self, row: CapturedRow) -> bool:
-        """Queue ``row`` for writing; False (dropped, counted) when the queue is full."""
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
+        """Queue ``row`` for writing; False (dropped, counted) when the queue is full. Called
+        on the event loop only: an append, no lock, and the writer is woken only once a
+        batch waits (waking a thread per request would cost the hot path its GIL)."""
+        waiting = len(self._rows)
+        if waiting >= self._config.queue_rows:
             self._metrics.dropped(row.model)
             return False
+        self._rows.append(row)
+        if waiting + 1 == self._config.batch_rows:
+            self._wake.set()
         return True
 
     def start(self) -> None:
@@ -101,39 +104,28 @@ class TableWriter:
         """Write what is queued, then stop the thread."""
         if self._thread is None:
             return
-        with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout)  # after every row queued before it
+        self._stopping.set()
+        self._wake.set()
         self._thread.join(timeout)
         self._thread = None
 
     def _run(self) -> None:
-        running = True
-        while running:
-            rows, running = self._take()
-            if rows:
-                self.write(rows)
+        while True:
+            self._wake.wait(self._config.flush_seconds)
+            self._wake.clear()
+            stopping = self._stopping.is_set()
+            self._drain()
             self._sweep_if_due()
+            if stopping:
+                return
 
-    def _take(self) -> tuple[list[CapturedRow], bool]:
-        """The next batch: up to ``batch_rows`` rows, waiting at most the flush interval after
-        the first; False once the stop mark was taken."""
-        try:
-            first = self._queue.get(timeout=_IDLE_WAKE)
-        except queue.Empty:  # nothing captured for a while: the retention is checked anyway
-            return [], True
-        if first is None:
-            return [], False
-        rows = [first]
-        deadline = time.monotonic() + self._config.flush_seconds
-        while len(rows) < self._config.batch_rows:
-            try:
-                row = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if row is None:
-                return rows, False
-            rows.append(row)
-        return rows, True
+    def _drain(self) -> None:
+        """Write every row queued now, in batches of at most ``batch_rows``."""
+        while self._rows:
+            batch: list[CapturedRow] = []
+            while self._rows and len(batch) < self._config.batch_rows:
+                batch.append(self._rows.popleft())
+            self.write(batch)
 
     def write(self, rows: list[CapturedRow]) -> None:
         """Write ``rows``: one file per model and date; failures counted and reported."""
