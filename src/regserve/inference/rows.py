@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -52,10 +51,10 @@ SCHEMA = pa.schema(
 _PARTITION = "date="
 
 
-@dataclass(frozen=True, slots=True)
-class CapturedRow:
+class CapturedRow(NamedTuple):
     """A scoring request and its answer, as the gateway saw them (bodies already cut to the
-    limit: ``*_truncated`` says whether they were)."""
+    limit: ``*_truncated`` says whether they were). A tuple of plain values: the garbage
+    collector stops tracking it at its first pass, however long it waits for the writer."""
 
     request_id: str
     time_ms: int
