@@ -40,6 +40,22 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def capture_cost(rows: list[dict[str, Any]], off: str, on: str) -> dict[str, Any] | None:
+    """regserve's req/s and p99 with the inference table on against the same load with it
+    off (None when either was not run)."""
+    found = _by(rows)
+    base, captured = found.get((off, "regserve")), found.get((on, "regserve"))
+    if not (base and captured and base["rps"]):
+        return None
+    return {
+        "rps_off": base["rps"],
+        "rps_on": captured["rps"],
+        "rps_change": round(captured["rps"] / base["rps"] - 1, 3),
+        "p99_off_ms": base["p99_ms"],
+        "p99_on_ms": captured["p99_ms"],
+    }
+
+
 def table(result: dict[str, Any]) -> str:
     """Markdown: the measurements, the ratios, and memory."""
     lines = [
@@ -63,6 +79,14 @@ def table(result: dict[str, Any]) -> str:
             f"| {q['scenario']} | {q['rps_vs_mlflow']}x | {q['p99_mlflow_over_ours']}x "
             f"| {q['p50_mlflow_over_ours']}x | {q['share_of_ceiling']:.0%} |"
         )
+    cost = result.get("capture_cost")
+    if cost:
+        lines += [
+            "",
+            f"Inference table on (every request captured) at c=32: {cost['rps_on']:.0f} req/s "
+            f"against {cost['rps_off']:.0f} off ({cost['rps_change']:+.1%}); p99 "
+            f"{cost['p99_on_ms']:.2f} ms against {cost['p99_off_ms']:.2f} ms.",
+        ]
     memory = result["memory"]
     ours, theirs = memory["regserve_two_versions"], memory["mlflow_one_version"]
     lines += [

@@ -56,6 +56,9 @@ class Scenario:
     body: bytes
     connections: int
     two_versions: bool = False
+    capture: bool = False
+    """regserve only, with the model's inference table on at sample 1.0 (every request
+    captured): its cost against the same scenario with capture off."""
 
 
 def _records(rows: int) -> bytes:
@@ -79,7 +82,15 @@ def scenarios(smoke: bool) -> list[Scenario]:
         Scenario("256-row split c=8", json_ct, _split(256), 8),
         Scenario("1-row CSV c=32", "text/csv", csv, 32),
         Scenario("2 versions, 1-row c=32", json_ct, _records(1), 32, two_versions=True),
+        CAPTURE,
     ]
+
+
+CAPTURE = Scenario(
+    "1-row records c=32, inference table on", "application/json", _records(1), 32, capture=True
+)
+CAPTURE_BASE = "1-row records c=32"
+"""The scenario :data:`CAPTURE` is compared with (the same load, capture off)."""
 
 
 class Targets:
@@ -126,6 +137,40 @@ def drive(targets: Targets, target: str, scenario: Scenario, seconds: float) -> 
     )
 
 
+def measure(
+    targets: Targets,
+    scenario: Scenario,
+    seconds: float,
+    names: tuple[str, ...] = ("mlflow", "regserve", "ceiling"),
+) -> list[dict[str, Any]]:
+    """A row per target ``names`` of ``scenario`` (regserve alone, capture on, for
+    :data:`CAPTURE`)."""
+    rows = []
+    if scenario.capture:
+        set_capture(targets.regserve, True)
+    try:
+        for target in ("regserve",) if scenario.capture else names:
+            outcome = drive(targets, target, scenario, seconds)
+            rows.append(
+                {
+                    "scenario": scenario.name,
+                    "target": target,
+                    **asdict(outcome),
+                    "rps": round(outcome.rps, 1),
+                }
+            )
+            print(
+                f"  {scenario.name:26} {target:9} {outcome.rps:9.1f} req/s "
+                f"p50 {outcome.p50_ms:7.2f} ms p99 {outcome.p99_ms:7.2f} ms "
+                f"errors {outcome.non2xx + outcome.socket_errors}",
+                flush=True,
+            )
+    finally:
+        if scenario.capture:
+            set_capture(targets.regserve, False)
+    return rows
+
+
 # -- regserve set-up ----------------------------------------------------------------------------
 
 
@@ -161,6 +206,17 @@ def serve_bench_model(server: Server) -> None:
     with _http(server) as http:
         http.post(f"{API}/enable", json={"registered_model_name": MODEL}).raise_for_status()
         wait_until(lambda: _ready_versions(http, MODEL) >= {"1", "2"}, 300, "versions READY")
+
+
+def set_capture(server: Server, on: bool) -> None:
+    """The bench model's inference table on (every request) or off (no tags)."""
+    tags = [{"key": "regserve.inference_table", "value": "on"}] if on else []
+    body = {
+        "registered_model_name": MODEL,
+        "desired_cluster_config": {"node_type_id": "local-default", "tags": tags},
+    }
+    with _http(server) as http:
+        http.put(f"{API}/update-cluster-config", json=body).raise_for_status()
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -303,22 +359,7 @@ def _run(
         drive(targets, target, warm, 1.0)
     rows: list[dict[str, Any]] = []
     for scenario in scenarios(args.smoke):
-        for target in ("mlflow", "regserve", "ceiling"):
-            outcome = drive(targets, target, scenario, seconds)
-            rows.append(
-                {
-                    "scenario": scenario.name,
-                    "target": target,
-                    **asdict(outcome),
-                    "rps": round(outcome.rps, 1),
-                }
-            )
-            print(
-                f"  {scenario.name:26} {target:9} {outcome.rps:9.1f} req/s "
-                f"p50 {outcome.p50_ms:7.2f} ms p99 {outcome.p99_ms:7.2f} ms "
-                f"errors {outcome.non2xx + outcome.socket_errors}",
-                flush=True,
-            )
+        rows += measure(targets, scenario, seconds)
     if not (args.no_ray or args.smoke):  # CI's smoke run stays short: --ray-only --smoke
         rows += ray_rows(regserve, workdir, MODEL, serve_bench_model, seconds, args.smoke)
         _use_registry(regserve)  # back to the first server's registry
@@ -345,6 +386,7 @@ def _run(
         "memory": memory,
         "memory_scaling": scaling,
         "ratios": report.ratios(rows),
+        "capture_cost": report.capture_cost(rows, CAPTURE_BASE, CAPTURE.name),
     }
 
 

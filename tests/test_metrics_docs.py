@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from regserve.gateway.worker_stats import WorkerStats
-from regserve.metrics import ControlMetrics, TrafficRecorder
+from regserve.metrics import CaptureMetrics, ControlMetrics, TrafficRecorder
 from regserve.router import Router
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -27,6 +27,7 @@ def exported() -> dict[str, set[str]]:
     recorder = TrafficRecorder()
     registry: CollectorRegistry = recorder.registry
     ControlMetrics(registry)
+    CaptureMetrics(registry)
     WorkerStats(Router(), registry)
     return {
         family.name: {family.name + suffix for suffix in _SUFFIXES[family.type]}
@@ -67,9 +68,12 @@ def test_monitoring_md_describes_every_metric(exported: dict[str, set[str]]) -> 
 
 _EVENT_TYPE = re.compile(
     r'"((?:SERVING|CLUSTER|VERSION|ENV|REPLICAS?|WORKER|TEMPLATE|WARM|REGISTRY|PERMISSIONS'
-    r'|LEADER|TOKEN|PRINCIPAL|TRAFFIC)_[A-Z_]+)"'
+    r'|LEADER|TOKEN|PRINCIPAL|TRAFFIC|INFERENCE)_[A-Z_]+)"'
 )
 _NOT_EVENTS = {
+    "INFERENCE_READ_PATH",
+    "INFERENCE_SAMPLE_TAG",
+    "INFERENCE_TABLE_TAG",
     "PERMISSIONS_PREFIX",
     "REPLICAS_TAG",
     "TEMPLATE_PROTOCOL",

@@ -36,6 +36,7 @@ from regserve.gateways.fenced import FencedController
 from regserve.gateways.follower import SharedRouter, TargetCodec
 from regserve.gateways.leader import leader_lock_for
 from regserve.gateways.node import GatewayNode
+from regserve.inference.tables import InferenceTables
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.nodes import NodeTypes, load_node_types
 from regserve.registry.deferred import DeferredReader
@@ -88,6 +89,7 @@ class RegServe:
         self.recorder = TrafficRecorder()
         self.control_metrics = ControlMetrics(self.recorder.registry)
         self.batches = BatchTally(self.router, self.recorder)
+        self.tables = InferenceTables.build(settings, self.store, self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
         self.backend = _backend(settings, self._events.put_nowait, node_types, self.isolation)
         # Ray builds and caches each version's environment itself (its runtime_env).
@@ -134,6 +136,7 @@ class RegServe:
             started_at=int(time.time() * 1000),
             starting=self._starting,
             batches=self.batches,
+            capture=self.tables.capture,
         )
         lookups = RegistryLookups(self._stage_of, self._sources_naming, self._artifact_root)
         hosting = not settings.registry_uri
@@ -151,6 +154,8 @@ class RegServe:
         for coro, name in self.node.loops():
             self._spawn(coro, name)
         self._spawn(self._flush_metrics(), "metrics flush")
+        self.tables.writer.start()
+        self._spawn(self.tables.follow(self.store), "inference table settings")
 
     async def start_registry(self) -> None:
         """Import MLflow and make the registry ready (the hosted server: create or migrate its
@@ -212,6 +217,7 @@ class RegServe:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(self.store.add_metrics, self.recorder.drain())
+        await asyncio.to_thread(self.tables.writer.stop)  # what was captured is written
         self.store.close()
 
     async def install_demo(self, base_url: str, announce: Callable[[str], None]) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["ControlMetrics", "TrafficRecorder", "ref_label"]
+__all__ = ["CaptureMetrics", "ControlMetrics", "TrafficRecorder", "ref_label"]
 
 _MAX_SAMPLES = 4096  # latency samples kept per minute bucket for the percentiles
 
@@ -289,3 +290,35 @@ class ControlMetrics:
         self.environments.labels("reused" if reused else "built").inc()
         if not reused:
             self.env_build.observe(seconds)
+
+
+class CaptureMetrics:
+    """What becomes of the rows captured into inference tables (``regserve.inference``):
+    written, dropped (the writer's queue was full) or failed (the write failed). Called from
+    the event loop and the writer's thread (Prometheus' counters are thread-safe)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._rows = Counter(
+            "regserve_inference_table_rows",
+            "Scoring requests captured for a model's inference table, by model and outcome "
+            "(written; dropped: the writer's queue was full; failed: the write failed).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self._queued = Gauge(
+            "regserve_inference_table_queue_rows",
+            "Captured rows waiting for the inference table's writer.",
+            registry=registry,
+        )
+
+    def watch_queue(self, size: Callable[[], int]) -> None:
+        self._queued.set_function(size)
+
+    def written(self, model: str, rows: int) -> None:
+        self._rows.labels(model, "written").inc(rows)
+
+    def dropped(self, model: str) -> None:
+        self._rows.labels(model, "dropped").inc()
+
+    def failed(self, model: str, rows: int) -> None:
+        self._rows.labels(model, "failed").inc(rows)

@@ -105,6 +105,31 @@ class Settings(BaseSettings):
         description="Scoring requests of one model that may wait at once for a ready replica; "
         "the next one gets 503 with Retry-After at once.",
     )
+    inference_table_max_body_bytes: int = Field(
+        65536,
+        ge=0,
+        description="Bytes of a request's and of an answer's body kept in an inference table row; "
+        "a longer body is cut there and the row's request_truncated/response_truncated says so.",
+    )
+    inference_table_queue_rows: int = Field(
+        10000,
+        ge=1,
+        description="Captured rows that may wait in memory for the inference table's writer; "
+        "rows over that are dropped and counted (regserve_inference_table_rows_total).",
+    )
+    inference_table_flush_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=300,
+        description="Seconds at most between two writes of captured rows to the inference "
+        "tables (a write also happens once 1,000 rows wait).",
+    )
+    inference_table_retention_days: int = Field(
+        30,
+        ge=0,
+        description="Days of inference table rows kept (today included); older date "
+        "partitions are deleted by the writer. 0: keep them all.",
+    )
     overrun_grace: float = Field(
         10.0,
         ge=0,

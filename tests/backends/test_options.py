@@ -10,6 +10,7 @@ import pytest
 from regserve.backends.options import (
     BatchSettings,
     ClusterOptions,
+    capture_rate,
     check_config,
     needs_new_workers,
 )
@@ -169,3 +170,30 @@ def test_the_idle_timeout_is_the_tag_else_the_setting_and_never_is_none() -> Non
     assert idle(Settings(idle_timeout=0), **{"regserve.idle_timeout": "30"}) == 30
     for bad in ("soon", "-1", "1e12"):  # ignored with a warning: the setting
         assert idle(Settings(idle_timeout=45), **{"regserve.idle_timeout": bad}) == 45
+
+
+def test_inference_table_tags_give_a_sampling_rate_and_restart_nothing() -> None:
+    assert capture_rate(()) == 0.0  # off by default
+    assert capture_rate(_config(**{"regserve.inference_table": "on"}).tags) == 1.0
+    on_tenth = {"regserve.inference_table": " ON ", "regserve.inference_table.sample": "0.1"}
+    assert capture_rate(_config(**on_tenth).tags) == 0.1
+    off = {"regserve.inference_table": "off", "regserve.inference_table.sample": "0.5"}
+    assert capture_rate(_config(**off).tags) == 0.0
+    # switching capture on is a label change for the workers: nothing is replaced
+    assert not needs_new_workers(_config(), _config(**on_tenth))
+
+
+@pytest.mark.parametrize(
+    ("tags", "named"),
+    [
+        ({"regserve.inference_table": "maybe"}, "regserve.inference_table must be on or off"),
+        (
+            {"regserve.inference_table": "on", "regserve.inference_table.sample": "1.5"},
+            "regserve.inference_table.sample must be a number from 0 to 1",
+        ),
+        ({"regserve.inference_table.sample": "ten"}, "got 'ten'"),
+    ],
+)
+def test_bad_inference_table_tags_are_refused_when_set(tags: dict[str, str], named: str) -> None:
+    with pytest.raises(InvalidParameterError, match=named):
+        check_config(_config(**tags))

@@ -1,5 +1,7 @@
 """Traffic splitting through a real ``regserve up``: ``POST /model/{name}/invocations`` draws
-its version from the model's traffic config; shadow copies are counted, never returned.
+its version from the model's traffic config; shadow copies are counted, never returned. The
+same server captures requests into the model's inference table (capture tags, sampling, shadow
+rows, a write that fails, who may read it back).
 
 Versions 1 and 2 answer "one" and "two" for every row, so each answer's ``X-Model-Version``
 is checked against the prediction it carries; version 3 fails to load (never READY) and
@@ -10,13 +12,16 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,6 +39,7 @@ pytestmark = pytest.mark.e2e
 
 MODEL = "split"
 TRAFFIC = "/api/2.0/regserve/endpoints/traffic"
+INFERENCE = "/api/2.0/regserve/inference-tables/read"
 ROWS = {"dataframe_records": iris_frame()[0].head(1).to_dict(orient="records")}
 ANSWERS = {"1": "one", "2": "two"}
 SLEEP = 1.5
@@ -41,7 +47,8 @@ SLEEP = 1.5
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RegServeProcess, Any]]:
-    server = RegServeProcess(tmp_path_factory.mktemp("traffic") / "data").start()
+    data = tmp_path_factory.mktemp("traffic") / "data"
+    server = RegServeProcess(data, inference_table_flush_seconds="0.2").start()
     try:
         with pytest.MonkeyPatch.context() as mp, user_registry(mp, server.url, ADMIN_TOKEN) as reg:
             assert log_constant_version(MODEL, "one") == "1"
@@ -245,6 +252,190 @@ def test_the_cli_sets_shows_and_resets_the_split(served: tuple[RegServeProcess, 
     assert run_cli(server.url, "traffic", "set", MODEL, "1=eighty").returncode == 2
     ok(run_cli(server.url, "traffic", "reset", MODEL))
     assert _get(server).json()["is_default"] is True
+
+
+def _capture(server: RegServeProcess, **tags: str) -> httpx.Response:
+    body = {
+        "registered_model_name": MODEL,
+        "desired_cluster_config": {
+            "node_type_id": "local-default",
+            "tags": [{"key": f"regserve.{k}", "value": v} for k, v in tags.items()],
+        },
+    }
+    return server.api("PUT", "update-cluster-config", json=body)
+
+
+def _rows(server: RegServeProcess, token: str = ADMIN_TOKEN, **params: Any) -> httpx.Response:
+    return server.client.get(
+        INFERENCE,
+        params={"registered_model_name": MODEL, "limit": 10000, **params},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def _rows_of(
+    server: RegServeProcess, marker: str, shadows: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Every row, once the row of a request sent with X-Request-Id ``marker`` (after the
+    others) is written (the writer keeps the order rows were captured in), and the shadow
+    rows of the request ids ``shadows`` (captured when the shadow answers)."""
+    r = server.client.post(
+        f"/model/{MODEL}/1/invocations", json=ROWS, headers={"X-Request-Id": marker}
+    )
+    assert r.status_code == 200, r.text
+
+    def written() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = _rows(server).json()["rows"]
+        seen = {(row["request_id"], row["shadow"]) for row in rows}
+        wanted = {(marker, False), *((rid, True) for rid in shadows)}
+        return rows if wanted <= seen else []
+
+    return list(wait_for(written, 30, f"the row of {marker} to be written"))
+
+
+def test_captured_rows_hold_each_request_its_answer_and_its_shadow_copy(
+    served: tuple[RegServeProcess, Any],
+) -> None:
+    server, _ = served
+    uncaptured = server.score(MODEL, "1", ROWS, headers={"X-Request-Id": "capture-off"})
+    assert uncaptured.headers["x-request-id"] == "capture-off"  # capture on or not
+    refused = _capture(server, inference_table="yes")
+    assert (refused.status_code, refused.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "regserve.inference_table must be on or off" in refused.json()["message"]
+    assert _capture(server, inference_table="on").status_code == 200
+    _split(server, {"1": 100}, shadow={"ref": "2", "percent": 100})
+    for n in range(3):
+        r = server.client.post(
+            f"/model/{MODEL}/invocations", json=ROWS, headers={"X-Request-Id": f"split-{n}"}
+        )
+        assert (r.status_code, r.headers["x-request-id"]) == (200, f"split-{n}"), r.text
+        assert r.json() == {"predictions": ["one"]}  # never the shadow's "two"
+    bad = server.client.post(
+        f"/model/{MODEL}/canary/invocations",
+        content=b"{not json",
+        headers={"Content-Type": "application/json", "X-Request-Id": "not sane!"},
+    )
+    assert bad.status_code == 400
+    generated = bad.headers["x-request-id"]
+    assert len(generated) == 32  # the caller's id had a space: a new one
+    rows = _rows_of(server, "marker-1", ("split-0", "split-1", "split-2"))
+    mine = {(row["request_id"], row["shadow"]): row for row in rows}
+    for n in range(3):
+        row, shadow = mine[(f"split-{n}", False)], mine[(f"split-{n}", True)]
+        assert (row["version"], row["ref"], row["route"], row["status_code"]) == (
+            "1",
+            "*",
+            "1",
+            200,
+        )
+        assert (row["caller"], row["content_type"]) == ("admin", "application/json")
+        assert json.loads(row["request"]) == ROWS
+        assert json.loads(row["response"]) == {"predictions": ["one"]}
+        assert row["latency_ms"] > 0
+        assert not row["request_truncated"]
+        assert not row["response_truncated"]
+        assert (shadow["version"], shadow["ref"], shadow["status_code"]) == ("2", "2", 200)
+        assert json.loads(shadow["response"]) == {"predictions": ["two"]}
+    failed = mine[(generated, False)]
+    assert (failed["version"], failed["ref"], failed["status_code"]) == ("2", "canary", 400)
+    assert failed["request"] == "{not json"
+    assert json.loads(failed["response"])["error_code"] == "BAD_REQUEST"
+    assert rows[0]["request_id"] == "marker-1"  # newest first
+    assert "capture-off" not in {row["request_id"] for row in rows}
+    # callers' data: regserve's alone, out of reach of the models' workers
+    tables = server.data_dir / "inference"
+    assert stat.S_IMODE(tables.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in tables.rglob("*.parquet")} == {0o600}
+    assert len(_rows(server, limit=2).json()["rows"]) == 2
+
+
+def test_capture_at_a_tenth_keeps_about_a_tenth_of_the_requests(
+    served: tuple[RegServeProcess, Any],
+) -> None:
+    server, _ = served
+    _split(server, {"1": 100})
+    assert _capture(server, inference_table="on", **{"inference_table.sample": "0.1"}).is_success
+
+    def one(n: int) -> None:
+        headers = {"X-Request-Id": f"tenth-{n}"}
+        assert server.score(MODEL, "1", ROWS, headers=headers).status_code == 200
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(one, range(1000)))
+    assert _capture(server, inference_table="on").is_success  # the marker is captured surely
+    rows = _rows_of(server, "marker-2")
+    kept = sum(row["request_id"].startswith("tenth-") for row in rows)
+    low, high = _binomial_bounds(1000, 0.1)
+    assert low <= kept <= high, kept
+
+
+def test_a_table_that_cannot_be_written_fails_no_request(
+    served: tuple[RegServeProcess, Any],
+) -> None:
+    server, _ = served
+    table = server.data_dir / "inference" / MODEL
+    moved = table.rename(table.with_name("moved-away"))
+    table.write_text("a file where the table's folder goes: nothing can be written there")
+    try:
+        for _ in range(20):
+            assert server.score(MODEL, "1", ROWS).status_code == 200
+        wait_for(
+            lambda: _count(server, "regserve_inference_table_rows", outcome="failed") >= 20,
+            30,
+            "the rows that could not be written to be counted",
+        )
+        events = [
+            e for e in server.events(MODEL) if e["event_type"] == "INFERENCE_TABLE_WRITE_FAILED"
+        ]
+        assert len(events) == 1, events  # one report a minute, not one per request
+        assert "the requests were answered as usual" in events[0]["message"]
+        assert str(server.data_dir) not in events[0]["message"]
+    finally:
+        table.unlink()
+        moved.rename(table)
+
+
+def test_only_a_manager_reads_the_table_and_bad_parameters_say_what_to_fix(
+    served: tuple[RegServeProcess, Any],
+) -> None:
+    server, _ = served
+    admin = server.client
+    assert admin.post("/api/2.0/preview/scim/v2/Users", json={"userName": "analyst"}).is_success
+    acl = [{"user_name": "analyst", "permission_level": "CAN_EDIT"}]
+    r = admin.patch(
+        f"/api/2.0/permissions/registered-models/{MODEL}", json={"access_control_list": acl}
+    )
+    assert r.status_code == 200, r.text
+    r = admin.post(
+        "/api/2.0/token-management/on-behalf-of/tokens",
+        json={"application_id": "analyst", "lifetime_seconds": 600},
+    )
+    refused = _rows(server, r.json()["token_value"])
+    assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
+    assert "CAN_MANAGE" in refused.json()["message"]
+    missing = admin.get(INFERENCE, params={"registered_model_name": "no-such-model"})
+    assert (missing.status_code, missing.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
+    for params, says in [({"since": "yesterday"}, "ISO 8601"), ({"limit": 0}, "limit")]:
+        bad = _rows(server, **params)
+        assert (bad.status_code, bad.json()["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+        assert says in bad.json()["message"], bad.json()
+    since = _rows(server, since="2999-01-01").json()
+    assert since["rows"] == []
+    assert since["sample_rate"] == 1.0
+
+
+def test_the_cli_prints_the_table_or_writes_it_to_a_file(
+    served: tuple[RegServeProcess, Any], tmp_path: Path
+) -> None:
+    server, _ = served
+    table = ok(run_cli(server.url, "inference-table", MODEL, "--limit", "5"))
+    assert "marker-2" in table
+    path = tmp_path / "rows.parquet"
+    ok(run_cli(server.url, "inference-table", MODEL, str(path), "--since", "2000-01-01"))
+    frame = pd.read_parquet(path)
+    assert {"request_id", "request", "response", "shadow"} <= set(frame.columns)
+    assert "marker-2" in set(frame["request_id"])
+    _capture(server)  # capture off again: no more rows
 
 
 def test_the_config_survives_a_restart(served: tuple[RegServeProcess, Any]) -> None:

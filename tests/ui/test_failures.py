@@ -95,7 +95,14 @@ def test_a_version_without_an_input_example_says_so_without_an_error(
     page.context.close()
 
 
-_MODEL_TABS = ("Model Events", "Metrics", "Traffic", "Cluster Settings", "Model Versions")
+_MODEL_TABS = (
+    "Model Events",
+    "Metrics",
+    "Traffic",
+    "Inference Table",
+    "Cluster Settings",
+    "Model Versions",
+)
 _VERSION_TABS = ("Curl", "Python", "Browser", "Version Events", "Logs")
 
 

@@ -69,7 +69,8 @@ def test_a_model_not_enabled_asks_only_what_can_answer(browser: Any, ui_world: U
     failures = _watch_failures(page)
     page.goto(f"{ui_world.url}/ui/models/{quote(HTML_MODEL, safe='')}")
     expect(page.get_by_role("button", name="Enable Serving")).to_be_visible()
-    for tab in ("Model Events", "Metrics", "Traffic", "Cluster Settings", "Model Versions"):
+    tabs = ("Model Events", "Metrics", "Traffic", "Inference Table", "Cluster Settings")
+    for tab in (*tabs, "Model Versions"):
         page.get_by_role("tab", name=tab).click()
         page.wait_for_timeout(2500)
     page.get_by_role("tab", name="Model Events").click()

@@ -22,20 +22,26 @@ tags, over the settings they override), parsed once and passed down to the backe
   (:mod:`regserve.backends.local.idle`).
 - ``regserve.network`` (``host``, the default, or ``none``): ``none`` runs the workers with
   only a loopback interface (:mod:`regserve.sandbox`).
+- ``regserve.inference_table`` (``on``/``off``, off by default) and
+  ``regserve.inference_table.sample`` (a number from 0 to 1, default 1): the share of the
+  model's scoring requests captured into its inference table (:mod:`regserve.inference`). The
+  gateway reads them (:func:`capture_rate`), not the workers: changing them restarts nothing.
 
 The tags that would stop a config from starting workers (``regserve.replicas``,
-``regserve.network``) are refused when the config is set (:func:`check_config`), so a stored
-config always parses; another ``regserve.*`` tag that does not parse is ignored with a
-warning (a tag is a user's label as much as a setting). A change of node type or of any
-``regserve.*`` tag needs new workers (:func:`needs_new_workers`): the cluster is replaced
-blue-green. Other tags are the user's labels and change nothing that runs. The Ray backend
-reads its deployment options (autoscaling, resources) from :attr:`ClusterOptions.tags` in
+``regserve.network``), and the inference table's, are refused when the config is set
+(:func:`check_config`), so a stored config always parses; another ``regserve.*`` tag that
+does not parse is ignored with a warning (a tag is a user's label as much as a setting). A
+change of node type or of any ``regserve.*`` tag but the inference table's needs new workers
+(:func:`needs_new_workers`): the cluster is replaced blue-green. Other tags are the user's
+labels and change nothing that runs. The Ray backend reads its deployment options
+(autoscaling, resources) from :attr:`ClusterOptions.tags` in
 :mod:`regserve.backends.ray.replica_plan`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from regserve.backends.tags import bounded_number, flag
@@ -49,6 +55,8 @@ __all__ = [
     "BATCHING_TAG",
     "FORK_REPLICAS_TAG",
     "IDLE_TIMEOUT_TAG",
+    "INFERENCE_SAMPLE_TAG",
+    "INFERENCE_TABLE_TAG",
     "MAX_BATCH_SIZE_TAG",
     "MAX_BATCH_WAIT_TAG",
     "MAX_REPLICAS",
@@ -56,6 +64,7 @@ __all__ = [
     "SHARE_WORKERS_TAG",
     "BatchSettings",
     "ClusterOptions",
+    "capture_rate",
     "check_config",
     "needs_new_workers",
     "parse_replicas",
@@ -68,6 +77,10 @@ BATCHING_TAG = "regserve.batching"
 MAX_BATCH_SIZE_TAG = "regserve.max_batch_size"
 MAX_BATCH_WAIT_TAG = "regserve.max_batch_wait_ms"
 IDLE_TIMEOUT_TAG = "regserve.idle_timeout"
+INFERENCE_TABLE_TAG = "regserve.inference_table"
+INFERENCE_SAMPLE_TAG = "regserve.inference_table.sample"
+_GATEWAY_TAGS = frozenset({INFERENCE_TABLE_TAG, INFERENCE_SAMPLE_TAG})
+"""Tags the gateway reads: a change of them needs no new workers."""
 _MAX_IDLE_TIMEOUT = 365 * 86400.0
 MAX_REPLICAS = 16
 _WORKER_TAG_PREFIX = "regserve."
@@ -164,6 +177,7 @@ def check_config(config: ClusterConfig) -> None:
             parse_replicas(value)
         elif key == NETWORK_TAG:
             parse_network(value)
+    capture_rate(config.tags)
 
 
 def needs_new_workers(old: ClusterConfig, new: ClusterConfig) -> bool:
@@ -172,7 +186,36 @@ def needs_new_workers(old: ClusterConfig, new: ClusterConfig) -> bool:
 
 
 def _worker_tags(config: ClusterConfig) -> dict[str, str]:
-    return {k: v for k, v in config.tags if k.startswith(_WORKER_TAG_PREFIX)}
+    return {
+        k: v for k, v in config.tags if k.startswith(_WORKER_TAG_PREFIX) and k not in _GATEWAY_TAGS
+    }
+
+
+def capture_rate(tags: Iterable[tuple[str, str]]) -> float:
+    """The share of scoring requests (0 to 1) the model's inference table captures: 0 unless
+    ``regserve.inference_table`` is on; then ``regserve.inference_table.sample`` (default 1).
+    InvalidParameterError for a value that does not parse (refused when the config is set)."""
+    values = dict(tags)
+    switch = values.get(INFERENCE_TABLE_TAG, "off").strip().lower()
+    if switch not in _ON_OFF:
+        raise InvalidParameterError(
+            f"Tag {INFERENCE_TABLE_TAG} must be on or off (capture scoring requests into the "
+            f"model's inference table); got '{values[INFERENCE_TABLE_TAG]}'."
+        )
+    text = values.get(INFERENCE_SAMPLE_TAG, "1").strip()
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = float("nan")
+    if not 0 <= rate <= 1:  # also false for NaN
+        raise InvalidParameterError(
+            f"Tag {INFERENCE_SAMPLE_TAG} must be a number from 0 to 1 (the share of requests "
+            f"captured, e.g. 0.1); got '{values[INFERENCE_SAMPLE_TAG]}'."
+        )
+    return rate if _ON_OFF[switch] else 0.0
+
+
+_ON_OFF = {"on": True, "true": True, "off": False, "false": False}
 
 
 def _replicas(

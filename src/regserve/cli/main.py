@@ -12,6 +12,7 @@ import typer
 
 from regserve.cli import serving
 from regserve.cli.access import permissions_app, principal_app, token_app
+from regserve.cli.inference import inference_table
 from regserve.cli.remote import report
 from regserve.cli.score import score
 from regserve.cli.traffic import traffic_app
@@ -110,6 +111,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(principal_app, name="principal")
 app.add_typer(permissions_app, name="permissions")
 app.add_typer(traffic_app, name="traffic")
+app.command("inference-table")(inference_table)
 
 
 _CHATTY = ("alembic",)

@@ -28,6 +28,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from regserve.cli.files import file_format, read_frame, write_frame
 from regserve.cli.remote import (
     EXIT_USAGE,
     FORMATS,
@@ -41,11 +42,10 @@ from regserve.client import RetryPolicy
 from regserve.client.api import DEFAULT_MAX_PAYLOAD_BYTES
 
 if TYPE_CHECKING:  # pandas is imported when a file is read: other commands start faster
-    import pandas as pd
+    pass
 
 __all__ = ["parse_model_url", "score"]
 
-_FORMATS = ("csv", "parquet", "jsonl")
 _URL_PATH = re.compile(r"^/model/(?P<name>[^/]+)/(?P<ref>[^/]+)(?:/invocations)?/?$")
 
 
@@ -65,35 +65,6 @@ def parse_model_url(model_url: str) -> tuple[str | None, str, str]:
     if not name or "/" in ref:
         fail(f"'{model_url}' names no model: use NAME, NAME/REF or a scoring URL", EXIT_USAGE)
     return None, name, ref or "latest"
-
-
-def _format_of(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
-    suffix = {"pq": "parquet", "ndjson": "jsonl"}.get(suffix, suffix)
-    if suffix not in _FORMATS:
-        fail(f"'{path}': use a .csv, .parquet or .jsonl file", EXIT_USAGE)
-    return suffix
-
-
-def _read(path: Path) -> pd.DataFrame:
-    import pandas as pd
-
-    fmt = _format_of(path)
-    if fmt == "csv":
-        return pd.read_csv(path)
-    if fmt == "parquet":
-        return pd.read_parquet(path)
-    return pd.read_json(path, lines=True)
-
-
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    fmt = _format_of(path)
-    if fmt == "csv":
-        frame.to_csv(path, index=False)
-    elif fmt == "parquet":
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_json(path, orient="records", lines=True, date_format="iso")
 
 
 class _RowsPerSecond(ProgressColumn):
@@ -149,8 +120,8 @@ def score(
     """
     output_path, output = _output_of(output_path, output)
     url_host, model, ref = parse_model_url(model_url)
-    _format_of(output_path)
-    frame = _read(input_path)
+    file_format(output_path)
+    frame = read_frame(input_path)
     client = Remote(url_host or host, token, profile).client
     console = Console(stderr=True)
     started = time.monotonic()
@@ -176,7 +147,7 @@ def score(
             retry=policy,
             on_progress=lambda rows: progress.advance(task, rows),
         )
-    _write(frame.join(predictions, rsuffix="_prediction"), output_path)
+    write_frame(frame.join(predictions, rsuffix="_prediction"), output_path)
     seconds = time.monotonic() - started
     rate = len(frame) / seconds if seconds > 0 else 0.0
     retried = f", {len(retries)} requests retried (503/429)" if retries else ""

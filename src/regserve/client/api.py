@@ -23,6 +23,7 @@ __all__ = ["Client"]
 
 _API = "/api/2.0/preview/mlflow/endpoints"
 _TRAFFIC = "/api/2.0/regserve/endpoints/traffic"
+_INFERENCE_READ = "/api/2.0/regserve/inference-tables/read"
 _FINAL_VERSION_STATES = (VersionState.READY, VersionState.FAILED)
 
 
@@ -135,6 +136,16 @@ class Client:
             "shadow": {"ref": shadow[0], "percent": shadow[1]} if shadow else None,
         }
         self._transport.call("PUT", _TRAFFIC, json=body)
+
+    def inference_table(
+        self, model: str, since: str | None = None, limit: int = 100
+    ) -> dict[str, Any]:
+        """The newest ``limit`` rows of ``model``'s inference table (since ``since``: epoch
+        ms or ISO 8601), newest first (CAN_MANAGE)."""
+        params: dict[str, Any] = {"registered_model_name": model, "limit": limit}
+        if since is not None:
+            params["since"] = since
+        return self._transport.call("GET", _INFERENCE_READ, params=params)
 
     def node_types(self) -> list[dict[str, Any]]:
         data = self._transport.call("GET", "/api/2.0/clusters/list-node-types")

@@ -25,6 +25,7 @@ from regserve.errors import RegServeError
 from regserve.gateway import (
     control,
     health,
+    inference_tables,
     models,
     permissions,
     principals,
@@ -75,7 +76,11 @@ class Gateway:
         self.services = services
         self._access = services.access
         self._scoring = ScoringHandler(
-            services.settings, services.router, services.recorder, services.access
+            services.settings,
+            services.router,
+            services.recorder,
+            services.access,
+            services.capture,
         )
         self._lookups = lookups
         self.registry = RegistryMount() if lookups is not None else None
@@ -143,7 +148,8 @@ def build_api(
     )
     api.state.services = services
     install_openapi(api)
-    for module in (control, tokens, principals, permissions, webhooks, models, traffic):
+    routes = (control, tokens, principals, permissions, webhooks, models, traffic)
+    for module in (*routes, inference_tables):
         api.include_router(module.router)
     for extend in extensions:
         extend(api)

@@ -15,6 +15,7 @@ from regserve.controller import Controller
 from regserve.errors import UnauthenticatedError
 from regserve.gateway.worker_stats import BatchTally
 from regserve.gateways.node import GatewayNode
+from regserve.inference.capture import InferenceCapture
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.redaction import PathRedactor
 from regserve.registry.deferred import DeferredReader
@@ -64,6 +65,8 @@ class Services:
     /health."""
     batches: BatchTally | None = None
     """Counts the workers' batches into the per-minute metrics (before each flush)."""
+    capture: InferenceCapture | None = None
+    """The inference tables' capture (None: nothing is captured)."""
 
 
 def scope_identity(scope: Scope) -> Identity:

@@ -244,7 +244,10 @@ async def update_cluster_config(
     actor = await _require(request, name, _MANAGE, "change its serving cluster")
     desired = body.desired_cluster_config
     config = ClusterConfig(desired.node_type_id, tuple((t.key, t.value) for t in desired.tags))
-    await services_of(request).controller.update_config(name, config, actor)
+    services = services_of(request)
+    await services.controller.update_config(name, config, actor)
+    if services.capture is not None:  # this gateway at once; the others within seconds
+        await services.capture.reload(services.store)
     return {}
 
 

@@ -52,6 +52,7 @@ _COOKIE_PATHS = (
     "/api/2.0/clusters/",
     "/api/2.0/regserve/models/",
     "/api/2.0/regserve/endpoints/",
+    "/api/2.0/regserve/inference-tables/",
     MLFLOW_UI + "/",
 )
 """Where the session cookie is credentials: the UI's pages and the calls its JS makes, and

@@ -9,7 +9,7 @@ MLflow's error pages) gets its code from the same table (:func:`code_for_status`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -30,6 +30,7 @@ __all__ = [
     "code_for_status",
     "error_response",
     "render_error",
+    "send_answer",
     "send_error",
     "status_for",
 ]
@@ -141,12 +142,23 @@ def _extra_headers(error: RegServeError) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-async def send_error(send: Send, error: BaseException) -> int:
-    """Send the answer for ``error`` as ASGI messages; its status."""
+async def send_error(
+    send: Send, error: BaseException, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> int:
+    """Send the answer for ``error`` (with ``headers`` besides its own) as ASGI messages; its
+    status."""
     answer = render_error(error)
-    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
-    await send({"type": "http.response.body", "body": answer.body})
+    await send_answer(send, answer, headers)
     return answer.status
+
+
+async def send_answer(
+    send: Send, answer: ErrorAnswer, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send an answer :func:`render_error` made (with ``headers`` besides its own)."""
+    start = [*answer.headers, *headers] if headers else answer.headers
+    await send({"type": "http.response.start", "status": answer.status, "headers": start})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 def error_response(error: BaseException, shown: Callable[[str], str] = _as_is) -> Response:

@@ -4,8 +4,8 @@ shadow ref off the caller's path.
 The copy leaves only after the caller's answer was sent, runs as its own task, and whatever
 happens to it (an answer, an error, a timeout) reaches only the sinks: never the caller.
 Each outcome is handed to every sink as a :class:`ShadowAnswer`, the request and answer
-bodies included, so that a sink can record them (the metrics count them now; an inference
-table can keep them later). At most ``limit`` copies are in flight; a copy over that is
+bodies included, so that a sink can record them (the metrics count them; the inference
+table keeps those of captured requests). At most ``limit`` copies are in flight; a copy over that is
 dropped (and counted), so a slow shadow never holds more than that much memory.
 """
 
@@ -39,6 +39,11 @@ class ShadowAnswer:
     content_type: str | None
     request: bytes
     reply: wire.Response | None
+    request_id: str | None = None
+    """The request id of the caller's request when it is captured (inference table); None:
+    the copy is not captured."""
+    caller: str = ""
+    """The principal who sent the caller's request."""
 
 
 ShadowSink = Callable[[ShadowAnswer], None]
@@ -55,22 +60,48 @@ class Mirror:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def send(
-        self, model: str, ref: str, served: ServedVersion, content_type: str | None, body: bytes
+        self,
+        model: str,
+        ref: str,
+        served: ServedVersion,
+        content_type: str | None,
+        body: bytes,
+        request_id: str | None = None,
+        caller: str = "",
     ) -> None:
-        """Mirror a request to ``served`` without waiting for it."""
+        """Mirror a request to ``served`` without waiting for it (``request_id`` and
+        ``caller`` are handed to the sinks with its answer)."""
         if len(self._tasks) >= self._limit:
             self._deliver(
-                ShadowAnswer(model, ref, served.version, "dropped", 0.0, content_type, body, None)
+                ShadowAnswer(
+                    model,
+                    ref,
+                    served.version,
+                    "dropped",
+                    0.0,
+                    content_type,
+                    body,
+                    None,
+                    request_id,
+                    caller,
+                )
             )
             return
         task = asyncio.get_running_loop().create_task(
-            self._copy(model, ref, served, content_type, body)
+            self._copy(model, ref, served, content_type, body, request_id, caller)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _copy(
-        self, model: str, ref: str, served: ServedVersion, content_type: str | None, body: bytes
+        self,
+        model: str,
+        ref: str,
+        served: ServedVersion,
+        content_type: str | None,
+        body: bytes,
+        request_id: str | None,
+        caller: str,
     ) -> None:
         started = time.perf_counter()
         reply: wire.Response | None = None
@@ -83,7 +114,18 @@ class Mirror:
             outcome = "failed"
         elapsed = time.perf_counter() - started
         self._deliver(
-            ShadowAnswer(model, ref, served.version, outcome, elapsed, content_type, body, reply)
+            ShadowAnswer(
+                model,
+                ref,
+                served.version,
+                outcome,
+                elapsed,
+                content_type,
+                body,
+                reply,
+                request_id,
+                caller,
+            )
         )
 
     def _deliver(self, answer: ShadowAnswer) -> None:

@@ -68,6 +68,7 @@ ANSWERS: dict[tuple[str, str], type[BaseModel] | None] = {
     ("get", "/api/2.0/regserve/models/get-input-example"): s.InputExampleAnswer,
     ("get", "/api/2.0/regserve/endpoints/traffic"): s.TrafficAnswer,
     ("put", "/api/2.0/regserve/endpoints/traffic"): s.Nothing,
+    ("get", "/api/2.0/regserve/inference-tables/read"): s.InferenceTableAnswer,
     ("get", _PERMS): s.AclAnswer,
     ("put", _PERMS): s.AclAnswer,
     ("patch", _PERMS): s.AclAnswer,
@@ -220,7 +221,9 @@ def _scoring_operation() -> dict[str, Any]:
         "summary": "Score with a served version (MLflow's scoring protocol)",
         "operationId": "score_model_name_ref_invocations_post",
         "description": "Served by the gateway outside FastAPI; the body goes to the version's "
-        "worker as it is. Every answer names the version in X-Model-Version.",
+        "worker as it is. Every answer names the version in X-Model-Version, and carries "
+        "X-Request-Id (the caller's when sent and sane: 1 to 128 letters, digits and ._:-; "
+        "else a new one), the key of the request's row in the model's inference table.",
         "parameters": [
             {"name": "name", "in": "path", "required": True, "schema": name},
             {"name": "ref", "in": "path", "required": True, "schema": ref},
@@ -236,7 +239,10 @@ def _scoring_operation() -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "The predictions.",
-                "headers": {"X-Model-Version": {"schema": {"type": "string"}}},
+                "headers": {
+                    "X-Model-Version": {"schema": {"type": "string"}},
+                    "X-Request-Id": {"schema": {"type": "string"}},
+                },
                 "content": _json("PredictionsAnswer"),
             }
         },

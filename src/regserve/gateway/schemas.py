@@ -19,6 +19,8 @@ __all__ = [
     "ErrorAnswer",
     "EventHistoryAnswer",
     "HealthAnswer",
+    "InferenceRow",
+    "InferenceTableAnswer",
     "InputExampleAnswer",
     "MetricHistoryAnswer",
     "ModelViewAnswer",
@@ -323,3 +325,27 @@ class TrafficAnswer(_Strict):
     effective_routes: list[EffectiveRoute] = Field(
         ..., description="Where traffic goes now ([] while the model is not served)."
     )
+
+
+class InferenceRow(_Strict):
+    request_id: str = Field(..., description="Also the answer's X-Request-Id.")
+    timestamp: str = Field(..., description="When the request arrived (ISO 8601, UTC).")
+    model: str
+    version: str = Field(..., description="The version that answered; '-': none did.")
+    ref: str = Field(..., description="The URL's ref ('*': the split URL); a shadow's ref.")
+    route: str | None = Field(..., description="The traffic config's ref drawn (split URL).")
+    shadow: bool = Field(..., description="A shadow copy's answer (never returned).")
+    caller: str = Field(..., description="The principal who sent it (never the token).")
+    status_code: int | None = Field(..., description="None: a shadow copy got no answer.")
+    latency_ms: float
+    content_type: str | None
+    request: str = Field(..., description="The request body (cut at the limit).")
+    request_truncated: bool
+    response: str | None = Field(..., description="The answer's body (cut at the limit).")
+    response_truncated: bool
+
+
+class InferenceTableAnswer(_Strict):
+    registered_model_name: str
+    sample_rate: float = Field(..., description="Share of requests captured now (0: off).")
+    rows: list[InferenceRow] = Field(..., description="Newest first.")
