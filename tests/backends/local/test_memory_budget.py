@@ -117,8 +117,10 @@ async def test_real_versions_over_the_budget_lose_the_least_recently_used(
     sizes = [sum(pss_bytes(p) for p in s.footprint_pids()) for s in (one, two, three)]
     budget.budget = sum(sizes) - min(sizes) // 2  # one version has to go
     assert await budget.check() == [one.label]
-    assert one.idle and one.idle_reason is IdleReason.MEMORY_BUDGET
-    assert not two.idle and not three.idle
+    assert one.idle
+    assert one.idle_reason is IdleReason.MEMORY_BUDGET
+    assert not two.idle
+    assert not three.idle
     await eventually(lambda: not any(alive(pid) for pid in victim_pids), "its workers gone", 30)
     assert one.summary() == (VersionState.READY, BUDGET_MESSAGE)
     assert backend.target("iris", "1") is one  # still routed
@@ -126,15 +128,18 @@ async def test_real_versions_over_the_budget_lose_the_least_recently_used(
     assert [(e.version, e.state) for e in evicted] == [("1", VersionState.READY)]
     assert "Unloaded for the memory budget" in evicted[0].message
     assert "least recently used" in evicted[0].message
-    assert one.last_request is not None and one.last_request <= time.time()
+    assert one.last_request is not None
+    assert one.last_request <= time.time()
 
     # Its next request wakes it; just woken, it is not the victim the next time (the grace),
     # though it is now the least recently used: version 3 goes instead.
     await call(one)
-    assert not one.idle and one.idle_reason is None
+    assert not one.idle
+    assert one.idle_reason is None
     await call(two)
     woken_at, three_at = one.loaded_at, three.loaded_at
-    assert woken_at is not None and three_at is not None
+    assert woken_at is not None
+    assert three_at is not None
     budget.grace = (time.monotonic() - three_at + time.monotonic() - woken_at) / 2
     budget.budget = 1
     budget.reading = None
