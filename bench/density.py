@@ -77,12 +77,16 @@ def enable_all(http: httpx.Client, names: list[str], each: int, timeout: float) 
     started = time.monotonic()
     for name in names:
         http.post(f"{API}/enable", json={"registered_model_name": name}).raise_for_status()
-    peak, ready = os.getloadavg()[0], 0
+    peak, ready, told = os.getloadavg()[0], 0, 0.0
     while time.monotonic() - started < timeout:
         ready = sum(v["state"] == _READY for name in names for v in versions_of(http, name))
         peak = max(peak, os.getloadavg()[0])
+        elapsed = time.monotonic() - started
         if ready == len(names) * each:
-            return {"all_ready_s": time.monotonic() - started, "peak_load": peak}
+            return {"all_ready_s": elapsed, "peak_load": peak}
+        if elapsed - told >= 60:  # progress, for a run that does not finish
+            told = elapsed
+            print(f"{elapsed:.0f} s: {ready} READY, load {os.getloadavg()[0]:.1f}", flush=True)
         time.sleep(2.0)
     raise TimeoutError(f"{ready} of {len(names) * each} versions READY after {timeout:g} s")
 
