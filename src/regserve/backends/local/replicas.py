@@ -228,6 +228,7 @@ class ReplicaSet:
         replica.state, replica.message = VersionState.READY, "Serving."
         self._ready = tuple(r for r in self.replicas if r.state == VersionState.READY)
         self.state, _ = self.summary()
+        self._loaded_at = time.monotonic()  # the memory budget's grace counts from now
 
     def abandon(self) -> None:
         """Stop supervising and let go of the connections, leaving the workers running (with
