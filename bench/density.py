@@ -161,7 +161,7 @@ def regserve(settings: dict[str, str]) -> Iterator[tuple[Server, httpx.Client]]:
             yield server, http
     finally:
         server.stop()
-        log = Path(tempfile.gettempdir()) / f"density-regserve-{os.getpid()}.log"
+        log = Path(tempfile.gettempdir()) / f"density-{workdir.name}.log"
         shutil.copy(server.log, log)  # the events and evictions, for a look afterwards
         print(f"regserve's log: {log}", flush=True)
         shutil.rmtree(workdir, ignore_errors=True)
