@@ -79,14 +79,17 @@ def enable_all(http: httpx.Client, names: list[str], each: int, timeout: float) 
         http.post(f"{API}/enable", json={"registered_model_name": name}).raise_for_status()
     peak, ready, told = os.getloadavg()[0], 0, 0.0
     while time.monotonic() - started < timeout:
-        ready = sum(v["state"] == _READY for name in names for v in versions_of(http, name))
+        listed = [v for name in names for v in versions_of(http, name)]
+        ready = sum(v["state"] == _READY for v in listed)
         peak = max(peak, os.getloadavg()[0])
         elapsed = time.monotonic() - started
         if ready == len(names) * each:
             return {"all_ready_s": elapsed, "peak_load": peak}
-        if elapsed - told >= 60:  # progress, for a run that does not finish
+        if elapsed - told >= 30:  # progress, for a run that does not finish
             told = elapsed
-            print(f"{elapsed:.0f} s: {ready} READY, load {os.getloadavg()[0]:.1f}", flush=True)
+            loaded = sum(v.get("loaded") is True for v in listed)
+            load = os.getloadavg()[0]
+            print(f"{elapsed:.0f} s: {ready} READY, {loaded} loaded, load {load:.1f}", flush=True)
         time.sleep(2.0)
     raise TimeoutError(f"{ready} of {len(names) * each} versions READY after {timeout:g} s")
 
