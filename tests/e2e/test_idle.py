@@ -112,21 +112,25 @@ def test_the_memory_budget_unloads_the_least_recently_used_version_first(
         desired = {"node_type_id": "local-default", "tags": tags}
         config = {"registered_model_name": KEPT, "desired_cluster_config": desired}
         assert server.api("PUT", "update-cluster-config", json=config).status_code == 200
-        for version in ("1", "2", "3"):  # loaded in this order
+        for version in ("1", "2", "3"):
             assert registry.register(KEPT) == version
     for version in ("1", "2", "3"):
         server.wait_version_state(KEPT, version, "VERSION_STATE_READY")
-    # Version 1, loaded and called first, is the least recently used.
+
+    def evicted() -> list[str]:
+        """The versions unloaded for the budget, oldest first."""
+        events = [e for e in server.events(KEPT) if e["event_type"] == "VERSION_EVICTED"]
+        return [e["endpoint_version_name"] for e in events]  # get-event-history: oldest first
+
+    # Nothing fits: each is unloaded once its grace is over.
+    wait_for(lambda: set(evicted()) == {"1", "2", "3"}, GRACE * 6, "all unloaded once")
+    before = len(evicted())
+    # Called in turn, each wakes: version 1, woken and called first, is the least recently used.
     for version in ("1", "2", "3"):
         answer = server.score(KEPT, version, BODY)
         assert answer.status_code == 200, answer.text
-
-    def first_evicted() -> str | None:
-        evicted = [e for e in server.events(KEPT) if e["event_type"] == "VERSION_EVICTED"]
-        return evicted[-1]["endpoint_version_name"] if evicted else None  # newest first
-
-    wait_for(first_evicted, GRACE * 4, "VERSION_EVICTED")
-    assert first_evicted() == "1"
+    wait_for(lambda: len(evicted()) > before, GRACE * 4, "VERSION_EVICTED again")
+    assert evicted()[before] == "1"
     wait_for(lambda: server.versions(KEPT)["1"].get("loaded") is False, 30, "listed idle")
     one = server.versions(KEPT)["1"]
     assert one["state"] == "VERSION_STATE_READY"

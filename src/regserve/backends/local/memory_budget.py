@@ -171,12 +171,13 @@ class MemoryBudget:
         self.reading = MemoryReading(loaded, warm_bytes, len(candidates), self.budget)
         if self.budget is None or loaded <= self.budget:
             return []
-        victims = choose_victims(candidates, loaded - self.budget, self.grace, now)
-        texts = [self._explain(v, loaded, now) for v in victims]
-        done = await asyncio.gather(
-            *(v.item.unload_for_budget(text) for v, text in zip(victims, texts, strict=True))
-        )
-        return [v.item.label for v, ok in zip(victims, done, strict=True) if ok]
+        unloaded = []
+        # One after another, least recently used first: the events come in that order, and
+        # the stops do not all compete for the CPU at once.
+        for victim in choose_victims(candidates, loaded - self.budget, self.grace, now):
+            if await victim.item.unload_for_budget(self._explain(victim, loaded, now)):
+                unloaded.append(victim.item.label)
+        return unloaded
 
     def _explain(self, victim: Candidate[Unloadable], loaded: int, now: float) -> str:
         budget = self.budget or 0
