@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run restart test lint typecheck pytest durations bench bench-start bench-smoke bench-memory lock clean fuzz durability soak
+.PHONY: run restart test lint typecheck pytest durations bench bench-start bench-smoke bench-memory bench-density lock clean fuzz durability soak
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ bench-smoke: $(STAMP)
 # RSS with 1, 5 and 20 versions served, worker sharing off and on (REGSERVE_SHARE_WORKERS).
 bench-memory: $(STAMP)
 	$(BIN)/python -m bench.memory
+
+# Issue 20: 50 models x 20 versions on one regserve with a 3 GiB memory budget (bench/density.py).
+bench-density: $(STAMP)
+	$(BIN)/python -m bench.density $(DENSITY_ARGS)
 
 # Longer, freshly random fuzzing than CI's fixed run (tests/worker, tests/e2e/test_fuzz_gateway.py).
 # Schemathesis: 200 examples per operation and mode instead of CI's 15.

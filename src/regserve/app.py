@@ -92,6 +92,11 @@ class RegServe:
         self.tables = InferenceTables.build(settings, self.store, self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
         self.backend = _backend(settings, self._events.put_nowait, node_types, self.isolation)
+        if isinstance(self.backend, LocalBackend):
+            budget = settings.memory_budget
+            self.control_metrics.watch_memory(
+                self.backend.memory, int(budget) if budget is not None else None
+            )
         # Ray builds and caches each version's environment itself (its runtime_env).
         uv_envs = settings.env_manager == "virtualenv" and settings.backend == "local"
         envs = EnvironmentManager(settings, self.isolation) if uv_envs else None

@@ -2,7 +2,8 @@
 
 :class:`TrafficRecorder` counts scoring requests (Prometheus, and the per-minute rows that feed
 ``get-metric-history``); :class:`ControlMetrics` holds what the controller and the webhook
-route report (restarts, environment builds, registry sync). Both write into the recorder's
+route report (restarts, environment builds, registry sync, versions unloaded) and the local
+backend's memory measurements (:meth:`ControlMetrics.watch_memory`). Both write into the recorder's
 one :class:`CollectorRegistry`; worker-side figures (batch sizes, queue depth) are read at
 scrape time by ``gateway/worker_stats.py``. docs/monitoring.md describes every series.
 
@@ -17,13 +18,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["CaptureMetrics", "ControlMetrics", "TrafficRecorder", "ref_label"]
 
 _MAX_SAMPLES = 4096  # latency samples kept per minute bucket for the percentiles
+_UNLOAD_REASONS = {"VERSION_IDLE": "idle_timeout", "VERSION_EVICTED": "memory_budget"}
+
+
+class MemoryFigures(Protocol):
+    """A measurement of the workers' memory (the local backend's ``MemoryReading``)."""
+
+    @property
+    def loaded_bytes(self) -> int: ...
+    @property
+    def warm_bytes(self) -> int: ...
+    @property
+    def loaded_versions(self) -> int: ...
 
 
 @dataclass
@@ -262,6 +275,50 @@ class ControlMetrics:
             ["result"],
             registry=registry,
         )
+        self.unloads = Counter(
+            "regserve_version_unloads",
+            "Versions whose workers were stopped while they stay READY (their next request "
+            "loads them again), by reason: idle_timeout or memory_budget.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in _UNLOAD_REASONS.values():
+            self.unloads.labels(reason)
+        self._registry = registry
+
+    def watch_memory(
+        self, reading: Callable[[], MemoryFigures | None], budget_bytes: int | None
+    ) -> None:
+        """Export the workers' memory as ``reading`` last measured it, and the budget."""
+
+        def figure(name: str) -> Callable[[], float]:
+            return lambda: float(getattr(reading(), name, 0) or 0)
+
+        for name, key, text in (
+            (
+                "regserve_loaded_memory_bytes",
+                "loaded_bytes",
+                "PSS of the served versions' worker processes (replicas, templates, shared "
+                "workers): what REGSERVE_MEMORY_BUDGET bounds; measured every few seconds.",
+            ),
+            (
+                "regserve_warm_memory_bytes",
+                "warm_bytes",
+                "PSS of the models' warm processes (outside the memory budget).",
+            ),
+            (
+                "regserve_loaded_versions",
+                "loaded_versions",
+                "Served versions whose workers are loaded (not idle).",
+            ),
+        ):
+            Gauge(name, text, registry=self._registry).set_function(figure(key))
+        if budget_bytes is not None:
+            Gauge(
+                "regserve_memory_budget_bytes",
+                "REGSERVE_MEMORY_BUDGET: above it the least recently used versions are unloaded.",
+                registry=self._registry,
+            ).set(budget_bytes)
 
     def synced(self, ok: bool) -> None:
         """A sync pass finished; ``ok`` when every model's registry read succeeded."""
@@ -285,6 +342,8 @@ class ControlMetrics:
             self.worker_crashes.labels(model, version).inc()
         elif event_type == "WORKER_RESTARTED":
             self.worker_restarts.labels(model, version).inc()
+        elif event_type in _UNLOAD_REASONS:
+            self.unloads.labels(_UNLOAD_REASONS[event_type]).inc()
 
     def environment(self, reused: bool, seconds: float) -> None:
         self.environments.labels("reused" if reused else "built").inc()

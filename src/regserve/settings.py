@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import ByteSize, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -98,6 +98,20 @@ class Settings(BaseSettings):
         "replicas and template) are stopped on the local backend, giving their memory back; "
         "it stays READY and its next request loads it again (forked from the model's warm "
         "process). 0: never (per model: cluster tag regserve.idle_timeout, seconds or never).",
+    )
+    memory_budget: ByteSize | None = Field(
+        None,
+        description="Memory the loaded versions' worker processes (replicas and templates, "
+        "PSS) may hold at most on the local backend, in bytes or with a unit ('3GiB', "
+        "'500MB'); above it the least recently used versions are unloaded as idle ones are "
+        "(they stay READY; their next request loads them again). Unset: no budget.",
+    )
+    memory_budget_grace: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds a version stays loaded at least, once it loaded (started, "
+        "restarted or woken), before the memory budget may unload it: versions that take "
+        "turns beyond the budget are not unloaded and loaded again on every request.",
     )
     max_queued_requests: int = Field(
         1000,

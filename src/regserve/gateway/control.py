@@ -7,7 +7,7 @@ the answer. Errors are raised as core errors and rendered by the gateway's one h
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
@@ -24,6 +24,7 @@ from regserve.errors import (
 from regserve.gateway.context import identity_of, services_of, shown_of
 from regserve.gateway.json_route import JsonBodyRoute
 from regserve.redaction import PathRedactor
+from regserve.router import ModelRoutes
 from regserve.store import ClusterConfig, EndpointRecord
 
 __all__ = ["PREFIX", "router"]
@@ -64,6 +65,18 @@ class DesiredClusterConfig(BaseModel):
 
 class UpdateClusterConfigRequest(ModelRequest):
     desired_cluster_config: DesiredClusterConfig
+
+
+@runtime_checkable
+class _Unloading(Protocol):
+    """A target that can be idle (the local backend's replica sets)."""
+
+    @property
+    def idle(self) -> bool: ...
+    @property
+    def idle_reason(self) -> str | None: ...
+    @property
+    def last_request(self) -> float | None: ...
 
 
 router = APIRouter(route_class=JsonBodyRoute)
@@ -126,6 +139,7 @@ async def list_versions(
     store = services_of(request).store
     versions = await asyncio.to_thread(store.list_versions, registered_model_name)
     shown = shown_of(request)
+    routes = services_of(request).router.get(registered_model_name)
     return {
         "endpoint_versions": [
             {
@@ -135,6 +149,7 @@ async def list_versions(
                 "state_message": shown(v.state_message),
                 "worker_pid": v.extra.get("worker_pid"),
                 "environment": v.extra.get("environment"),
+                **_loading(routes, v.version),
             }
             for v in versions
         ]
@@ -325,6 +340,21 @@ async def _created_at(request: Request, name: str) -> int:
     if snapshot is None:
         raise NotFoundError(f"Registered model '{name}' does not exist.")
     return snapshot.created_at
+
+
+def _loading(routes: ModelRoutes | None, version: str) -> dict[str, Any]:
+    """Whether a served version is loaded, why not, and when its last request came (where
+    this process serves it on the local backend)."""
+    served = routes.versions.get(version) if routes is not None else None
+    target = served.target if served is not None else None
+    if not isinstance(target, _Unloading):
+        return {}
+    last = target.last_request
+    return {
+        "loaded": not target.idle,
+        "idle_reason": target.idle_reason,
+        "last_request_timestamp": int(last * 1000) if last is not None else None,
+    }
 
 
 def _endpoint_json(endpoint: EndpointRecord, shown: PathRedactor) -> dict[str, Any]:

@@ -123,6 +123,22 @@ class EndpointVersion(_Strict):
     state_message: str
     worker_pid: int | None = None
     environment: str | None = Field(None, description="The environment key (virtualenv).")
+    loaded: bool | None = Field(
+        None,
+        description="Local backend, READY versions: true while its workers run, false while it "
+        "is idle (its next request loads it again).",
+    )
+    idle_reason: str | None = Field(
+        None,
+        description="Why an idle version's workers were stopped: IDLE_TIMEOUT (no request for "
+        "its regserve.idle_timeout) or MEMORY_BUDGET (least recently used over "
+        "REGSERVE_MEMORY_BUDGET).",
+    )
+    last_request_timestamp: int | None = Field(
+        None,
+        description="When its last scoring request arrived (ms since the epoch), since its "
+        "workers were first started by this regserve process.",
+    )
 
 
 class VersionListAnswer(_Strict):

@@ -9,7 +9,8 @@ on for a model (``REGSERVE_SHARE_WORKERS`` or its ``regserve.share_workers`` tag
 versions that share an environment run in one
 :class:`~regserve.backends.local.shared.SharedWorker` instead (one process, no replicas).
 A cluster config change that needs new workers is applied blue-green
-(:mod:`regserve.backends.local.bluegreen`).
+(:mod:`regserve.backends.local.bluegreen`). Over ``REGSERVE_MEMORY_BUDGET``, the least recently
+used versions are unloaded (:mod:`regserve.backends.local.memory_budget`).
 
 Workers outlive this process: ``start`` finds the ones a previous process left
 (:mod:`.adoption`), ``adopt`` serves a version from them (no new process), and
@@ -33,6 +34,7 @@ from regserve.backends.local.adoption import Leftovers
 from regserve.backends.local.kept_logs import KeptLog, keep, log_times, prune, read_kept
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import read_tail, retire_logs
+from regserve.backends.local.memory_budget import MemoryBudget, MemoryReading
 from regserve.backends.local.paths import WorkerPaths, log_dir_for, run_dir_for
 from regserve.backends.local.preload import modules_for_flavors
 from regserve.backends.local.process import WorkerProcess
@@ -100,6 +102,14 @@ class LocalBackend:
         self._starts = StartQueue(settings.worker_start_parallelism)
         """Every replica set's starts that load a model take turns here (start_queue.py):
         first starts, crash restarts, scale-ups and blue-green updates alike."""
+        budget = settings.memory_budget
+        self._budget = MemoryBudget(
+            int(budget) if budget is not None else None,
+            settings.memory_budget_grace,
+            lambda: list(self._sets.values()),
+            self._unbudgeted_pids,
+        )
+        """Measures the workers' memory; unloads the least recently used over the budget."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -112,6 +122,20 @@ class LocalBackend:
             self._local_found = asyncio.create_task(self._find_local_python(), name="local python")
         await self._leftovers.find(run_dir)
         await asyncio.to_thread(self._limits.start)  # limits: pick the mechanism, clean up
+        self._budget.start()
+
+    def memory(self) -> MemoryReading | None:
+        """The workers' memory as last measured (None before the first measurement)."""
+        return self._budget.reading
+
+    def _unbudgeted_pids(self) -> tuple[list[int], list[int]]:
+        """(the shared workers' and staged sets' pids: in the budget, never unloaded; the warm
+        processes' pids: outside it)."""
+        groups = {id(g): g for g in self._shared.values()}.values()
+        fixed = [pid for g in groups if (pid := g.pid) is not None]
+        for staged in self._staged.values():
+            fixed += [pid for s in staged.values() for pid in s.footprint_pids()]
+        return fixed, self._warm.pids()
 
     async def _find_local_python(self) -> None:
         envs_root = self._settings.env_cache_dir or self._data_dir / "envs"
@@ -129,6 +153,7 @@ class LocalBackend:
     async def close(self, keep_workers: bool = False) -> None:
         if self._local_found is not None:
             self._local_found.cancel()
+        await self._budget.close()
         if not keep_workers:
             # Not undeploy: the versions stop with regserve, not for good; their logs are
             # neither cut nor pruned (kept_logs.py), and grow on when they start again.

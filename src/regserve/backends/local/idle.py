@@ -8,16 +8,28 @@ the version's target and the version stays READY in every API and URL: its next 
 starts it again (the template forked from the model's warm process, which idling leaves
 running, so a wake costs a model load), waits for it as a request waits for a restarting
 replica, and is answered (``VERSION_WOKEN``). Concurrent requests share one wake.
+
+A set unloaded for the memory budget (:mod:`regserve.backends.local.memory_budget`,
+``VERSION_EVICTED``) is idle in the same way; :class:`IdleReason` says which.
 """
 
 from __future__ import annotations
 
+import enum
 import time
 
-__all__ = ["IDLE_MESSAGE", "WAKING_MESSAGE", "IdleClock"]
+__all__ = ["BUDGET_MESSAGE", "IDLE_MESSAGE", "WAKING_MESSAGE", "IdleClock", "IdleReason"]
 
 IDLE_MESSAGE = "Idle, loaded on the next request."
+BUDGET_MESSAGE = "Idle (unloaded for the memory budget), loaded on the next request."
 WAKING_MESSAGE = "Idle, loading the model for a request."
+
+
+class IdleReason(str, enum.Enum):
+    """Why a set's workers were stopped (``idle_reason`` in ``list-versions``)."""
+
+    IDLE_TIMEOUT = "IDLE_TIMEOUT"
+    MEMORY_BUDGET = "MEMORY_BUDGET"
 
 
 class IdleClock:
@@ -26,10 +38,23 @@ class IdleClock:
     def __init__(self, timeout: float | None) -> None:
         self.timeout = timeout
         self._last = time.monotonic()
+        self.last_request: float | None = None
+        """When the last request arrived (``time.time()``), None before the first."""
 
     def touch(self) -> None:
-        """A request arrived (or the set became ready): idleness counts from now."""
+        """The set became ready: idleness counts from now."""
         self._last = time.monotonic()
+
+    def requested(self) -> None:
+        """A request arrived: idleness counts from now."""
+        self._last = time.monotonic()
+        self.last_request = time.time()
+
+    @property
+    def last_used(self) -> float:
+        """The last request, or when the set last became ready if later (``time.monotonic``):
+        what the memory budget orders versions by."""
+        return self._last
 
     def idle_for(self) -> float:
         return time.monotonic() - self._last

@@ -15,7 +15,9 @@
   ready; replica 2: ...").
 - A set with no request for its idle timeout stops its workers and template and stays the
   version's READY target; its next request starts them again and waits for them
-  (:mod:`regserve.backends.local.idle`: ``VERSION_IDLE``, ``VERSION_WOKEN``).
+  (:mod:`regserve.backends.local.idle`: ``VERSION_IDLE``, ``VERSION_WOKEN``). The memory
+  budget unloads a set the same way (:mod:`regserve.backends.local.memory_budget`:
+  ``VERSION_EVICTED``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from functools import partial
 
 from regserve.backends.base import VersionEvent, VersionListener, VersionSpec
 from regserve.backends.local.client import WorkerClient
-from regserve.backends.local.idle import IDLE_MESSAGE, WAKING_MESSAGE, IdleClock
+from regserve.backends.local.idle import (
+    BUDGET_MESSAGE,
+    IDLE_MESSAGE,
+    WAKING_MESSAGE,
+    IdleClock,
+    IdleReason,
+)
 from regserve.backends.local.limits import ResourceLimits
 from regserve.backends.local.logs import note, read_tail
 from regserve.backends.local.paths import WorkerPaths
@@ -158,6 +166,10 @@ class ReplicaSet:
         """Stops the workers once the set has been idle for its timeout (:meth:`_sleep`)."""
         self._asleep = False
         """Its workers were stopped for idleness (and it is not serving again yet)."""
+        self._idle_reason = IdleReason.IDLE_TIMEOUT
+        """Why they were (while ``_asleep``)."""
+        self._loaded_at: float | None = None
+        """When a replica last became ready (``time.monotonic``): the budget's grace."""
         self._settled = asyncio.Event()
         self._settled.set()
         """Cleared while the workers are being stopped for idleness."""
@@ -216,6 +228,7 @@ class ReplicaSet:
         replica.state, replica.message = VersionState.READY, "Serving."
         self._ready = tuple(r for r in self.replicas if r.state == VersionState.READY)
         self.state, _ = self.summary()
+        self._loaded_at = time.monotonic()  # the memory budget's grace counts from now
 
     def abandon(self) -> None:
         """Stop supervising and let go of the connections, leaving the workers running (with
@@ -284,14 +297,39 @@ class ReplicaSet:
         """Its workers were stopped for idleness (or are starting again for a request)."""
         return self._asleep
 
+    @property
+    def idle_reason(self) -> IdleReason | None:
+        """Why its workers were stopped (None: they run, or are starting)."""
+        return self._idle_reason if self._asleep else None
+
+    @property
+    def last_request(self) -> float | None:
+        """When its last request arrived (``time.time()``); None before the first."""
+        return self._clock.last_request
+
+    @property
+    def last_used(self) -> float:
+        return self._clock.last_used
+
+    @property
+    def loaded_at(self) -> float | None:
+        """When it last became ready (``time.monotonic``); None while it is not loaded."""
+        return None if self._asleep or not self._ready else self._loaded_at
+
     def pids(self) -> list[int]:
         return [pid for r in self.replicas if (pid := r.pid) is not None]
+
+    def footprint_pids(self) -> list[int]:
+        """Its worker processes: the replicas, the template and the template's standby."""
+        template = self._template.pids() if self._template is not None else []
+        return [*self.pids(), *template]
 
     def summary(self) -> tuple[VersionState, str]:
         """The version's (state, message) from its replicas'; an idle set is READY."""
         failed = all(r.state == VersionState.FAILED for r in self.replicas)
         if self._asleep and not self._ready and not failed:
-            return VersionState.READY, WAKING_MESSAGE if self._woke_at else IDLE_MESSAGE
+            idle = BUDGET_MESSAGE if self._idle_reason == IdleReason.MEMORY_BUDGET else IDLE_MESSAGE
+            return VersionState.READY, WAKING_MESSAGE if self._woke_at else idle
         if len(self.replicas) == 1:
             only = self.replicas[0]
             return only.state, only.message
@@ -332,7 +370,7 @@ class ReplicaSet:
         successor = self.successor
         if successor is not None:
             return await successor.request(content_type, body, timeout)
-        self._clock.touch()
+        self._clock.requested()
         ready = self._ready
         if not ready and self._asleep:
             began = time.monotonic()
@@ -490,7 +528,26 @@ class ReplicaSet:
         while True:
             await asyncio.sleep(clock.check_every())
             if clock.due() and self._may_sleep():
-                await self._sleep(clock.idle_for())
+                idle_for, timeout = clock.idle_for(), clock.timeout or 0.0
+                text = (
+                    f"Version {self.spec.version} unloaded after {idle_for:.0f} s without a "
+                    f"request (idle timeout {timeout:g} s: tag regserve.idle_timeout, "
+                    "REGSERVE_IDLE_TIMEOUT); its next request loads it again."
+                )
+                await self._sleep(IdleReason.IDLE_TIMEOUT, "VERSION_IDLE", text)
+
+    def may_unload(self) -> bool:
+        """The memory budget may unload it now (see :meth:`_may_sleep`)."""
+        return self._may_sleep()
+
+    async def unload_for_budget(self, text: str) -> bool:
+        """Unload it for the memory budget (``VERSION_EVICTED``); False when it may not be
+        unloaded now (a request came meanwhile)."""
+        if not self._may_sleep():
+            return False
+        text = f"Version {self.spec.version}: {text}"
+        await self._sleep(IdleReason.MEMORY_BUDGET, "VERSION_EVICTED", text)
+        return True
 
     def _may_sleep(self) -> bool:
         return (
@@ -501,11 +558,12 @@ class ReplicaSet:
             and self.all_ready()
         )
 
-    async def _sleep(self, idle_for: float) -> None:
+    async def _sleep(self, reason: IdleReason, event_type: str, text: str) -> None:
         """Stop the workers and the template (the warm process stays); the set stays READY."""
         # No await before the replicas are out of reach: no request is sent to a worker
         # being stopped.
         self._asleep, self._ready, self._woke_at = True, (), None
+        self._idle_reason = reason
         self._settled.clear()
         try:
             for replica in self.replicas:
@@ -520,14 +578,8 @@ class ReplicaSet:
                 self._forget_worker(replica)
         finally:
             self._settled.set()
-        timeout = self._clock.timeout or 0.0
-        text = (
-            f"Version {self.spec.version} unloaded after {idle_for:.0f} s without a request "
-            f"(idle timeout {timeout:g} s: tag regserve.idle_timeout, REGSERVE_IDLE_TIMEOUT); "
-            "its next request loads it again."
-        )
         note(self.replicas[0].paths.log, text)
-        self._emit("VERSION_IDLE", text)
+        self._emit(event_type, text)
 
     def _forget_worker(self, replica: _Replica) -> None:
         """``replica`` as before its first start (its worker stopped for idleness)."""
@@ -608,6 +660,7 @@ class ReplicaSet:
     def _announce_ready(self, replica: _Replica, pid: int) -> None:
         prefix = self._prefix(replica)
         self._clock.touch()
+        self._loaded_at = time.monotonic()
         if self._asleep:
             self._woken_up(replica, pid)
         elif replica.crashed:

@@ -179,6 +179,11 @@ class Template:
         main = self._main
         return main.process if main is not None and main.alive else None
 
+    def pids(self) -> list[int]:
+        """The running template's pid and its standby's (the memory budget measures them)."""
+        controls = (self._main, self._standby)
+        return [c.process.pid for c in controls if c is not None and c.alive]
+
     @property
     def up(self) -> bool:
         """It runs and forks now: a replica forked from it costs milliseconds."""

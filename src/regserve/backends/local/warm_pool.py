@@ -92,6 +92,10 @@ class WarmPool:
         known = self._warm.get((model_name, str(python)))
         return known[0] if known is not None else None
 
+    def pids(self) -> list[int]:
+        """Every running warm process's pid."""
+        return [pid for warm, _ in self._warm.values() if (pid := warm.pid) is not None]
+
     async def release(self, model_name: str, in_use: Iterable[str]) -> None:
         """Stop the model's warm processes whose interpreter no version in ``in_use`` runs."""
         used = set(in_use)

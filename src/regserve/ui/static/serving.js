@@ -123,8 +123,25 @@
     return tagsOf(info).map(([kind, text]) => el("span", { class: "tag tag-" + kind, text }));
   }
 
+  // Local backend: whether a served version's workers are loaded, or idle and why; the time of
+  // its last request in the tooltip (list-versions: loaded, idle_reason, last_request_timestamp).
+  function loadNote(served) {
+    if (!served || typeof served.loaded !== "boolean") return null;
+    const why = { IDLE_TIMEOUT: "idle timeout", MEMORY_BUDGET: "memory budget" }[served.idle_reason];
+    const text = served.loaded ? "loaded" : why ? `idle (${why})` : "idle";
+    const last = served.last_request_timestamp;
+    const title = last ? "Last request " + new Date(last).toLocaleString() : "No request yet";
+    return el("span", { class: "load-note muted", text, title });
+  }
+
+  function loadOf(served) {
+    return served ? [served.loaded, served.idle_reason, served.last_request_timestamp] : null;
+  }
+
   function drawVersionList() {
-    const items = view.versions.map((info) => ({ info, state: versionState(info.version) }));
+    const items = view.versions.map((info) => ({
+      info, state: versionState(info.version), load: loadOf(view.served[info.version]),
+    }));
     if (!changed("version-list", [items, view.selected])) return;
     const list = $("version-list");
     list.replaceChildren(...items.map(({ info, state }) => {
@@ -136,7 +153,7 @@
         "aria-current": current ? "true" : null, "data-version": info.version,
         onclick: () => selectVersion(info.version),
       }, el("span", { class: "version-label", text: "Version " + info.version }), stateBadge,
-      el("span", { class: "tags" }, ...tagList(info)));
+      loadNote(view.served[info.version]), el("span", { class: "tags" }, ...tagList(info)));
       return el("li", {}, button);
     }));
     if (!items.length) list.append(el("li", { class: "muted", text: "No versions registered yet." }));
