@@ -41,11 +41,13 @@ def _most_starting(events: list[EventRecord]) -> int:
 
 def _all_ready(served: Served, name: str, count: int) -> Callable[[], bool]:
     """All ``count`` versions READY, and their VERSION_READY events recorded (the controller
-    stores a state before the event that goes with it)."""
+    stores a state before the event that goes with it) and routed (published after both)."""
 
     def check() -> bool:
         versions = served.store.list_versions(name)
         if len(versions) != count or any(v.state is not VersionState.READY for v in versions):
+            return False
+        if not all(served.routed_ready(name, v.version) for v in versions):
             return False
         events = served.store.list_events(name)
         return sum(e.event_type == "VERSION_READY" for e in events) >= count

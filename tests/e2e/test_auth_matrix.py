@@ -30,6 +30,7 @@ SCIM = "/api/2.0/preview/scim/v2"
 PERMS = "/api/2.0/permissions/registered-models"
 MODELS = "/api/2.0/regserve/models"
 TRAFFIC = "/api/2.0/regserve/endpoints/traffic"
+INFERENCE_TABLE = "/api/2.0/regserve/inference-tables/read"
 CREDENTIAL_FAILURES = ("no token", "malformed", "unknown", "expired", "revoked")
 LEVELS = {"no permission": 0, "CAN_READ": 1, "CAN_EDIT": 2, "CAN_MANAGE": 5, "admin": 9}
 CALLERS = (*CREDENTIAL_FAILURES, *LEVELS)
@@ -231,6 +232,8 @@ MATRIX: dict[tuple[str, str], Row] = {
         ),
         5,
     ),
+    # The captured rows hold callers' data: CAN_MANAGE only.
+    ("GET", INFERENCE_TABLE): Row(_req("GET", INFERENCE_TABLE, params=_MODEL_PARAM), 5),
 }
 # The hosted MLflow server mounted at "/": one row per kind of rule (mlflow_rules.py).
 REGISTRY_ROWS: dict[str, Row] = {

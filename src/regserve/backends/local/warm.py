@@ -164,6 +164,22 @@ class _Control:
         self._sock.close()
 
 
+async def _connected(process: WorkerProcess, path: Path) -> _Control:
+    """A :class:`_Control` made in a thread; closed there when the wait for it is cancelled
+    (a stop while connecting), not left to the garbage collector with its socket open."""
+    attempt = asyncio.ensure_future(asyncio.to_thread(_Control, process, path))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        attempt.add_done_callback(_close_unclaimed)
+        raise
+
+
+def _close_unclaimed(attempt: asyncio.Future[_Control]) -> None:
+    if not attempt.cancelled() and attempt.exception() is None:
+        attempt.result().close()
+
+
 class WarmProcess:
     """The warm process of one model in one environment."""
 
@@ -344,7 +360,7 @@ class WarmProcess:
         socket_path = Path(process.record.socket)
         while process.returncode is None and loop.time() < deadline:
             with contextlib.suppress(OSError):
-                self._control = await asyncio.to_thread(_Control, process, socket_path)
+                self._control = await _connected(process, socket_path)
                 return True
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(process.wait()), _POLL)
