@@ -34,8 +34,8 @@ typecheck: $(STAMP)
 PYTEST_WORKERS ?= 2
 # Lines of regserve run in the pytest processes and the Python processes they start (coverage's
 # subprocess patch: `regserve up`, workers in .venv's interpreter; not workers in environments
-# of their own): a full run reached 92.5% (docs/architecture.md#tests). Raise it; never lower it.
-COVERAGE_FLOOR := 91
+# of their own): a full run reached 93.0% (docs/architecture.md#tests). Raise it; never lower it.
+COVERAGE_FLOOR := 92
 # tests/registry first, in a process of its own: MLflow's server and registry tables read
 # their configuration when first imported, and other in-process tests import them too.
 # The other tests: whole files to two workers, the costliest first (tests/durations.json, from
