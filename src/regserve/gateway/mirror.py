@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from regserve.router import ServedVersion
 from regserve.worker import wire
@@ -71,62 +71,29 @@ class Mirror:
     ) -> None:
         """Mirror a request to ``served`` without waiting for it (``request_id`` and
         ``caller`` are handed to the sinks with its answer)."""
-        if len(self._tasks) >= self._limit:
-            self._deliver(
-                ShadowAnswer(
-                    model,
-                    ref,
-                    served.version,
-                    "dropped",
-                    0.0,
-                    content_type,
-                    body,
-                    None,
-                    request_id,
-                    caller,
-                )
-            )
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._copy(model, ref, served, content_type, body, request_id, caller)
+        copy = ShadowAnswer(
+            model, ref, served.version, "dropped", 0.0, content_type, body, None, request_id, caller
         )
+        if len(self._tasks) >= self._limit:
+            self._deliver(copy)
+            return
+        task = asyncio.get_running_loop().create_task(self._copy(served, copy))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _copy(
-        self,
-        model: str,
-        ref: str,
-        served: ServedVersion,
-        content_type: str | None,
-        body: bytes,
-        request_id: str | None,
-        caller: str,
-    ) -> None:
+    async def _copy(self, served: ServedVersion, copy: ShadowAnswer) -> None:
+        """Send ``copy`` (not sent yet) to ``served``, then hand over what became of it."""
         started = time.perf_counter()
         reply: wire.Response | None = None
         try:
             assert served.target is not None  # router.py hands out READY versions only
-            reply = await served.target.request(content_type, body, self._timeout)
+            reply = await served.target.request(copy.content_type, copy.request, self._timeout)
             outcome = str(reply.status)
         except Exception:  # anything: the copy's fate is the sinks' business, not the caller's
-            _log.debug("shadow copy to %s v%s failed", model, served.version, exc_info=True)
+            _log.debug("shadow copy to %s v%s failed", copy.model, copy.version, exc_info=True)
             outcome = "failed"
         elapsed = time.perf_counter() - started
-        self._deliver(
-            ShadowAnswer(
-                model,
-                ref,
-                served.version,
-                outcome,
-                elapsed,
-                content_type,
-                body,
-                reply,
-                request_id,
-                caller,
-            )
-        )
+        self._deliver(replace(copy, outcome=outcome, seconds=elapsed, reply=reply))
 
     def _deliver(self, answer: ShadowAnswer) -> None:
         for sink in self._sinks:
