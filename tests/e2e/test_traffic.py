@@ -220,18 +220,7 @@ def test_validation_errors_say_what_to_fix(served: tuple[RegServeProcess, Any]) 
 
 def test_a_reader_may_read_the_config_but_not_set_it(served: tuple[RegServeProcess, Any]) -> None:
     server, _ = served
-    admin = server.client
-    assert admin.post("/api/2.0/preview/scim/v2/Users", json={"userName": "viewer"}).is_success
-    acl = [{"user_name": "viewer", "permission_level": "CAN_READ"}]
-    r = admin.patch(
-        f"/api/2.0/permissions/registered-models/{MODEL}", json={"access_control_list": acl}
-    )
-    assert r.status_code == 200, r.text
-    r = admin.post(
-        "/api/2.0/token-management/on-behalf-of/tokens",
-        json={"application_id": "viewer", "lifetime_seconds": 600},
-    )
-    token = r.json()["token_value"]
+    token = _user_token(server, "viewer", "CAN_READ")
     assert _get(server, token).status_code == 200
     refused = _put(server, {"routes": [{"ref": "1", "percent": 100}]}, token)
     assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
@@ -399,21 +388,10 @@ def test_only_a_manager_reads_the_table_and_bad_parameters_say_what_to_fix(
     served: tuple[RegServeProcess, Any],
 ) -> None:
     server, _ = served
-    admin = server.client
-    assert admin.post("/api/2.0/preview/scim/v2/Users", json={"userName": "analyst"}).is_success
-    acl = [{"user_name": "analyst", "permission_level": "CAN_EDIT"}]
-    r = admin.patch(
-        f"/api/2.0/permissions/registered-models/{MODEL}", json={"access_control_list": acl}
-    )
-    assert r.status_code == 200, r.text
-    r = admin.post(
-        "/api/2.0/token-management/on-behalf-of/tokens",
-        json={"application_id": "analyst", "lifetime_seconds": 600},
-    )
-    refused = _rows(server, r.json()["token_value"])
+    refused = _rows(server, _user_token(server, "analyst", "CAN_EDIT"))
     assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
     assert "CAN_MANAGE" in refused.json()["message"]
-    missing = admin.get(INFERENCE, params={"registered_model_name": "no-such-model"})
+    missing = server.client.get(INFERENCE, params={"registered_model_name": "no-such-model"})
     assert (missing.status_code, missing.json()["error_code"]) == (404, "RESOURCE_DOES_NOT_EXIST")
     for params, says in [({"since": "yesterday"}, "ISO 8601"), ({"limit": 0}, "limit")]:
         bad = _rows(server, **params)
@@ -455,3 +433,19 @@ def test_the_config_survives_a_restart(served: tuple[RegServeProcess, Any]) -> N
     counts = _score_split(server, 200)
     low, high = _binomial_bounds(200, 0.7)
     assert low <= counts["2"] <= high, counts
+
+
+def _user_token(server: RegServeProcess, user: str, level: str) -> str:
+    """A new user holding ``level`` on the model, and a token of theirs."""
+    admin = server.client
+    assert admin.post("/api/2.0/preview/scim/v2/Users", json={"userName": user}).is_success
+    acl = [{"user_name": user, "permission_level": level}]
+    r = admin.patch(
+        f"/api/2.0/permissions/registered-models/{MODEL}", json={"access_control_list": acl}
+    )
+    assert r.status_code == 200, r.text
+    r = admin.post(
+        "/api/2.0/token-management/on-behalf-of/tokens",
+        json={"application_id": user, "lifetime_seconds": 600},
+    )
+    return str(r.json()["token_value"])
