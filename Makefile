@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.5"
 	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	# The demo's two models trained and saved once (regserve.registry.demo.prepare), kept in
+	# ~/.cache/regserve: `regserve up --demo` then registers them without training.
+	$(BIN)/python -m regserve.registry.demo --prepare > /dev/null
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import logging
 import os
@@ -40,6 +39,7 @@ from regserve.inference.tables import InferenceTables
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.nodes import NodeTypes, load_node_types
 from regserve.registry.deferred import DeferredReader
+from regserve.registry.demo import DemoModelError
 from regserve.registry.webhooks import WebhookVerifier, ensure_secret, register_webhook
 from regserve.restart.drain import DrainGate
 from regserve.restart.listener import listening_socket, reexec
@@ -228,7 +228,7 @@ class RegServe:
     async def install_demo(self, base_url: str, announce: Callable[[str], None]) -> None:
         """Register the demo model through the running server (first start), serve it, and
         print its steps on the console, ending with a curl that scores it."""
-        from regserve.registry.demo import FLAVORS, ensure_demo_model, looks_complete
+        from regserve.registry.demo import FLAVORS, looks_complete
 
         progress = DemoProgress(self.store, announce)
         endpoint = await asyncio.to_thread(self.store.get_endpoint, DEMO_MODEL)
@@ -239,12 +239,7 @@ class RegServe:
             await self._reader.wait_ready()
             needed = not looks_complete(await asyncio.to_thread(self._reader.snapshot, DEMO_MODEL))
         if needed:
-            # The registering process imports MLflow and trains while the registry starts,
-            # then waits for it (the registry's /health).
-            register = functools.partial(
-                ensure_demo_model, base_url, self.admin_token, train_first=endpoint is None
-            )
-            registering = asyncio.ensure_future(asyncio.to_thread(register))
+            registering = asyncio.ensure_future(self._register_demo(base_url))
             if endpoint is None:
                 if self.node.leading:  # its libraries imported while the model registers
                     await self.backend.prewarm(DEMO_MODEL, FLAVORS)
@@ -256,6 +251,20 @@ class RegServe:
             await self.controller.reconcile(DEMO_MODEL)  # its stages and alias, before "ready"
         url = f"{_loopback_url(self.settings)}/model/{DEMO_MODEL}/Production/invocations"
         await progress.follow(DEMO_MODEL, "2", curl_command(url, self._authorization()))
+
+    async def _register_demo(self, base_url: str) -> None:
+        """Its models (trained by a child process unless prepared: ``make`` did, or an earlier
+        start), then, once the registry is ready, registered through this very server."""
+        from regserve.registry.demo import prepare_in_child, register
+
+        models = await prepare_in_child(self.settings.demo_cache_dir)
+        await self._reader.wait_ready()
+        try:
+            await asyncio.to_thread(register, base_url, self.admin_token, models)
+        except RegServeError:
+            raise
+        except Exception as exc:  # MLflow's errors, the registry unreachable: said, not raised
+            raise DemoModelError(f"registering the demo model failed: {exc}") from exc
 
     async def _enable_once_created(self, registering: asyncio.Future[None]) -> None:
         """Serve the demo from the moment the registering process created it in the registry:

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     env_cache_dir: Path | None = Field(
         None, description="Where built environments are kept; default <data-dir>/envs."
     )
+    demo_cache_dir: Path | None = Field(
+        None,
+        description="Where the demo model, trained once per set of library versions, is kept "
+        "(`make` prepares it); default $XDG_CACHE_HOME/regserve (~/.cache/regserve).",
+    )
     env_cache_max_bytes: int = Field(
         20 * 1024**3, description="Cache size past which unused environments are evicted (LRU)."
     )

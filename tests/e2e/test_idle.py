@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.support.cli import ok, run_cli
 from tests.support.processes import alive
 from tests.support.registry import user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
@@ -82,6 +83,9 @@ def test_an_idle_version_stays_ready_and_answers_its_next_requests(
     assert idle_metric(server).endswith(" 1.0")
     idle = next(e for e in server.events(MODEL) if e["event_type"] == "VERSION_IDLE")
     assert f"unloaded after {IDLE_AFTER:.0f} s without a request" in idle["message"]
+    table = ok(run_cli(server.url, "versions", MODEL))
+    row_1 = next(line for line in table.splitlines() if "│ 1 " in line)
+    assert "idle (idle timeout)" in row_1, table
 
     answer = server.score(MODEL, "latest", BODY)  # a stage, alias or latest URL wakes it too
     assert answer.status_code == 200, answer.text

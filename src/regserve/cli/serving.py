@@ -146,13 +146,25 @@ def versions(
             v["endpoint_version_name"],
             short_state(v["state"]),
             ", ".join(refs.get(v["endpoint_version_name"], [])),
+            _loaded(v),
             v.get("worker_pid") or "",
             v.get("state_message", ""),
         ]
         for v in served
     ]
-    columns = ["version", "state", "refs", "pid", "message"]
+    columns = ["version", "state", "refs", "loaded", "pid", "message"]
     emit({"endpoint_versions": served}, output, columns, rows)
+
+
+def _loaded(version: dict[str, Any]) -> str:
+    """yes, idle (and why: idle timeout or memory budget), or blank where it does not apply."""
+    loaded = version.get("loaded")
+    if loaded is None:
+        return ""
+    if loaded:
+        return "yes"
+    reason = version.get("idle_reason")
+    return f"idle ({reason.lower().replace('_', ' ')})" if reason else "idle"
 
 
 def logs(

@@ -1,21 +1,25 @@
 """The iris demo model, registered through regserve's own MLflow API like a user would.
 
-``ensure_demo_model`` runs the logging in a child process (``python -m
-regserve.registry.demo``) so that MLflow's process-wide state (tracking URI, token, active
-run) of the calling process is never touched.
+Its two models are trained and saved once per machine and set of library versions, into a
+cache (:func:`prepare`, in a child process: ``python -m regserve.registry.demo --prepare``;
+``make`` runs it when it builds ``.venv``). Registering them (:func:`register`) then trains
+nothing and imports no model flavor: each version is a run whose artifacts are the saved
+files, uploaded through regserve with the admin token, and a model version made from them, as
+a user registering a saved model would do (:mod:`regserve.registry.demo_rest`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import os
-import subprocess
+import platform
 import sys
-import time
-import urllib.error
-import urllib.request
+import tempfile
+from asyncio.subprocess import PIPE, STDOUT
 from importlib.metadata import version
-from typing import Any
+from pathlib import Path
 
 from regserve.errors import RegServeError
 from regserve.registry.models import ModelSnapshot
@@ -24,8 +28,12 @@ __all__ = [
     "DEMO_MODEL_NAME",
     "FLAVORS",
     "DemoModelError",
-    "ensure_demo_model",
+    "default_cache_dir",
     "looks_complete",
+    "prepare",
+    "prepare_in_child",
+    "prepared",
+    "register",
 ]
 
 DEMO_MODEL_NAME = "iris-classifier"
@@ -35,7 +43,6 @@ _EXPERIMENT = "regserve-demo"
 _REQUIRED = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy")
 """What the demo model needs, pinned from this interpreter's versions: MLflow's requirement
 inference (a child process loading the model) took most of a version's registration."""
-_REGISTRY_WAIT = 600.0
 _SERIALIZATION = "cloudpickle"
 """MLflow 3 saves scikit-learn models with skops by default, whose import (most of
 scikit-learn and SciPy) took 2.5 to 7 s here, in the registering process, then in the model's
@@ -47,6 +54,11 @@ FLAVORS: dict[str, dict[str, object]] = {
 }
 """The flavors the demo model's ``MLmodel`` names (what its warm process imports), known
 before it is registered."""
+_VERSIONS = (1.0, 0.5)
+"""Each version's regularisation (C), in version order."""
+_CACHE_FORMAT = "1"
+"""Bumped when what :func:`prepare` saves changes."""
+_COMPLETE = "complete"
 _ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Training two regressions on 150 rows with BLAS threads on a busy 2-core machine took 2.6 s
 (the threads spin against each other); with one, 0.08 s."""
@@ -56,40 +68,48 @@ class DemoModelError(RegServeError):
     """Registering the demo model failed; the message carries the child's output."""
 
 
-def ensure_demo_model(
-    tracking_uri: str, token: str, *, timeout: float = 600.0, train_first: bool = False
-) -> None:
-    """Register ``iris-classifier`` through ``tracking_uri`` unless it is already there.
+async def prepare_in_child(cache_dir: Path | None, timeout: float = 600.0) -> Path:
+    """The demo's prepared models (:func:`prepared`), trained and saved by a child process
+    (``python -m regserve.registry.demo --prepare``) when no earlier run did: this process
+    imports neither scikit-learn nor MLflow's model flavors. The child is killed if this is
+    cancelled (regserve stopped meanwhile)."""
+    cache_dir = cache_dir or default_cache_dir()
+    target = prepared(cache_dir)
+    if (target / _COMPLETE).is_file():
+        return target
+    env = {**os.environ, **dict.fromkeys(_ONE_THREAD, "1")}
+    command = [sys.executable, "-m", "regserve.registry.demo", "--prepare"]
+    child = await asyncio.create_subprocess_exec(
+        *command, "--cache-dir", str(cache_dir), env=env, stdout=PIPE, stderr=STDOUT
+    )
+    try:
+        output, _ = await asyncio.wait_for(child.communicate(), timeout)
+    except (asyncio.CancelledError, TimeoutError) as exc:
+        child.kill()
+        await child.wait()
+        if isinstance(exc, TimeoutError):
+            raise DemoModelError(f"training the demo model took over {timeout:.0f} s") from exc
+        raise
+    if child.returncode != 0:
+        text = output.decode(errors="replace")[-4000:]
+        raise DemoModelError(f"training the demo model failed:\n{text}")
+    return target
+
+
+def register(tracking_uri: str, token: str, models: Path) -> None:
+    """Converge the demo model in the registry at ``tracking_uri`` to its described state,
+    from the prepared ``models``, through MLflow's REST stores with ``token`` (never MLflow's
+    process-wide tracking URI or credentials).
 
     Version 1 goes to Staging, version 2 to Production with the alias ``champion``. A model of
     that name made by someone else is left alone; a demo interrupted halfway is completed.
-    Blocking: a first run takes several seconds. The child waits until ``tracking_uri``'s
-    ``/health`` answers 200 (a starting regserve answers 503); ``train_first`` (a first start)
-    imports scikit-learn and trains meanwhile.
+    Blocking, about a second: a run and its artifacts, then a version, for each version.
     """
-    # The child inherits this process's environment (PATH, proxies, TLS settings) minus
-    # MLflow's own URI settings, which must come only from the arguments.
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("_MLFLOW_SERVER_")
-        and key not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    }
-    env["MLFLOW_TRACKING_TOKEN"] = token
-    for name in _ONE_THREAD:
-        env.setdefault(name, "1")
-    command = [sys.executable, "-m", "regserve.registry.demo", "--tracking-uri", tracking_uri]
-    if train_first:
-        command.append("--train-first")
-    try:
-        done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DemoModelError(f"registering the demo model took over {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        output = (done.stderr or done.stdout)[-4000:]
-        raise DemoModelError(f"registering the demo model failed:\n{output}")
+    from regserve.registry.demo_rest import DemoRegistry
+
+    DemoRegistry(tracking_uri, token).converge(
+        [(c, _version_dir(models, c)) for c in _VERSIONS], _STATE_TAG, _EXPERIMENT
+    )
 
 
 def looks_complete(snapshot: ModelSnapshot | None) -> bool:
@@ -111,127 +131,89 @@ def requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in _REQUIRED]
 
 
-def _wait_for(tracking_uri: str) -> None:
-    """Until the registry's ``/health`` answers 200; exits when the regserve that started this
-    process is gone (stopped while it starts: nobody is left to wait for)."""
-    deadline = time.monotonic() + _REGISTRY_WAIT
-    parent = os.getppid()
-    while True:
-        if os.getppid() != parent:
-            raise SystemExit("regserve stopped before its registry was ready")
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/regserve`` (``~/.cache/regserve``), like uv's and pip's caches."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "regserve"
+
+
+def prepared(cache_dir: Path) -> Path:
+    """Where :func:`prepare` keeps the demo's saved models for this interpreter and these
+    library versions (a pickled model is only good for the versions that saved it)."""
+    key = "\n".join([_CACHE_FORMAT, platform.python_version(), *requirements()])
+    return cache_dir / "demo" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def prepare(cache_dir: Path) -> Path:
+    """Train and save both versions' models into :func:`prepared` unless they are there.
+
+    Saved into a temporary directory beside it, then renamed: a run interrupted halfway, or
+    two at once, never leave a half-saved model that counts as prepared.
+    """
+    target = prepared(cache_dir)
+    if (target / _COMPLETE).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".preparing-") as tmp:
+        staging = Path(tmp) / "models"
+        _save_models(staging)
+        (staging / _COMPLETE).write_text("")
         try:
-            with urllib.request.urlopen(f"{tracking_uri}/health", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
+            staging.rename(target)
+        except OSError:  # another run prepared it meanwhile
+            if not (target / _COMPLETE).is_file():
                 raise
-        time.sleep(0.2)
+    return target
 
 
-def _register(tracking_uri: str, train_first: bool) -> None:
-    """Runs in the child: converge the demo model to its described state."""
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    models = _warmed(_train()) if train_first else None
-    _wait_for(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        model = client.get_registered_model(DEMO_MODEL_NAME)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        client.create_registered_model(
-            DEMO_MODEL_NAME,
-            tags={_STATE_TAG: "pending"},
-            description="Demo: logistic regression on the iris data set, made by regserve.",
-        )
-    else:
-        if model.tags.get(_STATE_TAG) != "pending":
-            return  # complete already, or not ours
-    count = len(client.search_model_versions(f"name='{DEMO_MODEL_NAME}'"))
-    models = models or _train()
-    pinned = requirements()
-    for c, model in list(models.items())[count:]:
-        _log_version(c, model, pinned)
-    client.transition_model_version_stage(DEMO_MODEL_NAME, "1", "Staging")
-    client.transition_model_version_stage(DEMO_MODEL_NAME, "2", "Production")
-    client.set_registered_model_alias(DEMO_MODEL_NAME, "champion", "2")
-    client.set_registered_model_tag(DEMO_MODEL_NAME, _STATE_TAG, "complete")
+def _version_dir(models: Path, c: float) -> Path:
+    return models / f"C{c}"
 
 
-def _train() -> dict[float, Any]:
-    """Both versions' models (logistic regressions on iris, C=1.0 and C=0.5), by C."""
+def _save_models(models: Path) -> None:
+    import logging
+
+    import mlflow.sklearn
     import pandas as pd
+    from mlflow.models import infer_signature
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
+    # Its advice to use skops instead: the demo is regserve's own model (see _SERIALIZATION).
+    logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
     data = load_iris()
     frame = pd.DataFrame(data.data, columns=list(IRIS_COLUMNS))
-    return {c: LogisticRegression(max_iter=300, C=c).fit(frame, data.target) for c in (1.0, 0.5)}
-
-
-def _warmed(models: dict[float, Any]) -> dict[float, Any]:
-    """Save one model to a temporary directory, as logging will: the first save imports and
-    indexes what MLflow's sklearn flavor needs (seconds), done here while the registry starts."""
-    import tempfile
-
-    import mlflow.sklearn
-
-    model = next(iter(models.values()))
-    example, signature = _example_and_signature(model)
-    with tempfile.TemporaryDirectory() as tmp:
+    example = frame.iloc[[0, 1, 2]].reset_index(drop=True)
+    for c in _VERSIONS:
+        model = LogisticRegression(max_iter=300, C=c).fit(frame, data.target)
         mlflow.sklearn.save_model(
             model,
-            f"{tmp}/model",
-            signature=signature,
+            str(_version_dir(models, c)),
+            signature=infer_signature(example, model.predict(example)),
             input_example=example,
             pip_requirements=requirements(),
             serialization_format=_SERIALIZATION,
-        )
-    return models
-
-
-def _example_and_signature(model: Any) -> tuple[Any, Any]:
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    example = pd.DataFrame(
-        [[5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2], [4.7, 3.2, 1.3, 0.2]],
-        columns=list(IRIS_COLUMNS),
-    )
-    return example, infer_signature(example, model.predict(example))
-
-
-def _log_version(c: float, model: Any, pinned: list[str]) -> None:
-    """Log and register one version, with its requirements given (none inferred)."""
-    import mlflow
-
-    example, signature = _example_and_signature(model)
-    mlflow.set_experiment(_EXPERIMENT)
-    with mlflow.start_run(run_name=f"iris-logreg-C{c}"):
-        mlflow.log_param("C", c)
-        mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            pip_requirements=pinned,
-            serialization_format=_SERIALIZATION,
-            registered_model_name=DEMO_MODEL_NAME,
         )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Register regserve's iris demo model.")
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--train-first", action="store_true", help="train before the wait")
+    parser.add_argument("--tracking-uri", help="register it there (MLFLOW_TRACKING_TOKEN)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="its prepared models")
+    parser.add_argument(
+        "--prepare", action="store_true", help="only train and save the models into the cache"
+    )
     args = parser.parse_args(argv)
-    _register(args.tracking_uri, args.train_first)
+    if not args.prepare and not args.tracking_uri:
+        parser.error("--tracking-uri is required unless --prepare")
+    for name in _ONE_THREAD:  # before NumPy is imported
+        os.environ.setdefault(name, "1")
+    cache_dir = args.cache_dir or default_cache_dir()
+    if args.prepare:
+        print(prepare(cache_dir))
+        return
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN", "")
+    register(args.tracking_uri, token, prepare(cache_dir))
 
 
 if __name__ == "__main__":
