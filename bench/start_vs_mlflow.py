@@ -10,7 +10,8 @@ For each env manager asked for (``--env-manager``, default ``local virtualenv``)
 3. a replica of version 2 killed with SIGKILL under a steady trickle of requests: seconds until
    another replica serves it, and how many requests failed meanwhile;
 4. ``mlflow models serve -m models:/iris-classifier/2 --env-manager local`` from regserve's
-   registry: seconds from the command to its first prediction (the yardstick);
+   registry: seconds from the command to its first prediction (the yardstick), and the floor
+   of a restart: a new interpreter importing what the demo's warm process imports;
 5. Ctrl-C, then the same ``regserve up --demo`` on the same data dir: to its first prediction.
 
 It prints a table and the ratios to ``mlflow models serve`` (the issue's targets: a fresh demo at
@@ -201,6 +202,22 @@ def mlflow_to_first_prediction(registry_url: str, workdir: Path) -> float:
             process.wait()
 
 
+def import_floor(rounds: int = 3) -> float:
+    """Median seconds for a new interpreter to import what the demo's warm process imports
+    (``modules_for_flavors`` of its flavors): what a restart after Ctrl-C, which stops every
+    process, pays at least before its first prediction, whatever regserve does."""
+    from regserve.backends.local.preload import modules_for_flavors
+    from regserve.registry.demo import FLAVORS
+
+    code = "import " + ", ".join(modules_for_flavors(FLAVORS))
+    times = []
+    for _ in range(rounds):
+        begun = time.monotonic()
+        subprocess.run([str(_BIN / "python"), "-c", code], check=True)
+        times.append(time.monotonic() - begun)
+    return sorted(times)[rounds // 2]
+
+
 def measure(env_manager: str, root: Path) -> dict[str, Any]:
     """Every figure of one env manager, in the order of the module's docstring."""
     data_dir = root / f"data-{env_manager}"
@@ -211,6 +228,7 @@ def measure(env_manager: str, root: Path) -> dict[str, Any]:
         new_version = new_version_to_first_prediction(started)
         replaced, answered, failed = killed_replica_replaced(started)
         mlflow = mlflow_to_first_prediction(started.url, root)
+        floor = import_floor()
     finally:
         stop(started)
     again, started = restart_demo(data_dir, port, manager)
@@ -224,6 +242,7 @@ def measure(env_manager: str, root: Path) -> dict[str, Any]:
         "failed_during_kill": failed,
         "restart": again,
         "mlflow_models_serve": mlflow,
+        "import_floor": floor,
     }
 
 
@@ -244,6 +263,10 @@ def table(results: list[dict[str, Any]]) -> str:
             (
                 f"restart after Ctrl-C (listening at {r['restart']['listening']:.1f} s)",
                 r["restart"]["first prediction"],
+            ),
+            (
+                "(floor: a new interpreter importing the demo's warm modules, median of 3)",
+                r["import_floor"],
             ),
             ("new version registered", r["new_version"]),
             (
