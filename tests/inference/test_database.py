@@ -5,7 +5,6 @@ written raises nothing, is counted and reported once, without the callers' bodie
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,7 +138,9 @@ def test_a_table_that_cannot_be_written_raises_nothing_counts_and_reports_once(
     assert _rows_counted(registry, "m", "failed") == 3
     [(model, lost, error)] = reports  # at most one report a minute
     assert (model, lost) == ("m", 2)
-    assert error.startswith("TableWriteError: ") and "inference_rows" in error, error
-    assert "secret-body" not in error and "INSERT" not in error
+    assert error.startswith("TableWriteError: "), error
+    assert "inference_rows" in error
+    for unsaid in ("secret-body", "INSERT"):  # no body, no SQL
+        assert unsaid not in error
     writer.write([_row(n=4)])  # the table back: the writer goes on
     assert [r["request_id"] for r in DatabaseTables(store).read("m", None, 10)] == ["r4"]

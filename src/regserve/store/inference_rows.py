@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from regserve.store.tables import InferenceRow
 
-__all__ = ["INFERENCE_COLUMNS", "InferenceStoreMixin"]
+__all__ = ["CAPTURED_COLUMNS", "InferenceStoreMixin"]
 
 _TABLE = InferenceRow.__table__
-INFERENCE_COLUMNS = tuple(c.name for c in _TABLE.columns if c.name != "id")
+CAPTURED_COLUMNS = tuple(c.name for c in _TABLE.columns if c.name != "id")
 """A row's keys, in the order of the Parquet files' columns."""
 
 
@@ -32,18 +32,18 @@ class InferenceStoreMixin:
         raise NotImplementedError
 
     def add_inference_rows(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert ``rows`` (each with every key of :data:`INFERENCE_COLUMNS`) in one
+        """Insert ``rows`` (each with every key of :data:`CAPTURED_COLUMNS`) in one
         transaction: all are stored or none."""
         if rows:
             with self._session() as s:
-                s.execute(insert(_TABLE), list(rows))
+                s.execute(insert(InferenceRow), list(rows))
 
     def inference_rows(
         self, model: str, since: dt.datetime | None, limit: int
     ) -> list[dict[str, Any]]:
         """The newest ``limit`` rows of ``model`` captured at or after ``since`` (None: any
         time), newest first; ``timestamp`` an aware datetime in UTC."""
-        query = select(*(_TABLE.c[name] for name in INFERENCE_COLUMNS)).where(
+        query = select(*(_TABLE.c[name] for name in CAPTURED_COLUMNS)).where(
             _TABLE.c.model == model
         )
         if since is not None:
@@ -58,7 +58,7 @@ class InferenceStoreMixin:
     def delete_inference_rows(self, before: dt.datetime) -> int:
         """Delete every model's rows captured before ``before``; how many were deleted."""
         with self._session() as s:
-            result = s.execute(delete(_TABLE).where(_TABLE.c.timestamp < before))
+            result = s.execute(delete(InferenceRow).where(InferenceRow.timestamp < before))
             return int(result.rowcount) if isinstance(result, CursorResult) else 0
 
 
