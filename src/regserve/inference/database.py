@@ -4,8 +4,9 @@ index, retention by deleting rows older than its first day.
 
 Text that PostgreSQL cannot hold is replaced as the Parquet files replace bytes that are not
 UTF-8: a NUL character becomes U+FFFD (else one such body would fail its whole batch). A
-failed write raises :class:`TableWriteError` naming the database's error only: SQLAlchemy's
-own text quotes the statement's parameters, the callers' bodies, which an event must not show.
+failed write raises :class:`TableWriteError` naming the first line of the database's error
+only: SQLAlchemy's own text quotes the statement's parameters, and PostgreSQL's context lines
+the values, the callers' bodies, which an event must not show.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 
 from regserve.inference.reader import jsonable
 from regserve.inference.rows import CapturedRow
@@ -38,7 +39,7 @@ class DatabaseTables:
     def write(self, model: str, day: dt.date, rows: Sequence[CapturedRow]) -> None:
         try:
             self._store.add_inference_rows([to_record(row) for row in rows])
-        except SQLAlchemyError as error:
+        except Exception as error:  # SQLAlchemy's, or psycopg's own from COPY
             cause = error.orig if isinstance(error, DBAPIError) else error
             lines = str(cause).strip().splitlines() or [type(cause).__name__]
             raise TableWriteError(lines[0]) from None

@@ -34,8 +34,13 @@ class InferenceStoreMixin:
     def add_inference_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert ``rows`` (each with every key of :data:`CAPTURED_COLUMNS`) in one
         transaction: all are stored or none."""
-        if rows:
-            with self._session() as s:
+        if not rows:
+            return
+        with self._session() as s:
+            dialect = s.get_bind().dialect
+            if (dialect.name, dialect.driver) == ("postgresql", "psycopg"):
+                _copy(s, rows)
+            else:
                 s.execute(insert(InferenceRow), list(rows))
 
     def inference_rows(
@@ -60,6 +65,24 @@ class InferenceStoreMixin:
         with self._session() as s:
             result = s.execute(delete(InferenceRow).where(InferenceRow.timestamp < before))
             return int(result.rowcount) if isinstance(result, CursorResult) else 0
+
+
+def _copy(s: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """``rows`` through PostgreSQL's ``COPY`` on the session's connection (in its transaction):
+    about three times the rows a second of an ``INSERT``, and psycopg's C code, not Python,
+    turns the values into text (the writer's thread holds the GIL less, the scoring path
+    waits less for it)."""
+    from psycopg import sql  # only with this driver
+
+    table = sql.Identifier(InferenceRow.__tablename__)
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in CAPTURED_COLUMNS)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)
+    connection = s.connection().connection.driver_connection
+    if connection is None:  # a pooled connection always has its driver's
+        raise RuntimeError("the database connection is closed")
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([row[name] for name in CAPTURED_COLUMNS])
 
 
 def _utc(stamp: dt.datetime) -> dt.datetime:
