@@ -1,9 +1,12 @@
-"""What an inference table costs, alone: ``python -m bench.capture [--seconds 10] [--rounds 1]``.
+"""What an inference table costs, alone: ``python -m bench.capture [--seconds 10] [--rounds 1]
+[--store-uri postgresql+psycopg://...]``.
 
 Starts ``regserve up`` serving the bench model, then drives ``1-row records c=32`` with wrk
 with the model's inference table off and on (sample 1.0: every request captured), ``rounds``
 times in turn, and prints both and the change. ``make bench`` measures the same pair among
 its scenarios (the ``inference table on`` row); this runs only that pair, for a quick figure.
+``--store-uri``: regserve's store (an empty PostgreSQL database: the rows go to its
+``inference_rows`` table instead of Parquet files).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.capture", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
     parser.add_argument("--rounds", type=int, default=1, help="off/on pairs, in turn")
+    parser.add_argument("--store-uri", default=None, help="default: SQLite in the data dir")
     args = parser.parse_args(argv)
     require_wrk()
     base = next(s for s in scenarios(False) if s.name == CAPTURE_BASE)
     workdir = Path(tempfile.mkdtemp(prefix="regserve-bench-capture-"))
-    server = start_regserve(workdir / "data", workdir)
+    store = {"REGSERVE_STORE_URI": args.store_uri} if args.store_uri else None
+    server = start_regserve(workdir / "data", workdir, store)
     try:
         serve_bench_model(server)
         targets = Targets(server, [], server)

@@ -142,6 +142,7 @@ class RegServe:
             starting=self._starting,
             batches=self.batches,
             capture=self.tables.capture,
+            tables=self.tables.storage,
         )
         lookups = RegistryLookups(self._stage_of, self._sources_naming, self._artifact_root)
         hosting = not settings.registry_uri

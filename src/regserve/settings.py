@@ -146,8 +146,9 @@ class Settings(BaseSettings):
     inference_table_retention_days: int = Field(
         30,
         ge=0,
-        description="Days of inference table rows kept (today included); older date "
-        "partitions are deleted by the writer. 0: keep them all.",
+        description="Days of inference table rows kept (today included, UTC); the writer "
+        "deletes older date partitions (Parquet) or rows (the PostgreSQL store's "
+        "inference_rows), hourly. 0: keep them all.",
     )
     overrun_grace: float = Field(
         10.0,

@@ -3,11 +3,14 @@
 Exactly one leads and runs the controller; both serve every READY version by version, stage
 and alias; the leader killed with SIGKILL is replaced within seconds and the new leader serves
 a version registered afterwards; tokens and permissions changed through one gateway hold on
-the other at once (the auth cache TTL is a minute here, so only the notification can do it).
+the other at once (the auth cache TTL is a minute here, so only the notification can do it);
+requests captured through either gateway are in the PostgreSQL store's inference table, read
+back the same through both (issue #23), and a table that cannot be written fails no request.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import uuid
@@ -17,7 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, text
 
+from tests.support.cli import ok, run_cli
 from tests.support.models import iris_frame
 from tests.support.postgres import fresh_database
 from tests.support.registry import UserRegistry, user_registry
@@ -29,6 +35,7 @@ SCIM = "/api/2.0/preview/scim/v2"
 PERMS = "/api/2.0/permissions/registered-models"
 MODEL = "gw-iris"
 READY = "VERSION_STATE_READY"
+INFERENCE = "/api/2.0/regserve/inference-tables/read"
 
 
 @dataclass
@@ -46,7 +53,11 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterator[Pair]:
     data = tmp_path_factory.mktemp("gateways") / "data"
-    settings = {"store_uri": pg_database, "auth_cache_ttl": "60"}
+    settings = {
+        "store_uri": pg_database,
+        "auth_cache_ttl": "60",
+        "inference_table_flush_seconds": "0.2",
+    }
     a = RegServeProcess(data, **settings).start()
     b = RegServeProcess(data, **settings).start()
     try:
@@ -215,6 +226,118 @@ def test_token_and_permission_changes_hold_at_once_on_the_other_gateway(
     print(
         f"grant held on A after {grant_seconds:.2f} s; revocation on B after {revoke_seconds:.2f} s"
     )
+
+
+def _capture(server: RegServeProcess, on: bool) -> None:
+    tags = [{"key": "regserve.inference_table", "value": "on"}] if on else []
+    config = {"node_type_id": "local-default", "tags": tags}
+    body = {"registered_model_name": MODEL, "desired_cluster_config": config}
+    r = server.api("PUT", "update-cluster-config", json=body)
+    assert r.status_code == 200, r.text
+
+
+def _table(server: RegServeProcess, **params: Any) -> list[dict[str, Any]]:
+    r = server.client.get(
+        INFERENCE, params={"registered_model_name": MODEL, "limit": 10000, **params}
+    )
+    assert r.status_code == 200, r.text
+    return list(r.json()["rows"])
+
+
+def _sql(uri: str, statement: str) -> Any:
+    engine = create_engine(uri)
+    try:
+        with engine.begin() as c:
+            result = c.execute(text(statement))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        engine.dispose()
+
+
+def test_requests_captured_through_either_gateway_are_read_through_both(
+    pair: Pair, registry: UserRegistry, tmp_path: Any
+) -> None:
+    _ensure_served(pair, registry)
+    _capture(pair.a, on=True)
+    sent: dict[str, str] = {}  # request id -> the gateway's url that answered it
+    try:
+
+        def read_crosswise() -> bool:
+            # Capture holds on a gateway within its settings' refresh (2 s): send until a
+            # request through each is captured and read back through the other.
+            for server in (pair.a, pair.b):
+                rid = f"itable-{server.port}-{len(sent)}"
+                assert _scores(server, "1", {"X-Request-Id": rid}) == "1"
+                sent[rid] = server.url
+            on_a = {row["request_id"] for row in _table(pair.a)}
+            on_b = {row["request_id"] for row in _table(pair.b)}
+            return any(sent[r] == pair.a.url for r in on_b) and any(
+                sent[r] == pair.b.url for r in on_a
+            )
+
+        wait_for(read_crosswise, 30, "rows captured on each gateway to be read on the other")
+    finally:
+        _capture(pair.a, on=False)
+    last = set(list(sent)[-2:])  # sent once both captured: wait until both are written
+
+    def all_written() -> list[dict[str, Any]]:
+        rows = _table(pair.b)
+        return rows if last <= {row["request_id"] for row in rows} else []
+
+    rows = wait_for(all_written, 10, "the last captured rows to be written")
+    assert rows == _table(pair.a)  # one table: the same rows, the same order, either way
+    assert {row["request_id"] for row in rows} <= set(sent)
+    row = rows[0]
+    assert (row["model"], row["version"], row["ref"], row["status_code"]) == (MODEL, "1", "1", 200)
+    assert (row["caller"], row["shadow"]) == ("admin", False)
+    assert json.loads(row["request"]) == _payload()
+    assert "predictions" in json.loads(row["response"])
+    newest = row["timestamp"]
+    assert _table(pair.a, since=newest, limit=1) == [row]
+    # The rows are in the database, not in the (here shared) data dir's Parquet files.
+    stored = _sql(pair.store_uri, f"SELECT count(*) FROM inference_rows WHERE model = '{MODEL}'")
+    assert stored == len(rows)
+    assert not list((pair.a.data_dir / "inference").rglob("*.parquet"))
+    # The CLI reads the same table (through the route).
+    path = tmp_path / "rows.jsonl"
+    ok(run_cli(pair.b.url, "inference-table", MODEL, str(path)))
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [
+        r["request_id"] for r in rows
+    ]
+
+
+def _failed_rows(server: RegServeProcess) -> float:
+    families = text_string_to_metric_families(server.client.get("/metrics").text)
+    return sum(
+        s.value
+        for f in families
+        if f.name == "regserve_inference_table_rows"
+        for s in f.samples
+        if s.name.endswith("_total") and s.labels == {"model": MODEL, "outcome": "failed"}
+    )
+
+
+def test_a_table_that_cannot_be_written_fails_no_request_and_says_so(
+    pair: Pair, registry: UserRegistry
+) -> None:
+    _ensure_served(pair, registry)
+    _capture(pair.a, on=True)  # this gateway reloads its rates at once
+    _sql(pair.store_uri, "ALTER TABLE inference_rows RENAME TO inference_rows_away")
+    try:
+        for n in range(10):
+            r = pair.a.score(MODEL, "1", _payload(), headers={"X-Request-Id": f"lost-{n}"})
+            assert r.status_code == 200, r.text
+        wait_for(lambda: _failed_rows(pair.a) >= 10, 30, "the rows not written to be counted")
+    finally:
+        _sql(pair.store_uri, "ALTER TABLE inference_rows_away RENAME TO inference_rows")
+        _capture(pair.a, on=False)
+    failed = [e for e in pair.b.events(MODEL) if e["event_type"] == "INFERENCE_TABLE_WRITE_FAILED"]
+    assert len(failed) == 1, failed  # one report a minute, not one per batch
+    message = failed[0]["message"]
+    assert "the requests were answered as usual" in message
+    assert "PostgreSQL store's table inference_rows" in message
+    for unsaid in ("dataframe_records", "INSERT"):  # no body, no SQL
+        assert unsaid not in message
 
 
 def test_the_leader_killed_the_follower_takes_over_and_serves_a_new_version(

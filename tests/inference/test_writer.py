@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from regserve.errors import InvalidParameterError
 from regserve.gateway.inference_tables import parse_since
 from regserve.inference.capture import InferenceCapture, request_id_of
+from regserve.inference.parquet import ParquetTables
 from regserve.inference.reader import read_rows
 from regserve.inference.rows import CapturedRow, model_dir
 from regserve.inference.writer import TableWriter, WriterConfig
@@ -57,7 +58,8 @@ def _writer(
 ) -> tuple[TableWriter, CollectorRegistry]:
     registry = CollectorRegistry()
     writer = TableWriter(
-        WriterConfig(root, **config),  # type: ignore[arg-type]
+        WriterConfig(**config),  # type: ignore[arg-type]
+        ParquetTables(root, clock=lambda: DAY.timestamp()),
         CaptureMetrics(registry),
         reports if reports is not None else _Reports(),
         clock=lambda: DAY.timestamp(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -14,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from regserve.errors import AlreadyExistsError
 from regserve.store import ClusterConfig, GrantRecord, StateStore, TokenRecord
+from regserve.store.inference_rows import CAPTURED_COLUMNS
 from regserve.traffic import TrafficRoute, TrafficSplit
 from tests.support.postgres import fresh_database
 
@@ -357,3 +359,28 @@ def test_change_log_and_leader(store: StateStore) -> None:
     leader = store.get_leader("controller")
     assert leader is not None
     assert leader.holder == "127.0.0.1:3/4"
+
+
+def test_inference_rows_newest_first_since_a_time_and_deleted_before_one(
+    store: StateStore,
+) -> None:
+    day = dt.datetime(2026, 12, 3, tzinfo=dt.timezone.utc)
+
+    def row(n: int, model: str = "m") -> dict[str, object]:
+        values: dict[str, object] = dict.fromkeys(CAPTURED_COLUMNS, False)
+        values.update(request_id=f"r{n}", timestamp=day + dt.timedelta(hours=n), model=model)
+        values.update(version="1", ref="1", caller="alice", latency_ms=1.0, request="{}")
+        values.update(route=None, status_code=200, content_type=None, response=None)
+        return values
+
+    store.add_inference_rows([row(0), row(1), row(2), row(5, "other")])
+    store.add_inference_rows([])
+    newest = store.inference_rows("m", None, 2)
+    assert [r["request_id"] for r in newest] == ["r2", "r1"]
+    assert list(newest[0]) == list(CAPTURED_COLUMNS)
+    assert newest[0]["timestamp"] == day + dt.timedelta(hours=2)  # aware, in UTC
+    since = store.inference_rows("m", day + dt.timedelta(hours=1), 10)
+    assert [r["request_id"] for r in since] == ["r2", "r1"]
+    assert store.delete_inference_rows(day + dt.timedelta(hours=2)) == 2
+    assert [r["request_id"] for r in store.inference_rows("m", None, 10)] == ["r2"]
+    assert [r["request_id"] for r in store.inference_rows("other", None, 10)] == ["r5"]

@@ -16,6 +16,7 @@ from regserve.errors import UnauthenticatedError
 from regserve.gateway.worker_stats import BatchTally
 from regserve.gateways.node import GatewayNode
 from regserve.inference.capture import InferenceCapture
+from regserve.inference.storage import TableStorage
 from regserve.metrics import ControlMetrics, TrafficRecorder
 from regserve.redaction import PathRedactor
 from regserve.registry.deferred import DeferredReader
@@ -67,6 +68,8 @@ class Services:
     """Counts the workers' batches into the per-minute metrics (before each flush)."""
     capture: InferenceCapture | None = None
     """The inference tables' capture (None: nothing is captured)."""
+    tables: TableStorage | None = None
+    """Where the inference tables lie, for the read route (None: no tables, nothing to read)."""
 
 
 def scope_identity(scope: Scope) -> Identity:

@@ -15,8 +15,6 @@ from fastapi import APIRouter, Query, Request
 from regserve.auth.levels import PermissionLevel
 from regserve.errors import InvalidParameterError, NotFoundError
 from regserve.gateway.context import identity_of, services_of
-from regserve.inference.reader import read_rows
-from regserve.inference.rows import tables_root
 
 __all__ = ["INFERENCE_READ_PATH", "MAX_ROWS", "router"]
 
@@ -31,7 +29,8 @@ _HELP = (
     "(cut at REGSERVE_INFERENCE_TABLE_MAX_BODY_BYTES; *_truncated says so), shadow copies "
     "marked. Capture is on per model with the cluster tag regserve.inference_table=on. "
     "`since`: epoch milliseconds or an ISO 8601 date or time (UTC unless it says otherwise). "
-    "Rows are those this gateway's data dir holds. CAN_MANAGE."
+    "Rows come from the PostgreSQL store when that is the store (those every gateway on it "
+    "captured), else from this gateway's data dir. CAN_MANAGE."
 )
 
 router = APIRouter()
@@ -51,8 +50,8 @@ async def read_inference_table(
     )
     since_ms = parse_since(since) if since is not None else None
     await _check_exists(request, name)
-    root = tables_root(services.settings.resolved_data_dir())
-    rows = await asyncio.to_thread(read_rows, root, name, since_ms, limit)
+    tables = services.tables
+    rows = await asyncio.to_thread(tables.read, name, since_ms, limit) if tables else []
     capture = services.capture
     return {
         "registered_model_name": name,

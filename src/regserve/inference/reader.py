@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from regserve.inference.rows import date_of, model_dir, partition_date
 
-__all__ = ["read_rows"]
+__all__ = ["jsonable", "read_rows"]
 
 _log = logging.getLogger("regserve.inference")
 
@@ -38,7 +38,7 @@ def read_rows(root: Path, model: str, since_ms: int | None, limit: int) -> list[
         if len(rows) >= limit:
             break
     rows.sort(key=lambda row: row["timestamp"], reverse=True)
-    return [_jsonable(row) for row in rows[:limit]]
+    return [jsonable(row) for row in rows[:limit]]
 
 
 def _files(folder: Path, since_ms: int | None) -> list[Path]:
@@ -56,6 +56,8 @@ def _files(folder: Path, since_ms: int | None) -> list[Path]:
     return files
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its ``timestamp`` (an aware datetime) as ISO 8601 text in UTC, to the
+    millisecond."""
     stamp: dt.datetime = row["timestamp"]
     return {**row, "timestamp": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")}

@@ -1,38 +1,27 @@
 """The inference tables' writer: captured rows wait in a bounded queue and one background
-thread writes them, in batches, as Parquet files (layout in :mod:`regserve.inference.rows`):
-every ``flush_seconds``, or at once when ``batch_rows`` wait.
+thread writes them, in batches, to the tables' storage (:mod:`regserve.inference.storage`:
+Parquet files, or the PostgreSQL store's table): every ``flush_seconds``, or at once when
+``batch_rows`` wait.
 
 Nothing here can fail a request: :meth:`TableWriter.offer` never blocks (a row over the
 queue's bound is dropped and counted), and a write that fails (a full disk, a read-only
-directory) is counted and reported through ``on_failure`` (at most once a minute per model,
-with the rows lost since), then the writer goes on with the next batch. The writer also
-deletes date partitions older than the retention (checked hourly).
+directory, a database that refuses it) is counted and reported through ``on_failure`` (at most
+once a minute per model, with the rows lost since), then the writer goes on with the next
+batch. The writer also deletes rows older than the retention (checked hourly).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import shutil
 import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from regserve.inference.rows import (
-    CapturedRow,
-    date_of,
-    model_dir,
-    partition_date,
-    partition_name,
-    to_table,
-)
+from regserve.inference.rows import CapturedRow, date_of
+from regserve.inference.storage import TableStorage
 from regserve.metrics import CaptureMetrics
 
 __all__ = ["FailureReport", "TableWriter", "WriterConfig"]
@@ -49,14 +38,12 @@ FailureReport = Callable[[str, int, str], None]
 
 @dataclass(frozen=True)
 class WriterConfig:
-    root: Path
-    """``<data-dir>/inference``."""
     queue_rows: int = 10000
     flush_seconds: float = 2.0
     retention_days: int = 30
-    """0: keep every partition."""
+    """Days kept, today (UTC) included; 0: keep every row."""
     batch_rows: int = 1000
-    """Rows written at most per file; once this many wait, they are written at once."""
+    """Rows written at most at once; once this many wait, they are written at once."""
 
 
 class TableWriter:
@@ -65,11 +52,13 @@ class TableWriter:
     def __init__(
         self,
         config: WriterConfig,
+        storage: TableStorage,
         metrics: CaptureMetrics,
         on_failure: FailureReport,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
+        self.storage = storage
         self._metrics = metrics
         self._on_failure = on_failure
         self._clock = clock
@@ -80,7 +69,6 @@ class TableWriter:
         self._lost: defaultdict[str, int] = defaultdict(int)
         self._reported: dict[str, float] = {}
         self._swept = float("-inf")
-        self._written = 0
         metrics.watch_queue(self._rows.__len__)
 
     def offer(self, row: CapturedRow) -> bool:
@@ -128,31 +116,17 @@ class TableWriter:
             self.write(batch)
 
     def write(self, rows: list[CapturedRow]) -> None:
-        """Write ``rows``: one file per model and date; failures counted and reported."""
+        """Write ``rows``: one write per model and date; failures counted and reported."""
         groups: defaultdict[tuple[str, dt.date], list[CapturedRow]] = defaultdict(list)
         for row in rows:
             groups[(row.model, date_of(row.time_ms))].append(row)
         for (model, day), group in groups.items():
             try:
-                self._write_file(model, day, group)
+                self.storage.write(model, day, group)
             except Exception as error:  # a table that cannot be written must not stop others
                 self._failed(model, len(group), error)
             else:
                 self._metrics.written(model, len(group))
-
-    def _write_file(self, model: str, day: dt.date, rows: list[CapturedRow]) -> None:
-        folder = model_dir(self._config.root, model) / partition_name(day)
-        folder.mkdir(parents=True, exist_ok=True)
-        table = to_table(rows)
-        self._written += 1  # names sort in the order written (readers read the newest first)
-        stamp, count = int(self._clock() * 1000), self._written
-        name = f"part-{stamp:013d}-{count:06d}-{uuid.uuid4().hex[:8]}.parquet"
-        partial = folder / f".{name}.tmp"
-        try:
-            pq.write_table(table, partial)
-            os.replace(partial, folder / name)  # readers see whole files only
-        finally:
-            partial.unlink(missing_ok=True)
 
     def _failed(self, model: str, count: int, error: Exception) -> None:
         self._metrics.failed(model, count)
@@ -176,19 +150,12 @@ class TableWriter:
             self._swept = now
             try:
                 self.sweep()
-            except OSError:  # the next sweep tries again; the writer goes on
-                _log.warning("could not delete old inference table partitions", exc_info=True)
+            except Exception:  # the next sweep tries again; the writer goes on
+                _log.warning("could not delete old inference table rows", exc_info=True)
 
     def sweep(self) -> int:
-        """Delete the date partitions older than the retention; how many were deleted."""
-        if self._config.retention_days <= 0 or not self._config.root.is_dir():
+        """Delete the rows older than the retention (see :meth:`TableStorage.sweep`)."""
+        if self._config.retention_days <= 0:
             return 0
         today = dt.datetime.fromtimestamp(self._clock(), dt.timezone.utc).date()
-        oldest = today - dt.timedelta(days=self._config.retention_days - 1)
-        deleted = 0
-        for folder in self._config.root.glob("*/date=*"):
-            day = partition_date(folder)
-            if day is not None and day < oldest and folder.is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
-                deleted += 1
-        return deleted
+        return self.storage.sweep(today - dt.timedelta(days=self._config.retention_days - 1))

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from regserve.states import EndpointState, VersionState
 from regserve.store.access import AccessStoreMixin
 from regserve.store.gateways import GatewayStoreMixin
+from regserve.store.inference_rows import InferenceStoreMixin
 from regserve.store.records import (
     ClusterConfig,
     EndpointRecord,
@@ -47,10 +48,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class StateStore(AccessStoreMixin, GatewayStoreMixin):
+class StateStore(AccessStoreMixin, GatewayStoreMixin, InferenceStoreMixin):
     """Endpoints, their versions, events and metric history; principals, tokens and
     permissions come from :class:`AccessStoreMixin`; what several gateways share from
-    :class:`GatewayStoreMixin`."""
+    :class:`GatewayStoreMixin`; captured scoring requests (PostgreSQL's inference tables) from
+    :class:`InferenceStoreMixin`."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -15,12 +18,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+_ROW_ID = BigInteger().with_variant(Integer, "sqlite")
+"""A 64-bit key (SQLite numbers only an INTEGER key by itself)."""
+
 __all__ = [
     "Base",
     "ChangeRow",
     "EndpointRow",
     "EventRow",
     "GrantRow",
+    "InferenceRow",
     "LeadershipRow",
     "MetricRow",
     "PrincipalRow",
@@ -192,3 +199,31 @@ class LeadershipRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(256), nullable=False)
     since: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class InferenceRow(Base):
+    """A captured scoring request (an inference table row) when the store is PostgreSQL; the
+    columns are those of the Parquet files (:data:`regserve.inference.rows.SCHEMA`)."""
+
+    __tablename__ = "inference_rows"
+    __table_args__ = (
+        Index("ix_inference_rows_model_ts", "model", "timestamp"),
+        Index("ix_inference_rows_ts", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(_ROW_ID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    timestamp: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    model: Mapped[str] = mapped_column(String(256), nullable=False)
+    version: Mapped[str] = mapped_column(Text, nullable=False)
+    ref: Mapped[str] = mapped_column(Text, nullable=False)
+    route: Mapped[str | None] = mapped_column(Text, nullable=True)
+    shadow: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    caller: Mapped[str] = mapped_column(Text, nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    content_type: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request: Mapped[str] = mapped_column(Text, nullable=False)
+    request_truncated: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    response_truncated: Mapped[bool] = mapped_column(Boolean, nullable=False)
