@@ -256,12 +256,12 @@ class RegServe:
     async def _register_demo(self, base_url: str) -> None:
         """Its models (trained by a child process unless prepared: ``make`` did, or an earlier
         start), then, once the registry is ready, registered through this very server."""
-        from regserve.registry.demo import prepare_in_child, register
+        from regserve.registry.demo import prepare_in_child, register_in_background
 
         models = await prepare_in_child(self.settings.demo_cache_dir)
         await self._reader.wait_ready()
         try:
-            await asyncio.to_thread(register, base_url, self.admin_token, models)
+            await register_in_background(base_url, self.admin_token, models)
         except RegServeError:
             raise
         except Exception as exc:  # MLflow's errors, the registry unreachable: said, not raised

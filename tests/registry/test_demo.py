@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +131,37 @@ async def test_the_models_are_trained_by_a_child_once_and_a_stop_kills_it(tmp_pa
     stamp = (models / "C1.0" / "MLmodel").stat().st_mtime_ns
     assert await prepare_in_child(cache) == models  # prepared: not trained again
     assert (models / "C1.0" / "MLmodel").stat().st_mtime_ns == stamp
+
+
+def test_a_stop_while_registering_does_not_hold_the_exit(tmp_path: Path) -> None:
+    """regserve stopped while the demo registers: its server is gone, MLflow's client retries
+    the refused connection for minutes; the process still exits at once."""
+    code = textwrap.dedent(
+        f"""
+        import asyncio, pathlib, socket
+        from regserve.registry.demo import register_in_background
+
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+
+        async def main():
+            url = f"http://127.0.0.1:{{port}}"
+            task = asyncio.ensure_future(
+                register_in_background(url, "t", pathlib.Path({str(tmp_path)!r}))
+            )
+            await asyncio.sleep(1.0)
+            assert not task.done()  # still retrying
+            task.cancel()
+
+        asyncio.run(main())
+        print("exiting")
+        """
+    )
+    begun = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=scaled(60)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "exiting" in done.stdout
+    assert time.monotonic() - begun < scaled(20)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import platform
 import sys
 import tempfile
+import threading
 from asyncio.subprocess import PIPE, STDOUT
 from importlib.metadata import version
 from pathlib import Path
@@ -34,6 +36,7 @@ __all__ = [
     "prepare_in_child",
     "prepared",
     "register",
+    "register_in_background",
 ]
 
 DEMO_MODEL_NAME = "iris-classifier"
@@ -94,6 +97,34 @@ async def prepare_in_child(cache_dir: Path | None, timeout: float = 600.0) -> Pa
         text = output.decode(errors="replace")[-4000:]
         raise DemoModelError(f"training the demo model failed:\n{text}")
     return target
+
+
+async def register_in_background(tracking_uri: str, token: str, models: Path) -> None:
+    """:func:`register` in a daemon thread: a stop meanwhile abandons it. MLflow's client
+    retries a refused connection for minutes, and an executor thread (``asyncio.to_thread``)
+    would hold the process's exit that long after regserve closed its socket."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return  # cancelled meanwhile
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            register(tracking_uri, token, models)
+        except BaseException as exc:  # handed to the waiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="demo registration", daemon=True).start()
+    await done
 
 
 def register(tracking_uri: str, token: str, models: Path) -> None:
