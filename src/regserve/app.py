@@ -335,7 +335,7 @@ def _backend(
     if settings.backend == "ray":
         from regserve.backends.ray import RayBackend
 
-        return RayBackend(settings, listener, node_types.api(), access.file_grants)
+        return RayBackend(settings, listener, node_types.api(), access.file_grants.issue)
     return LocalBackend(settings, listener, node_types, isolation)
 
 

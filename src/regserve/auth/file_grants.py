@@ -55,8 +55,9 @@ class FileGrants:
     def __init__(self, admin_token: str) -> None:
         self._key = hmac.new(admin_token.encode("utf-8"), _CONTEXT, hashlib.sha256).digest()
 
-    def issue(self, grant: FileGrant) -> str:
-        payload = json.dumps([grant.model, grant.version, grant.folder], ensure_ascii=True)
+    def issue(self, model: str, version: str, folder: str) -> str:
+        """The credential for the files of ``version`` of ``model``, kept in ``folder``."""
+        payload = json.dumps([model, version, folder], ensure_ascii=True)
         body = f"{_PREFIX}.{base64.urlsafe_b64encode(payload.encode()).decode()}"
         return f"{body}.{self._mac(body)}"
 

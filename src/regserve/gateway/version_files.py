@@ -49,7 +49,6 @@ router = APIRouter()
     summary="Send a served version's model files to its Ray replicas (version credential)",
     description=_HELP,
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-tar": {}}}},
     openapi_extra={"security": []},
 )
 async def version_files(

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -236,7 +237,7 @@ def _download_once(source: FileSource, into: Path) -> int:
             f"regserve refused the files of version {source.version} of '{source.model}' "
             f"({exc.code}): {reason}"
         ) from None
-    except (urllib.error.URLError, OSError, tarfile.ReadError, EOFError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException, tarfile.TarError) as exc:
         raise _Retryable(f"{type(exc).__name__}: {exc}") from None
 
 

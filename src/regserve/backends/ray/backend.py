@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from regserve.auth.file_grants import FileGrants
 from regserve.backends.base import Adopted, VersionEvent, VersionListener, VersionSpec
 from regserve.backends.inputs import input_limits
 from regserve.backends.local.kept_logs import KeptLog, keep, log_times, prune, read_kept
@@ -37,7 +36,7 @@ from regserve.backends.local.paths import WorkerPaths, log_dir_for
 from regserve.backends.options import BatchSettings, ClusterOptions
 from regserve.backends.ray.adoption import Mark, RunningApp, fingerprint, owner_of, running_apps
 from regserve.backends.ray.cluster import RayCluster, reclaim_signals, shipped_package
-from regserve.backends.ray.files import ReplicaFiles
+from regserve.backends.ray.files import FileSigner, ReplicaFiles
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
 from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
@@ -102,15 +101,15 @@ class RayBackend:
         settings: Settings,
         listener: VersionListener,
         node_types: Mapping[str, Mapping[str, object]],
-        grants: FileGrants,
+        sign_files: FileSigner,
     ) -> None:
-        """``grants``: signs the credentials replicas fetch their version's files with."""
+        """``sign_files``: makes the credentials replicas fetch their version's files with."""
         self._settings = settings
         self._data_dir = settings.resolved_data_dir()
         self._model_env_dir = settings.model_env_dir or self._data_dir / "model-env"
         self._listener = listener
         self._node_types = node_types
-        self._files = ReplicaFiles(settings, grants)
+        self._files = ReplicaFiles(settings, sign_files)
         self._cluster = RayCluster(
             settings.ray_address,
             self._data_dir,

@@ -15,15 +15,19 @@ once per folder and kept.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from regserve.auth.file_grants import FileGrant, FileGrants
 from regserve.backends.base import VersionSpec
 from regserve.errors import RegServeError
 from regserve.settings import Settings
 from regserve.worker.fetch import FileSource, files_fingerprint
 
-__all__ = ["ReplicaFiles", "gateway_url"]
+__all__ = ["FileSigner", "ReplicaFiles", "gateway_url"]
+
+FileSigner = Callable[[str, str, str], str]
+"""(model, version, folder of its files under ``<data-dir>/models``) -> the credential that
+reads them (``auth/file_grants.py::FileGrants.issue``, handed in by ``app.py``)."""
 
 _EVERY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -39,9 +43,9 @@ def gateway_url(settings: Settings) -> str:
 class ReplicaFiles:
     """Makes each version's :class:`FileSource` (blocking: it may read the files)."""
 
-    def __init__(self, settings: Settings, grants: FileGrants) -> None:
+    def __init__(self, settings: Settings, sign: FileSigner) -> None:
         self._models_dir = settings.resolved_data_dir() / "models"
-        self._grants = grants
+        self._sign = sign
         self._url = gateway_url(settings)
         self._cache_dir = settings.ray_model_cache or ""
         self._fingerprints: dict[Path, str] = {}
@@ -57,10 +61,9 @@ class ReplicaFiles:
                 f"The files of version {spec.version} of '{spec.model_name}' are not in "
                 "regserve's models directory, so its replicas cannot fetch them."
             ) from None
-        grant = FileGrant(spec.model_name, spec.version, folder)
         return FileSource(
             self._url,
-            self._grants.issue(grant),
+            self._sign(spec.model_name, spec.version, folder),
             spec.model_name,
             spec.version,
             self._fingerprint(path),
