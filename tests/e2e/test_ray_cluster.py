@@ -339,6 +339,9 @@ def test_a_restart_adopts_the_serve_applications_and_redeploys_only_what_changed
         assert types.count("VERSION_DEPLOYING") == 2, types
         wait_for(lambda: len(_replica_logs(cluster, ADOPTED)) == 2, 60, "the new replica's log")
         assert _score_once(server) == expected
+        # the same files: a node downloads them once, a second replica there finds its cache
+        for node, (fetched, cached) in _fetches_per_node(cluster, ADOPTED).items():
+            assert fetched <= 1, (node, fetched, cached)
 
         # disabled while regserve is down (in the store, as another gateway would): the next
         # start deletes the application it left (Serve drains and stops its replica)
@@ -382,6 +385,20 @@ def _replica_logs(cluster: RayTestCluster, model: str, version: str = "1") -> li
     for node in (cluster.head_dir, cluster.worker_dir):
         found += (node / "session_latest" / "logs" / "serve").glob(pattern)
     return sorted(found)
+
+
+def _fetches_per_node(cluster: RayTestCluster, model: str) -> dict[str, tuple[int, int]]:
+    """For each node: (replicas of version 1 that downloaded its files, replicas that found
+    them in the node's cache). Every replica did one or the other."""
+    found: dict[str, tuple[int, int]] = {}
+    for log in _replica_logs(cluster, model):
+        text = log.read_text(errors="replace")
+        fetched, cached = "files of " in text and " fetched from " in text, "node's cache" in text
+        assert fetched != cached, text
+        node = log.parents[3].name
+        done = found.get(node, (0, 0))
+        found[node] = (done[0] + fetched, done[1] + cached)
+    return found
 
 
 def _score_once(server: RegServeProcess) -> tuple[int, str]:
