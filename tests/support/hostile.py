@@ -138,8 +138,13 @@ def log_hostile_version(name: str, kind: str) -> str:
             targets = [str(t) for t in model_input["target"]] if "target" in model_input else []
             return [json.dumps(_attack(kind, [t for t in targets if t]))]
 
-    # _attack is a module-level function: ship this module by value too, so the worker needs
-    # nothing of the tests.
+    return _log_by_value(name, Hostile())
+
+
+def _log_by_value(name: str, model: Any) -> str:
+    """Register ``model`` (a pyfunc taking a ``target`` column) as a version of ``name``.
+    Its functions (``_attack``, ``_steal``) are module-level: this module is shipped by value
+    too, so the worker needs nothing of the tests."""
     import cloudpickle
 
     import tests.support.hostile as me
@@ -150,7 +155,7 @@ def log_hostile_version(name: str, kind: str) -> str:
             warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=Hostile(),
+                python_model=model,
                 registered_model_name=name,
                 signature=ModelSignature(inputs=Schema([ColSpec("string", "target")])),
                 pip_requirements=[f"mlflow=={mlflow.__version__}", "cloudpickle", "pandas"],
@@ -241,21 +246,4 @@ def log_credential_thief(name: str) -> str:
             targets = [str(t) for t in model_input["target"]] if "target" in model_input else []
             return [json.dumps(_steal(getattr(self, "source", None), targets))]
 
-    import cloudpickle
-
-    import tests.support.hostile as me
-
-    cloudpickle.register_pickle_by_value(me)
-    try:
-        with mlflow.start_run(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=Thief(),
-                registered_model_name=name,
-                signature=ModelSignature(inputs=Schema([ColSpec("string", "target")])),
-                pip_requirements=[f"mlflow=={mlflow.__version__}", "cloudpickle", "pandas"],
-            )
-    finally:
-        cloudpickle.unregister_pickle_by_value(me)
-    return str(info.registered_model_version)
+    return _log_by_value(name, Thief())

@@ -87,7 +87,10 @@ class RayTestCluster:
         """Can the nodes' user read ``path`` (a file) or list it (a directory)?"""
         probe = "import os, sys; p = sys.argv[1]; os.listdir(p) if os.path.isdir(p) else open(p)"
         done = subprocess.run(
-            [self._python, "-c", probe, str(path)], capture_output=True, **self._as_user()
+            [self._python, "-c", probe, str(path)],
+            capture_output=True,
+            env=self.env,
+            **self._as_user(),
         )
         return done.returncode == 0
 
@@ -190,7 +193,8 @@ def _python_for(uid: int, venv: Path) -> str:
     """An interpreter ``uid`` may run with this venv's packages: this one when it can, else
     the machine's Python of the same minor version in a venv at ``venv`` whose ``.pth`` adds
     this venv's site-packages (see the module doc)."""
-    as_user = {"user": uid, "group": uid, "extra_groups": [], "cwd": "/"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    as_user = {"user": uid, "group": uid, "extra_groups": [], "cwd": "/", "env": env}
     ours = [sys.executable, "-c", "import ray"]
     with contextlib.suppress(OSError):  # not even allowed to start it
         if subprocess.run(ours, capture_output=True, check=False, **as_user).returncode == 0:  # type: ignore[call-overload]
