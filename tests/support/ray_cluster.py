@@ -79,7 +79,11 @@ class RayTestCluster:
             os.chown(self._root, self.uid, self.uid)
             user = f"ray-{self.uid}"
             self.env.update(HOME=str(self._root), USER=user, LOGNAME=user)
-            self._python = _python_for(self.uid, self._root / "py")
+            try:
+                self._python = _python_for(self.uid, self._root / "py")
+            except BaseException:
+                shutil.rmtree(self._root, ignore_errors=True)
+                raise
         self._worker_cpus = worker_cpus
         self._groups: list[int] = []
 
