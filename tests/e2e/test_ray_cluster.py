@@ -59,9 +59,8 @@ IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal
 def cluster() -> Iterator[RayTestCluster]:
     if importlib.util.find_spec("ray.serve") is None:
         require_service("Ray Serve is not installed (pip install 'regserve[ray]')")
-    started = RayTestCluster()
     try:
-        started.start()
+        started = RayTestCluster().start()
     except RuntimeError as exc:
         require_service(f"a Ray cluster could not start here: {exc}")
     if started.uid is None:
