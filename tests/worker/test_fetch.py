@@ -110,6 +110,8 @@ def test_fetched_once_per_node_then_found_in_its_cache(gateway: Gateway, tmp_pat
     assert _files(path) == expected
     assert not (path / "link").exists()
     assert path.parent.parent == tmp_path / "cache"
+    for private in (tmp_path / "cache", path.parent, path):  # the node user's alone
+        assert private.stat().st_mode & 0o077 == 0, private
     assert path.name == f"v3-{source.fingerprint}"
     # a second replica on the node: no request
     again, how = fetch_files(FileSource.from_json(source.to_json()))

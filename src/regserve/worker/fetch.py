@@ -169,7 +169,8 @@ def fetch_files(source: FileSource) -> tuple[Path, str]:
     entry = root / _model_key(source.model) / f"v{_safe(source.version)}-{source.fingerprint}"
     if entry.is_dir():
         return entry, "found in this node's cache"
-    entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)  # the node user's alone
+    entry.parent.mkdir(exist_ok=True, mode=0o700)
     with _locked(entry.with_name(f".{entry.name}.lock")):
         if entry.is_dir():  # another replica on this node fetched it while we waited
             return entry, "found in this node's cache (fetched by another replica meanwhile)"
