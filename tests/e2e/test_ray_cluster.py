@@ -208,12 +208,14 @@ def _serve_follow_and_archive(
         assert _score(follower, "latest") == (200, expected, "2")
 
         # version 1's files, with its credential (what its replicas hold), until it is archived
+        # (from either gateway: the follower shares the leader's data dir here)
         credential = _credential(server, MODEL, "1")
-        files = _fetch(server, MODEL, "1", credential)
-        assert files.status_code == 200, files.text
-        with tarfile.open(fileobj=io.BytesIO(files.content)) as archive:
-            assert "MLmodel" in archive.getnames()
-        assert _fetch(server, MODEL, "2", credential).status_code == 403
+        for gateway in (server, follower):
+            files = _fetch(gateway, MODEL, "1", credential)
+            assert files.status_code == 200, files.text
+            with tarfile.open(fileobj=io.BytesIO(files.content)) as archive:
+                assert "MLmodel" in archive.getnames()
+            assert _fetch(gateway, MODEL, "2", credential).status_code == 403
 
         # archiving version 1 removes its Serve application; version 2 keeps serving
         registry.stage(MODEL, "1", "Archived")
