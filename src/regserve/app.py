@@ -91,7 +91,9 @@ class RegServe:
         self.batches = BatchTally(self.router, self.recorder)
         self.tables = InferenceTables.build(settings, self.store, self.recorder.registry)
         self._events: asyncio.Queue[VersionEvent] = asyncio.Queue()
-        self.backend = _backend(settings, self._events.put_nowait, node_types, self.isolation)
+        self.backend = _backend(
+            settings, self._events.put_nowait, node_types, self.isolation, self.access
+        )
         if isinstance(self.backend, LocalBackend):
             budget = settings.memory_budget
             self.control_metrics.watch_memory(
@@ -333,13 +335,17 @@ def _targets(settings: Settings) -> TargetCodec:
 
 
 def _backend(
-    settings: Settings, listener: VersionListener, node_types: NodeTypes, isolation: Isolation
+    settings: Settings,
+    listener: VersionListener,
+    node_types: NodeTypes,
+    isolation: Isolation,
+    access: AccessService,
 ) -> Backend:
     """The backend ``settings.backend`` names (Ray is imported only when asked for)."""
     if settings.backend == "ray":
         from regserve.backends.ray import RayBackend
 
-        return RayBackend(settings, listener, node_types.api())
+        return RayBackend(settings, listener, node_types.api(), access.file_grants.issue)
     return LocalBackend(settings, listener, node_types, isolation)
 
 

@@ -80,6 +80,19 @@ class Settings(BaseSettings):
         description="--backend ray: the Ray cluster to connect to (e.g. 10.0.0.5:6379); unset "
         "starts a single-node Ray on 127.0.0.1, stopped with regserve.",
     )
+    ray_gateway_url: str | None = Field(
+        None,
+        description="--backend ray: the URL Ray replicas fetch their version's model files from "
+        "(this gateway as the Ray nodes reach it, or a load balancer in front of every "
+        "gateway, the same on each); unset: http://<host>:<port> of this gateway "
+        "(127.0.0.1 when it listens on every address).",
+    )
+    ray_model_cache: str | None = Field(
+        None,
+        description="--backend ray: the directory on each Ray node where replicas keep the "
+        "model files they fetched (shared by the replicas of that node); unset: "
+        "<the node's Ray temp dir>/regserve-models.",
+    )
     admin_token: str | None = Field(
         None, description="The admin token; when unset one is made and kept in the data dir."
     )

@@ -20,6 +20,7 @@ from starlette.routing import Mount
 
 from regserve.gateway.asgi import build_api
 from regserve.ui import install_ui
+from regserve.worker.fetch import FILES_PATH
 from tests.support.server import ADMIN_TOKEN, RegServeProcess
 
 pytestmark = pytest.mark.e2e
@@ -84,6 +85,13 @@ MATRIX: dict[tuple[str, str], Row] = {
         (401, "UNAUTHENTICATED"),
     ),
     ("GET", "/openapi.json"): Row(_req("GET", "/openapi.json"), "any"),
+    # Open to tokens, the admin's included: only a version's files credential (what regserve
+    # gives the version's Ray replicas) gets past it.
+    ("GET", FILES_PATH): Row(
+        _req("GET", FILES_PATH, params={"name": MODEL, "version": "1"}),
+        "open",
+        (401, "UNAUTHENTICATED"),
+    ),
     ("POST", f"{EP}/enable"): Row(_req("POST", f"{EP}/enable", **_MODEL_BODY), 5),
     ("POST", f"{EP}/disable"): Row(_req("POST", f"{EP}/disable", **_MODEL_BODY), 5),
     ("GET", f"{EP}/get-status"): Row(

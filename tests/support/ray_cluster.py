@@ -11,6 +11,16 @@ raylet, agents, and the workers the raylet starts, Serve's replicas among them) 
 process group. ``stop`` sends that group SIGTERM, then SIGKILL to what is left: never
 ``ray stop``, which stops every Ray process of the user on the machine.
 
+Another user: run by root (as in CI), the nodes run as a uid of their own (no passwd entry,
+none of the machine's, none a process uses), with a home and temp dirs of theirs, so that
+they cannot read regserve's data dir (root's, 0700 or 0711 with its models' folders 0700): a
+replica that still read the leader's disk would fail. That user cannot run an interpreter
+under ``/root`` (pyenv's, which the test venv names): the nodes then run the machine's
+Python of the same minor version, in a venv of their own that adds this venv's
+site-packages (``ray start`` as ``python -m ray.scripts.scripts``), and every driver and node
+accepts another patch version (``RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL=minor``:
+:data:`DRIVER_ENV`).
+
 Memory and CPU: the two idle nodes are 12 processes and about 1 GB of RSS summed (GCS, two
 raylets, their agents; shared pages counted in each); Serve's controller and each replica
 (mlflow, sklearn) add a few hundred MB each. Object stores are capped
@@ -20,12 +30,15 @@ at 100 MB per node. Starting both nodes takes 5 to 15 s on 2 cores.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -33,9 +46,13 @@ from pathlib import Path
 from tests.support.server import free_port
 from tests.support.timing import scaled
 
-__all__ = ["RayTestCluster"]
+__all__ = ["DRIVER_ENV", "RayTestCluster"]
 
 _OBJECT_STORE_BYTES = str(100 * 1024 * 1024)
+_NODE_UIDS = range(60100, 61100)
+"""Where the nodes' uid is picked (below the sandbox's default worker uids, 61184 on)."""
+DRIVER_ENV = {"RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL": "minor"}
+"""What a driver (regserve) of this cluster needs besides the token: see the module doc."""
 
 
 class RayTestCluster:
@@ -48,14 +65,43 @@ class RayTestCluster:
         self._root = Path(tempfile.mkdtemp(prefix="rs-rc-", dir="/tmp"))
         self.head_dir = self._root / "h"
         self.worker_dir = self._root / "w"
+        self.uid = _free_uid() if os.geteuid() == 0 else None
+        """The nodes' user (None: this process's own, when it is not root)."""
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")},
+            **DRIVER_ENV,
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": secrets.token_hex(32),
             "RAY_USAGE_STATS_ENABLED": "0",
         }
+        self._python = sys.executable
+        if self.uid is not None:
+            os.chown(self._root, self.uid, self.uid)
+            user = f"ray-{self.uid}"
+            self.env.update(HOME=str(self._root), USER=user, LOGNAME=user)
+            try:
+                self._python = _python_for(self.uid, self._root / "py")
+            except BaseException:
+                shutil.rmtree(self._root, ignore_errors=True)
+                raise
         self._worker_cpus = worker_cpus
         self._groups: list[int] = []
+
+    def can_read(self, path: Path) -> bool:
+        """Can the nodes' user read ``path`` (a file) or list it (a directory)?"""
+        probe = "import os, sys; p = sys.argv[1]; os.listdir(p) if os.path.isdir(p) else open(p)"
+        done = subprocess.run(
+            [self._python, "-c", probe, str(path)],
+            capture_output=True,
+            env=self.env,
+            **self._as_user(),
+        )
+        return done.returncode == 0
+
+    def _as_user(self) -> dict[str, object]:
+        if self.uid is None:
+            return {}
+        return {"user": self.uid, "group": self.uid, "extra_groups": [], "cwd": self._root}
 
     def start(self) -> RayTestCluster:
         try:
@@ -78,9 +124,10 @@ class RayTestCluster:
         return self
 
     def _start_node(self, *args: str) -> None:
-        ray = Path(sys.executable).parent / "ray"
         cmd = [
-            str(ray),
+            self._python,
+            "-m",
+            "ray.scripts.scripts",
             "start",
             *args,
             "--node-ip-address=127.0.0.1",
@@ -95,6 +142,7 @@ class RayTestCluster:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # the node's processes stay in this group: see stop()
+            **self._as_user(),  # type: ignore[arg-type]
         )
         self._groups.append(process.pid)
         out, _ = process.communicate(timeout=scaled(120))
@@ -120,6 +168,50 @@ class RayTestCluster:
             time.sleep(0.1)
         self._groups.clear()
         shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _free_uid() -> int:
+    """A uid (and gid) of nobody: no user or group of the machine, no process running as it."""
+    running = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            line = next(x for x in status.read_text().splitlines() if x.startswith("Uid:"))
+            running.add(int(line.split()[1]))
+    for uid in _NODE_UIDS:
+        if uid in running:
+            continue
+        try:
+            pwd.getpwuid(uid)
+            continue
+        except KeyError:
+            pass
+        try:
+            grp.getgrgid(uid)
+            continue
+        except KeyError:
+            return uid
+    raise RuntimeError(f"no free uid in {_NODE_UIDS} for the Ray nodes")
+
+
+def _python_for(uid: int, venv: Path) -> str:
+    """An interpreter ``uid`` may run with this venv's packages: this one when it can, else
+    the machine's Python of the same minor version in a venv at ``venv`` whose ``.pth`` adds
+    this venv's site-packages (see the module doc)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    as_user = {"user": uid, "group": uid, "extra_groups": [], "cwd": "/", "env": env}
+    ours = [sys.executable, "-c", "import ray"]
+    with contextlib.suppress(OSError):  # not even allowed to start it
+        if subprocess.run(ours, capture_output=True, check=False, **as_user).returncode == 0:  # type: ignore[call-overload]
+            return sys.executable
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(f"python{version}", path="/usr/local/bin:/usr/bin:/bin")
+    if system is None:
+        raise RuntimeError(f"the Ray nodes' user cannot run {sys.executable}, nor python{version}")
+    subprocess.run([system, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(sysconfig.get_paths()["purelib"])
+    pth = venv / "lib" / f"python{version}" / "site-packages" / "regserve-tests.pth"
+    pth.write_text(f"import site; site.addsitedir({str(site)!r})\n")
+    return str(venv / "bin" / "python")
 
 
 def _signal_group(group: int, sig: int) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from regserve.auth.cache import TTLCache
 from regserve.auth.credentials import token_from_header
+from regserve.auth.file_grants import FileGrants
 from regserve.auth.levels import ADMINS_GROUP, ALL_USERS_GROUP, PermissionLevel
 from regserve.auth.ratelimit import RateLimiter
 from regserve.auth.sessions import SessionSigner
@@ -84,6 +85,9 @@ class AccessService:
         self._limiter = RateLimiter(rate) if rate else None
         self.sessions = SessionSigner(admin_token, settings.ui_session_hours * 3600, clock)
         """Signs the UI's session cookies (:mod:`.sessions`)."""
+        self.file_grants = FileGrants(admin_token)
+        """Signs the credentials Ray replicas fetch their version's files with
+        (:mod:`.file_grants`)."""
         self.on_change: Callable[[str, str], None] | None = None
         """Told of every change forgotten here (kind, key): how other gateways hear of it."""
 

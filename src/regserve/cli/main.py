@@ -44,6 +44,10 @@ def up(
     env_manager: Annotated[Optional[str], typer.Option(help="local or virtualenv.")] = None,  # noqa: UP045
     backend: Annotated[Optional[str], typer.Option(help="local or ray.")] = None,  # noqa: UP045
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster.")] = None,  # noqa: UP045
+    ray_gateway_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Where Ray replicas fetch model files (default: this gateway)."),
+    ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="Register and serve the iris demo.")] = False,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
@@ -57,6 +61,7 @@ def up(
         "env_manager": env_manager,
         "backend": backend,
         "ray_address": ray_address,
+        "ray_gateway_url": ray_gateway_url,
     }
     values = {k: v for k, v in overrides.items() if v is not None}
     if demo:

@@ -87,10 +87,13 @@ def _is_answer(status: str, response: dict[str, Any]) -> bool:
 
 
 def _errors(spec: dict[str, Any]) -> list[str]:
-    """One table of what each error status means, first description wins."""
+    """One table of what each error status means, first description wins (the open routes'
+    refusals are their own: described at each)."""
     meaning: dict[str, str] = {}
     for operations in spec["paths"].values():
         for op in operations.values():
+            if op.get("security") == []:
+                continue
             for status, response in op.get("responses", {}).items():
                 if not _is_answer(status, response):
                     meaning.setdefault(status, _cell(response.get("description", "")))

@@ -31,6 +31,7 @@ from regserve.gateway import (
     principals,
     tokens,
     traffic,
+    version_files,
     webhooks,
 )
 from regserve.gateway.browser_root import send_browser_root
@@ -55,8 +56,9 @@ from regserve.gateway.scoring import ScoringHandler, parse_scoring_path
 
 __all__ = ["Gateway", "Services", "build_api"]
 
-# The webhook route authenticates each delivery by its signature instead of a token.
-_OPEN_PATHS = frozenset({"/health", webhooks.WEBHOOK_PATH})
+# The webhook route authenticates each delivery by its signature instead of a token, and the
+# version-files route takes a version's own credential, never a token.
+_OPEN_PATHS = frozenset({"/health", webhooks.WEBHOOK_PATH, version_files.FILES_PATH})
 
 Extension = Callable[[FastAPI], None]
 """Adds routes to the FastAPI app (the UI's pages and files), before the registry's mount."""
@@ -148,7 +150,7 @@ def build_api(
     )
     api.state.services = services
     install_openapi(api)
-    routes = (control, tokens, principals, permissions, webhooks, models, traffic)
+    routes = (control, tokens, principals, permissions, webhooks, models, traffic, version_files)
     for module in (*routes, inference_tables):
         api.include_router(module.router)
     for extend in extensions:

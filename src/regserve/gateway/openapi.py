@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from regserve.gateway import schemas as s
+from regserve.worker.fetch import FILES_PATH
 
 __all__ = ["ANSWERS", "OPEN_ROUTES", "SCORING_PATH", "SPLIT_PATH", "install_openapi"]
 
@@ -73,10 +74,27 @@ ANSWERS: dict[tuple[str, str], type[BaseModel] | None] = {
     ("put", _PERMS): s.AclAnswer,
     ("patch", _PERMS): s.AclAnswer,
     ("post", "/api/2.0/regserve/registry-webhook"): None,  # FastAPI knows its response_model
+    ("get", FILES_PATH): None,  # a tar stream
 }
 """(method, path as in the spec) -> the model of its 200 answer (None: FastAPI's own)."""
 
-OPEN_ROUTES = frozenset({("get", "/health"), ("post", "/api/2.0/regserve/registry-webhook")})
+_OPEN_ERRORS = {
+    ("post", "/api/2.0/regserve/registry-webhook"): {
+        "400": "Invalid parameters or body (INVALID_PARAMETER_VALUE, BAD_REQUEST).",
+        "401": "Bad or missing X-MLflow-Signature.",
+    },
+    ("get", FILES_PATH): {
+        "400": "No model or version named (INVALID_PARAMETER_VALUE).",
+        "401": "No version-files credential (tokens, the admin's included, are refused) "
+        "(UNAUTHENTICATED).",
+        "403": "The credential is another version's, or the version is not served any more "
+        "(PERMISSION_DENIED).",
+        "503": "This gateway does not hold the version's files (TEMPORARILY_UNAVAILABLE; "
+        "Retry-After).",
+    },
+}
+"""The routes that take no token, but for /health: what they refuse, and why."""
+OPEN_ROUTES = frozenset({("get", "/health"), *_OPEN_ERRORS})
 
 _ERRORS = {
     "400": "Invalid parameters or body (INVALID_PARAMETER_VALUE, BAD_REQUEST).",
@@ -157,6 +175,11 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
     model = ANSWERS.get((method, path))
     if model is not None:
         responses["200"] = {"description": "OK", "content": _json(model.__name__)}
+    elif (method, path) == ("get", FILES_PATH):
+        responses["200"] = {
+            "description": "The version's files as a tar stream (regserve/worker/fetch.py).",
+            "content": {"application/x-tar": {"schema": {"type": "string"}}},
+        }
     elif (method, path) == ("get", "/metrics"):
         responses["200"] = {
             "description": "Prometheus text exposition format (docs/monitoring.md).",
@@ -165,7 +188,7 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
     errors = _SCORING_ERRORS if path in _SCORING_PATHS else _ERRORS
     if (method, path) in OPEN_ROUTES:
         operation["security"] = []
-        errors = {"400": errors["400"], "401": "Bad or missing X-MLflow-Signature."}
+        errors = _OPEN_ERRORS.get((method, path), {})
         if path == "/health":
             responses["503"] = {
                 "description": "Listening, but not everything has started: `starting` says what.",

@@ -1,6 +1,8 @@
 """ScoringReplica: one model version served inside a Ray Serve replica (``--backend ray``).
 
-It is the same worker as a local one without the socket: the model is loaded the way
+It is the same worker as a local one without the socket: it gets its version's files itself
+(from regserve's gateway into the node's cache, :mod:`.fetch`: a replica may run on a node that
+does not share regserve's disk, and may not read regserve's data dir), the model is loaded the way
 ``mlflow models serve`` loads it and requests go through :class:`~.server.WorkerServer`'s
 batcher (parse -> predict -> serialize, :mod:`.protocol`), so the answers (status, content
 type, body) are those of a local worker. Like the rest of the worker package it imports only
@@ -15,6 +17,7 @@ import sys
 import time
 
 from regserve.worker import protocol, wire
+from regserve.worker.fetch import FileSource, fetch_files
 from regserve.worker.limits import InputLimits
 from regserve.worker.loading import load_model, mlflow_1_handler
 from regserve.worker.server import WorkerServer, describe
@@ -30,7 +33,7 @@ class ScoringReplica:
 
     def __init__(
         self,
-        model_path: str,
+        model: str | dict[str, object],
         name: str,
         version: str,
         batching: str = "auto",
@@ -43,20 +46,21 @@ class ScoringReplica:
         logger = logging.getLogger(logger_name)
         if not _has_handler(logger):
             logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        started = time.monotonic()
+        model_path = _model_path(model, logger)
         logger.info(
             "loading model %s:%s from %s", log_safe(name), log_safe(version), log_safe(model_path)
         )
-        started = time.monotonic()
-        model = load_model(model_path)
+        loaded = load_model(model_path)
         limits = InputLimits.from_json(input_limits)
         self._server = WorkerServer(
-            model,
+            loaded,
             name=name,
             version=version,
             batching=batching,
             max_batch_size=max_batch_size,
             max_batch_wait=max_batch_wait_ms / 1000,
-            handler=mlflow_1_handler(model, limits),
+            handler=mlflow_1_handler(loaded, limits),
             limits=limits,
         )
         logger.info(
@@ -87,6 +91,23 @@ class ScoringReplica:
         """Serve's health check: a replica whose model loaded is healthy."""
         if self._server.state != "ready":
             raise RuntimeError(f"replica is {self._server.state}")
+
+
+def _model_path(model: str | dict[str, object], logger: logging.Logger) -> str:
+    """The local directory of the version's files: ``model`` itself (a path), or where
+    :func:`~.fetch.fetch_files` put them on this node (a :class:`~.fetch.FileSource`)."""
+    if isinstance(model, str):
+        return model
+    source = FileSource.from_json(model)
+    path, how = fetch_files(source)
+    logger.info(
+        "model files of %s:%s %s: %s",
+        log_safe(source.model),
+        log_safe(source.version),
+        how,
+        log_safe(str(path)),
+    )
+    return str(path)
 
 
 def _has_handler(logger: logging.Logger) -> bool:

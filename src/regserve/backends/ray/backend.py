@@ -36,6 +36,7 @@ from regserve.backends.local.paths import WorkerPaths, log_dir_for
 from regserve.backends.options import BatchSettings, ClusterOptions
 from regserve.backends.ray.adoption import Mark, RunningApp, fingerprint, owner_of, running_apps
 from regserve.backends.ray.cluster import RayCluster, reclaim_signals, shipped_package
+from regserve.backends.ray.files import FileSigner, ReplicaFiles
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
 from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
@@ -100,12 +101,15 @@ class RayBackend:
         settings: Settings,
         listener: VersionListener,
         node_types: Mapping[str, Mapping[str, object]],
+        sign_files: FileSigner,
     ) -> None:
+        """``sign_files``: makes the credentials replicas fetch their version's files with."""
         self._settings = settings
         self._data_dir = settings.resolved_data_dir()
         self._model_env_dir = settings.model_env_dir or self._data_dir / "model-env"
         self._listener = listener
         self._node_types = node_types
+        self._files = ReplicaFiles(settings, sign_files)
         self._cluster = RayCluster(
             settings.ray_address,
             self._data_dir,
@@ -411,7 +415,8 @@ class RayBackend:
         try:
             _refuse_isolation(options)
             await self._ray_ready()
-            deployment = self._deployment(spec, options)
+            # in a thread: the first deployment of a version reads its files (their fingerprint)
+            deployment = await asyncio.to_thread(self._deployment, spec, options)
             for note in deployment.notes:
                 self._note(spec, note)
             runtime_env = deployment.runtime_env
@@ -458,7 +463,7 @@ class RayBackend:
             graceful_shutdown_timeout_s=self._settings.request_timeout,
         )
         args = (
-            str(spec.model_path),
+            self._files.source(spec).to_json(),  # the replica fetches the files: worker/fetch.py
             spec.model_name,
             spec.version,
             batching.mode,
