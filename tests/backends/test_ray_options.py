@@ -80,7 +80,9 @@ def test_the_idle_timeout_scales_a_fixed_count_to_zero() -> None:
     assert scaling["downscale_to_zero_delay_s"] == 3.0
     assert two.describe().startswith("2 replicas (none after 3 s without a request)")
     # 0 as the server setting is never, as the tag "never" is: the fixed count stays
-    assert "num_replicas" in _plan("local-default", (), Settings(idle_timeout=0)).deployment_options()
+    assert (
+        "num_replicas" in _plan("local-default", (), Settings(idle_timeout=0)).deployment_options()
+    )
 
 
 def test_explicit_autoscaling_tags_win_over_the_idle_timeout() -> None:
@@ -105,7 +107,12 @@ def test_explicit_autoscaling_tags_win_over_the_idle_timeout() -> None:
 
 @pytest.mark.parametrize(
     ("before", "after", "event"),
-    [(1, 0, "VERSION_IDLE"), (2, 0, "VERSION_IDLE"), (0, 1, "VERSION_WOKEN"), (0, 3, "VERSION_WOKEN")],
+    [
+        (1, 0, "VERSION_IDLE"),
+        (2, 0, "VERSION_IDLE"),
+        (0, 1, "VERSION_WOKEN"),
+        (0, 3, "VERSION_WOKEN"),
+    ],
 )
 def test_going_to_and_from_zero_replicas_is_idle_and_woken(
     before: int, after: int, event: str

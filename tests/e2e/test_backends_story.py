@@ -237,7 +237,9 @@ def test_an_idle_ray_version_scales_to_zero_and_its_next_request_wakes_it(
 
     # no replica runs: the request waits for one (not 503), and the version is loaded again
     sent = time.time()
-    assert _answered_by(server, model, "latest") == "1"
+    # the wait is regserve's (its request timeout, else 504), not the test client's 30 s
+    r = server.score(model, "latest", {"dataframe_records": [ROW]}, timeout=scaled(120))
+    assert (r.status_code, r.content) == (200, b'{"predictions":[0]}'), r.text
     wait_for(
         lambda: _idle_events(server, model) == ["VERSION_IDLE", "VERSION_WOKEN"],
         60,

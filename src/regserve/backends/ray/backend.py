@@ -226,9 +226,7 @@ class RayBackend:
         if state != VersionState.READY:
             return None
         handle = serve.get_deployment_handle(deployment_name(spec.version), app_name=entry.app)
-        entry.target = IdleRayTarget(
-            handle, entry.label, entry.app, deployment_name(spec.version)
-        )
+        entry.target = IdleRayTarget(handle, entry.label, entry.app, deployment_name(spec.version))
         entry.state, entry.message, entry.ever_ready = state, message, True
         entry.replicas, entry.submitted = view.running_replicas, True
         entry.target.idle = view.running_replicas == 0
