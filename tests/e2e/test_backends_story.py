@@ -214,17 +214,20 @@ def test_an_idle_ray_version_scales_to_zero_and_its_next_request_wakes_it(
     server = server_for("ray")
     registry = registry_of(server.url)
     model = "idle-ray"
-    registry.register(model)
-    server.enable(model)
-    _wait_ready(server, model, "1")
-    assert server.versions(model)["1"]["loaded"] is True
+    # tagged before its version deploys: no replica restart for a config change
+    registry.client.create_registered_model(model)
+    assert server.enable(model).status_code == 200
     tags = [{"key": "regserve.idle_timeout", "value": f"{IDLE_AFTER:g}"}]
     config = {"node_type_id": "local-default", "tags": tags}
     body = {"registered_model_name": model, "desired_cluster_config": config}
     r = server.api("PUT", "update-cluster-config", json=body)
     assert r.status_code == 200, r.text
+    assert registry.register(model) == "1"
+    _wait_ready(server, model, "1")
 
     wait_for(lambda: _idle_events(server, model) == ["VERSION_IDLE"], 120, "VERSION_IDLE")
+    kinds = [e["event_type"] for e in server.events(model)]
+    assert kinds.index("VERSION_READY") < kinds.index("VERSION_IDLE")  # loaded first
     version = server.versions(model)["1"]
     assert version["state"] == READY
     assert (version["loaded"], version["idle_reason"]) == (False, "IDLE_TIMEOUT")

@@ -9,8 +9,8 @@ gateway:
   (``regserve.idle_timeout``, ``REGSERVE_IDLE_TIMEOUT``) is deployed with autoscaling from 0 to
   N: N replicas at first and while it has requests (the load aimed at per replica is tiny, so
   any request keeps all N; scaling up has no delay), none once Serve measured no request for T
-  (``downscale_delay_s`` and ``downscale_to_zero_delay_s``; with N > 1, Serve goes to one
-  replica after T and to none after T more);
+  (``downscale_delay_s``; Serve scales to zero only from one replica, so with N > 1 the step
+  from one to none has no delay of its own: ``downscale_to_zero_delay_s`` 0);
 - ``never`` (or 0) keeps the fixed count: the version is never scaled to zero;
 - explicit autoscaling tags (``regserve.min_replicas`` / ``max_replicas``, see
   :mod:`.replica_plan`) are Serve's own knobs and win: with ``min_replicas`` 0 the delay before
@@ -61,7 +61,7 @@ def idle_autoscaling(
             "target_ongoing_requests": ANY_LOAD,
             "upscale_delay_s": 0.0,
             "downscale_delay_s": timeout,
-            "downscale_to_zero_delay_s": timeout,
+            "downscale_to_zero_delay_s": timeout if count == 1 else 0.0,
         }
     if autoscaling.get("min_replicas") != 0 or timeout is None:
         return autoscaling
@@ -76,7 +76,7 @@ def describe_idle(autoscaling: Mapping[str, float]) -> str | None:
     if autoscaling.get("target_ongoing_requests") != ANY_LOAD:
         return None
     count = int(autoscaling["max_replicas"])
-    delay = autoscaling["downscale_to_zero_delay_s"]
+    delay = autoscaling["downscale_delay_s"]
     return f"{count} replica{'s' if count != 1 else ''} (none after {delay:g} s without a request)"
 
 
