@@ -2,8 +2,8 @@
 Serve's replica counts say about it (events, ``list-versions``).
 
 The local backend stops an idle version's workers itself (:mod:`regserve.backends.local.idle`);
-on Ray the same settings are given to Serve, whose autoscaler sees the requests of every
-gateway:
+on Ray the same settings are given to Serve, whose autoscaler sees the load of every gateway
+(sampled every few seconds, not request by request: docs/scale-out.md says what differs):
 
 - a version with a fixed replica count N (``regserve.replicas``) and an idle timeout T
   (``regserve.idle_timeout``, ``REGSERVE_IDLE_TIMEOUT``) is deployed with autoscaling from 0 to
@@ -35,7 +35,7 @@ from regserve.backends.options import IDLE_TIMEOUT_TAG, ClusterOptions
 from regserve.backends.ray.target import RayTarget
 from regserve.worker import wire
 
-__all__ = ["IDLE_REASON", "IdleRayTarget", "idle_autoscaling", "idle_event"]
+__all__ = ["IDLE_REASON", "IdleRayTarget", "describe_idle", "idle_autoscaling", "idle_event"]
 
 IDLE_REASON = "IDLE_TIMEOUT"
 """The only reason Serve scales a version to zero (there is no memory budget on Ray)."""
