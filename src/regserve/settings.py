@@ -115,7 +115,8 @@ class Settings(BaseSettings):
         description="Seconds without a request after which a version's worker processes (its "
         "replicas and template) are stopped on the local backend, giving their memory back; "
         "it stays READY and its next request loads it again (forked from the model's warm "
-        "process). 0: never (per model: cluster tag regserve.idle_timeout, seconds or never).",
+        "process). On Ray, Serve scales the version to zero replicas after it. 0: never (per "
+        "model: cluster tag regserve.idle_timeout, seconds or never).",
     )
     memory_budget: ByteSize | None = Field(
         None,

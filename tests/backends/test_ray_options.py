@@ -9,6 +9,7 @@ import pytest
 
 from regserve.backends.options import ClusterOptions
 from regserve.backends.ray.addresses import RayTargets
+from regserve.backends.ray.idle import IdleRayTarget, idle_event
 from regserve.backends.ray.naming import app_name, app_prefix, deployment_name
 from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
 from regserve.backends.ray.runtime_env import runtime_env_for
@@ -35,22 +36,104 @@ def test_names_are_safe_unique_and_grouped_by_model() -> None:
     assert deployment_name("12") == "v12"
 
 
-def _plan(node: str, tags: tuple[tuple[str, str], ...] = ()) -> ReplicaPlan:
-    return plan_replicas(ClusterOptions.of(ClusterConfig(node, tags), Settings()), NODES)
+NEVER_IDLE = (("regserve.idle_timeout", "never"),)
+
+
+def _plan(
+    node: str, tags: tuple[tuple[str, str], ...] = (), settings: Settings | None = None
+) -> ReplicaPlan:
+    options = ClusterOptions.of(ClusterConfig(node, tags), settings or Settings())
+    return plan_replicas(options, NODES)
 
 
 def test_the_default_node_type_reserves_nothing_and_sized_ones_reserve_their_budget() -> None:
-    default = _plan("local-default").deployment_options()
+    default = _plan("local-default", NEVER_IDLE).deployment_options()
     assert default == {
         "ray_actor_options": {"num_cpus": 0.0},
         "max_ongoing_requests": 256,
         "num_replicas": 1,
     }
-    small = _plan("local-small", (("regserve.replicas", "2"),))
+    small = _plan("local-small", (("regserve.replicas", "2"), *NEVER_IDLE))
     options = small.deployment_options()
     assert options["ray_actor_options"] == {"num_cpus": 1.0, "memory": 2048 * 1024 * 1024}
     assert options["num_replicas"] == 2
     assert small.describe() == "2 replicas, 1 CPU, 2048 MB each"
+
+
+def test_the_idle_timeout_scales_a_fixed_count_to_zero() -> None:
+    """REGSERVE_IDLE_TIMEOUT (600 s by default): N replicas while in use, none when idle."""
+    default = _plan("local-default")
+    assert default.deployment_options()["autoscaling_config"] == {
+        "min_replicas": 0,
+        "initial_replicas": 1,
+        "max_replicas": 1,
+        "target_ongoing_requests": 0.001,
+        "upscale_delay_s": 0.0,
+        "downscale_delay_s": 600.0,
+        "downscale_to_zero_delay_s": 600.0,
+    }
+    assert "num_replicas" not in default.deployment_options()
+    assert default.describe() == "1 replica (none after 600 s without a request), 0 CPU each"
+    two = _plan("local-default", (("regserve.replicas", "2"), ("regserve.idle_timeout", "3")))
+    scaling = two.deployment_options()["autoscaling_config"]
+    assert (scaling["initial_replicas"], scaling["max_replicas"]) == (2, 2)
+    # Serve goes to zero only from one replica: that last step has no delay of its own
+    assert (scaling["downscale_delay_s"], scaling["downscale_to_zero_delay_s"]) == (3.0, 0.0)
+    assert two.describe().startswith("2 replicas (none after 3 s without a request)")
+    # 0 as the server setting is never, as the tag "never" is: the fixed count stays
+    assert (
+        "num_replicas" in _plan("local-default", (), Settings(idle_timeout=0)).deployment_options()
+    )
+
+
+def test_explicit_autoscaling_tags_win_over_the_idle_timeout() -> None:
+    bounds = (("regserve.min_replicas", "0"), ("regserve.max_replicas", "2"))
+    # min_replicas 0 without a delay: the idle timeout is the delay before zero
+    scaling = _plan("local-default", bounds).deployment_options()["autoscaling_config"]
+    assert scaling["downscale_to_zero_delay_s"] == 600.0
+    assert "downscale_delay_s" not in scaling
+    # the idle timeout tag wins over the downscale delay for the last replica
+    tags = (*bounds, ("regserve.downscale_delay_s", "5"), ("regserve.idle_timeout", "30"))
+    scaling = _plan("local-default", tags).deployment_options()["autoscaling_config"]
+    assert (scaling["downscale_delay_s"], scaling["downscale_to_zero_delay_s"]) == (5.0, 30.0)
+    # min_replicas 1: never idle, whatever the idle timeout
+    one = (("regserve.min_replicas", "1"), ("regserve.max_replicas", "2"))
+    scaling = _plan("local-default", one).deployment_options()["autoscaling_config"]
+    assert scaling["min_replicas"] == 1
+    assert "downscale_to_zero_delay_s" not in scaling
+    # never with min_replicas 0: the explicit tag is Serve's own knob and is kept
+    scaling = _plan("local-default", (*bounds, *NEVER_IDLE)).deployment_options()
+    assert scaling["autoscaling_config"]["min_replicas"] == 0
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "event"),
+    [
+        (1, 0, "VERSION_IDLE"),
+        (2, 0, "VERSION_IDLE"),
+        (0, 1, "VERSION_WOKEN"),
+        (0, 3, "VERSION_WOKEN"),
+    ],
+)
+def test_going_to_and_from_zero_replicas_is_idle_and_woken(
+    before: int, after: int, event: str
+) -> None:
+    found = idle_event("4", before, after)
+    assert found is not None
+    assert found[0] == event
+    assert "version 4" in found[1]
+
+
+@pytest.mark.parametrize(("before", "after"), [(1, 2), (2, 1), (-1, 0), (-1, 1), (0, 0)])
+def test_other_replica_changes_are_not_idle_events(before: int, after: int) -> None:
+    assert idle_event("4", before, after) is None
+
+
+def test_the_leads_target_says_whether_it_is_loaded() -> None:
+    target = IdleRayTarget(object(), "Version 2 of 'm'")
+    assert (target.idle, target.idle_reason, target.last_request) == (False, None, None)
+    target.idle = True
+    assert target.idle_reason == "IDLE_TIMEOUT"
 
 
 def test_autoscaling_tags_including_scale_to_zero() -> None:

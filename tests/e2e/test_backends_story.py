@@ -10,7 +10,9 @@ skip elsewhere.
 from __future__ import annotations
 
 import importlib.util
+import re
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from tests.support.hostile import log_hostile_version, report_of
 from tests.support.models import log_broken_version
 from tests.support.registry import UserRegistry, user_registry
 from tests.support.server import ADMIN_TOKEN, RegServeProcess, wait_for
+from tests.support.timing import scaled
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +33,8 @@ BACKENDS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
 ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 READY = "VERSION_STATE_READY"
 FAILED = "VERSION_STATE_FAILED"
+IDLE_AFTER = scaled(3.0)
+"""The idle timeout of the Ray idle test (tag regserve.idle_timeout)."""
 ServerFor = Callable[[str], RegServeProcess]
 
 # What each backend answered to the same bad requests: they must be the same bytes.
@@ -200,41 +205,61 @@ def _assert_kept_log(server: RegServeProcess, model: str, version: str) -> None:
 
 
 @pytest.mark.ray
-def test_ray_scales_to_zero_and_the_first_request_waits(
+def test_an_idle_ray_version_scales_to_zero_and_its_next_request_wakes_it(
     server_for: ServerFor, registry_of: Callable[[str], UserRegistry]
 ) -> None:
+    """regserve.idle_timeout on Ray: Serve scales the version to zero (VERSION_IDLE), it stays
+    READY and says it is not loaded, and its next request waits for a replica and gets 200
+    (VERSION_WOKEN), as on the local backend (tests/e2e/test_idle.py)."""
     server = server_for("ray")
     registry = registry_of(server.url)
-    model = "zero-ray"
-    registry.register(model)
-    server.enable(model)
-    _wait_ready(server, model, "1")
-    tags = [
-        {"key": "regserve.min_replicas", "value": "0"},
-        {"key": "regserve.max_replicas", "value": "1"},
-        {"key": "regserve.downscale_delay_s", "value": "1"},
-    ]
+    model = "idle-ray"
+    # tagged before its version deploys: no replica restart for a config change
+    registry.client.create_registered_model(model)
+    assert server.enable(model).status_code == 200
+    tags = [{"key": "regserve.idle_timeout", "value": f"{IDLE_AFTER:g}"}]
     config = {"node_type_id": "local-default", "tags": tags}
     body = {"registered_model_name": model, "desired_cluster_config": config}
     r = server.api("PUT", "update-cluster-config", json=body)
     assert r.status_code == 200, r.text
+    assert registry.register(model) == "1"
+    _wait_ready(server, model, "1")
 
-    def scaled_to_zero() -> bool:
-        version = server.versions(model).get("1", {})
-        return "scaled to zero" in version.get("state_message", "")
+    wait_for(lambda: _idle_events(server, model) == ["VERSION_IDLE"], 120, "VERSION_IDLE")
+    kinds = [e["event_type"] for e in server.events(model)]
+    assert kinds.index("VERSION_READY") < kinds.index("VERSION_IDLE")  # loaded first
+    version = server.versions(model)["1"]
+    assert version["state"] == READY
+    assert (version["loaded"], version["idle_reason"]) == (False, "IDLE_TIMEOUT")
+    assert version["last_request_timestamp"] is None  # no request yet
+    assert "scaled to zero" in version["state_message"]
+    assert server.status(model)["state"] == "ENDPOINT_STATE_READY"
+    metrics = server.client.get("/metrics").text
+    assert re.search(r'regserve_version_unloads_total\{reason="idle_timeout"\} [1-9]', metrics)
+    assert f'regserve_version_idle{{model="{model}",version="1"}} 1.0' in metrics
 
-    wait_for(scaled_to_zero, 120, "version 1 to scale to zero", interval=1)
-    assert server.versions(model)["1"]["state"] == READY
-    # no replica runs: the request waits for one instead of failing
-    assert _answered_by(server, model, "1") == "1"
-    messages = [e["message"] for e in server.events(model) if e["event_type"] == "REPLICAS_SCALED"]
-    assert any("to 0 replicas" in m for m in messages), messages
+    # no replica runs: the request waits for one (not 503), and the version is loaded again
+    sent = time.time()
+    # the wait is regserve's (its request timeout, else 504), not the test client's 30 s
+    r = server.score(model, "latest", {"dataframe_records": [ROW]}, timeout=scaled(120))
+    assert (r.status_code, r.content) == (200, b'{"predictions":[0]}'), r.text
     wait_for(
-        lambda: any("from 0 to 1" in e["message"] for e in server.events(model)),
-        30,
-        "the scale-up event",
+        lambda: _idle_events(server, model) == ["VERSION_IDLE", "VERSION_WOKEN"],
+        60,
+        "VERSION_WOKEN",
     )
+    version = server.versions(model)["1"]
+    assert (version["state"], version["loaded"], version["idle_reason"]) == (READY, True, None)
+    assert version["last_request_timestamp"] >= int(sent * 1000)
+    woken = next(e for e in server.events(model) if e["event_type"] == "VERSION_WOKEN")
+    assert "started version 1 again (1 replica) for a request" in woken["message"]
     server.disable(model)
+
+
+def _idle_events(server: RegServeProcess, model: str) -> list[str]:
+    """VERSION_IDLE and VERSION_WOKEN, oldest first (one of each per idle period)."""
+    kinds = {"VERSION_IDLE", "VERSION_WOKEN"}
+    return [e["event_type"] for e in server.events(model) if e["event_type"] in kinds]
 
 
 @pytest.mark.ray

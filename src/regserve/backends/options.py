@@ -18,8 +18,8 @@ tags, over the settings they override), parsed once and passed down to the backe
   batch concurrent requests.
 - ``regserve.idle_timeout`` (seconds, or ``never``; ``REGSERVE_IDLE_TIMEOUT``, 600 by default,
   0 meaning never): a version with no request for that long has its worker processes stopped
-  (local backend); it stays READY and its next request starts it again
-  (:mod:`regserve.backends.local.idle`).
+  (local backend; on Ray, Serve scales it to zero: :mod:`regserve.backends.ray.idle`); it
+  stays READY and its next request starts it again (:mod:`regserve.backends.local.idle`).
 - ``regserve.network`` (``host``, the default, or ``none``): ``none`` runs the workers with
   only a loopback interface (:mod:`regserve.sandbox`).
 - ``regserve.inference_table`` (``on``/``off``, off by default) and

@@ -125,8 +125,8 @@ class EndpointVersion(_Strict):
     environment: str | None = Field(None, description="The environment key (virtualenv).")
     loaded: bool | None = Field(
         None,
-        description="Local backend, READY versions: true while its workers run, false while it "
-        "is idle (its next request loads it again).",
+        description="READY versions, on the leading gateway: true while its workers (on Ray: "
+        "replicas) run, false while it is idle (its next request loads it again).",
     )
     idle_reason: str | None = Field(
         None,

@@ -75,7 +75,7 @@ class WorkerStats(Collector):
         idle = GaugeMetricFamily(
             "regserve_version_idle",
             "1 when the version is idle: its workers were stopped after its idle timeout and "
-            "its next request loads it again (local backend), else 0.",
+            "its next request loads it again (on Ray: scaled to zero replicas), else 0.",
             labels=["model", "version"],
         )
         for (model, version), is_idle in sorted(self._idle.items()):

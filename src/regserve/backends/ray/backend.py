@@ -37,6 +37,7 @@ from regserve.backends.options import BatchSettings, ClusterOptions
 from regserve.backends.ray.adoption import Mark, RunningApp, fingerprint, owner_of, running_apps
 from regserve.backends.ray.cluster import RayCluster, reclaim_signals, shipped_package
 from regserve.backends.ray.files import FileSigner, ReplicaFiles
+from regserve.backends.ray.idle import IdleRayTarget, idle_event
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
 from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
@@ -83,7 +84,7 @@ class _Version:
     message: str = ""
     ever_ready: bool = False
     replicas: int = -1
-    target: RayTarget | None = None
+    target: IdleRayTarget | None = None
     submitting: bool = False
     submitted: bool = False
     task: asyncio.Task[None] | None = None
@@ -229,9 +230,10 @@ class RayBackend:
         if state != VersionState.READY:
             return None
         handle = serve.get_deployment_handle(deployment_name(spec.version), app_name=entry.app)
-        entry.target = RayTarget(handle, entry.label, entry.app, deployment_name(spec.version))
+        entry.target = IdleRayTarget(handle, entry.label, entry.app, deployment_name(spec.version))
         entry.state, entry.message, entry.ever_ready = state, message, True
         entry.replicas, entry.submitted = view.running_replicas, True
+        entry.target.idle = view.running_replicas == 0
         return entry, running
 
     async def release_leftovers(self) -> None:
@@ -439,7 +441,7 @@ class RayBackend:
             _log.exception("deploying %s on Ray Serve failed", version.app)
             self._fail(version, f"Ray Serve refused the deployment: {type(exc).__name__}: {exc}")
             return
-        version.target = RayTarget(
+        version.target = IdleRayTarget(
             handle, version.label, version.app, deployment_name(spec.version)
         )
         version.submitted = True
@@ -525,16 +527,18 @@ class RayBackend:
                 text = f"Version {number} is ready on Ray Serve (application {version.app})."
             version.ever_ready = True
         elif state == VersionState.READY and version.replicas != view.running_replicas:
-            event_type = "REPLICAS_SCALED"
-            text = (
+            event_type, text = idle_event(number, version.replicas, view.running_replicas) or (
+                "REPLICAS_SCALED",
                 f"Ray Serve scaled version {number} from {max(version.replicas, 0)} to "
-                f"{view.running_replicas} replicas."
+                f"{view.running_replicas} replicas.",
             )
         elif state == VersionState.LAUNCHING and version.state == VersionState.READY:
             event_type, text = "WORKER_CRASHED", message
         elif state == VersionState.FAILED:
             event_type, text = "VERSION_FAILED", message
         version.replicas = view.running_replicas
+        if version.target is not None:  # list-versions' loaded and idle_reason
+            version.target.idle = state == VersionState.READY and view.running_replicas == 0
         if (state, message) != (version.state, version.message) or event_type:
             self._emit(version, state, message, event_type, text)
 

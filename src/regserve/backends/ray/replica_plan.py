@@ -12,6 +12,9 @@ local backend too) reserves nothing. Tags (``update-cluster-config``) refine it:
   waits for a replica, bounded by the request timeout);
 - ``regserve.target_ongoing_requests`` (default 2): the load per replica autoscaling aims at;
 - ``regserve.downscale_delay_s`` (Serve's default 600): idle seconds before scaling down;
+- ``regserve.idle_timeout`` (``REGSERVE_IDLE_TIMEOUT``, 600 by default; ``never``): a fixed
+  count autoscales from 0 to it, to zero after that many seconds without a request
+  (:mod:`regserve.backends.ray.idle`);
 - ``regserve.num_cpus`` / ``regserve.memory_mb``: override the node type's per-replica figures;
 - ``regserve.max_ongoing_requests`` (default 256): requests one replica holds at once (its
   batcher combines them); more wait in the gateway's handle.
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from regserve.backends.options import ClusterOptions
+from regserve.backends.ray.idle import describe_idle, idle_autoscaling
 from regserve.backends.tags import bounded_number
 
 __all__ = ["ReplicaPlan", "plan_replicas"]
@@ -80,7 +84,7 @@ class ReplicaPlan:
     def describe(self) -> str:
         if self.autoscaling is not None:
             low, high = self.autoscaling["min_replicas"], self.autoscaling["max_replicas"]
-            count = f"{low:g} to {high:g} replicas (autoscaling)"
+            count = describe_idle(self.autoscaling) or f"{low:g} to {high:g} replicas (autoscaling)"
         else:
             count = f"{self.num_replicas} replica{'s' if self.num_replicas != 1 else ''}"
         memory = f", {self.memory_mb} MB" if self.memory_mb else ""
@@ -110,6 +114,7 @@ def plan_replicas(
             delay = _number(values, DOWNSCALE_TAG, 600.0)
             autoscaling["downscale_delay_s"] = delay
             autoscaling["downscale_to_zero_delay_s"] = delay
+    autoscaling = idle_autoscaling(options, autoscaling)
     return ReplicaPlan(cpus, int(memory), options.replicas, autoscaling, ongoing)
 
 
