@@ -329,7 +329,7 @@ def _backend(
     if settings.backend == "ray":
         from regserve.backends.ray import RayBackend
 
-        return RayBackend(settings, listener, node_types.api())
+        return RayBackend(settings, listener, node_types)
     return LocalBackend(settings, listener, node_types, isolation)
 
 
