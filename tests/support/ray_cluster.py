@@ -20,6 +20,7 @@ at 100 MB per node. Starting both nodes takes 5 to 15 s on 2 cores.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -56,6 +57,7 @@ class RayTestCluster:
         }
         self._worker_cpus = worker_cpus
         self._groups: list[int] = []
+        self.extra_worker_dirs: list[Path] = []
 
     def start(self) -> RayTestCluster:
         try:
@@ -76,6 +78,46 @@ class RayTestCluster:
             self.stop()
             raise
         return self
+
+    def add_worker(self, cpus: int = 2) -> Path:
+        """Another worker node (its own temp dir, returned), stopped with the others."""
+        node_dir = self._root / f"w{len(self.extra_worker_dirs) + 2}"
+        self._start_node(
+            f"--address={self.address}", f"--num-cpus={cpus}", f"--temp-dir={node_dir}"
+        )
+        self.extra_worker_dirs.append(node_dir)
+        return node_dir
+
+    def serve_replicas(self, app: str) -> dict[str, str]:
+        """``{replica id: node id}`` of the application's running replicas, from Serve's
+        controller (what ``serve status`` reads), asked by a driver of its own."""
+        script = (
+            "import json, sys, ray\n"
+            "from ray import serve\n"
+            "from ray.serve.context import _get_global_client\n"
+            "ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False)\n"
+            "serve.status()\n"
+            "app = _get_global_client().get_serve_details()['applications'].get(sys.argv[2])\n"
+            "found = {}\n"
+            "for deployment in (app or {}).get('deployments', {}).values():\n"
+            "    for r in deployment.get('replicas') or []:\n"
+            "        if str(r.get('state')).endswith('RUNNING'):\n"
+            "            found[r['replica_id']] = r['node_id']\n"
+            "print('REPLICAS ' + json.dumps(found))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, self.address, app],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=scaled(120),
+            check=False,
+        )
+        for line in done.stdout.splitlines():
+            if line.startswith("REPLICAS "):
+                found: dict[str, str] = json.loads(line.removeprefix("REPLICAS "))
+                return found
+        raise RuntimeError(f"could not read Serve's replicas: {done.stderr[-2000:]}")
 
     def _start_node(self, *args: str) -> None:
         ray = Path(sys.executable).parent / "ray"

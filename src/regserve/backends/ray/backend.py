@@ -514,14 +514,15 @@ class RayBackend:
             nodes: list[dict[str, Any]] | None = None
             try:
                 status = await self._serve_call(serve.status)
-                if any(not v.ever_ready for v in watched):  # can they be placed at all?
+                views = [_view(status, v) for v in watched]
+                if any(not view.settled for view in views):  # can they be placed at all?
                     nodes = await self._serve_call(ray.nodes)
             except Exception as exc:  # the Serve controller restarting: try again next turn
                 _log.warning("could not read Ray Serve's status: %s", exc)
                 continue
-            for version in watched:
+            for version, view in zip(watched, views, strict=True):
                 if self._versions.get(_key(version)) is version:
-                    self._observe(version, _view(status, version), nodes)
+                    self._observe(version, view, nodes)
 
     def _observe(
         self, version: _Version, view: ServeView, nodes: list[dict[str, Any]] | None = None
@@ -529,11 +530,13 @@ class RayBackend:
         indexes = " ".join(shown_options(self._uv_options))
         state, message = version_state(view, was_ready=version.ever_ready, indexes=indexes)
         problem = None
-        if state == VersionState.LAUNCHING and nodes is not None and version.plan is not None:
+        if nodes is not None and version.plan is not None and not view.settled:
             problem = placement_problem(version.plan, nodes)
-        if problem is not None:
+        version.unplaceable = problem is not None and state == VersionState.LAUNCHING
+        if problem is not None and version.unplaceable:
             state, message = VersionState.FAILED, problem
-        version.unplaceable = problem is not None
+        elif problem is not None and state == VersionState.READY:  # the old replicas serve on
+            message = f"{message.rstrip('.')}; the new cluster config cannot be placed: {problem}"
         number = version.spec.version
         event_type, text = "", ""
         if state == VersionState.READY and version.state != VersionState.READY:

@@ -44,6 +44,14 @@ class ServeView:
     deployment_message: str = ""
     running_replicas: int = 0
 
+    @property
+    def settled(self) -> bool:
+        """Serve has placed what it was asked for (nothing waits for a node)."""
+        return self.deployment_status in _SERVING or "DEPLOY_FAILED" in (
+            self.app_status,
+            self.deployment_status,
+        )
+
 
 def version_state(
     view: ServeView, was_ready: bool = False, indexes: str = ""
