@@ -7,16 +7,19 @@ item 0: every version went FAILED there (the version's ``runtime_env`` named reg
 package in a form Serve's JSON config refuses). Item 3: a second gateway (a follower on the
 same store) is ready only once it reaches the cluster's versions, and then serves them at once.
 Item 4: a restart (SIGHUP, and SIGTERM then ``regserve up``) adopts the versions' Serve
-applications, and deploys again only one that changed. One test per story, in steps, on one
-cluster. Ray is required in CI
-(``REGSERVE_TEST_REQUIRE_SERVICES``): when the cluster cannot start, this fails there and
-skips elsewhere.
+applications, and deploys again only one that changed. Item 5: with a second worker node, a
+version's two replicas run one on each, and a node type no node can hold is FAILED saying so.
+Item 2: a requirement the package index regserve is configured with lacks is FAILED saying
+which node, what uv said and which index. One test per story, in steps, on one cluster.
+Ray is required in CI (``REGSERVE_TEST_REQUIRE_SERVICES``): when the cluster cannot start,
+this fails there and skips elsewhere.
 """
 
 from __future__ import annotations
 
 import http.server
 import importlib.util
+import re
 import signal
 import subprocess
 import sys
@@ -387,6 +390,7 @@ def test_replicas_spread_over_worker_nodes_and_a_node_type_none_can_hold_is_said
         server.client.close()
 
 
+@pytest.mark.timeout(900)  # under load each copy of Ray's virtualenv takes a minute
 def test_a_requirement_the_configured_index_lacks_fails_the_version_saying_where(
     cluster: RayTestCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -421,21 +425,20 @@ def _assert_unplaceable(server: RegServeProcess) -> None:
     said = version["state_message"]
     assert said.startswith(
         "No node of the Ray cluster can hold a replica of this version: each needs 64 CPU, "
-        "2048 MiB memory, and the nodes have node 127.0.0.1 ("
+        "2048 MiB memory, and the nodes have node "
     ), said
-    assert ": 0 CPU, " in said  # the head
-    assert said.count(": 2 CPU, ") == 2, said  # both worker nodes
+    # each node, by its address and id, with its CPUs: the head's none, the workers' two
+    nodes = re.findall(r"node \S+ \([0-9a-f]{8}\): (\d+) CPU, \d+ MiB memory", said)
+    assert sorted(nodes) == ["0", "2", "2"], said
     assert "Choose a smaller node type" in said
     failed = [e for e in server.events(PLACED) if e["event_type"] == "VERSION_FAILED"]
     assert [e["message"] for e in failed] == [said]  # once, though the watcher checks on
 
 
 def _assert_env_failed(server: RegServeProcess, index: _Index) -> None:
-    version = server.wait_version_state(UNBUILT, "1", "VERSION_STATE_FAILED", timeout=400)
+    version = server.wait_version_state(UNBUILT, "1", "VERSION_STATE_FAILED", timeout=600)
     said = version["state_message"]
-    assert said.startswith(
-        "Ray could not build this version's environment on Ray node 127.0.0.1: "
-    ), said
+    assert re.match(r"Ray could not build this version's environment on Ray node \S+: ", said), said
     assert "was not found in the package registry" in said
     assert MISSING in said
     assert said.endswith(f"(uv installing the model's requirements from --index-url {index.url}).")

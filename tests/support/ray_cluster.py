@@ -1,6 +1,7 @@
 """A real multi-node Ray cluster on this machine, started as a user would (``ray start``).
 
-A head that offers no CPUs (so every replica runs on a worker node) and one worker node, each
+A head that offers no CPUs (so every replica runs on a worker node) and one worker node (more
+with :meth:`RayTestCluster.add_worker`), each
 with a temp dir of its own, on 127.0.0.1, with Ray's token authentication on (a fresh token,
 given through the environment, never written to ``~/.ray``). Every fixed port Ray would take
 (client server, dashboard agent, metrics) is a free one: other Ray instances on the machine
@@ -54,6 +55,10 @@ class RayTestCluster:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": secrets.token_hex(32),
             "RAY_USAGE_STATS_ENABLED": "0",
+            # A runtime_env that cannot be built is tried once, not Ray's 3 x Serve's 3 times:
+            # each try copies the node's whole virtualenv (tests/e2e/test_ray_cluster.py).
+            "RUNTIME_ENV_RETRY_TIMES": "1",
+            "RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT": "1",
         }
         self._worker_cpus = worker_cpus
         self._groups: list[int] = []
