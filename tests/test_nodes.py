@@ -43,6 +43,21 @@ def test_a_yaml_file_replaces_the_sized_types(tmp_path: Path) -> None:
     assert types.node_type_replicas("gone") == 1
 
 
+def test_gpus_and_custom_ray_resources_per_replica(tmp_path: Path) -> None:
+    path = tmp_path / "node-types.yaml"
+    path.write_text(
+        "node_types:\n"
+        "  - {id: gpu, cores: 4, memory: 16GiB, gpus: 1, ray_resources: {accelerator_a10g: 1}}\n"
+        "  - {id: cpu, cores: 1, memory: 1GiB}\n"
+    )
+    types = load_node_types(path)
+    assert (types["gpu"].gpus, dict(types["gpu"].ray_resources)) == (1, {"accelerator_a10g": 1})
+    api = types.api()
+    assert api["gpu"]["num_gpus"] == 1
+    assert api["gpu"]["description"] == "16 GB Memory, 4 Cores, 1 GPU"
+    assert "num_gpus" not in api["cpu"]  # Databricks' shape, as before, without GPUs
+
+
 def test_a_json_file_with_memory_in_mib(tmp_path: Path) -> None:
     path = tmp_path / "node-types.json"
     path.write_text('{"node_types": [{"id": "m1", "cores": 1, "memory": 1536}]}')
@@ -56,7 +71,17 @@ def test_a_json_file_with_memory_in_mib(tmp_path: Path) -> None:
         ("node_types:\n  - {id: a, cores: 1}\n", "'a' needs cores and memory"),
         ("node_types:\n  - {id: a, cores: 1, memory: lots}\n", "'lots' is not a size"),
         ("node_types:\n  - {id: a, cores: -1, memory: 1G}\n", "node_types.0.cores"),
-        ("node_types:\n  - {id: a, cores: 1, memory: 1G, gpus: 1}\n", "node_types.0.gpus"),
+        ("node_types:\n  - {id: a, cores: 1, memory: 1G, gpus: -1}\n", "node_types.0.gpus"),
+        ("node_types:\n  - {id: a, cores: 1, memory: 1G, disks: 1}\n", "node_types.0.disks"),
+        (
+            "node_types:\n  - {id: a, cores: 1, memory: 1G, ray_resources: {CPU: 1}}\n",
+            "'CPU' is not a custom Ray resource name",
+        ),
+        (
+            "node_types:\n  - {id: a, cores: 1, memory: 1G, ray_resources: {x: 0}}\n",
+            "'x': 0.0 is not an amount",
+        ),
+        ("node_types:\n  - {id: local-default, gpus: 1}\n", "whole machine"),
         ("node_types:\n  - {id: a b, cores: 1, memory: 1G}\n", "node_types.0.id"),
         (
             "node_types:\n  - {id: a, cores: 1, memory: 1G}\n  - {id: a, cores: 2, memory: 2G}\n",

@@ -345,7 +345,7 @@ def _backend(
     if settings.backend == "ray":
         from regserve.backends.ray import RayBackend
 
-        return RayBackend(settings, listener, node_types.api(), access.file_grants.issue)
+        return RayBackend(settings, listener, node_types, access.file_grants.issue)
     return LocalBackend(settings, listener, node_types, isolation)
 
 

@@ -12,6 +12,8 @@ the sized types with a file (``REGSERVE_NODE_TYPES_FILE``, YAML or JSON)::
         memory: 512MiB      # MiB as a number, or a size: 300MB, 2GB, 2GiB (binary units)
         description: Half a core for small models   # optional
         replicas: 2         # replicas per version this node type affords; optional, 1
+        gpus: 1             # --backend ray only: GPUs per replica; optional
+        ray_resources: {accelerator_type_a10g: 1}   # --backend ray only: custom resources
 
 The backends (``regserve.backends.local.limits``) enforce the budget; this module only
 describes it.
@@ -24,7 +26,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ _SIZED = (("local-small", 1, 2), ("local-medium", 2, 4), ("local-large", 4, 8))
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 _MIB = 1024 * 1024
+_RESOURCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,99}$")
+_BUILT_IN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 
 class NodeTypesError(ValueError):
@@ -54,6 +58,10 @@ class NodeType:
     memory_mb: int | None
     description: str
     replicas: int = 1
+    gpus: float = 0.0
+    """GPUs per replica on Ray (``num_gpus``); the local backend does not allocate GPUs."""
+    ray_resources: Mapping[str, float] = field(default_factory=dict)
+    """Ray custom resources per replica (``resources``), e.g. a node label's resource."""
 
     @property
     def limited(self) -> bool:
@@ -61,13 +69,16 @@ class NodeType:
 
     def api(self, machine_cores: int, machine_mb: int) -> dict[str, object]:
         """The Databricks list-node-types entry (unlimited: this machine's size)."""
-        return {
+        entry: dict[str, object] = {
             "node_type_id": self.node_type_id,
             "memory_mb": self.memory_mb if self.memory_mb is not None else machine_mb,
             "num_cores": _number(self.cores if self.cores is not None else machine_cores),
             "description": self.description,
             "instance_type_id": "local" if not self.limited else self.node_type_id,
         }
+        if self.gpus:
+            entry["num_gpus"] = _number(self.gpus)
+        return entry
 
 
 class NodeTypes(Mapping[str, NodeType]):
@@ -132,6 +143,21 @@ class _Entry(BaseModel):
     memory: int | None = Field(None, gt=0, description="MiB")
     description: str | None = None
     replicas: int = Field(1, ge=1, le=64)
+    gpus: float = Field(0, ge=0, le=64)
+    ray_resources: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("ray_resources")
+    @classmethod
+    def _resources(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not _RESOURCE.match(name) or name in _BUILT_IN:
+                raise ValueError(
+                    f"'{name}' is not a custom Ray resource name (CPU, GPU and memory have "
+                    "their own fields)"
+                )
+            if not 0 < amount <= 10_000:
+                raise ValueError(f"'{name}': {amount} is not an amount between 0 and 10000")
+        return value
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -156,7 +182,7 @@ def _catalogue(path: Path, entries: list[_Entry]) -> NodeTypes:
             raise NodeTypesError(f"node types file {path}: '{entry.id}' is listed twice")
         seen.add(entry.id)
         if entry.id == DEFAULT_NODE_TYPE:
-            if entry.cores is not None or entry.memory is not None:
+            if entry.cores is not None or entry.memory is not None or _ray_sized(entry):
                 raise NodeTypesError(
                     f"node types file {path}: '{DEFAULT_NODE_TYPE}' is this whole machine "
                     "without limits; give it only a description and replicas"
@@ -171,9 +197,23 @@ def _catalogue(path: Path, entries: list[_Entry]) -> NodeTypes:
             continue
         if entry.cores is None or entry.memory is None:
             raise NodeTypesError(f"node types file {path}: '{entry.id}' needs cores and memory")
-        description = entry.description or _describe(entry.cores, entry.memory)
-        types.append(NodeType(entry.id, entry.cores, entry.memory, description, entry.replicas))
+        description = entry.description or _describe(entry.cores, entry.memory, entry.gpus)
+        types.append(
+            NodeType(
+                entry.id,
+                entry.cores,
+                entry.memory,
+                description,
+                entry.replicas,
+                entry.gpus,
+                dict(entry.ray_resources),
+            )
+        )
     return NodeTypes([machine, *types])
+
+
+def _ray_sized(entry: _Entry) -> bool:
+    return bool(entry.gpus or entry.ray_resources)
 
 
 def _parse_size(text: str) -> int:
@@ -214,10 +254,11 @@ def _sized(node_type_id: str, cores: int, gigabytes: int) -> NodeType:
     return NodeType(node_type_id, cores, gigabytes * 1024, _describe(cores, gigabytes * 1024))
 
 
-def _describe(cores: float, memory_mb: int) -> str:
+def _describe(cores: float, memory_mb: int, gpus: float = 0) -> str:
     memory = f"{memory_mb // 1024} GB" if memory_mb % 1024 == 0 else f"{memory_mb} MB"
     count = _number(cores)
-    return f"{memory} Memory, {count} Cores"
+    gpu = f", {_number(gpus)} GPU{'s' if gpus != 1 else ''}" if gpus else ""
+    return f"{memory} Memory, {count} Cores{gpu}"
 
 
 def _number(value: float) -> float | int:

@@ -12,16 +12,16 @@ from regserve.backends.ray.addresses import RayTargets
 from regserve.backends.ray.idle import IdleRayTarget, idle_event
 from regserve.backends.ray.naming import app_name, app_prefix, deployment_name
 from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
-from regserve.backends.ray.runtime_env import runtime_env_for
+from regserve.backends.ray.runtime_env import index_options, runtime_env_for
 from regserve.backends.ray.status import ServeView, version_state
 from regserve.backends.ray.target import RayTarget
 from regserve.envs.spec import EnvSpecError
-from regserve.nodes import NodeTypes
+from regserve.nodes import NodeType, NodeTypes
 from regserve.settings import Settings
 from regserve.store import ClusterConfig
 from tests.support.models import save_iris_model
 
-NODES = NodeTypes.defaults().api()
+NODES = NodeTypes.defaults()
 LAUNCHING = "VERSION_STATE_LAUNCHING"
 READY = "VERSION_STATE_READY"
 FAILED = "VERSION_STATE_FAILED"
@@ -205,6 +205,9 @@ def test_runtime_env_per_env_manager(tmp_path: Path) -> None:
     assert any(p.startswith("scikit-learn") for p in packages)
     assert any(p.startswith("mlflow") for p in packages)
     assert "requirements from python_env.yaml" in notes[0]
+    # no index configured: the nodes' uv with its cache (Ray's default option is --no-cache)
+    assert env["uv"]["uv_pip_install_options"] == []
+    assert "the node's uv configuration" in notes[1]
     with pytest.raises(EnvSpecError):
         runtime_env_for(tmp_path, "virtualenv", shipped)
 
@@ -224,3 +227,60 @@ def test_ray_addresses_name_the_application_and_deployment() -> None:
     assert targets.addresses(target) == [f"ray:{app_name('m', '2')}/v2"]
     assert targets.addresses(object()) == []  # type: ignore[arg-type]
     assert targets.target("m", "2", ["unix:/tmp/x.sock"]) is None
+
+
+def test_the_nodes_install_from_the_indexes_regserve_builds_with(tmp_path: Path) -> None:
+    model = save_iris_model(tmp_path / "model")
+    settings = Settings(
+        package_index_url="https://ci:s3cret@pypi.example/simple",
+        extra_index_urls=["https://extra.example/simple"],
+    )
+    options = index_options(settings, {"UV_INDEX_URL": "https://ignored.example/simple"})
+    assert options == [
+        "--index-url",
+        "https://ci:s3cret@pypi.example/simple",
+        "--extra-index-url",
+        "https://extra.example/simple",
+    ]
+    env, notes = runtime_env_for(model, "virtualenv", [], None, options)
+    assert env["uv"]["uv_pip_install_options"] == options
+    json.dumps(env)
+    # the log names the indexes, never an index's password
+    assert "https://ci:***@pypi.example/simple" in notes[1]
+    assert "s3cret" not in " ".join(notes)
+    # unset settings: uv's own variables in regserve's environment, as its local builds use
+    environ = {"UV_DEFAULT_INDEX": "https://mirror.example/simple", "UV_INDEX": "a b"}
+    assert index_options(Settings(), environ) == [
+        "--default-index",
+        "https://mirror.example/simple",
+        "--index",
+        "a",
+        "--index",
+        "b",
+    ]
+
+
+def test_gpus_custom_resources_and_a_hard_spread_per_replica() -> None:
+    nodes = NodeTypes(
+        [
+            NodeTypes.defaults()["local-default"],
+            NodeType("gpu", 4, 8192, "8 GB Memory, 4 Cores, 1 GPU", 2, 1, {"a10g": 1}),
+        ]
+    )
+    config = ClusterConfig("gpu", (("regserve.max_replicas_per_node", "1"),))
+    plan = plan_replicas(ClusterOptions.of(config, Settings()), nodes)
+    options = plan.deployment_options()
+    assert options["ray_actor_options"] == {
+        "num_cpus": 4.0,
+        "memory": 8192 * 1024 * 1024,
+        "num_gpus": 1.0,
+        "resources": {"a10g": 1},
+    }
+    assert options["max_replicas_per_node"] == 1
+    assert plan.request() == {"CPU": 4.0, "memory": 8192 * 1024 * 1024, "GPU": 1.0, "a10g": 1}
+    assert plan.describe() == "1 replica, 4 CPU, 8192 MB, 1 GPU, 1 a10g each; at most 1 per node"
+    # the GPU count is a tag too; the default spreads softly (no max_replicas_per_node)
+    config = ClusterConfig("local-default", (("regserve.num_gpus", "0.5"),))
+    options = plan_replicas(ClusterOptions.of(config, Settings()), nodes).deployment_options()
+    assert options["ray_actor_options"] == {"num_cpus": 0.0, "num_gpus": 0.5}
+    assert "max_replicas_per_node" not in options

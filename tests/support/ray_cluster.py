@@ -1,6 +1,7 @@
 """A real multi-node Ray cluster on this machine, started as a user would (``ray start``).
 
-A head that offers no CPUs (so every replica runs on a worker node) and one worker node, each
+A head that offers no CPUs (so every replica runs on a worker node) and one worker node (more
+with :meth:`RayTestCluster.add_worker`), each
 with a temp dir of its own, on 127.0.0.1, with Ray's token authentication on (a fresh token,
 given through the environment, never written to ``~/.ray``). Every fixed port Ray would take
 (client server, dashboard agent, metrics) is a free one: other Ray instances on the machine
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import json
 import os
 import pwd
 import secrets
@@ -73,6 +75,10 @@ class RayTestCluster:
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": secrets.token_hex(32),
             "RAY_USAGE_STATS_ENABLED": "0",
+            # A runtime_env that cannot be built is tried once, not Ray's 3 x Serve's 3 times:
+            # each try copies the node's whole virtualenv (tests/e2e/test_ray_cluster.py).
+            "RUNTIME_ENV_RETRY_TIMES": "1",
+            "RAY_SERVE_MAX_PER_REPLICA_RETRY_COUNT": "1",
         }
         self._python = sys.executable
         if self.uid is not None:
@@ -86,6 +92,7 @@ class RayTestCluster:
                 raise
         self._worker_cpus = worker_cpus
         self._groups: list[int] = []
+        self.extra_worker_dirs: list[Path] = []
 
     def can_read(self, path: Path) -> bool:
         """Can the nodes' user read ``path`` (a file) or list it (a directory)?"""
@@ -122,6 +129,46 @@ class RayTestCluster:
             self.stop()
             raise
         return self
+
+    def add_worker(self, cpus: int = 2) -> Path:
+        """Another worker node (its own temp dir, returned), stopped with the others."""
+        node_dir = self._root / f"w{len(self.extra_worker_dirs) + 2}"
+        self._start_node(
+            f"--address={self.address}", f"--num-cpus={cpus}", f"--temp-dir={node_dir}"
+        )
+        self.extra_worker_dirs.append(node_dir)
+        return node_dir
+
+    def serve_replicas(self, app: str) -> dict[str, str]:
+        """``{replica id: node id}`` of the application's running replicas, from Serve's
+        controller (what ``serve status`` reads), asked by a driver of its own."""
+        script = (
+            "import json, sys, ray\n"
+            "from ray import serve\n"
+            "from ray.serve.context import _get_global_client\n"
+            "ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False)\n"
+            "serve.status()\n"
+            "app = _get_global_client().get_serve_details()['applications'].get(sys.argv[2])\n"
+            "found = {}\n"
+            "for deployment in (app or {}).get('deployments', {}).values():\n"
+            "    for r in deployment.get('replicas') or []:\n"
+            "        if str(r.get('state')).endswith('RUNNING'):\n"
+            "            found[r['replica_id']] = r['node_id']\n"
+            "print('REPLICAS ' + json.dumps(found))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script, self.address, app],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=scaled(120),
+            check=False,
+        )
+        for line in done.stdout.splitlines():
+            if line.startswith("REPLICAS "):
+                found: dict[str, str] = json.loads(line.removeprefix("REPLICAS "))
+                return found
+        raise RuntimeError(f"could not read Serve's replicas: {done.stderr[-2000:]}")
 
     def _start_node(self, *args: str) -> None:
         cmd = [

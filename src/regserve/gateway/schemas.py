@@ -196,6 +196,7 @@ class NodeType(_Strict):
     num_cores: float
     description: str
     instance_type_id: str
+    num_gpus: float | None = Field(None, description="GPUs per replica (--backend ray).")
 
 
 class NodeTypesAnswer(_Strict):

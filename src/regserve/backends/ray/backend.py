@@ -40,11 +40,13 @@ from regserve.backends.ray.files import FileSigner, ReplicaFiles
 from regserve.backends.ray.idle import IdleRayTarget, idle_event
 from regserve.backends.ray.logs import read_ray_logs
 from regserve.backends.ray.naming import app_name, deployment_name
+from regserve.backends.ray.placement import placement_problem
 from regserve.backends.ray.replica_plan import ReplicaPlan, plan_replicas
-from regserve.backends.ray.runtime_env import runtime_env_for
+from regserve.backends.ray.runtime_env import index_options, runtime_env_for, shown_options
 from regserve.backends.ray.status import ServeView, version_state
 from regserve.backends.ray.target import RayTarget
 from regserve.errors import InvalidParameterError, RegServeError
+from regserve.nodes import NodeType
 from regserve.sandbox import NETWORK_TAG
 from regserve.sandbox.environ import ModelEnvError, read_model_env
 from regserve.settings import Settings
@@ -88,6 +90,10 @@ class _Version:
     submitting: bool = False
     submitted: bool = False
     task: asyncio.Task[None] | None = None
+    plan: ReplicaPlan | None = None
+    unplaceable: bool = False
+    """FAILED because no node can hold a replica (``placement.py``): still watched, and
+    deployed again when its cluster config changes."""
 
     @property
     def label(self) -> str:
@@ -101,7 +107,7 @@ class RayBackend:
         self,
         settings: Settings,
         listener: VersionListener,
-        node_types: Mapping[str, Mapping[str, object]],
+        node_types: Mapping[str, NodeType],
         sign_files: FileSigner,
     ) -> None:
         """``sign_files``: makes the credentials replicas fetch their version's files with."""
@@ -111,6 +117,7 @@ class RayBackend:
         self._listener = listener
         self._node_types = node_types
         self._files = ReplicaFiles(settings, sign_files)
+        self._uv_options = index_options(settings)
         self._cluster = RayCluster(
             settings.ray_address,
             self._data_dir,
@@ -298,7 +305,7 @@ class RayBackend:
         if previous is None or previous == config:
             return
         for version in [v for (m, _), v in self._versions.items() if m == model_name]:
-            if version.submitted and version.state != VersionState.FAILED:
+            if version.submitted and (version.state != VersionState.FAILED or version.unplaceable):
                 await self._submit(version)
 
     async def stop_cluster(self, model_name: str) -> None:
@@ -422,14 +429,13 @@ class RayBackend:
             for note in deployment.notes:
                 self._note(spec, note)
             runtime_env = deployment.runtime_env
-            env_vars = runtime_env.get("env_vars")
-            shown = {**runtime_env, "env_vars": sorted(env_vars)} if env_vars else runtime_env
+            shown = _shown(runtime_env)
             self._note(
                 spec,
                 f"deploying as Ray Serve application {version.app}: "
                 f"{deployment.plan.describe()}; runtime_env {shown or 'none'}",
             )
-            version.submitting = True
+            version.submitting, version.plan = True, deployment.plan
             handle = await asyncio.to_thread(self._run_app, deployment)
         except RegServeError as exc:
             self._fail(version, exc.message)
@@ -453,7 +459,11 @@ class RayBackend:
         batching: BatchSettings = options.batching
         model_env = read_model_env(self._model_env_dir, spec.model_name)
         runtime_env, notes = runtime_env_for(
-            spec.model_path, self._settings.env_manager, shipped_package(), model_env
+            spec.model_path,
+            self._settings.env_manager,
+            shipped_package(),
+            model_env,
+            self._uv_options,
         )
         deployment_options = plan.deployment_options()
         if runtime_env:
@@ -496,26 +506,44 @@ class RayBackend:
     # -- watching Serve ----------------------------------------------------------------------
 
     async def _watch(self) -> None:
+        import ray
         from ray import serve
 
         while True:
             await asyncio.sleep(_WATCH_SECONDS)
             watched = [
-                v for v in self._versions.values() if v.submitted and v.state != VersionState.FAILED
+                v
+                for v in self._versions.values()
+                if v.submitted and (v.state != VersionState.FAILED or v.unplaceable)
             ]
             if not watched:
                 continue
+            nodes: list[dict[str, Any]] | None = None
             try:
                 status = await self._serve_call(serve.status)
+                views = [_view(status, v) for v in watched]
+                if any(not view.settled for view in views):  # can they be placed at all?
+                    nodes = await self._serve_call(ray.nodes)
             except Exception as exc:  # the Serve controller restarting: try again next turn
                 _log.warning("could not read Ray Serve's status: %s", exc)
                 continue
-            for version in watched:
+            for version, view in zip(watched, views, strict=True):
                 if self._versions.get(_key(version)) is version:
-                    self._observe(version, _view(status, version))
+                    self._observe(version, view, nodes)
 
-    def _observe(self, version: _Version, view: ServeView) -> None:
-        state, message = version_state(view, was_ready=version.ever_ready)
+    def _observe(
+        self, version: _Version, view: ServeView, nodes: list[dict[str, Any]] | None = None
+    ) -> None:
+        indexes = " ".join(shown_options(self._uv_options))
+        state, message = version_state(view, was_ready=version.ever_ready, indexes=indexes)
+        problem = None
+        if nodes is not None and version.plan is not None and not view.settled:
+            problem = placement_problem(version.plan, nodes)
+        version.unplaceable = problem is not None and state == VersionState.LAUNCHING
+        if problem is not None and version.unplaceable:
+            state, message = VersionState.FAILED, problem
+        elif problem is not None and state == VersionState.READY:  # the old replicas serve on
+            message = f"{message.rstrip('.')}; the new cluster config cannot be placed: {problem}"
         number = version.spec.version
         event_type, text = "", ""
         if state == VersionState.READY and version.state != VersionState.READY:
@@ -534,7 +562,7 @@ class RayBackend:
             )
         elif state == VersionState.LAUNCHING and version.state == VersionState.READY:
             event_type, text = "WORKER_CRASHED", message
-        elif state == VersionState.FAILED:
+        elif state == VersionState.FAILED and (state, message) != (version.state, version.message):
             event_type, text = "VERSION_FAILED", message
         version.replicas = view.running_replicas
         if version.target is not None:  # list-versions' loaded and idle_reason
@@ -582,6 +610,18 @@ async def _settle(version: _Version) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
+
+
+def _shown(runtime_env: dict[str, Any]) -> dict[str, Any]:
+    """The runtime_env for the version's log: the names of the model's variables, not their
+    values, and no password of an index URL."""
+    shown = dict(runtime_env)
+    if shown.get("env_vars"):
+        shown["env_vars"] = sorted(shown["env_vars"])
+    uv = shown.get("uv")
+    if isinstance(uv, dict) and uv.get("uv_pip_install_options"):
+        shown["uv"] = {**uv, "uv_pip_install_options": shown_options(uv["uv_pip_install_options"])}
+    return shown
 
 
 def _key(version: _Version) -> tuple[str, str]:
