@@ -278,7 +278,10 @@ def test_gpus_custom_resources_and_a_hard_spread_per_replica() -> None:
     }
     assert options["max_replicas_per_node"] == 1
     assert plan.request() == {"CPU": 4.0, "memory": 8192 * 1024 * 1024, "GPU": 1.0, "a10g": 1}
-    assert plan.describe() == "1 replica, 4 CPU, 8192 MB, 1 GPU, 1 a10g each; at most 1 per node"
+    assert plan.describe() == (
+        "1 replica (none after 600 s without a request), 4 CPU, 8192 MB, 1 GPU, 1 a10g each; "
+        "at most 1 per node"
+    )
     # the GPU count is a tag too; the default spreads softly (no max_replicas_per_node)
     config = ClusterConfig("local-default", (("regserve.num_gpus", "0.5"),))
     options = plan_replicas(ClusterOptions.of(config, Settings()), nodes).deployment_options()
